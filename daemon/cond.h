@@ -11,8 +11,8 @@
 struct cond_input {
     const char *type;
     const char *user;
-    json_t *props;                /* object or NULL */
-    const mktd_profile *profile;  /* NULL for a user never seen */
+    json_t *props;               /* object or NULL */
+    const mktd_profile *profile; /* NULL for a user never seen */
     /* user.count.<type>; NULL callback: 0 */
     int64_t (*count)(void *arg, const char *user, const char *type);
     void *count_arg;

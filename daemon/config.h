@@ -25,26 +25,26 @@ enum field_kind {
 
 struct cond {
     enum field_kind field;
-    char *arg;         /* path or type; NULL for other fields */
+    char *arg; /* path or type; NULL for other fields */
     enum cond_op op;
-    json_t *value;     /* the YAML value as JSON (core schema); in/not_in:
-                          an array; exists: JSON true/false (absent value =
-                          true) */
+    json_t *value; /* the YAML value as JSON (core schema); in/not_in:
+                      an array; exists: JSON true/false (absent value =
+                      true) */
     const struct ynode *node;
 };
 
 struct campaign_cfg {
-    char *id;     /* [a-z0-9_-]{1,64}, unique */
-    char *plugin; /* [a-z0-9_-]{1,64} */
-    int enabled;  /* default 1 */
+    char *id;             /* [a-z0-9_-]{1,64}, unique */
+    char *plugin;         /* [a-z0-9_-]{1,64} */
+    int enabled;          /* default 1 */
     int64_t starts, ends; /* INT64_MIN / INT64_MAX when absent */
     int has_when;
     char **events; /* when.event: one or more types */
     size_t n_events;
     struct cond *conds; /* when.all */
     size_t n_conds;
-    const struct ynode *params; /* NULL when absent; owned by the doc */
-    const struct ynode *node;   /* the campaign's map */
+    const struct ynode *params;    /* NULL when absent; owned by the doc */
+    const struct ynode *node;      /* the campaign's map */
     const struct ynode *when_node; /* NULL when absent */
 };
 
@@ -56,14 +56,14 @@ struct config {
 
     char **listen; /* default {"tcp:127.0.0.1:7411"} */
     size_t n_listen;
-    char *http;     /* NULL when absent */
-    char *database; /* default "var/mktd.db" */
+    char *http;         /* NULL when absent */
+    char *database;     /* default "var/mktd.db" */
     char **plugin_dirs; /* default {"build/plugins"} */
     size_t n_plugin_dirs;
-    int clock_event;    /* clock: event */
-    int max_batch;      /* commit.max_batch, default 1024, 1..1000000 */
-    int max_delay_ms;   /* commit.max_delay_ms, default 2, 0..10000 */
-    int sync_full;      /* commit.synchronous: full */
+    int clock_event;         /* clock: event */
+    int max_batch;           /* commit.max_batch, default 1024, 1..1000000 */
+    int max_delay_ms;        /* commit.max_delay_ms, default 2, 0..10000 */
+    int sync_full;           /* commit.synchronous: full */
     int64_t max_event_bytes; /* default 65536, 64..16 MiB */
     int max_connections;     /* default 1024, 1..1000000 */
     int64_t max_http_body;   /* default 16 MiB */

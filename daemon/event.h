@@ -13,9 +13,9 @@ struct event {
     const char *type; /* 1..64 bytes of [a-z0-9_.-] */
     const char *user; /* 1..128 bytes, no NUL */
     int has_ts;
-    int64_t ts;       /* ms >= 0, when has_ts */
-    json_t *props;    /* an object (borrowed from root), or NULL */
-    json_t *root;     /* owns all of the above */
+    int64_t ts;    /* ms >= 0, when has_ts */
+    json_t *props; /* an object (borrowed from root), or NULL */
+    json_t *root;  /* owns all of the above */
 };
 
 struct decode_opts {
@@ -28,8 +28,7 @@ struct decode_opts {
  * detail ("missing field: user") and *echo_id: the id to echo in the answer
  * (malloc'd) or NULL for JSON null. *echo_id is also set on EV_OK. */
 enum ev_status event_decode(const char *line, size_t len, const struct decode_opts *o,
-                            struct event *ev, char *detail, size_t detail_len,
-                            char **echo_id);
+                            struct event *ev, char *detail, size_t detail_len, char **echo_id);
 void event_clear(struct event *ev);
 
 /* Props lookup by dot path (object keys only); NULL when absent or null. */

@@ -9,8 +9,8 @@
 #define MKTD_HOSTCOMMON_H
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <mktd/plugin.h>
+#include <stdarg.h>
 
 #include "util.h"
 #include "yaml.h"

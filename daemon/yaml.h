@@ -1,4 +1,12 @@
 /* The YAML config as a tree of nodes that keep their file:line:col. */
+/* This file shadows libyaml's <yaml.h> for code built with this directory on
+ * the include path. yaml.c defines MKTD_YAML_WANT_LIBYAML and includes
+ * <yaml.h>, which forwards to libyaml's header here. */
+#if defined(MKTD_YAML_WANT_LIBYAML) && !defined(MKTD_YAML_LIBYAML_DONE)
+#define MKTD_YAML_LIBYAML_DONE 1
+#include_next <yaml.h>
+#endif
+
 #ifndef MKTD_YAML_H
 #define MKTD_YAML_H
 

@@ -1,0 +1,30 @@
+/* Addresses as written in `listen`: "tcp:HOST:PORT" and "unix:PATH". */
+#ifndef MKTD_ADDR_H
+#define MKTD_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct addr {
+    int family; /* AF_INET, AF_INET6 or AF_UNIX */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+        struct sockaddr_un un;
+    } sa;
+#define un sa.un
+    socklen_t len;
+};
+
+int addr_parse(const char *s, struct addr *a, char *err, size_t errlen);
+/* "HOST:PORT" (HOST may be [v6]). */
+int addr_host_port(const char *s, char *host, size_t hostlen, int *port);
+/* Creates the parent directories of a file path (mkdir -p). */
+void addr_mkdir_parent(const char *path);
+/* A connected, blocking socket to the address, or -errno. */
+int addr_connect(const char *s, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,19 @@
+/* The command line's subcommands (spec section 6). */
+#ifndef MKTD_CLI_H
+#define MKTD_CLI_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+
+int cli_check(const char *config_path);
+int cli_send(const char *address, const char *file, int verbose);
+int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
+int cli_simulate(const char *config_path, const char *events_path, const char *until,
+                 char **plugin_dirs, size_t n_plugin_dirs);
+
+/* Prints actions with seq > since (of one campaign, when not NULL) as
+ * NDJSON; returns the last seq printed (or since), or -1 on error. */
+int64_t print_actions(sqlite3 *db, int64_t since, const char *campaign, FILE *out);
+
+#endif

@@ -1,0 +1,743 @@
+/*
+ * The daemon's event loop (libevent, one thread):
+ *
+ *   accept -> bufferevent read -> frame lines (size limit) -> ingest_line
+ *   (decode, engine, into the open batch) -> answers wait in the sink ->
+ *   commit (batch full, or the loop has nothing more to read) -> answers
+ *   written back in order.
+ *
+ * A sink is where answers go: a socket connection or an HTTP request.
+ * Backpressure: a batch never grows past commit.max_batch (it commits in
+ * the middle of reading), and a connection whose client does not read its
+ * answers stops being read until they drain.
+ */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "addr.h"
+#include "engine.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+
+#define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
+#define OUT_LOW (1u << 20)  /* and resume below this */
+
+struct server;
+
+struct sink {
+    struct server *srv;
+    struct evbuffer *pending; /* answers waiting for the commit */
+    int dirty;                /* in srv->dirty */
+    int failed;               /* a commit of its events failed */
+    struct sink *next_dirty;
+    void (*flush)(struct sink *); /* pending answers are committed: send them */
+};
+
+struct conn {
+    struct sink sink; /* first */
+    struct bufferevent *bev;
+    int discarding; /* dropping the rest of an oversize line */
+    int closing;    /* peer finished sending: close once answered */
+    int dead;       /* peer gone: free once not dirty */
+    int paused;     /* not reading: client is not reading its answers */
+    int busy;       /* inside conn_read_lines: do not free */
+    struct conn *prev, *next;
+};
+
+struct http_req {
+    struct sink sink; /* first */
+    struct evhttp_request *req;
+};
+
+struct server {
+    struct event_base *base;
+    char *config_path;
+    struct store *st;
+    struct engine eng;
+    struct evconnlistener **ls;
+    size_t n_ls;
+    struct evhttp *http;
+    struct conn *conns;
+    int n_conns;
+    int listeners_off;
+    struct sink *dirty;
+    struct event *commit_ev, *timer_ev, *watchdog_ev, *stop_ev;
+    struct event *sig_hup, *sig_term, *sig_int;
+    int stopping;
+    int64_t stop_deadline;
+    struct metrics m;
+};
+
+static const struct config *cfg_of(struct server *s)
+{
+    return s->eng.w->cfg;
+}
+
+static void notify(const char *msg)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, msg);
+#else
+    (void)msg;
+#endif
+}
+
+/* ---- answers and commits ---- */
+
+static void mark_dirty(struct sink *k)
+{
+    if (k->dirty)
+        return;
+    k->dirty = 1;
+    k->next_dirty = k->srv->dirty;
+    k->srv->dirty = k;
+    event_active(k->srv->commit_ev, 0, 0);
+}
+
+static void reschedule_timer(struct server *s);
+
+/* Commits the open batch and sends every waiting answer. */
+static void commit_and_flush(struct server *s)
+{
+    if (s->eng.in_batch) {
+        int n = s->eng.batch_n;
+        int64_t t0 = metrics_now_us();
+        int rc = engine_batch_commit(&s->eng);
+        metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
+        if (rc < 0) {
+            /* Nothing of the batch happened: its answers must not be sent.
+             * Close those clients so they know to send again. */
+            for (struct sink *k = s->dirty; k; k = k->next_dirty) {
+                evbuffer_drain(k->pending, evbuffer_get_length(k->pending));
+                k->failed = 1;
+            }
+        }
+    }
+    /* reverse the list: older sinks first (not required, but kind) */
+    struct sink *k = s->dirty, *rev = NULL;
+    s->dirty = NULL;
+    while (k) {
+        struct sink *next = k->next_dirty;
+        k->next_dirty = rev;
+        rev = k;
+        k = next;
+    }
+    while (rev) {
+        struct sink *next = rev->next_dirty;
+        rev->dirty = 0;
+        rev->next_dirty = NULL;
+        rev->flush(rev);
+        rev = next;
+    }
+    reschedule_timer(s);
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    commit_and_flush(arg);
+}
+
+/* One line into the batch; commits when the batch is full. */
+static void take_line(struct sink *k, const char *line, size_t len)
+{
+    struct server *s = k->srv;
+    enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
+    if (st == IN_NONE)
+        return;
+    metrics_status(&s->m, st);
+    mark_dirty(k);
+    if (s->eng.in_batch && s->eng.batch_n >= cfg_of(s)->max_batch)
+        commit_and_flush(s);
+}
+
+/* ---- wall-clock timers ---- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (engine_batch_begin(&s->eng) == 0) {
+        if (engine_advance(&s->eng, wall_ms()) < 0)
+            log_error("firing timers failed; they will be tried again");
+        s->eng.batch_n++;
+    }
+    commit_and_flush(s);
+}
+
+static void reschedule_timer(struct server *s)
+{
+    if (s->eng.clock_event || s->stopping)
+        return;
+    if (s->eng.next_due == INT64_MAX) {
+        evtimer_del(s->timer_ev);
+        return;
+    }
+    int64_t delay = s->eng.next_due - wall_ms();
+    if (delay < 0)
+        delay = 0;
+    if (delay > 3600000)
+        delay = 3600000;
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(s->timer_ev, &tv);
+}
+
+/* ---- socket connections ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct server *s = c->sink.srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bufferevent_free(c->bev);
+    evbuffer_free(c->sink.pending);
+    free(c);
+    s->n_conns--;
+    s->m.connections = s->n_conns;
+    if (s->listeners_off && !s->stopping && s->n_conns < cfg_of(s)->max_connections) {
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_enable(s->ls[i]);
+        s->listeners_off = 0;
+    }
+}
+
+static void conn_maybe_close(struct conn *c)
+{
+    if (c->sink.dirty || c->busy)
+        return;
+    if (c->dead || (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+                    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
+        conn_free(c);
+}
+
+static void conn_read_lines(struct conn *c)
+{
+    struct server *s = c->sink.srv;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int64_t max = cfg_of(s)->max_event_bytes;
+    c->busy++;
+    while (!c->dead) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH) {
+            if (!c->paused) {
+                c->paused = 1;
+                bufferevent_disable(c->bev, EV_READ);
+            }
+            break;
+        }
+        struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
+        size_t have = evbuffer_get_length(in);
+        if (p.pos < 0) {
+            if (c->discarding) {
+                evbuffer_drain(in, have);
+            } else if ((int64_t)have > max + 1) { /* + a possible '\r' */
+                ingest_too_large(c->sink.pending, max);
+                metrics_status(&s->m, IN_TOO_LARGE);
+                mark_dirty(&c->sink);
+                c->discarding = 1;
+                evbuffer_drain(in, have);
+            }
+            break;
+        }
+        size_t len = (size_t)p.pos;
+        if (c->discarding) {
+            c->discarding = 0;
+        } else if ((int64_t)len > max + 1) {
+            ingest_too_large(c->sink.pending, max);
+            metrics_status(&s->m, IN_TOO_LARGE);
+            mark_dirty(&c->sink);
+        } else {
+            const char *line = (const char *)evbuffer_pullup(in, (ssize_t)len + 1);
+            take_line(&c->sink, line, len);
+        }
+        evbuffer_drain(in, len + 1);
+    }
+    c->busy--;
+}
+
+static void conn_finish_input(struct conn *c);
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_read_lines(arg);
+    conn_maybe_close(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->paused && evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW) {
+        c->paused = 0;
+        if (c->closing) {
+            conn_finish_input(c);
+        } else {
+            bufferevent_enable(bev, EV_READ);
+            conn_read_lines(c);
+        }
+    }
+    conn_maybe_close(c);
+}
+
+/* End of stream: the last line may lack its newline. */
+static void conn_finish_input(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    conn_read_lines(c);
+    size_t have = evbuffer_get_length(in);
+    if (have > 0 && !c->paused && !c->dead) {
+        c->busy++;
+        if (!c->discarding) {
+            const char *line = (const char *)evbuffer_pullup(in, (ssize_t)have);
+            take_line(&c->sink, line, have);
+        }
+        evbuffer_drain(in, have);
+        c->busy--;
+    }
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_EOF) {
+        c->closing = 1;
+        bufferevent_disable(bev, EV_READ);
+        conn_finish_input(c);
+        conn_maybe_close(c);
+    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        c->dead = 1; /* its answers have nowhere to go; its events stay */
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        conn_maybe_close(c);
+    }
+}
+
+static void conn_flush(struct sink *k)
+{
+    struct conn *c = (struct conn *)k;
+    if (k->failed) {
+        /* the answers cannot be kept: the client must send again */
+        c->dead = 1;
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    }
+    if (!c->dead)
+        bufferevent_write_buffer(c->bev, k->pending);
+    else
+        evbuffer_drain(k->pending, evbuffer_get_length(k->pending));
+    conn_maybe_close(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct server *s = arg;
+    if (s->stopping) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->sink.srv = s;
+    c->sink.pending = evbuffer_new();
+    c->sink.flush = conn_flush;
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    s->m.connections = s->n_conns;
+    s->m.connections_total++;
+    if (s->n_conns >= cfg_of(s)->max_connections && !s->listeners_off) {
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_disable(s->ls[i]);
+        s->listeners_off = 1;
+        log_warn("max_connections (%d) reached: not accepting until one closes",
+                 cfg_of(s)->max_connections);
+    }
+}
+
+static int listen_all(struct server *s, const struct config *cfg)
+{
+    s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        struct addr a;
+        char err[256];
+        if (addr_parse(cfg->listen[i], &a, err, sizeof(err)) < 0) {
+            log_error("listen %s: %s", cfg->listen[i], err);
+            return -EINVAL;
+        }
+        if (a.family == AF_UNIX) {
+            struct stat sb;
+            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+                unlink(a.un.sun_path);
+            addr_mkdir_parent(a.un.sun_path);
+        }
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+        if (a.family != AF_UNIX)
+            flags |= LEV_OPT_REUSEABLE;
+        struct evconnlistener *l =
+            evconnlistener_new_bind(s->base, accept_cb, s, flags, 128, &a.sa.sa, a.len);
+        if (!l) {
+            log_error("listen %s: %s", cfg->listen[i], strerror(errno));
+            return -errno;
+        }
+        s->ls[s->n_ls++] = l;
+        log_info("listening on %s", cfg->listen[i]);
+    }
+    return 0;
+}
+
+/* ---- HTTP ---- */
+
+/* An HTTP body's answers are sent whole, once all of it is committed. */
+static void http_flush(struct sink *k) {}
+
+static void http_events(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_send_error(req, 405, "POST only");
+        return;
+    }
+    if (s->stopping) {
+        evhttp_send_error(req, 503, "stopping");
+        return;
+    }
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    if ((int64_t)n > cfg_of(s)->max_http_body) {
+        evhttp_send_error(req, 413, "body larger than max_http_body");
+        return;
+    }
+    struct http_req h = {.sink = {.srv = s, .pending = evbuffer_new(), .flush = http_flush},
+                         .req = req};
+    const char *p = (const char *)evbuffer_pullup(body, -1);
+    int64_t max = cfg_of(s)->max_event_bytes;
+    size_t i = 0;
+    while (i < n) {
+        const char *nl = memchr(p + i, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - (p + i)) : n - i;
+        if ((int64_t)len > max + 1) {
+            ingest_too_large(h.sink.pending, max);
+            metrics_status(&s->m, IN_TOO_LARGE);
+            mark_dirty(&h.sink);
+        } else {
+            take_line(&h.sink, p + i, len);
+        }
+        i += len + 1;
+    }
+    /* Answer now: commit what this body put in the batch. */
+    if (h.sink.dirty)
+        commit_and_flush(s);
+    if (h.sink.failed) {
+        evhttp_send_error(req, 503, "commit failed; nothing of this body was kept");
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/x-ndjson");
+        evhttp_send_reply(req, 200, "OK", h.sink.pending);
+    }
+    evbuffer_free(h.sink.pending);
+}
+
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"status\":\"%s\",\"campaigns\":%zu,\"connections\":%d}\n",
+                        s->stopping ? "stopping" : "ok", s->eng.w->n, s->n_conns);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, s->stopping ? 503 : 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    struct evbuffer *b = evbuffer_new();
+    metrics_render(&s->m, &s->eng, b);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static int http_start(struct server *s, const struct config *cfg)
+{
+    if (!cfg->http)
+        return 0;
+    char host[256];
+    int port;
+    if (addr_host_port(cfg->http, host, sizeof(host), &port) < 0) {
+        log_error("http %s: expected HOST:PORT", cfg->http);
+        return -EINVAL;
+    }
+    s->http = evhttp_new(s->base);
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_http_body);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_cb(s->http, "/v1/events", http_events, s);
+    evhttp_set_cb(s->http, "/v1/health", http_health, s);
+    evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    if (!evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)) {
+        log_error("http %s: cannot bind: %s", cfg->http, strerror(errno));
+        return -EIO;
+    }
+    log_info("http on %s", cfg->http);
+    return 0;
+}
+
+/* ---- reload ---- */
+
+static int same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Settings that only a restart may change. */
+static int reload_allowed(struct server *s, const struct config *nc)
+{
+    const struct config *oc = cfg_of(s);
+    const char *what = NULL;
+    if (strcmp(oc->database, nc->database) != 0)
+        what = "database";
+    else if (oc->clock_event != nc->clock_event)
+        what = "clock";
+    else if (!same_list(oc->listen, oc->n_listen, nc->listen, nc->n_listen))
+        what = "listen";
+    else if (!same_str(oc->http, nc->http))
+        what = "http";
+    if (what) {
+        log_error("reload refused: `%s` changed; that needs a restart", what);
+        return 0;
+    }
+    for (size_t i = 0; i < nc->n_campaigns; i++) {
+        struct campaign *c = engine_campaign(&s->eng, nc->campaigns[i].id);
+        if (c && strcmp(c->cfg->plugin, nc->campaigns[i].plugin) != 0) {
+            log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
+                      "needs a restart",
+                      c->cfg->id, c->cfg->plugin, nc->campaigns[i].plugin);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void reload(struct server *s)
+{
+    notify("RELOADING=1");
+    log_info("reloading %s", s->config_path);
+    struct errs errs = {0};
+    struct config *nc = config_load(s->config_path, &errs);
+    struct world *w = NULL;
+    if (nc && reload_allowed(s, nc))
+        w = world_build(nc, &errs);
+    if (!w) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.msg[i]);
+        log_error("reload failed; the running config stays");
+        if (nc)
+            config_free(nc);
+        errs_free(&errs);
+        s->m.reloads_failed++;
+        notify("READY=1");
+        return;
+    }
+    errs_free(&errs);
+    commit_and_flush(s); /* between batches */
+    char err[512];
+    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+        log_error("reload failed: %s; the running config stays", err);
+        world_free(w);
+        s->m.reloads_failed++;
+    } else {
+        log_level = nc->log_level;
+        log_info("reloaded: %zu campaigns", w->n);
+        s->m.reloads_ok++;
+    }
+    reschedule_timer(s);
+    notify("READY=1");
+}
+
+/* ---- signals, stop, watchdog ---- */
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    int pending = 0;
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (!c->dead && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            pending = 1;
+    if (!pending || wall_ms() >= s->stop_deadline) {
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(s->stop_ev, &tv);
+}
+
+static void stop(struct server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    notify("STOPPING=1");
+    log_info("stopping: committing what was read");
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_disable(s->ls[i]);
+    /* What was read is committed and answered; nothing more is read. */
+    for (struct conn *c = s->conns; c; c = c->next) {
+        bufferevent_disable(c->bev, EV_READ);
+        if (!c->dead)
+            conn_read_lines(c);
+    }
+    commit_and_flush(s);
+    s->stop_deadline = wall_ms() + 5000;
+    stop_check(-1, 0, s);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    if (sig == SIGHUP)
+        reload(s);
+    else
+        stop(s);
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    notify("WATCHDOG=1");
+}
+
+static void start_watchdog(struct server *s)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        s->watchdog_ev = event_new(s->base, -1, EV_PERSIST, watchdog_cb, s);
+        struct timeval tv = {.tv_sec = (time_t)(usec / 2 / 1000000),
+                             .tv_usec = (suseconds_t)(usec / 2 % 1000000)};
+        event_add(s->watchdog_ev, &tv);
+        log_info("watchdog every %llu ms", (unsigned long long)(usec / 2000));
+    }
+#else
+    (void)s;
+#endif
+}
+
+/* ---- run ---- */
+
+int server_run(const char *config_path)
+{
+    struct server srv, *s = &srv;
+    memset(s, 0, sizeof(*s));
+    s->config_path = xstrdup(config_path);
+    int code = 1;
+    struct errs errs = {0};
+    struct config *cfg = config_load(config_path, &errs);
+    struct world *w = cfg ? world_build(cfg, &errs) : NULL;
+    if (!w) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.msg[i]);
+        errs_free(&errs);
+        if (cfg)
+            config_free(cfg);
+        free(s->config_path);
+        return 1;
+    }
+    errs_free(&errs);
+    log_level = cfg->log_level;
+    char err[512];
+    addr_mkdir_parent(cfg->database);
+    if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0) {
+        log_error("database %s", err);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
+    engine_open(&s->eng, s->st, cfg->clock_event);
+    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        world_free(w);
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct event_config *ec = event_config_new();
+    s->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    event_base_priority_init(s->base, 2);
+    /* Commits run after every read that is ready: priority 1 of 0..1. */
+    s->commit_ev = event_new(s->base, -1, 0, commit_cb, s);
+    event_priority_set(s->commit_ev, 1);
+    s->timer_ev = evtimer_new(s->base, timer_cb, s);
+    s->stop_ev = evtimer_new(s->base, stop_check, s);
+    s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+    s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+    event_add(s->sig_hup, NULL);
+    event_add(s->sig_term, NULL);
+    event_add(s->sig_int, NULL);
+    if (listen_all(s, cfg) < 0 || http_start(s, cfg) < 0)
+        goto out;
+    metrics_init(&s->m);
+    start_watchdog(s);
+    reschedule_timer(s);
+    log_info("mktd ready: %zu campaigns, clock %s, database %s", s->eng.w->n,
+             cfg->clock_event ? "event" : "wall", cfg->database);
+    notify("READY=1");
+    event_base_dispatch(s->base);
+    commit_and_flush(s);
+    code = 0;
+    log_info("stopped");
+out:
+    while (s->conns)
+        conn_free(s->conns);
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_free(s->ls[i]);
+    free(s->ls);
+    if (s->http)
+        evhttp_free(s->http);
+    struct event *evs[] = {s->commit_ev, s->timer_ev, s->stop_ev, s->watchdog_ev,
+                           s->sig_hup,   s->sig_term, s->sig_int};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (s->base)
+        event_base_free(s->base);
+    engine_close(&s->eng);
+    store_close(s->st);
+    plugins_unload_all();
+    free(s->config_path);
+    return code;
+}

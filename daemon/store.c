@@ -1,0 +1,623 @@
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Every statement the daemon runs, prepared once. */
+enum {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_EVENT_INSERT,
+    Q_ACTION_INSERT,
+    Q_PROFILE_UPSERT,
+    Q_PROFILE_GET,
+    Q_USERS_ALL,
+    Q_COUNT_INC,
+    Q_COUNT_GET,
+    Q_COUNTED_ADD,
+    Q_COUNTED_LIST,
+    Q_META_GET,
+    Q_META_SET,
+    Q_STATE_GET,
+    Q_STATE_PUT,
+    Q_STATE_DEL,
+    Q_COUNTER_GET,
+    Q_COUNTER_SET,
+    Q_TIMER_SET,
+    Q_TIMER_DEL,
+    Q_TIMER_GET,
+    Q_TIMER_MIN,
+    Q_TIMERS_AT,
+    Q_UNIQUE_CLAIM,
+    Q_UNIQUE_OWNER,
+    Q_CAMPAIGN_SEEN,
+    Q_CONFIG_RECORD,
+    Q_LIVE_CLEAR,
+    Q_LIVE_ADD,
+    Q__COUNT
+};
+
+static const char *const sql[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT ev",
+    [Q_RELEASE] = "RELEASE ev",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO ev",
+    [Q_EVENT_INSERT] = "INSERT OR IGNORE INTO events(id) VALUES (?1)",
+    [Q_ACTION_INSERT] = "INSERT INTO actions(ts, campaign, kind, user, event_id, payload) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_PROFILE_UPSERT] =
+        "INSERT INTO users(id, events, orders, spent, first_seen, last_seen) "
+        "VALUES (?1, 1, ?2, ?3, ?4, ?4) ON CONFLICT(id) DO UPDATE SET "
+        "events = events + 1, orders = orders + ?2, "
+        "spent = CASE WHEN spent > 9223372036854775807 - ?3 THEN 9223372036854775807 "
+        "ELSE spent + ?3 END, "
+        "first_seen = min(first_seen, ?4), last_seen = max(last_seen, ?4) "
+        "RETURNING events, orders, spent, first_seen, last_seen",
+    [Q_PROFILE_GET] =
+        "SELECT events, orders, spent, first_seen, last_seen FROM users WHERE id = ?1",
+    [Q_USERS_ALL] = "SELECT id, events, orders, spent, first_seen, last_seen FROM users",
+    [Q_COUNT_INC] = "INSERT INTO user_counts(user, type, n) VALUES (?1, ?2, 1) "
+                    "ON CONFLICT(user, type) DO UPDATE SET n = n + 1",
+    [Q_COUNT_GET] = "SELECT n FROM user_counts WHERE user = ?1 AND type = ?2",
+    [Q_COUNTED_ADD] = "INSERT OR IGNORE INTO counted_types(type) VALUES (?1)",
+    [Q_COUNTED_LIST] = "SELECT type FROM counted_types ORDER BY type",
+    [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [Q_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [Q_STATE_GET] = "SELECT value FROM state WHERE campaign = ?1 AND user = ?2 AND key = ?3",
+    [Q_STATE_PUT] = "INSERT INTO state(campaign, user, key, value) VALUES (?1, ?2, ?3, ?4) "
+                    "ON CONFLICT(campaign, user, key) DO UPDATE SET value = excluded.value",
+    [Q_STATE_DEL] = "DELETE FROM state WHERE campaign = ?1 AND user = ?2 AND key = ?3",
+    [Q_COUNTER_GET] = "SELECT n FROM counters WHERE campaign = ?1 AND user = ?2 AND key = ?3",
+    [Q_COUNTER_SET] = "INSERT INTO counters(campaign, user, key, n) VALUES (?1, ?2, ?3, ?4) "
+                      "ON CONFLICT(campaign, user, key) DO UPDATE SET n = excluded.n",
+    [Q_TIMER_SET] = "INSERT INTO timers(campaign, user, name, due) VALUES (?1, ?2, ?3, ?4) "
+                    "ON CONFLICT(campaign, user, name) DO UPDATE SET due = excluded.due",
+    [Q_TIMER_DEL] = "DELETE FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
+    [Q_TIMER_GET] = "SELECT due FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
+    [Q_TIMER_MIN] = "SELECT min(due) FROM timers WHERE campaign IN (SELECT campaign FROM live)",
+    [Q_TIMERS_AT] = "SELECT campaign, user, name FROM timers WHERE due = ?1 "
+                    "AND campaign IN (SELECT campaign FROM live)",
+    [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
+    [Q_UNIQUE_OWNER] = "SELECT campaign FROM uniques WHERE ns = ?1 AND key = ?2",
+    [Q_CAMPAIGN_SEEN] = "INSERT OR IGNORE INTO campaigns(id, plugin) VALUES (?1, ?2)",
+    [Q_LIVE_CLEAR] = "DELETE FROM live",
+    [Q_LIVE_ADD] = "INSERT OR IGNORE INTO live(campaign) VALUES (?1)",
+    [Q_CONFIG_RECORD] = "INSERT INTO configs(loaded_at, path, hash, text) VALUES (?1, ?2, ?3, ?4)",
+};
+
+/* Schema migrations: migrations[i] takes version i to i + 1. */
+static const char *const migrations[] = {
+    "CREATE TABLE IF NOT EXISTS actions ("
+    "  seq      INTEGER PRIMARY KEY,"
+    "  ts       INTEGER NOT NULL,"
+    "  campaign TEXT NOT NULL,"
+    "  kind     TEXT NOT NULL,"
+    "  user     TEXT NOT NULL,"
+    "  event_id TEXT,"
+    "  payload  TEXT NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE events (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE users (id TEXT PRIMARY KEY, events INTEGER NOT NULL, orders INTEGER NOT NULL,"
+    "  spent INTEGER NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE user_counts (user TEXT NOT NULL, type TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY (user, type)) WITHOUT ROWID;"
+    "CREATE TABLE counted_types (type TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE state (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  value BLOB NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE counters (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  n INTEGER NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE timers (campaign TEXT NOT NULL, user TEXT NOT NULL, name TEXT NOT NULL,"
+    "  due INTEGER NOT NULL, PRIMARY KEY (campaign, user, name)) WITHOUT ROWID;"
+    "CREATE INDEX timers_due ON timers(due);"
+    "CREATE TABLE uniques (ns TEXT NOT NULL, key TEXT NOT NULL, campaign TEXT NOT NULL,"
+    "  PRIMARY KEY (ns, key)) WITHOUT ROWID;"
+    "CREATE TABLE campaigns (id TEXT PRIMARY KEY, plugin TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE configs (seq INTEGER PRIMARY KEY, loaded_at INTEGER NOT NULL,"
+    "  path TEXT NOT NULL, hash TEXT NOT NULL, text TEXT NOT NULL);",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q__COUNT];
+};
+
+const char *store_errmsg(struct store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
+
+struct sqlite3 *store_db(struct store *s)
+{
+    return s->db;
+}
+
+static int migrate(struct store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    int target = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    if (version > target) {
+        snprintf(err, errlen, "database schema version %d is newer than this mktd knows (%d)",
+                 version, target);
+        return -EINVAL;
+    }
+    for (; version < target; version++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "migrating the database to version %d: %s", version + 1,
+                     sqlite3_errmsg(s->db));
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return -EIO;
+        }
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+    return -EIO;
+}
+
+int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    char pragmas[256];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
+             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+             sync_full ? "FULL" : "NORMAL");
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (migrate(s, err, errlen) < 0)
+        goto fail;
+    /* The campaigns of the running config: timers of others wait. */
+    if (sqlite3_exec(s->db, "CREATE TEMP TABLE live (campaign TEXT PRIMARY KEY) WITHOUT ROWID",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    for (int i = 0; i < Q__COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) !=
+            SQLITE_OK) {
+            snprintf(err, errlen, "%s: preparing statement %d: %s", path, i, sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return -EIO;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+/* Runs a statement that returns no row (or whose rows are ignored). */
+static int run(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Binds the (campaign, user, key) triple every per-campaign table uses. */
+static sqlite3_stmt *ckey(struct store *s, int q, const char *campaign, const char *user,
+                          const char *key)
+{
+    sqlite3_stmt *st = s->q[q];
+    bind_text(st, 1, campaign);
+    bind_text(st, 2, user ? user : "");
+    bind_text(st, 3, key);
+    return st;
+}
+
+int store_begin(struct store *s)
+{
+    return run(s, s->q[Q_BEGIN]);
+}
+int store_commit(struct store *s)
+{
+    return run(s, s->q[Q_COMMIT]);
+}
+int store_rollback(struct store *s)
+{
+    return run(s, s->q[Q_ROLLBACK]);
+}
+int store_savepoint(struct store *s)
+{
+    return run(s, s->q[Q_SAVEPOINT]);
+}
+int store_release(struct store *s)
+{
+    return run(s, s->q[Q_RELEASE]);
+}
+int store_rollback_to(struct store *s)
+{
+    int rc = run(s, s->q[Q_ROLLBACK_TO]);
+    return rc ? rc : run(s, s->q[Q_RELEASE]);
+}
+
+int store_event_remember(struct store *s, const char *id)
+{
+    sqlite3_stmt *st = s->q[Q_EVENT_INSERT];
+    bind_text(st, 1, id);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 0 : 1;
+}
+
+int store_action_insert(struct store *s, int64_t ts, const char *campaign, const char *kind,
+                        const char *user, const char *event_id, const char *payload, int64_t *seq)
+{
+    sqlite3_stmt *st = s->q[Q_ACTION_INSERT];
+    sqlite3_bind_int64(st, 1, ts);
+    bind_text(st, 2, campaign);
+    bind_text(st, 3, kind);
+    bind_text(st, 4, user);
+    bind_text(st, 5, event_id);
+    bind_text(st, 6, payload);
+    if (run(s, st) < 0)
+        return -EIO;
+    if (seq)
+        *seq = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static void read_profile(sqlite3_stmt *st, int col, mktd_profile *p)
+{
+    p->events = sqlite3_column_int64(st, col);
+    p->orders = sqlite3_column_int64(st, col + 1);
+    p->spent = sqlite3_column_int64(st, col + 2);
+    p->first_seen = sqlite3_column_int64(st, col + 3);
+    p->last_seen = sqlite3_column_int64(st, col + 4);
+}
+
+int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
+                         int64_t amount, mktd_profile *out)
+{
+    sqlite3_stmt *st = s->q[Q_PROFILE_UPSERT];
+    bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 2, is_order ? 1 : 0);
+    sqlite3_bind_int64(st, 3, is_order && amount > 0 ? amount : 0);
+    sqlite3_bind_int64(st, 4, ts);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_profile(st, 0, out);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    done(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_profile_get(struct store *s, const char *user, mktd_profile *out)
+{
+    sqlite3_stmt *st = s->q[Q_PROFILE_GET];
+    bind_text(st, 1, user);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_profile(st, 0, out);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_users_foreach(struct store *s, int (*cb)(void *, const char *, const mktd_profile *),
+                        void *arg)
+{
+    /* A separate statement: the callback may use the prepared ones. */
+    sqlite3_stmt *st = s->q[Q_USERS_ALL];
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        mktd_profile p;
+        read_profile(st, 1, &p);
+        ret = cb(arg, (const char *)sqlite3_column_text(st, 0), &p);
+        if (ret)
+            break;
+    }
+    done(st);
+    if (ret)
+        return ret;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_count_inc(struct store *s, const char *user, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNT_INC];
+    bind_text(st, 1, user);
+    bind_text(st, 2, type);
+    return run(s, st);
+}
+
+int64_t store_count_get(struct store *s, const char *user, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNT_GET];
+    bind_text(st, 1, user);
+    bind_text(st, 2, type);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    done(st);
+    return n;
+}
+
+int store_counted_add(struct store *s, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNTED_ADD];
+    bind_text(st, 1, type);
+    return run(s, st);
+}
+
+int store_counted_list(struct store *s, char ***types, size_t *n)
+{
+    sqlite3_stmt *st = s->q[Q_COUNTED_LIST];
+    char **v = NULL;
+    size_t k = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = xrealloc(v, (k + 1) * sizeof(*v));
+        v[k++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+    }
+    done(st);
+    *types = v;
+    *n = k;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_meta_get(struct store *s, const char *key, int64_t *val)
+{
+    sqlite3_stmt *st = s->q[Q_META_GET];
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *val = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_meta_set(struct store *s, const char *key, int64_t val)
+{
+    sqlite3_stmt *st = s->q[Q_META_SET];
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, val);
+    return run(s, st);
+}
+
+int store_state_get(struct store *s, const char *campaign, const char *user, const char *key,
+                    char **val, size_t *len)
+{
+    sqlite3_stmt *st = ckey(s, Q_STATE_GET, campaign, user, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        const void *p = sqlite3_column_blob(st, 0);
+        *val = xmalloc(n + 1);
+        if (n)
+            memcpy(*val, p, n);
+        (*val)[n] = 0;
+        if (len)
+            *len = n;
+    }
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_state_put(struct store *s, const char *campaign, const char *user, const char *key,
+                    const void *val, size_t len)
+{
+    sqlite3_stmt *st = ckey(s, Q_STATE_PUT, campaign, user, key);
+    sqlite3_bind_blob(st, 4, len ? val : "", (int)len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_state_del(struct store *s, const char *campaign, const char *user, const char *key)
+{
+    return run(s, ckey(s, Q_STATE_DEL, campaign, user, key));
+}
+
+int64_t store_counter_get(struct store *s, const char *campaign, const char *user, const char *key)
+{
+    sqlite3_stmt *st = ckey(s, Q_COUNTER_GET, campaign, user, key);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    done(st);
+    return n;
+}
+
+int store_counter_set(struct store *s, const char *campaign, const char *user, const char *key,
+                      int64_t v)
+{
+    sqlite3_stmt *st = ckey(s, Q_COUNTER_SET, campaign, user, key);
+    sqlite3_bind_int64(st, 4, v);
+    return run(s, st);
+}
+
+int store_timer_set(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_SET, campaign, user, name);
+    sqlite3_bind_int64(st, 4, due);
+    return run(s, st);
+}
+
+int store_timer_del(struct store *s, const char *campaign, const char *user, const char *name)
+{
+    return run(s, ckey(s, Q_TIMER_DEL, campaign, user, name));
+}
+
+int store_timer_get(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t *due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_GET, campaign, user, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *due = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int64_t store_timer_min(struct store *s)
+{
+    sqlite3_stmt *st = s->q[Q_TIMER_MIN];
+    int64_t v = INT64_MAX;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    done(st);
+    return v;
+}
+
+int store_timers_next(struct store *s, int64_t until, struct timer_row **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    int64_t due = store_timer_min(s);
+    if (due == INT64_MAX || due > until)
+        return 0;
+    sqlite3_stmt *st = s->q[Q_TIMERS_AT];
+    sqlite3_bind_int64(st, 1, due);
+    struct timer_row *v = NULL;
+    size_t k = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = xrealloc(v, cap * sizeof(*v));
+        }
+        v[k].due = due;
+        v[k].campaign = xstrdup((const char *)sqlite3_column_text(st, 0));
+        v[k].user = xstrdup((const char *)sqlite3_column_text(st, 1));
+        v[k].name = xstrdup((const char *)sqlite3_column_text(st, 2));
+        k++;
+    }
+    done(st);
+    *rows = v;
+    *n = k;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+void store_timer_rows_free(struct timer_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].campaign);
+        free(rows[i].user);
+        free(rows[i].name);
+    }
+    free(rows);
+}
+
+int store_unique_claim(struct store *s, const char *ns, const char *key, const char *campaign)
+{
+    sqlite3_stmt *st = s->q[Q_UNIQUE_CLAIM];
+    bind_text(st, 1, ns);
+    bind_text(st, 2, key);
+    bind_text(st, 3, campaign);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 0 : -EEXIST;
+}
+
+int store_unique_owner(struct store *s, const char *ns, const char *key, char **campaign)
+{
+    sqlite3_stmt *st = s->q[Q_UNIQUE_OWNER];
+    bind_text(st, 1, ns);
+    bind_text(st, 2, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *campaign = xstrdup((const char *)sqlite3_column_text(st, 0));
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_campaign_seen(struct store *s, const char *id, const char *plugin)
+{
+    sqlite3_stmt *st = s->q[Q_CAMPAIGN_SEEN];
+    bind_text(st, 1, id);
+    bind_text(st, 2, plugin);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 1 : 0;
+}
+
+/* A short, stable fingerprint of a config text (FNV-1a 64), as hex. */
+static void fingerprint(const char *text, size_t len, char out[17])
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)text[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+int store_config_record(struct store *s, const char *path, const char *text, size_t len, int64_t at)
+{
+    char hash[17];
+    fingerprint(text, len, hash);
+    sqlite3_stmt *st = s->q[Q_CONFIG_RECORD];
+    sqlite3_bind_int64(st, 1, at);
+    bind_text(st, 2, path);
+    bind_text(st, 3, hash);
+    sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_set_live(struct store *s, char *const *ids, size_t n)
+{
+    if (run(s, s->q[Q_LIVE_CLEAR]) < 0)
+        return -EIO;
+    for (size_t i = 0; i < n; i++) {
+        bind_text(s->q[Q_LIVE_ADD], 1, ids[i]);
+        if (run(s, s->q[Q_LIVE_ADD]) < 0)
+            return -EIO;
+    }
+    return 0;
+}

@@ -1,0 +1,89 @@
+/* The SQLite store: every table the daemon keeps (spec section 5 and the
+ * state behind the host API). One writer connection; the caller brackets
+ * work in batches (a transaction) and events (a savepoint). */
+#ifndef MKTD_STORE_H
+#define MKTD_STORE_H
+
+#include <mktd/plugin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* Opens (creating the file and parent-less path as needed) and migrates.
+ * path ":memory:" gives a throw-away database. */
+int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen);
+void store_close(struct store *s);
+const char *store_errmsg(struct store *s);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+int store_savepoint(struct store *s);
+int store_release(struct store *s);
+int store_rollback_to(struct store *s); /* and release */
+
+/* 0 newly remembered, 1 seen before, <0 error. */
+int store_event_remember(struct store *s, const char *id);
+
+int store_action_insert(struct store *s, int64_t ts, const char *campaign, const char *kind,
+                        const char *user, const char *event_id, const char *payload, int64_t *seq);
+
+/* Profile: updated for an input event, read for conditions and plugins. */
+int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
+                         int64_t amount, mktd_profile *out);
+int store_profile_get(struct store *s, const char *user, mktd_profile *out); /* -ENOENT */
+int store_users_foreach(struct store *s, int (*cb)(void *, const char *, const mktd_profile *),
+                        void *arg);
+int store_count_inc(struct store *s, const char *user, const char *type);
+int64_t store_count_get(struct store *s, const char *user, const char *type);
+/* Types counted for user.count.<type>: once named, counted for good. */
+int store_counted_add(struct store *s, const char *type);
+/* Fills *types (malloc'd array of malloc'd strings). */
+int store_counted_list(struct store *s, char ***types, size_t *n);
+
+int store_meta_get(struct store *s, const char *key, int64_t *val); /* -ENOENT */
+int store_meta_set(struct store *s, const char *key, int64_t val);
+
+/* Keyed state; user "" is campaign-wide. *val is malloc'd. */
+int store_state_get(struct store *s, const char *campaign, const char *user, const char *key,
+                    char **val, size_t *len);
+int store_state_put(struct store *s, const char *campaign, const char *user, const char *key,
+                    const void *val, size_t len);
+int store_state_del(struct store *s, const char *campaign, const char *user, const char *key);
+
+int64_t store_counter_get(struct store *s, const char *campaign, const char *user, const char *key);
+int store_counter_set(struct store *s, const char *campaign, const char *user, const char *key,
+                      int64_t v);
+
+int store_timer_set(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t due);
+int store_timer_del(struct store *s, const char *campaign, const char *user, const char *name);
+int store_timer_get(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t *due);
+/* The campaign ids whose timers fire (the running config's). */
+int store_set_live(struct store *s, char *const *ids, size_t n);
+/* Smallest due of the live campaigns' timers; INT64_MAX when none. */
+int64_t store_timer_min(struct store *s);
+
+struct timer_row {
+    int64_t due;
+    char *campaign, *user, *name;
+};
+/* The live timers with the smallest due <= until (all of them with that due). */
+int store_timers_next(struct store *s, int64_t until, struct timer_row **rows, size_t *n);
+void store_timer_rows_free(struct timer_row *rows, size_t n);
+
+int store_unique_claim(struct store *s, const char *ns, const char *key, const char *campaign);
+int store_unique_owner(struct store *s, const char *ns, const char *key, char **campaign);
+
+/* 1 when the campaign id was new (and is now recorded), 0 when known. */
+int store_campaign_seen(struct store *s, const char *id, const char *plugin);
+int store_config_record(struct store *s, const char *path, const char *text, size_t len,
+                        int64_t at);
+
+struct sqlite3 *store_db(struct store *s);
+
+#endif
