@@ -74,8 +74,7 @@ static int get_int_range(struct cctx *c, const struct ynode *n, const char *name
                          int64_t max, int64_t *out)
 {
     int64_t v;
-    if (n->kind == Y_SCALAR && ynode_resolve(n, &v, NULL, NULL) == YS_INT && v >= min &&
-        v <= max) {
+    if (n->kind == Y_SCALAR && ynode_resolve(n, &v, NULL, NULL) == YS_INT && v >= min && v <= max) {
         *out = v;
         return 0;
     }
@@ -143,7 +142,8 @@ static int get_duration(struct cctx *c, const struct ynode *n, const char *name,
         *out = ms;
         return 0;
     }
-    cerr(c, n, "%s: must be a duration like 250ms, 90s, 15m, 12h or 7d (a plain integer is seconds)",
+    cerr(c, n,
+         "%s: must be a duration like 250ms, 90s, 15m, 12h or 7d (a plain integer is seconds)",
          name);
     return -1;
 }
@@ -288,8 +288,8 @@ static int type_ok(const char *s)
 
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
-    static const char *const keys[] = {"listen", "http", "database", "plugin_dirs", "clock",
-                                       "commit", "limits", "log", NULL};
+    static const char *const keys[] = {"listen", "http",   "database", "plugin_dirs", "clock",
+                                       "commit", "limits", "log",      NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes", "max_connections", "max_http_body",
                                              "max_future", NULL};
@@ -328,7 +328,8 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
         }
     }
     if (cfg->n_listen == 0 && !cfg->http)
-        cerr(c, ynode_get(d, "listen"), "listen: empty, and no http address: no way to send events");
+        cerr(c, ynode_get(d, "listen"),
+             "listen: empty, and no http address: no way to send events");
     if ((n = get(d, "database"))) {
         char *s;
         if (get_string(c, n, "database", &s) == 0) {
@@ -377,8 +378,8 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
 
 /* ---- conditions ---- */
 
-static const char *const op_names[] = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in",
-                                       "exists", NULL};
+static const char *const op_names[] = {"eq",  "ne", "gt",     "gte",    "lt",
+                                       "lte", "in", "not_in", "exists", NULL};
 
 static int parse_field(const char *s, size_t len, struct cond *k)
 {
@@ -662,8 +663,7 @@ void config_free(struct config *c)
     free(c);
 }
 
-struct config *config_load_string(const char *name, const char *text, size_t len,
-                                  struct errs *errs)
+struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
 {
     static const char *const keys[] = {"daemon", "campaigns", NULL};
     struct errs local = {0};

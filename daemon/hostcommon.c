@@ -56,8 +56,7 @@ static int report(struct ctx_base *b, const struct ynode *n, const char *msg)
     if (at)
         r = id ? asprintf(&full, "%s:%d:%d: campaign %s: %s", at->file ? at->file : "?", at->line,
                           at->col, id, msg)
-               : asprintf(&full, "%s:%d:%d: %s", at->file ? at->file : "?", at->line, at->col,
-                          msg);
+               : asprintf(&full, "%s:%d:%d: %s", at->file ? at->file : "?", at->line, at->col, msg);
     else
         r = id ? asprintf(&full, "campaign %s: %s", id, msg) : asprintf(&full, "%s", msg);
     if (r < 0)

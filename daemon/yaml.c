@@ -154,8 +154,7 @@ static void check_anchor(struct builder *b, const yaml_char_t *anchor, const yam
 }
 
 /* Tags: "!" and "!!str" make a scalar a string; others are refused. */
-static int check_tag(struct builder *b, const yaml_char_t *tag, const yaml_mark_t *m,
-                     int scalar)
+static int check_tag(struct builder *b, const yaml_char_t *tag, const yaml_mark_t *m, int scalar)
 {
     if (!tag)
         return 0;

@@ -298,23 +298,26 @@ static int handle_used(mktd_ctx *ctx, const mktd_event *ev)
 
 /* ---- issue ---- */
 
-/* prefix + CODE_CHARS characters of code_alphabet, each drawn uniformly. */
+/* prefix + CODE_CHARS characters of code_alphabet, each drawn uniformly:
+ * one random byte per character, bytes >= BYTE_LIMIT drawn again. Only the
+ * bytes still needed are asked for, so the host's stream maps to the code
+ * one byte at a time. */
 static int make_code(const struct coupon *c, char *out, size_t size)
 {
     size_t plen = strlen(c->prefix), n = 0;
-    unsigned char buf[32];
+    unsigned char buf[CODE_CHARS];
 
     if (plen + CODE_CHARS + 1 > size)
         return -ENAMETOOLONG;
     memcpy(out, c->prefix, plen);
     while (n < CODE_CHARS) {
-        int rc = host->random_bytes(buf, sizeof buf);
+        size_t want = CODE_CHARS - n;
+        int rc = host->random_bytes(buf, want);
         if (rc < 0)
             return rc;
-        for (size_t i = 0; i < sizeof buf && n < CODE_CHARS; i++) {
-            if (buf[i] >= BYTE_LIMIT)
-                continue;
-            out[plen + n++] = code_alphabet[buf[i] % ALPHABET_LEN];
+        for (size_t i = 0; i < want; i++) {
+            if (buf[i] < BYTE_LIMIT)
+                out[plen + n++] = code_alphabet[buf[i] % ALPHABET_LEN];
         }
     }
     out[plen + n] = '\0';

@@ -81,7 +81,7 @@ static enum yscalar res(const char *text, int64_t *i, double *d, int *b)
     struct sbuf sb = {0};
     sb_fmt(&sb, "v: %s\n", text);
     struct ydoc *doc = yload(sb.s, &e);
-    enum yscalar r = (enum yscalar)-1;
+    enum yscalar r = (enum yscalar) - 1;
     if (doc)
         r = ynode_resolve(ynode_get(doc->root, "v"), i, d, b);
     ydoc_free(doc);
@@ -263,8 +263,7 @@ static void test_yaml_errors(void)
     YAML_ERR("x: {k: 1, k: 2}\n", "t.yaml:1:11: duplicate key 'k' (first at line 1, column 5)");
     YAML_ERR("a: &x 1\nb: *x\n", "t.yaml:1:4: anchors (&x) are not supported; write the value out\n"
                                  "t.yaml:2:4: aliases (*x) are not supported; write the value out");
-    YAML_ERR("a: 1\n---\nb: 2\n",
-             "t.yaml:2:1: more than one document; a config is one document");
+    YAML_ERR("a: 1\n---\nb: 2\n", "t.yaml:2:1: more than one document; a config is one document");
     YAML_ERR("? [a]\n: 1\n", "t.yaml:1:3: map keys must be scalars");
     YAML_ERR("{[1]: 2}\n", "t.yaml:1:2: map keys must be scalars");
     YAML_ERR("a: !!int 5\n", "t.yaml:1:4: tag 'tag:yaml.org,2002:int' is not supported");
@@ -280,8 +279,8 @@ static void test_yaml_errors(void)
 
     /* Garbage never crashes, and always gives one error with a position. */
     static const char *const garbage[] = {
-        "\x01\x02\x03",    "a: \xff\xfe\n", "\xc3(", "a: b: c: [\n", "]]]]", "{{{{", "- - - -\n  x: :",
-        "\t- a\n", "a: 'x", "&a [*a]",
+        "\x01\x02\x03", "a: \xff\xfe\n",   "\xc3(",   "a: b: c: [\n", "]]]]",
+        "{{{{",         "- - - -\n  x: :", "\t- a\n", "a: 'x",        "&a [*a]",
     };
     for (size_t k = 0; k < sizeof(garbage) / sizeof(garbage[0]); k++) {
         struct errs e = {0};
@@ -661,14 +660,13 @@ static void test_config_daemon_errors(void)
     /* Syntax errors come out of config_load_string as they are. */
     CFG_ERR("daemon: {\n",
             "t.yaml:2:1: syntax error: did not find expected node content (while parsing a flow "
-            "node at line 2, column 1)");
+            "node)");
 }
 
 static void test_config_campaign_errors(void)
 {
     CFG_ERR("campaigns:\n  - id: a\n", "t.yaml:2:5: campaign a: missing required key 'plugin'");
-    CFG_ERR("campaigns:\n  - plugin: x\n",
-            "t.yaml:2:5: campaign #1: missing required key 'id'");
+    CFG_ERR("campaigns:\n  - plugin: x\n", "t.yaml:2:5: campaign #1: missing required key 'id'");
     CFG_ERR("campaigns:\n  - 5\n", "t.yaml:2:5: campaign #1: must be a map {id, plugin, ...}");
     CFG_ERR("campaigns:\n  - {id: A, plugin: x}\n",
             "t.yaml:2:10: campaign #1: id: must be 1-64 characters of [a-z0-9_-]");
@@ -1078,9 +1076,8 @@ static void test_host_config(void)
     errs_free(&e);
 
     /* check_keys and config_error. */
-    static const char *const allowed[] = {"n", "big", "q", "f", "s", "num", "nul",
-                                          "b", "bq", "dur", "dsec", "dbad", "list", "map",
-                                          NULL};
+    static const char *const allowed[] = {"n",  "big", "q",    "f",    "s",    "num", "nul", "b",
+                                          "bq", "dur", "dsec", "dbad", "list", "map", NULL};
     CHECK_INT(h.check_keys(cx, p, allowed), -EINVAL);
     CHECK_INT(e.n, 1);
     CHECK_STR(e.msg[0], "t.yaml:18:5: campaign c1: unknown key 'zero' (allowed: n, big, q, f, "

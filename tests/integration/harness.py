@@ -1,0 +1,199 @@
+"""Helpers for integration tests: the real mktd binary, real sockets, the
+real SQLite file. Paths come from the environment ctest sets (MKTD_BIN,
+MKTD_PLUGINS, MKTD_TEST_PLUGINS, MKTD_SRC), with defaults for a build/ dir.
+"""
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import textwrap
+import time
+import urllib.request
+
+SRC = os.environ.get("MKTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+BIN = os.environ.get("MKTD_BIN", os.path.join(SRC, "build/mktd"))
+PLUGINS = os.environ.get("MKTD_PLUGINS", os.path.join(SRC, "build/plugins"))
+TEST_PLUGINS = os.environ.get("MKTD_TEST_PLUGINS", os.path.join(SRC, "build/tests/plugins"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def mktd(*args, input=None, cwd=None, timeout=60):
+    """Runs the mktd command line; returns CompletedProcess (text)."""
+    return subprocess.run([BIN, *args], input=input, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def lines_of(events):
+    """Events (dicts or strings) as NDJSON bytes."""
+    out = []
+    for e in events:
+        out.append(e if isinstance(e, (str, bytes)) else json.dumps(e))
+    return b"".join((x.encode() if isinstance(x, str) else x) + b"\n" for x in out)
+
+
+class Daemon:
+    """A mktd daemon in its own temp dir.
+
+    campaigns: YAML text of the `campaigns:` list (may be "[]").
+    daemon: extra YAML lines for the `daemon:` map (indented for you).
+    """
+
+    def __init__(self, campaigns="[]", clock="event", http=False, daemon="", plugin_dirs=None,
+                 start=True):
+        self.dir = tempfile.mkdtemp(prefix="mktd-it-")
+        self.port = free_port()
+        self.http_port = free_port() if http else None
+        self.sock = os.path.join(self.dir, "mktd.sock")
+        self.db = os.path.join(self.dir, "mktd.db")
+        self.config = os.path.join(self.dir, "mktd.yaml")
+        self.plugin_dirs = plugin_dirs or [PLUGINS, TEST_PLUGINS]
+        self.clock = clock
+        self.extra = daemon
+        self.proc = None
+        self.logfile = os.path.join(self.dir, "stderr.log")
+        self.write_config(campaigns)
+        if start:
+            self.start()
+
+    def config_text(self, campaigns):
+        http = f'  http: "127.0.0.1:{self.http_port}"\n' if self.http_port else ""
+        extra = textwrap.indent(textwrap.dedent(self.extra).strip("\n"), "  ") + "\n" if self.extra else ""
+        dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
+        camp = textwrap.dedent(campaigns).strip("\n")
+        if not camp.startswith("[") and not camp.startswith("-"):
+            camp = camp
+        body = camp if camp.startswith("[") else "\n" + textwrap.indent(camp, "  ")
+        return (f"daemon:\n"
+                f'  listen: ["tcp:127.0.0.1:{self.port}", "unix:{self.sock}"]\n'
+                f"{http}"
+                f"  database: {self.db}\n"
+                f"  plugin_dirs: [{dirs}]\n"
+                f"  clock: {self.clock}\n"
+                f"{extra}"
+                f"campaigns: {body}\n")
+
+    def write_config(self, campaigns):
+        with open(self.config, "w") as f:
+            f.write(self.config_text(campaigns))
+
+    def start(self, wait=True):
+        self.log_fh = open(self.logfile, "ab")
+        self.proc = subprocess.Popen([BIN, "-c", self.config], stdout=self.log_fh, stderr=self.log_fh,
+                                     cwd=self.dir)
+        if wait:
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"mktd exited {self.proc.returncode}:\n{self.log()}")
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                    return
+                except OSError:
+                    time.sleep(0.02)
+            raise RuntimeError("mktd did not start listening:\n" + self.log())
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, campaigns=None, wait=0.5):
+        if campaigns is not None:
+            self.write_config(campaigns)
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(wait)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stops the daemon; returns its exit code."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log_fh.close()
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log_fh.close()
+
+    def connect(self, unix=False):
+        if unix:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.sock)
+        else:
+            s = socket.create_connection(("127.0.0.1", self.port))
+        s.settimeout(30)
+        return s
+
+    def send_raw(self, data, unix=False, expect=None):
+        """Sends bytes on a new connection, half-closes, reads every answer
+        until the daemon closes. Returns the answers as dicts."""
+        s = self.connect(unix)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        s.close()
+        return [json.loads(x) for x in buf.split(b"\n") if x.strip()]
+
+    def send(self, events, unix=False):
+        return self.send_raw(lines_of(events), unix=unix)
+
+    def http(self, method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def db_rows(self, sql, args=()):
+        c = sqlite3.connect(self.db, timeout=10)
+        try:
+            return c.execute(sql, args).fetchall()
+        finally:
+            c.close()
+
+    def actions(self, campaign=None):
+        """Rows of the actions table as dicts, payload parsed, by seq."""
+        q = "SELECT seq, ts, campaign, kind, user, event_id, payload FROM actions"
+        args = ()
+        if campaign:
+            q += " WHERE campaign = ?"
+            args = (campaign,)
+        rows = self.db_rows(q + " ORDER BY seq", args)
+        return [dict(seq=r[0], ts=r[1], campaign=r[2], kind=r[3], user=r[4], event_id=r[5],
+                     payload=json.loads(r[6])) for r in rows]
+
+    def close(self):
+        self.stop()
+
+
+def ok(answer, actions=None):
+    assert answer["status"] == "ok", answer
+    if actions is not None:
+        assert answer["actions"] == actions, answer

@@ -1,0 +1,294 @@
+/*
+ * probe — a plugin for tests that exercises the whole host API.
+ *
+ * Params (all optional; unknown keys are refused):
+ *   emit_on: [type, ...]  a type or a list of types; a matched event of one
+ *                         of them (input or internal) records a hit
+ *   limit: N              the most hits per user (default: no limit)
+ *   remember: bool        hits store props.value (as JSON) per user and show
+ *                         the previous one
+ *   timer_after: duration arms a timer on matched `probe.arm` events
+ *   chain: bool           matched internal events record `probe.chain`
+ *
+ * The probe acts only on events flagged MKTD_F_MATCH (so `enabled`,
+ * `starts`/`ends` and `when` decide). On such an event, in this order:
+ *
+ *   - props.fail is true: records action `probe.doomed`, per-user state
+ *     "doomed", timer "doomed" (now + 1s) and counter "doomed", then fails
+ *     with -EIO: the host must undo all of it.
+ *   - type `probe.arm` (with timer_after): sets the timer named props.name
+ *     (default "t") of the event's user, due at props.due (an integer) or
+ *     now + timer_after.
+ *   - type `probe.disarm`: cancels the timer named props.name (default "t")
+ *     and records `probe.disarmed` {"name", "had": its due, or -1}.
+ *   - type in emit_on: adds 1 to the per-user counter "hits" under `limit`
+ *     and records, for props.to (a string) or else the event's user,
+ *     `probe.hit` (or `probe.limited` when the counter refused) with payload
+ *       {"n": per-user hits after, "total": campaign-wide hits after,
+ *        "seen": type, "depth": depth, "ts": the event's ts,
+ *        "now": host now, "events": user.events of the event's user
+ *        (-1 when never seen), "from": the source campaign (internal
+ *        events only), "prev": the remembered value before (remember only;
+ *        null when none)}
+ *   - chain, and an internal event: records `probe.chain`
+ *       {"depth", "kind": the event's type, "from": its source campaign}
+ *
+ * A timer that falls due records `probe.timer` {"due", "name", "now"} for
+ * its user when the flags say MKTD_F_ACTIVE, and nothing otherwise.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mktd/plugin.h>
+
+#define MAX_TYPES 16
+#define TYPE_MAX 64
+
+static const mktd_host *host;
+
+struct probe {
+    char emit_on[MAX_TYPES][TYPE_MAX + 1];
+    size_t n_emit_on;
+    int64_t limit; /* -1: none */
+    int remember;
+    int has_timer;
+    int64_t timer_after; /* ms */
+    int chain;
+};
+
+static int add_type(mktd_ctx *ctx, struct probe *p, const mktd_node *n)
+{
+    const char *s;
+    if (host->node_str(ctx, n, &s) < 0)
+        return -EINVAL;
+    if (!s || !*s || strlen(s) > TYPE_MAX)
+        return host->config_error(ctx, n, "emit_on: a type is 1-%d bytes", TYPE_MAX);
+    if (p->n_emit_on == MAX_TYPES)
+        return host->config_error(ctx, n, "emit_on: at most %d types", MAX_TYPES);
+    strcpy(p->emit_on[p->n_emit_on++], s);
+    return 0;
+}
+
+static int parse_emit_on(mktd_ctx *ctx, const mktd_node *params, struct probe *p)
+{
+    const mktd_node *n = host->node_get(params, "emit_on");
+    int rc = 0;
+    if (!n)
+        return 0;
+    if (host->node_kind(n) == MKTD_NODE_SCALAR)
+        return add_type(ctx, p, n);
+    if (host->node_kind(n) != MKTD_NODE_SEQ)
+        return host->config_error(ctx, n, "emit_on: a type or a list of types");
+    for (size_t i = 0; i < host->node_len(n); i++)
+        if (add_type(ctx, p, host->node_at(n, i)) < 0)
+            rc = -EINVAL;
+    return rc;
+}
+
+static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
+{
+    static const char *const keys[] = {"emit_on",     "limit", "remember",
+                                       "timer_after", "chain", NULL};
+    struct probe *p = calloc(1, sizeof(*p));
+    int rc = 0;
+    if (!p)
+        return -ENOMEM;
+    p->limit = -1;
+    if (host->check_keys(ctx, params, keys) < 0)
+        rc = -EINVAL;
+    if (parse_emit_on(ctx, params, p) < 0)
+        rc = -EINVAL;
+    if (host->get_int(ctx, params, "limit", 0, -1, 0, INT64_MAX, &p->limit) < 0)
+        rc = -EINVAL;
+    if (host->get_bool(ctx, params, "remember", 0, 0, &p->remember) < 0)
+        rc = -EINVAL;
+    if (host->get_bool(ctx, params, "chain", 0, 0, &p->chain) < 0)
+        rc = -EINVAL;
+    p->has_timer = host->node_get(params, "timer_after") != NULL;
+    if (host->get_duration(ctx, params, "timer_after", 0, 0, 0, INT64_MAX / 4, &p->timer_after) < 0)
+        rc = -EINVAL;
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    host->log(ctx, MKTD_LOG_DEBUG, "probe ready: %zu types, limit %lld", p->n_emit_on,
+              (long long)p->limit);
+    *data = p;
+    return 0;
+}
+
+static void probe_destroy(void *data)
+{
+    free(data);
+}
+
+static const char *str_prop(mktd_ctx *ctx, const mktd_event *ev, const char *path, const char *def)
+{
+    mktd_value v;
+    return host->prop(ctx, ev, path, &v) == MKTD_T_STRING ? v.s : def;
+}
+
+static int emits_on(const struct probe *p, const char *type)
+{
+    for (size_t i = 0; i < p->n_emit_on; i++)
+        if (strcmp(p->emit_on[i], type) == 0)
+            return 1;
+    return 0;
+}
+
+static int doom(mktd_ctx *ctx, const mktd_event *ev)
+{
+    mktd_obj *o = host->obj_new(ctx);
+    int rc;
+    host->obj_str(o, "seen", ev->type);
+    if ((rc = host->emit(ctx, "probe.doomed", ev->user, o)) < 0)
+        return rc;
+    if ((rc = host->state_put(ctx, ev->user, "doomed", "1", 1)) < 0)
+        return rc;
+    if ((rc = host->timer_set(ctx, ev->user, "doomed", host->now(ctx) + 1000)) < 0)
+        return rc;
+    if ((rc = host->counter_add(ctx, ev->user, "doomed", 1, -1, NULL)) < 0)
+        return rc;
+    return -EIO;
+}
+
+static int arm(mktd_ctx *ctx, const struct probe *p, const mktd_event *ev)
+{
+    mktd_value v;
+    int64_t due = host->now(ctx) + p->timer_after;
+    if (host->prop(ctx, ev, "due", &v) == MKTD_T_INT)
+        due = v.i;
+    return host->timer_set(ctx, ev->user, str_prop(ctx, ev, "name", "t"), due);
+}
+
+static int disarm(mktd_ctx *ctx, const mktd_event *ev)
+{
+    const char *name = str_prop(ctx, ev, "name", "t");
+    int64_t due = -1;
+    int rc = host->timer_get(ctx, ev->user, name, &due);
+    mktd_obj *o;
+    if (rc == -ENOENT)
+        due = -1;
+    else if (rc < 0)
+        return rc;
+    if ((rc = host->timer_cancel(ctx, ev->user, name)) < 0 && rc != -ENOENT)
+        return rc;
+    o = host->obj_new(ctx);
+    host->obj_str(o, "name", name);
+    host->obj_int(o, "had", due);
+    return host->emit(ctx, "probe.disarmed", ev->user, o);
+}
+
+static int remember(mktd_ctx *ctx, const mktd_event *ev, mktd_obj *o)
+{
+    const char *prev, *val = host->prop_json(ctx, ev, "value");
+    int rc = host->state_get(ctx, ev->user, "value", &prev, NULL);
+    if (rc == -ENOENT)
+        prev = "null";
+    else if (rc < 0)
+        return rc;
+    if ((rc = host->obj_json(o, "prev", prev)) < 0)
+        return rc;
+    if (val && (rc = host->state_put(ctx, ev->user, "value", val, strlen(val))) < 0)
+        return rc;
+    return 0;
+}
+
+static int hit(mktd_ctx *ctx, const struct probe *p, const mktd_event *ev)
+{
+    mktd_obj *o = host->obj_new(ctx);
+    mktd_profile prof;
+    int64_t n = 0, total = 0;
+    int rc = host->counter_add(ctx, ev->user, "hits", 1, p->limit, &n);
+    const char *kind = rc == 1 ? "probe.limited" : "probe.hit";
+    if (rc < 0)
+        return rc;
+    if (rc == 0 && (rc = host->counter_add(ctx, NULL, "hits", 1, -1, &total)) < 0)
+        return rc;
+    if (rc == 1)
+        total = host->counter_get(ctx, NULL, "hits");
+    host->obj_int(o, "n", n);
+    host->obj_int(o, "total", total);
+    host->obj_str(o, "seen", ev->type);
+    host->obj_int(o, "depth", ev->depth);
+    host->obj_int(o, "ts", ev->ts);
+    host->obj_int(o, "now", host->now(ctx));
+    rc = host->profile(ctx, ev->user, &prof);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    host->obj_int(o, "events", rc == 0 ? prof.events : -1);
+    if (ev->source)
+        host->obj_str(o, "from", ev->source);
+    if (p->remember && (rc = remember(ctx, ev, o)) < 0)
+        return rc;
+    return host->emit(ctx, kind, str_prop(ctx, ev, "to", ev->user), o);
+}
+
+static int chain(mktd_ctx *ctx, const mktd_event *ev)
+{
+    mktd_obj *o = host->obj_new(ctx);
+    host->obj_int(o, "depth", ev->depth);
+    host->obj_str(o, "kind", ev->type);
+    host->obj_str(o, "from", ev->source ? ev->source : "");
+    return host->emit(ctx, "probe.chain", ev->user, o);
+}
+
+static int probe_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
+{
+    const struct probe *p = data;
+    mktd_value v;
+    int rc;
+    if (!(flags & MKTD_F_MATCH))
+        return 0;
+    if (host->prop(ctx, ev, "fail", &v) == MKTD_T_BOOL && v.b)
+        return doom(ctx, ev);
+    if (p->has_timer && strcmp(ev->type, "probe.arm") == 0 && (rc = arm(ctx, p, ev)) < 0)
+        return rc;
+    if (strcmp(ev->type, "probe.disarm") == 0 && (rc = disarm(ctx, ev)) < 0)
+        return rc;
+    if (emits_on(p, ev->type) && (rc = hit(ctx, p, ev)) < 0)
+        return rc;
+    if (p->chain && ev->depth > 0 && (rc = chain(ctx, ev)) < 0)
+        return rc;
+    return 0;
+}
+
+static int probe_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *name,
+                          int64_t due, unsigned flags)
+{
+    mktd_obj *o;
+    if (!(flags & MKTD_F_ACTIVE))
+        return 0;
+    o = host->obj_new(ctx);
+    host->obj_int(o, "due", due);
+    host->obj_str(o, "name", name);
+    host->obj_int(o, "now", host->now(ctx));
+    return host->emit(ctx, "probe.timer", user, o);
+}
+
+static int probe_on_load(mktd_ctx *ctx, void *data, int first)
+{
+    host->log(ctx, MKTD_LOG_DEBUG, "probe loaded (%s)", first ? "new" : "known");
+    return 0;
+}
+
+static const mktd_plugin probe_desc = {
+    .abi_version = MKTD_ABI_VERSION,
+    .struct_size = sizeof(mktd_plugin),
+    .name = "probe",
+    .version = "1",
+    .flags = 0,
+    .init = probe_init,
+    .destroy = probe_destroy,
+    .on_event = probe_on_event,
+    .on_timer = probe_on_timer,
+    .on_load = probe_on_load,
+};
+
+MKTD_EXPORT const mktd_plugin *mktd_plugin_entry(const mktd_host *h)
+{
+    host = h;
+    return &probe_desc;
+}
