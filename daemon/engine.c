@@ -400,10 +400,21 @@ static int set_now(struct engine *e, int64_t now)
 int engine_advance(struct engine *e, int64_t until)
 {
     int64_t target = e->clock_event && e->now > until ? e->now : until;
+    int64_t old_now = e->now;
+    if (store_savepoint(e->st) < 0)
+        return -EIO;
     int rc = fire_timers(e, target);
-    if (rc < 0)
+    if (rc == 0 && e->clock_event)
+        rc = set_now(e, target);
+    queue_clear(e);
+    if (rc < 0) {
+        /* all or nothing, as for an event: the timers fire again later */
+        store_rollback_to(e->st);
+        e->now = old_now;
+        e->next_due = store_timer_min(e->st);
         return rc;
-    return e->clock_event ? set_now(e, target) : 0;
+    }
+    return store_release(e->st);
 }
 
 static void count_types(struct engine *e, const char *user, const char *type, int *rc)

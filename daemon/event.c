@@ -404,7 +404,7 @@ enum ev_status event_decode(const char *line, size_t len, const struct decode_op
         detail[0] = 0;
 
     /* A raw NUL byte is never valid JSON; jansson may stop reading at it. */
-    const char *nul = memchr(line, 0, len);
+    const char *nul = len ? memchr(line, 0, len) : NULL;
     if (nul) {
         set_detail(detail, detail_len, "NUL byte in input at byte %zu", (size_t)(nul - line));
         return EV_INVALID_JSON;

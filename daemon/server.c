@@ -85,6 +85,7 @@ struct server {
     struct event *sig_hup, *sig_term, *sig_int;
     int stopping;
     int64_t stop_deadline;
+    int64_t timer_retry_at; /* after a failed timer, not before this */
     struct metrics m;
 };
 
@@ -176,8 +177,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
     if (engine_batch_begin(&s->eng) == 0) {
-        if (engine_advance(&s->eng, wall_ms()) < 0)
-            log_error("firing timers failed; they will be tried again");
+        if (engine_advance(&s->eng, wall_ms()) < 0) {
+            log_error("firing timers failed; they will be tried again in 1 s");
+            s->timer_retry_at = wall_ms() + 1000;
+        }
         s->eng.batch_n++;
     }
     commit_and_flush(s);
@@ -191,7 +194,8 @@ static void reschedule_timer(struct server *s)
         evtimer_del(s->timer_ev);
         return;
     }
-    int64_t delay = s->eng.next_due - wall_ms();
+    int64_t due = s->eng.next_due > s->timer_retry_at ? s->eng.next_due : s->timer_retry_at;
+    int64_t delay = due - wall_ms();
     if (delay < 0)
         delay = 0;
     if (delay > 3600000)
