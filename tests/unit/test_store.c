@@ -1,0 +1,183 @@
+/* The store: schema, ids, actions, profile, state, counters, timers,
+ * unique keys, savepoints. */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include <sqlite3.h>
+
+#include "store.h"
+
+static struct store *open_mem(void)
+{
+    struct store *s;
+    char err[256];
+    if (store_open(":memory:", 0, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
+static void test_ids_and_actions(void)
+{
+    struct store *s = open_mem();
+    CHECK_INT(store_begin(s), 0);
+    CHECK_INT(store_event_remember(s, "e1"), 0);
+    CHECK_INT(store_event_remember(s, "e1"), 1);
+    int64_t a, b;
+    CHECK_INT(store_action_insert(s, 5, "c", "k", "u", "e1", "{}", &a), 0);
+    CHECK_INT(store_action_insert(s, 1, "c", "k", "u", NULL, "{\"x\":1}", &b), 0);
+    CHECK(b > a); /* seq grows even when ts does not */
+    CHECK_INT(store_commit(s), 0);
+    store_close(s);
+}
+
+static void test_savepoint_rollback(void)
+{
+    struct store *s = open_mem();
+    store_begin(s);
+    CHECK_INT(store_savepoint(s), 0);
+    store_event_remember(s, "keep");
+    CHECK_INT(store_release(s), 0);
+    CHECK_INT(store_savepoint(s), 0);
+    store_event_remember(s, "drop");
+    store_state_put(s, "c", "u", "k", "v", 1);
+    store_timer_set(s, "c", "u", "t", 10);
+    CHECK_INT(store_rollback_to(s), 0);
+    CHECK_INT(store_event_remember(s, "drop"), 0); /* forgotten */
+    CHECK_INT(store_event_remember(s, "keep"), 1);
+    char *v;
+    CHECK_INT(store_state_get(s, "c", "u", "k", &v, NULL), -ENOENT);
+    int64_t due;
+    CHECK_INT(store_timer_get(s, "c", "u", "t", &due), -ENOENT);
+    store_commit(s);
+    store_close(s);
+}
+
+static void test_profile(void)
+{
+    struct store *s = open_mem();
+    mktd_profile p;
+    CHECK_INT(store_profile_get(s, "u", &p), -ENOENT);
+    CHECK_INT(store_profile_update(s, "u", 100, 0, 0, &p), 0);
+    CHECK_INT(p.events, 1);
+    CHECK_INT(p.orders, 0);
+    CHECK_INT(p.first_seen, 100);
+    CHECK_INT(store_profile_update(s, "u", 50, 1, INT64_MAX - 5, &p), 0);
+    CHECK_INT(p.events, 2);
+    CHECK_INT(p.orders, 1);
+    CHECK_INT(p.spent, INT64_MAX - 5);
+    CHECK_INT(p.first_seen, 50);
+    CHECK_INT(p.last_seen, 100);
+    CHECK_INT(store_profile_update(s, "u", 70, 1, 100, &p), 0);
+    CHECK_INT(p.spent, INT64_MAX); /* saturates */
+    CHECK_INT(store_profile_get(s, "u", &p), 0);
+    CHECK_INT(p.orders, 2);
+    CHECK_INT(store_count_get(s, "u", "page.view"), 0);
+    store_count_inc(s, "u", "page.view");
+    store_count_inc(s, "u", "page.view");
+    CHECK_INT(store_count_get(s, "u", "page.view"), 2);
+    store_close(s);
+}
+
+static void test_state_counters_uniques(void)
+{
+    struct store *s = open_mem();
+    char *v;
+    size_t n;
+    CHECK_INT(store_state_put(s, "c", NULL, "k", "a\0b", 3), 0);
+    CHECK_INT(store_state_get(s, "c", "", "k", &v, &n), 0); /* NULL user = "" */
+    CHECK_INT(n, 3);
+    CHECK(memcmp(v, "a\0b", 3) == 0);
+    free(v);
+    CHECK_INT(store_state_get(s, "other", NULL, "k", &v, &n), -ENOENT); /* per campaign */
+    CHECK_INT(store_state_del(s, "c", NULL, "k"), 0);
+    CHECK_INT(store_state_get(s, "c", NULL, "k", &v, &n), -ENOENT);
+    CHECK_INT(store_counter_get(s, "c", "u", "n"), 0);
+    store_counter_set(s, "c", "u", "n", 7);
+    CHECK_INT(store_counter_get(s, "c", "u", "n"), 7);
+    CHECK_INT(store_unique_claim(s, "coupon", "X", "c1"), 0);
+    CHECK_INT(store_unique_claim(s, "coupon", "X", "c2"), -EEXIST);
+    CHECK_INT(store_unique_claim(s, "other", "X", "c2"), 0);
+    char *owner;
+    CHECK_INT(store_unique_owner(s, "coupon", "X", &owner), 0);
+    CHECK_STR(owner, "c1");
+    free(owner);
+    CHECK_INT(store_campaign_seen(s, "c1", "coupon"), 1);
+    CHECK_INT(store_campaign_seen(s, "c1", "coupon"), 0);
+    store_close(s);
+}
+
+static void test_timers_live(void)
+{
+    struct store *s = open_mem();
+    store_timer_set(s, "a", "u2", "t", 30);
+    store_timer_set(s, "a", "u1", "t", 30);
+    store_timer_set(s, "b", "u1", "t", 20);
+    store_timer_set(s, "gone", "u1", "t", 10);
+    CHECK_INT(store_timer_min(s), INT64_MAX); /* nothing live yet */
+    char *live[] = {"a", "b"};
+    store_set_live(s, live, 2);
+    CHECK_INT(store_timer_min(s), 20); /* "gone" waits */
+    struct timer_row *rows;
+    size_t n;
+    CHECK_INT(store_timers_next(s, 25, &rows, &n), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(rows[0].campaign, "b");
+    store_timer_rows_free(rows, n);
+    store_timer_del(s, "b", "u1", "t");
+    CHECK_INT(store_timers_next(s, 25, &rows, &n), 0);
+    CHECK_INT(n, 0);
+    CHECK_INT(store_timers_next(s, 30, &rows, &n), 0);
+    CHECK_INT(n, 2); /* both timers due at 30 */
+    store_timer_rows_free(rows, n);
+    store_timer_set(s, "a", "u1", "t", 40); /* moves */
+    int64_t due;
+    CHECK_INT(store_timer_get(s, "a", "u1", "t", &due), 0);
+    CHECK_INT(due, 40);
+    store_close(s);
+}
+
+static void test_reopen_and_schema(void)
+{
+    char path[] = "/tmp/mktd-store-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    struct store *s;
+    char err[256];
+    CHECK_INT(store_open(path, 1, &s, err, sizeof(err)), 0);
+    store_begin(s);
+    store_event_remember(s, "e1");
+    store_meta_set(s, "clock_now", 123);
+    store_commit(s);
+    store_close(s);
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    CHECK_INT(store_event_remember(s, "e1"), 1);
+    int64_t v = 0;
+    CHECK_INT(store_meta_get(s, "clock_now", &v), 0);
+    CHECK_INT(v, 123);
+    sqlite3_exec((sqlite3 *)store_db(s), "PRAGMA user_version = 99", NULL, NULL, NULL);
+    store_close(s);
+    CHECK(store_open(path, 0, &s, err, sizeof(err)) < 0); /* newer schema refused */
+    CHECK(strstr(err, "99") != NULL);
+    char wal[300];
+    unlink(path);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    unlink(wal);
+    snprintf(wal, sizeof(wal), "%s-shm", path);
+    unlink(wal);
+}
+
+int main(void)
+{
+    test_ids_and_actions();
+    test_savepoint_rollback();
+    test_profile();
+    test_state_counters_uniques();
+    test_timers_live();
+    test_reopen_and_schema();
+    return check_done();
+}
