@@ -49,7 +49,7 @@ class Daemon:
     """
 
     def __init__(self, campaigns="[]", clock="event", http=False, daemon="", plugin_dirs=None,
-                 start=True):
+                 start=True, env=None, pid_env=()):
         self.dir = tempfile.mkdtemp(prefix="mktd-it-")
         self.port = free_port()
         self.http_port = free_port() if http else None
@@ -61,6 +61,10 @@ class Daemon:
         self.extra = daemon
         self.proc = None
         self.logfile = os.path.join(self.dir, "stderr.log")
+        # env: extra environment variables; pid_env: variables set to the
+        # daemon's own pid (as a service manager does, e.g. WATCHDOG_PID)
+        self.env = dict(env or {})
+        self.pid_env = tuple(pid_env)
         self.write_config(campaigns)
         if start:
             self.start()
@@ -88,8 +92,13 @@ class Daemon:
 
     def start(self, wait=True):
         self.log_fh = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.config], stdout=self.log_fh, stderr=self.log_fh,
-                                     cwd=self.dir)
+        argv = [BIN, "-c", self.config]
+        if self.pid_env:
+            sets = "; ".join(f"export {v}=$$" for v in self.pid_env)
+            argv = ["/bin/sh", "-c", sets + '; exec "$0" "$@"', *argv]
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(argv, stdout=self.log_fh, stderr=self.log_fh, cwd=self.dir,
+                                     env=env)
         if wait:
             deadline = time.time() + 15
             while time.time() < deadline:
@@ -192,8 +201,38 @@ class Daemon:
     def close(self):
         self.stop()
 
+    def rss_kb(self):
+        """The daemon's resident set size in kB (VmRSS from /proc)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
 
 def ok(answer, actions=None):
     assert answer["status"] == "ok", answer
     if actions is not None:
         assert answer["actions"] == actions, answer
+
+
+def _reload_marks(text):
+    return text.count("reloaded:") + text.count("reload failed") + text.count("reload refused")
+
+
+def reload_wait(d, campaigns=None, timeout=10):
+    """Reloads a Daemon and waits until its log tells the outcome. Returns
+    True when the new config was swapped in, False when it was refused."""
+    before_ok = d.log().count("reloaded:")
+    before = _reload_marks(d.log())
+    if campaigns is not None:
+        d.write_config(campaigns)
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = d.log()
+        if _reload_marks(text) > before and "reload" in text:
+            time.sleep(0.05)
+            return d.log().count("reloaded:") > before_ok
+        time.sleep(0.02)
+    raise RuntimeError("no reload outcome in the log:\n" + d.log())
