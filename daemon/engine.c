@@ -360,7 +360,8 @@ static int fire_timers(struct engine *e, int64_t until)
         size_t n;
         if (store_timers_next(e->st, until, &rows, &n) < 0)
             return -EIO;
-        qsort_r(rows, n, sizeof(*rows), cmp_timer, e);
+        if (n > 1)
+            qsort_r(rows, n, sizeof(*rows), cmp_timer, e);
         int rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++) {
             struct campaign *c = engine_campaign(e, rows[i].campaign);

@@ -9,11 +9,12 @@
  *                         the previous one
  *   timer_after: duration arms a timer on matched `probe.arm` events
  *   chain: bool           matched internal events record `probe.chain`
+ *   fail_on: [type, ...]  matched events of these types fail as props.fail
  *
  * The probe acts only on events flagged MKTD_F_MATCH (so `enabled`,
  * `starts`/`ends` and `when` decide). On such an event, in this order:
  *
- *   - props.fail is true: records action `probe.doomed`, per-user state
+ *   - props.fail is true, or the type is in fail_on: records action `probe.doomed`, per-user state
  *     "doomed", timer "doomed" (now + 1s) and counter "doomed", then fails
  *     with -EIO: the host must undo all of it.
  *   - type `probe.arm` (with timer_after): sets the timer named props.name
@@ -51,6 +52,8 @@ static const mktd_host *host;
 struct probe {
     char emit_on[MAX_TYPES][TYPE_MAX + 1];
     size_t n_emit_on;
+    char fail_on[MAX_TYPES][TYPE_MAX + 1];
+    size_t n_fail_on;
     int64_t limit; /* -1: none */
     int remember;
     int has_timer;
@@ -58,39 +61,42 @@ struct probe {
     int chain;
 };
 
-static int add_type(mktd_ctx *ctx, struct probe *p, const mktd_node *n)
+static int add_type(mktd_ctx *ctx, const char *key, char (*types)[TYPE_MAX + 1], size_t *n_types,
+                    const mktd_node *n)
 {
     const char *s;
     if (host->node_str(ctx, n, &s) < 0)
         return -EINVAL;
     if (!s || !*s || strlen(s) > TYPE_MAX)
-        return host->config_error(ctx, n, "emit_on: a type is 1-%d bytes", TYPE_MAX);
-    if (p->n_emit_on == MAX_TYPES)
-        return host->config_error(ctx, n, "emit_on: at most %d types", MAX_TYPES);
-    strcpy(p->emit_on[p->n_emit_on++], s);
+        return host->config_error(ctx, n, "%s: a type is 1-%d bytes", key, TYPE_MAX);
+    if (*n_types == MAX_TYPES)
+        return host->config_error(ctx, n, "%s: at most %d types", key, MAX_TYPES);
+    strcpy(types[(*n_types)++], s);
     return 0;
 }
 
-static int parse_emit_on(mktd_ctx *ctx, const mktd_node *params, struct probe *p)
+/* A type or a list of types under key. */
+static int parse_types(mktd_ctx *ctx, const mktd_node *params, const char *key,
+                       char (*types)[TYPE_MAX + 1], size_t *n_types)
 {
-    const mktd_node *n = host->node_get(params, "emit_on");
+    const mktd_node *n = host->node_get(params, key);
     int rc = 0;
     if (!n)
         return 0;
     if (host->node_kind(n) == MKTD_NODE_SCALAR)
-        return add_type(ctx, p, n);
+        return add_type(ctx, key, types, n_types, n);
     if (host->node_kind(n) != MKTD_NODE_SEQ)
-        return host->config_error(ctx, n, "emit_on: a type or a list of types");
+        return host->config_error(ctx, n, "%s: a type or a list of types", key);
     for (size_t i = 0; i < host->node_len(n); i++)
-        if (add_type(ctx, p, host->node_at(n, i)) < 0)
+        if (add_type(ctx, key, types, n_types, host->node_at(n, i)) < 0)
             rc = -EINVAL;
     return rc;
 }
 
 static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
 {
-    static const char *const keys[] = {"emit_on",     "limit", "remember",
-                                       "timer_after", "chain", NULL};
+    static const char *const keys[] = {"emit_on", "limit",   "remember", "timer_after",
+                                       "chain",   "fail_on", NULL};
     struct probe *p = calloc(1, sizeof(*p));
     int rc = 0;
     if (!p)
@@ -98,7 +104,9 @@ static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
     p->limit = -1;
     if (host->check_keys(ctx, params, keys) < 0)
         rc = -EINVAL;
-    if (parse_emit_on(ctx, params, p) < 0)
+    if (parse_types(ctx, params, "emit_on", p->emit_on, &p->n_emit_on) < 0)
+        rc = -EINVAL;
+    if (parse_types(ctx, params, "fail_on", p->fail_on, &p->n_fail_on) < 0)
         rc = -EINVAL;
     if (host->get_int(ctx, params, "limit", 0, -1, 0, INT64_MAX, &p->limit) < 0)
         rc = -EINVAL;
@@ -130,10 +138,10 @@ static const char *str_prop(mktd_ctx *ctx, const mktd_event *ev, const char *pat
     return host->prop(ctx, ev, path, &v) == MKTD_T_STRING ? v.s : def;
 }
 
-static int emits_on(const struct probe *p, const char *type)
+static int has_type(const char (*types)[TYPE_MAX + 1], size_t n_types, const char *type)
 {
-    for (size_t i = 0; i < p->n_emit_on; i++)
-        if (strcmp(p->emit_on[i], type) == 0)
+    for (size_t i = 0; i < n_types; i++)
+        if (strcmp(types[i], type) == 0)
             return 1;
     return 0;
 }
@@ -242,13 +250,14 @@ static int probe_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsig
     int rc;
     if (!(flags & MKTD_F_MATCH))
         return 0;
-    if (host->prop(ctx, ev, "fail", &v) == MKTD_T_BOOL && v.b)
+    if ((host->prop(ctx, ev, "fail", &v) == MKTD_T_BOOL && v.b) ||
+        has_type(p->fail_on, p->n_fail_on, ev->type))
         return doom(ctx, ev);
     if (p->has_timer && strcmp(ev->type, "probe.arm") == 0 && (rc = arm(ctx, p, ev)) < 0)
         return rc;
     if (strcmp(ev->type, "probe.disarm") == 0 && (rc = disarm(ctx, ev)) < 0)
         return rc;
-    if (emits_on(p, ev->type) && (rc = hit(ctx, p, ev)) < 0)
+    if (has_type(p->emit_on, p->n_emit_on, ev->type) && (rc = hit(ctx, p, ev)) < 0)
         return rc;
     if (p->chain && ev->depth > 0 && (rc = chain(ctx, ev)) < 0)
         return rc;
