@@ -259,6 +259,7 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         ctx_base_reset(&ctx.base);
         if (rc < 0) {
             e->plugin_errors++;
+            e->failed = c;
             log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on %s event of user %s (%d)",
                     c->cfg->plugin, ev->type, ev->user, rc);
             return rc;
@@ -376,6 +377,7 @@ static int fire_timers(struct engine *e, int64_t until)
             ctx_base_reset(&ctx.base);
             if (rc < 0) {
                 e->plugin_errors++;
+                e->failed = c;
                 log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on timer %s of user %s (%d)",
                         c->cfg->plugin, rows[i].name, rows[i].user, rc);
                 break;
@@ -450,6 +452,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         ts = ev->has_ts ? ev->ts : receipt_ms;
         target = receipt_ms;
     }
+    e->failed = NULL;
     int rc = fire_timers(e, target);
     if (rc == 0)
         rc = set_now(e, target);
@@ -482,8 +485,12 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         store_rollback_to(st);
         e->now = old_now;
         e->next_due = store_timer_min(st);
-        snprintf(detail, detail_len, rc == -EIO ? "database error: %s" : "a plugin failed%s",
-                 rc == -EIO ? store_errmsg(st) : "");
+        if (e->failed)
+            snprintf(detail, detail_len,
+                     "campaign %s (plugin %s) failed; nothing of the event was kept",
+                     e->failed->cfg->id, e->failed->cfg->plugin);
+        else
+            snprintf(detail, detail_len, "database error: %s", store_errmsg(st));
         return ENG_INTERNAL;
     }
     if (store_release(st) < 0)

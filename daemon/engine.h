@@ -47,7 +47,8 @@ struct engine {
     /* the cause being evaluated */
     struct pending *q;
     size_t q_head, q_len, q_cap;
-    int n_actions; /* actions of the current input event and its chain */
+    int n_actions;           /* actions of the current input event and its chain */
+    struct campaign *failed; /* the campaign whose plugin failed the event */
     /* the batch: one transaction for many events */
     int in_batch;
     int batch_n;

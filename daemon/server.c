@@ -22,12 +22,14 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -41,6 +43,7 @@
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
 #define OUT_LOW (1u << 20)  /* and resume below this */
+#define STOP_FLUSH_MS 4500  /* on stop, time given to clients to take their answers */
 
 struct server;
 
@@ -82,10 +85,16 @@ struct server {
     int listeners_off;
     struct sink *dirty;
     struct event *commit_ev, *timer_ev, *watchdog_ev, *stop_ev;
+    struct event *accept_retry_ev; /* listeners paused after accept() failed */
+    int64_t accept_warned_at;
     struct event *sig_hup, *sig_term, *sig_int;
     int stopping;
     int64_t stop_deadline;
     int64_t timer_retry_at; /* after a failed timer, not before this */
+    int64_t batch_t0;       /* when the open batch took its first line (us) */
+    int sync_full;          /* commit.synchronous in force */
+    int *act_fds;           /* sockets passed by the service manager, -1 once taken */
+    size_t n_act_fds;
     struct metrics m;
 };
 
@@ -100,6 +109,18 @@ static void notify(const char *msg)
     sd_notify(0, msg);
 #else
     (void)msg;
+#endif
+}
+
+/* RELOADING=1 with the CLOCK_MONOTONIC time the reload began, as systemd
+ * expects of Type=notify-reload services (older versions ignore it). */
+static void notify_reloading(void)
+{
+#ifdef HAVE_SYSTEMD
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
 #endif
 }
 
@@ -125,6 +146,8 @@ static void commit_and_flush(struct server *s)
         int64_t t0 = metrics_now_us();
         int rc = engine_batch_commit(&s->eng);
         metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
+        if (rc == 0)
+            metrics_actions_update(&s->m, &s->eng);
         if (rc < 0) {
             /* Nothing of the batch happened: its answers must not be sent.
              * Close those clients so they know to send again. */
@@ -162,12 +185,20 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
+    int was_open = s->eng.in_batch;
     enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
     if (st == IN_NONE)
         return;
     metrics_status(&s->m, st);
     mark_dirty(k);
-    if (s->eng.in_batch && s->eng.batch_n >= cfg_of(s)->max_batch)
+    if (!s->eng.in_batch)
+        return;
+    int64_t now = metrics_now_us();
+    if (!was_open)
+        s->batch_t0 = now;
+    /* Full, or open for max_delay_ms while reads kept coming: commit. */
+    if (s->eng.batch_n >= cfg_of(s)->max_batch ||
+        now - s->batch_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
         commit_and_flush(s);
 }
 
@@ -382,6 +413,125 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
+/* ---- socket activation ---- */
+
+/* Takes the sockets the service manager passed (LISTEN_FDS). */
+static void activation_init(struct server *s)
+{
+#ifdef HAVE_SYSTEMD
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        log_warn("sockets passed by the service manager cannot be used: %s", strerror(-n));
+        return;
+    }
+    if (n == 0)
+        return;
+    s->act_fds = xcalloc((size_t)n, sizeof(*s->act_fds));
+    for (int i = 0; i < n; i++)
+        s->act_fds[i] = SD_LISTEN_FDS_START + i;
+    s->n_act_fds = (size_t)n;
+#else
+    (void)s;
+#endif
+}
+
+/* The passed listening socket bound to a, made non-blocking, or -1. */
+static int activation_take(struct server *s, const struct addr *a)
+{
+#ifdef HAVE_SYSTEMD
+    for (size_t i = 0; i < s->n_act_fds; i++) {
+        int fd = s->act_fds[i];
+        if (fd < 0)
+            continue;
+        int match = a->family == AF_UNIX
+                        ? sd_is_socket_unix(fd, SOCK_STREAM, 1, a->un.sun_path, 0)
+                        : sd_is_socket_sockaddr(fd, SOCK_STREAM, &a->sa.sa, a->len, 1);
+        if (match > 0) {
+            s->act_fds[i] = -1;
+            evutil_make_socket_nonblocking(fd);
+            evutil_make_socket_closeonexec(fd);
+            return fd;
+        }
+    }
+#else
+    (void)s;
+    (void)a;
+#endif
+    return -1;
+}
+
+/* Passed sockets that match no address of the config are closed. */
+static void activation_done(struct server *s)
+{
+    for (size_t i = 0; i < s->n_act_fds; i++)
+        if (s->act_fds[i] >= 0) {
+            log_warn("socket passed by the service manager (fd %d) matches no `listen` or `http` "
+                     "address; closed",
+                     s->act_fds[i]);
+            close(s->act_fds[i]);
+        }
+    free(s->act_fds);
+    s->act_fds = NULL;
+    s->n_act_fds = 0;
+}
+
+/* accept() failing (out of file descriptors, mostly) leaves the pending
+ * connection in the backlog, so the listener would fire again at once and
+ * spin. Instead every listener pauses for a moment; connections that close
+ * meanwhile free descriptors. */
+#define ACCEPT_RETRY_MS 100
+
+static void http_listener_enable(struct evhttp_bound_socket *b, void *arg)
+{
+    if (*(int *)arg)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(b));
+    else
+        evconnlistener_disable(evhttp_bound_socket_get_listener(b));
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg);
+
+/* The error callback gets the listener's own argument, which for evhttp's
+ * listeners is the struct evhttp: the server is found here instead. */
+static struct server *accept_srv;
+
+static void http_set_error_cb(struct evhttp_bound_socket *b, void *arg)
+{
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b), accept_error_cb);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (s->stopping)
+        return;
+    if (!s->listeners_off)
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_enable(s->ls[i]);
+    int on = 1;
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_listener_enable, &on);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct server *s = accept_srv;
+    int err = EVUTIL_SOCKET_ERROR();
+    int64_t now = wall_ms();
+    if (now - s->accept_warned_at >= 10000) {
+        log_warn("accept: %s; not accepting connections for %d ms at a time until it passes",
+                 strerror(err), ACCEPT_RETRY_MS);
+        s->accept_warned_at = now;
+    }
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_disable(s->ls[i]);
+    int off = 0;
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_listener_enable, &off);
+    struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+    evtimer_add(s->accept_retry_ev, &tv);
+}
+
 static int listen_all(struct server *s, const struct config *cfg)
 {
     s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
@@ -392,13 +542,26 @@ static int listen_all(struct server *s, const struct config *cfg)
             log_error("listen %s: %s", cfg->listen[i], err);
             return -EINVAL;
         }
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+        int fd = activation_take(s, &a);
+        if (fd >= 0) {
+            /* already bound and listening: backlog 0 leaves it as it is */
+            struct evconnlistener *l = evconnlistener_new(s->base, accept_cb, s, flags, 0, fd);
+            if (!l) {
+                log_error("listen %s (passed socket): %s", cfg->listen[i], strerror(errno));
+                close(fd);
+                return -EIO;
+            }
+            s->ls[s->n_ls++] = l;
+            log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
+            continue;
+        }
         if (a.family == AF_UNIX) {
             struct stat sb;
             if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode))
                 unlink(a.un.sun_path);
             addr_mkdir_parent(a.un.sun_path);
         }
-        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
         if (a.family != AF_UNIX)
             flags |= LEV_OPT_REUSEABLE;
         struct evconnlistener *l =
@@ -456,7 +619,7 @@ static void http_events(struct evhttp_request *req, void *arg)
     if (h.sink.dirty)
         commit_and_flush(s);
     if (h.sink.failed) {
-        evhttp_send_error(req, 503, "commit failed; nothing of this body was kept");
+        evhttp_send_error(req, 503, "commit failed; send the body again");
     } else {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/x-ndjson");
@@ -479,6 +642,8 @@ static void http_health(struct evhttp_request *req, void *arg)
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
+    if (s->eng.in_batch)
+        commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
     metrics_render(&s->m, &s->eng, b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -503,6 +668,19 @@ static int http_start(struct server *s, const struct config *cfg)
     evhttp_set_cb(s->http, "/v1/events", http_events, s);
     evhttp_set_cb(s->http, "/v1/health", http_health, s);
     evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    char spec[300], err[256];
+    struct addr a;
+    snprintf(spec, sizeof(spec), "tcp:%s", cfg->http);
+    int fd = addr_parse(spec, &a, err, sizeof(err)) == 0 ? activation_take(s, &a) : -1;
+    if (fd >= 0) {
+        if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+            log_error("http %s (passed socket): %s", cfg->http, strerror(errno));
+            close(fd);
+            return -EIO;
+        }
+        log_info("http on %s (socket passed by the service manager)", cfg->http);
+        return 0;
+    }
     if (!evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)) {
         log_error("http %s: cannot bind: %s", cfg->http, strerror(errno));
         return -EIO;
@@ -559,7 +737,11 @@ static int reload_allowed(struct server *s, const struct config *nc)
 
 static void reload(struct server *s)
 {
-    notify("RELOADING=1");
+    if (s->stopping) {
+        log_warn("reload ignored: stopping");
+        return;
+    }
+    notify_reloading();
     log_info("reloading %s", s->config_path);
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
@@ -586,6 +768,17 @@ static void reload(struct server *s)
         s->m.reloads_failed++;
     } else {
         log_level = nc->log_level;
+        if (nc->sync_full != s->sync_full) {
+            /* between batches: no transaction is open */
+            const char *sql =
+                nc->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+            if (sqlite3_exec(store_db(s->st), sql, NULL, NULL, NULL) == SQLITE_OK)
+                s->sync_full = nc->sync_full;
+            else
+                log_error("commit.synchronous: %s", store_errmsg(s->st));
+        }
+        if (s->http)
+            evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
         log_info("reloaded: %zu campaigns", w->n);
         s->m.reloads_ok++;
     }
@@ -601,8 +794,10 @@ static void stop_check(evutil_socket_t fd, short what, void *arg)
     int pending = 0;
     for (struct conn *c = s->conns; c; c = c->next)
         if (!c->dead && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-            pending = 1;
+            pending++;
     if (!pending || wall_ms() >= s->stop_deadline) {
+        if (pending)
+            log_warn("stopping: %d connection(s) did not take all their answers in time", pending);
         event_base_loopexit(s->base, NULL);
         return;
     }
@@ -626,7 +821,7 @@ static void stop(struct server *s)
             conn_read_lines(c);
     }
     commit_and_flush(s);
-    s->stop_deadline = wall_ms() + 5000;
+    s->stop_deadline = wall_ms() + STOP_FLUSH_MS;
     stop_check(-1, 0, s);
 }
 
@@ -706,21 +901,42 @@ int server_run(const char *config_path)
     event_priority_set(s->commit_ev, 1);
     s->timer_ev = evtimer_new(s->base, timer_cb, s);
     s->stop_ev = evtimer_new(s->base, stop_check, s);
+    s->accept_retry_ev = evtimer_new(s->base, accept_retry_cb, s);
     s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
     event_add(s->sig_hup, NULL);
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
-    if (listen_all(s, cfg) < 0 || http_start(s, cfg) < 0)
+    s->sync_full = cfg->sync_full;
+    metrics_init(&s->m, &s->eng);
+    activation_init(s);
+    int lrc = listen_all(s, cfg);
+    if (lrc == 0)
+        lrc = http_start(s, cfg);
+    activation_done(s);
+    if (lrc < 0)
         goto out;
-    metrics_init(&s->m);
+    accept_srv = s;
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_set_error_cb(s->ls[i], accept_error_cb);
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
     log_info("mktd ready: %zu campaigns, clock %s, database %s", s->eng.w->n,
              cfg->clock_event ? "event" : "wall", cfg->database);
     notify("READY=1");
     event_base_dispatch(s->base);
+    /* Stopping is under way: a second signal must not cut the cleanup
+     * short once the handlers go with the event base (freeing them puts
+     * back the default action). Blocked, it is dropped at exit. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, NULL);
     commit_and_flush(s);
     code = 0;
     log_info("stopped");
@@ -732,8 +948,8 @@ out:
     free(s->ls);
     if (s->http)
         evhttp_free(s->http);
-    struct event *evs[] = {s->commit_ev, s->timer_ev, s->stop_ev, s->watchdog_ev,
-                           s->sig_hup,   s->sig_term, s->sig_int};
+    struct event *evs[] = {s->commit_ev,       s->timer_ev, s->stop_ev,  s->watchdog_ev,
+                           s->accept_retry_ev, s->sig_hup,  s->sig_term, s->sig_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -741,6 +957,7 @@ out:
         event_base_free(s->base);
     engine_close(&s->eng);
     store_close(s->st);
+    metrics_free(&s->m);
     plugins_unload_all();
     free(s->config_path);
     return code;

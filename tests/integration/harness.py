@@ -2,8 +2,10 @@
 real SQLite file. Paths come from the environment ctest sets (MKTD_BIN,
 MKTD_PLUGINS, MKTD_TEST_PLUGINS, MKTD_SRC), with defaults for a build/ dir.
 """
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -17,6 +19,18 @@ SRC = os.environ.get("MKTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__
 BIN = os.environ.get("MKTD_BIN", os.path.join(SRC, "build/mktd"))
 PLUGINS = os.environ.get("MKTD_PLUGINS", os.path.join(SRC, "build/plugins"))
 TEST_PLUGINS = os.environ.get("MKTD_TEST_PLUGINS", os.path.join(SRC, "build/tests/plugins"))
+
+
+_TEMP_DIRS = []
+
+
+@atexit.register
+def _cleanup():
+    """Temp dirs go when the test file ends (MKTD_KEEP=1 keeps them)."""
+    if os.environ.get("MKTD_KEEP"):
+        return
+    for d in _TEMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def free_port():
@@ -51,6 +65,7 @@ class Daemon:
     def __init__(self, campaigns="[]", clock="event", http=False, daemon="", plugin_dirs=None,
                  start=True, env=None, pid_env=()):
         self.dir = tempfile.mkdtemp(prefix="mktd-it-")
+        _TEMP_DIRS.append(self.dir)
         self.port = free_port()
         self.http_port = free_port() if http else None
         self.sock = os.path.join(self.dir, "mktd.sock")
@@ -106,6 +121,13 @@ class Daemon:
                     raise RuntimeError(f"mktd exited {self.proc.returncode}:\n{self.log()}")
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        u.connect(self.sock)  # every listener is up (bound in order)
+                    finally:
+                        u.close()
+                    if self.http_port:
+                        socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2).close()
                     return
                 except OSError:
                     time.sleep(0.02)

@@ -116,6 +116,15 @@ def test_body_over_max_http_body_is_413_and_no_effect():
         assert st == 200, (st, text)
         assert [x["status"] for x in answers(text)] == ["ok"] * 5
         assert len(d.actions()) == 5
+        # exactly max_http_body bytes is accepted, one more is not
+        one = json.dumps({"id": "pad", "type": "t", "user": "u", "props": {"p": ""}})
+        exact = one.replace('"p": ""', '"p": "' + "z" * (999 - len(one)) + '"') + "\n"
+        assert len(exact) == 1000
+        st, _ = d.http("POST", "/v1/events", (exact[:-1] + " \n").encode())
+        assert st == 413, st
+        st, text = d.http("POST", "/v1/events", exact.encode())
+        assert st == 200, (st, text)
+        assert answers(text)[0]["status"] == "ok"
         # the daemon is fine afterwards
         st, _ = d.http("GET", "/v1/health")
         assert st == 200
@@ -182,6 +191,6 @@ def test_metrics_prometheus_counts_by_status():
                 assert line == "" or re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* ", line), line
                 continue
             assert re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
-                            r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? [-+0-9.eE]+|[-+]Inf|NaN$', line), line
+                            r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? ([-+0-9.eE]+|[-+]Inf|NaN)$', line), line
     finally:
         assert d.stop() == 0

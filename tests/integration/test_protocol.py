@@ -132,6 +132,52 @@ def test_duplicates_same_batch_and_across_connections():
         assert d.stop() == 0
 
 
+def test_same_ids_racing_on_two_connections():
+    d = Daemon()
+    try:
+        n = 4000
+        evs = [{"id": f"race{i}", "type": "page.view", "user": f"u{i % 11}"} for i in range(n)]
+        s1, s2 = d.connect(), d.connect(unix=True)
+        s1.sendall(lines_of(evs))
+        s2.sendall(lines_of(reversed(evs)))
+        a1, a2 = read_answers(s1, n), read_answers(s2, n)
+        s1.close()
+        s2.close()
+        assert [x["id"] for x in a1] == [e["id"] for e in evs]
+        assert [x["id"] for x in a2] == [e["id"] for e in reversed(evs)]
+        st1 = {x["id"]: x["status"] for x in a1}
+        st2 = {x["id"]: x["status"] for x in a2}
+        for e in evs:
+            assert sorted([st1[e["id"]], st2[e["id"]]]) == ["duplicate", "ok"], e["id"]
+        assert d.db_rows("SELECT count(*) FROM events")[0][0] == n
+        assert d.db_rows("SELECT sum(events) FROM users")[0][0] == n
+    finally:
+        assert d.stop() == 0
+
+
+def test_answer_means_committed():
+    d = Daemon("""
+- id: welcome
+  plugin: coupon
+  when: {event: order.paid}
+  params: {value: 500, valid_for: 7d}
+""")
+    try:
+        s = d.connect()
+        for i in range(20):
+            s.sendall(lines_of([{"id": f"c{i}", "type": "order.paid", "user": f"cu{i}",
+                                 "props": {"order_id": f"o{i}", "amount": 100}}]))
+            ok(read_answers(s, 1)[0], 1)
+            # visible to another reader of the database as soon as answered
+            assert d.db_rows("SELECT count(*) FROM actions WHERE event_id=?", (f"c{i}",))[0][0] == 1
+        s.close()
+        d.kill9()
+        d.start()
+        assert len(d.actions()) == 20
+    finally:
+        assert d.stop() == 0
+
+
 def test_invalid_json_cases():
     d = Daemon()
     try:
@@ -201,10 +247,10 @@ def test_invalid_event_cases():
             ('{"id":"e12","type":"t","user":"u","ts":1.5}', "e12"),
             ('{"id":"e13","type":"t","user":"u","ts":1000.0}', "e13"),
             ('{"id":"e14","type":"t","user":"u","ts":"yesterday"}', "e14"),
-            ('{"id":"e15","type":"t","user":"u","ts":"2026-01-01 00:00:00"}', "e15"),
-            ('{"id":"e16","type":"t","user":"u","ts":"2026-13-01T00:00:00Z"}', "e16"),
-            ('{"id":"e17","type":"t","user":"u","ts":"2026-06-30T23:59:60Z"}', "e17"),
-            ('{"id":"e18","type":"t","user":"u","ts":"2026-01-01T00:00:00"}', "e18"),  # no offset
+            ('{"id":"e15","type":"t","user":"u","ts":"2021-01-01 00:00:00"}', "e15"),
+            ('{"id":"e16","type":"t","user":"u","ts":"2021-13-01T00:00:00Z"}', "e16"),
+            ('{"id":"e17","type":"t","user":"u","ts":"2016-12-31T23:59:60Z"}', "e17"),
+            ('{"id":"e18","type":"t","user":"u","ts":"2021-01-01T00:00:00"}', "e18"),  # no offset
             ('{"id":"e19","type":"t","user":"u","ts":true}', "e19"),
             (json.dumps({"id": "e20", "type": "t", "user": "u",
                          "ts": int(time.time() * 1000) + 2 * 86400 * 1000}), "e20"),  # > max_future 1d
@@ -287,6 +333,17 @@ def test_echo_id_rules():
         for x in a:
             assert x["status"] == "error", x
         assert [x["error"] for x in a] == ["invalid_event"] * 5 + ["invalid_json"] + ["invalid_event"] * 3
+        # repeats below the top level are not repeats of `id`; an escaped spelling is
+        b = d.send([
+            '{"id":"q1","type":"t","user":"u","props":{"id":1,"id":2}}',
+            '{"x":{"id":"a","id":"b"},"id":"q2","type":"t","user":"u"}',
+            '{"id":"q3","type":"t","user":"u","x":"\\"id\\":\\"zz\\""}',
+            '{"id":"q4","ID":"x","type":"t","user":"u"}',
+            '{"id":"q5","i\\u0064":"x","type":"t","user":"u"}',
+            '{"id":"q6","type":"t","user":"u","props":{"a":1},"props":{"a":2}}',
+        ])
+        assert [(x["id"], x["status"]) for x in b] == [
+            ("q1", "ok"), ("q2", "ok"), ("q3", "ok"), ("q4", "ok"), (None, "error"), ("q6", "error")], b
     finally:
         assert d.stop() == 0
 
@@ -308,6 +365,24 @@ def test_errors_have_no_effect():
         ])
         assert [x["status"] for x in b] == ["ok"] * 3, b
         assert d.db_rows("SELECT events, orders, spent FROM users WHERE id='u'")[0] == (3, 1, 150)
+    finally:
+        assert d.stop() == 0
+
+
+def test_validity_before_duplicate_and_no_clock_move():
+    d = Daemon()
+    try:
+        a = d.send([
+            {"id": "v1", "type": "t", "user": "u", "ts": 1000},
+            {"id": "v1", "type": "BAD", "user": "u", "ts": 1000},        # invalid, not duplicate
+            {"id": "v1", "type": "t", "user": "u", "ts": 50000000},      # duplicate: clock stays
+            {"id": "v2", "type": "BAD", "user": "u", "ts": 60000000},    # error: clock stays
+            {"id": "v3", "type": "t", "user": "nots"},                   # takes now = 1000
+        ])
+        assert [x["status"] for x in a] == ["ok", "error", "duplicate", "error", "ok"], a
+        assert a[1]["error"] == "invalid_event" and a[1]["id"] == "v1"
+        assert d.db_rows("SELECT first_seen FROM users WHERE id='nots'") == [(1000,)]
+        assert d.db_rows("SELECT events, last_seen FROM users WHERE id='u'") == [(1, 1000)]
     finally:
         assert d.stop() == 0
 
@@ -360,14 +435,17 @@ def test_ts_rfc3339_forms():
     d = Daemon()
     try:
         cases = [
-            ("2026-03-01T12:00:00Z", 1772366400000),
-            ("2026-03-01t12:00:00z", 1772366400000),
-            ("2026-03-01T20:00:00+08:00", 1772366400000),
-            ("2026-03-01T07:30:00-04:30", 1772366400000),
-            ("2026-03-01T12:00:00.123Z", 1772366400123),
-            ("2026-03-01T12:00:00.123999Z", 1772366400123),
-            ("2026-03-01T12:00:00.5Z", 1772366400500),
-            (1772366400001, 1772366400001),
+            ("2021-03-01T12:00:00Z", 1614600000000),
+            ("2021-03-01t12:00:00z", 1614600000000),
+            ("2021-03-01T20:00:00+08:00", 1614600000000),
+            ("2021-03-01T07:30:00-04:30", 1614600000000),
+            ("2021-03-01T12:00:00-00:00", 1614600000000),
+            ("2021-03-01T12:00:00.123Z", 1614600000123),
+            ("2021-03-01T12:00:00.123999Z", 1614600000123),
+            ("2021-03-01T12:00:00.5Z", 1614600000500),
+            ("2020-02-29T00:00:00Z", 1582934400000),
+            ("1970-01-01T00:00:00Z", 0),
+            (1614600000001, 1614600000001),
         ]
         evs = [{"id": f"ts{i}", "type": "t", "user": f"tu{i}", "ts": ts} for i, (ts, _) in enumerate(cases)]
         a = d.send(evs)
@@ -376,6 +454,12 @@ def test_ts_rfc3339_forms():
         for i, (_, ms) in enumerate(cases):
             row = d.db_rows("SELECT first_seen, last_seen FROM users WHERE id=?", (f"tu{i}",))
             assert row == [(ms, ms)], (cases[i], row)
+        bad = ["2021-02-29T00:00:00Z", "2021-04-31T00:00:00Z", "2021-01-01T24:00:00Z",
+               "2021-01-01T00:60:00Z", "2021-01-01T00:00Z", " 2021-01-01T00:00:00Z",
+               "2021-01-01T00:00:00Z ", "2021-01-01T00:00:00.Z", "1969-12-31T23:59:59Z", 1e3, ""]
+        b = d.send([{"id": f"bad{i}", "type": "t", "user": "bu", "ts": ts} for i, ts in enumerate(bad)])
+        for ts, x in zip(bad, b):
+            assert x["status"] == "error" and x["error"] == "invalid_event", (ts, x)
     finally:
         assert d.stop() == 0
 
