@@ -727,26 +727,9 @@ out:
 
 struct config *config_load(const char *path, struct errs *errs)
 {
-    FILE *f = fopen(path, "rb");
     struct sbuf sb = {0};
-    char buf[65536];
-    size_t got;
-    if (!f) {
-        if (errs)
-            errs_add(errs, "%s: cannot open: %s", path, strerror(errno));
+    if (read_file(path, &sb, errs) < 0)
         return NULL;
-    }
-    while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
-        sb_add(&sb, buf, got);
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        sb_free(&sb);
-        if (errs)
-            errs_add(errs, "%s: cannot read: %s", path, strerror(e));
-        return NULL;
-    }
-    fclose(f);
     struct config *c = config_load_string(path, sb.s ? sb.s : "", sb.len, errs);
     sb_free(&sb);
     return c;

@@ -337,3 +337,27 @@ void sb_free(struct sbuf *b)
     free(b->s);
     memset(b, 0, sizeof(*b));
 }
+
+int read_file(const char *path, struct sbuf *b, struct errs *errs)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        if (errs)
+            errs_add(errs, "%s: cannot open: %s", path, strerror(e));
+        return -e;
+    }
+    char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
+        sb_add(b, buf, got);
+    int e = ferror(f) ? errno : 0;
+    fclose(f);
+    if (e) {
+        if (errs)
+            errs_add(errs, "%s: cannot read: %s", path, strerror(e));
+        sb_free(b);
+        return -e;
+    }
+    return 0;
+}

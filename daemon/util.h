@@ -27,6 +27,12 @@ int utc_offset_parse(const char *s, int64_t *ms);
 /* Saturating int64 addition. */
 int64_t sat_add(int64_t a, int64_t b);
 
+/* Reads a whole file into b (NUL-terminated). Returns 0, or -errno and adds
+ * "PATH: cannot open|read: reason" to errs (when not NULL). */
+struct sbuf;
+struct errs;
+int read_file(const char *path, struct sbuf *b, struct errs *errs);
+
 /* A list of error messages, each already "FILE:LINE:COL: message". */
 struct errs {
     char **msg;
