@@ -15,7 +15,7 @@ static int check_pass, check_fail;
             check_pass++;                                                                          \
         } else {                                                                                   \
             check_fail++;                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                 \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                  \
         }                                                                                          \
     } while (0)
 
@@ -26,7 +26,7 @@ static int check_pass, check_fail;
             check_pass++;                                                                          \
         } else {                                                                                   \
             check_fail++;                                                                          \
-            fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n  expected: %s\n",      \
+            fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n  expected: %s\n",       \
                     __FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");               \
         }                                                                                          \
     } while (0)
@@ -38,7 +38,7 @@ static int check_pass, check_fail;
             check_pass++;                                                                          \
         } else {                                                                                   \
             check_fail++;                                                                          \
-            fprintf(stderr, "%s:%d: CHECK_INT failed: %s\n  got:      %lld\n  expected: %lld\n",  \
+            fprintf(stderr, "%s:%d: CHECK_INT failed: %s\n  got:      %lld\n  expected: %lld\n",   \
                     __FILE__, __LINE__, #a, a_, b_);                                               \
         }                                                                                          \
     } while (0)

@@ -178,15 +178,13 @@ typedef struct mktd_host {
     /* Calls cb for every known user (in no set order); a non-zero return
      * from cb stops and is returned. Meant for on_load. */
     int (*users_foreach)(mktd_ctx *ctx,
-                         int (*cb)(void *arg, const char *user, const mktd_profile *p),
-                         void *arg);
+                         int (*cb)(void *arg, const char *user, const mktd_profile *p), void *arg);
 
     /* ---- keyed state, per campaign and user (user NULL: campaign-wide) ---- */
     /* 0 and *val (NUL-terminated, in ctx) or -ENOENT. */
     int (*state_get)(mktd_ctx *ctx, const char *user, const char *key, const char **val,
                      size_t *len);
-    int (*state_put)(mktd_ctx *ctx, const char *user, const char *key, const void *val,
-                     size_t len);
+    int (*state_put)(mktd_ctx *ctx, const char *user, const char *key, const void *val, size_t len);
     int (*state_del)(mktd_ctx *ctx, const char *user, const char *key);
 
     /* ---- counters, per campaign and user (user NULL: campaign-wide) ---- */
