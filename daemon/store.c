@@ -188,10 +188,13 @@ int store_open(const char *path, int sync_full, struct store **out, char *err, s
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    char pragmas[256];
+    char pragmas[384];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
-             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+             /* checkpoint every ~40 MB of WAL: a page written by many
+              * commits is copied back once */
+             "PRAGMA wal_autocheckpoint = 10000;",
              sync_full ? "FULL" : "NORMAL");
     if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));

@@ -49,13 +49,20 @@ struct params {
     int backfill;
 };
 
+/* Per user. The pending attempt is due at d; the timer itself may sit at
+ * an earlier x (it is not moved on every activity: when it fires before d
+ * it is simply set again to d). NO_TIME: none. */
 struct ustate {
-    int64_t a;
-    int64_t k;
-    int64_t t0;
-    int g;
-    int64_t p;
+    int64_t a;  /* last activity */
+    int64_t k;  /* number of the pending attempt */
+    int64_t t0; /* latest offer or holdout of the spell */
+    int g;      /* its group */
+    int64_t p;  /* moment of the previous attempt, INT64_MIN: none */
+    int64_t d;  /* due time of the pending attempt, NO_TIME: none */
+    int64_t x;  /* where the timer is set, NO_TIME: none */
 };
+
+#define NO_TIME INT64_MIN
 
 /* ---- arithmetic ---- */
 
@@ -140,10 +147,12 @@ static int state_load(mktd_ctx *ctx, const char *user, struct ustate *st)
         return 0;
     if (rc < 0)
         return rc;
-    int64_t a, k, t0, g, p;
+    int64_t a, k, t0, g, p, d, x;
     int used = 0;
-    if (sscanf(val, "1 %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 "%n", &a, &k, &t0,
-               &g, &p, &used) != 5 ||
+    if (sscanf(val,
+               "2 %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64
+               "%n",
+               &a, &k, &t0, &g, &p, &d, &x, &used) != 7 ||
         (size_t)used != len || g < GROUP_NONE || g > GROUP_HOLDOUT || k < 1) {
         H->log(ctx, MKTD_LOG_WARN, "user %s: unreadable state '%.*s'; starting afresh", user,
                (int)(len > 200 ? 200 : len), val);
@@ -154,14 +163,17 @@ static int state_load(mktd_ctx *ctx, const char *user, struct ustate *st)
     st->t0 = t0;
     st->g = (int)g;
     st->p = p;
+    st->d = d;
+    st->x = x;
     return 1;
 }
 
 static int state_store(mktd_ctx *ctx, const char *user, const struct ustate *st)
 {
-    char buf[128];
-    int n = snprintf(buf, sizeof buf, "1 %" PRId64 " %" PRId64 " %" PRId64 " %d %" PRId64, st->a,
-                     st->k, st->t0, st->g, st->p);
+    char buf[192];
+    int n = snprintf(buf, sizeof buf,
+                     "2 %" PRId64 " %" PRId64 " %" PRId64 " %d %" PRId64 " %" PRId64 " %" PRId64,
+                     st->a, st->k, st->t0, st->g, st->p, st->d, st->x);
     if (n < 0 || (size_t)n >= sizeof buf)
         return -EOVERFLOW;
     return H->state_put(ctx, user, STATE_KEY, buf, (size_t)n);
@@ -176,24 +188,36 @@ static int schedule_from(mktd_ctx *ctx, const struct params *p, const char *user
     while (st->k <= p->max_attempts) {
         int64_t m = attempt_moment(p, st->a, st->k);
         if (st->p == INT64_MIN || m > st->p) {
-            rc = H->timer_set(ctx, user, TIMER_NAME, m);
-            if (rc < 0)
-                return rc;
+            st->d = m;
+            /* a timer already set no later than m stays: it fires early and
+             * is set again then, which spares a write per activity */
+            if (st->x == NO_TIME || st->x > m) {
+                rc = H->timer_set(ctx, user, TIMER_NAME, m);
+                if (rc < 0)
+                    return rc;
+                st->x = m;
+            }
             return state_store(ctx, user, st);
         }
         st->k++;
     }
     /* the spell has no attempts left */
-    rc = H->timer_cancel(ctx, user, TIMER_NAME);
-    if (rc < 0 && rc != -ENOENT)
-        return rc;
+    st->d = NO_TIME;
+    if (st->x != NO_TIME) {
+        rc = H->timer_cancel(ctx, user, TIMER_NAME);
+        if (rc < 0 && rc != -ENOENT)
+            return rc;
+        st->x = NO_TIME;
+    }
     return state_store(ctx, user, st);
 }
 
 /* Starts a new spell after an activity at a. */
-static int start_spell(mktd_ctx *ctx, const struct params *p, const char *user, int64_t a)
+static int start_spell(mktd_ctx *ctx, const struct params *p, const char *user, int64_t a,
+                       int64_t timer_at)
 {
-    struct ustate st = {.a = a, .k = 1, .t0 = 0, .g = GROUP_NONE, .p = INT64_MIN};
+    struct ustate st = {
+        .a = a, .k = 1, .t0 = 0, .g = GROUP_NONE, .p = INT64_MIN, .d = NO_TIME, .x = timer_at};
     return schedule_from(ctx, p, user, &st);
 }
 
@@ -454,7 +478,7 @@ static int r_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned 
                 return rc;
         }
     }
-    return start_spell(ctx, p, ev->user, t);
+    return start_spell(ctx, p, ev->user, t, have ? st.x : NO_TIME);
 }
 
 static int r_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *name, int64_t due,
@@ -467,6 +491,17 @@ static int r_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *n
     int have = state_load(ctx, user, &st);
     if (have <= 0)
         return have; /* no spell to act on */
+    st.x = NO_TIME;  /* the timer is gone */
+    if (st.d != NO_TIME && due < st.d) {
+        /* early: the attempt is due later (activity came since) */
+        int rc = H->timer_set(ctx, user, TIMER_NAME, st.d);
+        if (rc < 0)
+            return rc;
+        st.x = st.d;
+        return state_store(ctx, user, &st);
+    }
+    if (st.d == NO_TIME)
+        return state_store(ctx, user, &st); /* nothing pending */
     if (st.k > p->max_attempts) {
         /* max_attempts was lowered by a reload: no more attempts this spell */
         return state_store(ctx, user, &st);
@@ -515,7 +550,7 @@ static int backfill_user(void *arg, const char *user, const mktd_profile *prof)
         return have;
     if (have && st.a >= prof->last_seen)
         return 0;
-    return start_spell(b->ctx, b->p, user, prof->last_seen);
+    return start_spell(b->ctx, b->p, user, prof->last_seen, have ? st.x : NO_TIME);
 }
 
 static int r_on_load(mktd_ctx *ctx, void *data, int first)

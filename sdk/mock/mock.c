@@ -1408,3 +1408,22 @@ int64_t mktd_mock_counter(mktd_mock *m, const char *campaign, const char *user, 
     struct camp *c = camp_find(m, campaign);
     return c ? counter_get(m, c, user, key) : 0;
 }
+
+int mktd_mock_state(mktd_mock *m, const char *campaign, const char *user, const char *key,
+                    const char **val, size_t *len)
+{
+    struct camp *c = camp_find(m, campaign);
+    if (!c || !key)
+        return -ENOENT;
+    size_t kl;
+    char *k = camp_key(c, user, key, &kl);
+    struct ent *e = map_find(&m->state, k, kl);
+    free(k);
+    if (!e)
+        return -ENOENT;
+    if (val)
+        *val = e->v;
+    if (len)
+        *len = e->vlen;
+    return 0;
+}

@@ -78,12 +78,27 @@ static const char *errors_of(const char *yaml)
         CHECK_STR(e_, "");                                                                         \
     } while (0)
 
+/* When the user's pending attempt falls due, or -1 for none. The timer
+ * itself may sit earlier (it is not moved on every activity), so this reads
+ * the due time the plugin keeps in its state ("2 a k t0 g p d x"), and
+ * checks that a timer is set no later than it. */
 static int64_t timer_of(mktd_mock *m, const char *campaign, const char *user)
 {
-    int64_t due = -1;
-    if (mktd_mock_timer(m, campaign, user, "attempt", &due) != 0)
+    const char *val;
+    size_t len;
+    if (mktd_mock_state(m, campaign, user, "s", &val, &len) != 0)
         return -1;
-    return due;
+    long long a, k, t0, g, p, d, x;
+    if (sscanf(val, "2 %lld %lld %lld %lld %lld %lld %lld", &a, &k, &t0, &g, &p, &d, &x) != 7)
+        return -2;
+    int64_t timer = -1;
+    int has_timer = mktd_mock_timer(m, campaign, user, "attempt", &timer) == 0;
+    if (d == INT64_MIN) {
+        CHECK(!has_timer);
+        return -1;
+    }
+    CHECK(has_timer && timer == x && timer <= d);
+    return d;
 }
 
 /* ---------------------------------------------------------------- */

@@ -86,6 +86,10 @@ void mktd_mock_clear(mktd_mock *m);
 int mktd_mock_timer(mktd_mock *m, const char *campaign, const char *user, const char *name,
                     int64_t *due);
 int64_t mktd_mock_counter(mktd_mock *m, const char *campaign, const char *user, const char *key);
+/* A campaign's state value (user NULL: campaign-wide): 0 and *val (owned by
+ * the mock, valid until the next event) or -ENOENT. */
+int mktd_mock_state(mktd_mock *m, const char *campaign, const char *user, const char *key,
+                    const char **val, size_t *len);
 
 #ifdef __cplusplus
 }
