@@ -128,6 +128,7 @@ int engine_open(struct engine *e, struct store *st, int clock_event)
     e->clock_event = clock_event;
     if (store_meta_get(st, "clock_now", &e->now) < 0)
         e->now = 0;
+    e->saved_now = e->now;
     e->next_due = store_timer_min(st);
     if (store_counted_list(st, &e->counted, &e->n_counted) < 0)
         return -EIO;
@@ -392,12 +393,11 @@ static int fire_timers(struct engine *e, int64_t until)
     return 0;
 }
 
+/* The clock moves in memory; the batch's commit stores it. */
 static int set_now(struct engine *e, int64_t now)
 {
-    if (now == e->now)
-        return 0;
     e->now = now;
-    return e->clock_event ? store_meta_set(e->st, "clock_now", now) : 0;
+    return 0;
 }
 
 int engine_advance(struct engine *e, int64_t until)
@@ -520,8 +520,13 @@ int engine_batch_commit(struct engine *e)
     if (!e->in_batch)
         return 0;
     e->in_batch = 0;
-    if (store_commit(e->st) == 0)
+    int rc = 0;
+    if (e->clock_event && e->now != e->saved_now)
+        rc = store_meta_set(e->st, "clock_now", e->now);
+    if (rc == 0 && store_commit(e->st) == 0) {
+        e->saved_now = e->now;
         return 0;
+    }
     log_error("commit failed: %s", store_errmsg(e->st));
     store_rollback(e->st);
     e->now = e->batch_now;

@@ -40,9 +40,10 @@ struct engine {
     struct store *st;
     struct world *w;
     int clock_event;
-    int64_t now;      /* the clock; under `clock: event` the largest ts so far */
-    int64_t next_due; /* smallest timer due, INT64_MAX when none */
-    char **counted;   /* types counted for user.count.<type> */
+    int64_t now;       /* the clock; under `clock: event` the largest ts so far */
+    int64_t saved_now; /* the clock as the database has it */
+    int64_t next_due;  /* smallest timer due, INT64_MAX when none */
+    char **counted;    /* types counted for user.count.<type> */
     size_t n_counted;
     /* the cause being evaluated */
     struct pending *q;
