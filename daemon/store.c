@@ -87,7 +87,10 @@ static const char *const sql[Q__COUNT] = {
                     "ON CONFLICT(campaign, user, name) DO UPDATE SET due = excluded.due",
     [Q_TIMER_DEL] = "DELETE FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
     [Q_TIMER_GET] = "SELECT due FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
-    [Q_TIMER_MIN] = "SELECT min(due) FROM timers WHERE campaign IN (SELECT campaign FROM live)",
+    /* in due order through timers_due (the + keeps the planner off the
+     * primary key, which would scan every timer of a campaign) */
+    [Q_TIMER_MIN] = "SELECT due FROM timers WHERE +campaign IN (SELECT campaign FROM live) "
+                    "ORDER BY due LIMIT 1",
     [Q_TIMERS_AT] = "SELECT campaign, user, name FROM timers WHERE due = ?1 "
                     "AND campaign IN (SELECT campaign FROM live)",
     [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
