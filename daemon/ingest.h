@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "framer.h"
 
 enum ingest_status {
     IN_NONE = 0, /* blank line: no answer */

@@ -59,11 +59,11 @@ struct sink {
 struct conn {
     struct sink sink; /* first */
     struct bufferevent *bev;
-    int discarding; /* dropping the rest of an oversize line */
-    int closing;    /* peer finished sending: close once answered */
-    int dead;       /* peer gone: free once not dirty */
-    int paused;     /* not reading: client is not reading its answers */
-    int busy;       /* inside conn_read_lines: do not free */
+    struct framer fr; /* lines out of the byte stream */
+    int closing;      /* peer finished sending: close once answered */
+    int dead;         /* peer gone: free once not dirty */
+    int paused;       /* not reading: client is not reading its answers */
+    int busy;         /* inside conn_read_lines: do not free */
     struct conn *prev, *next;
 };
 
@@ -267,11 +267,25 @@ static void conn_maybe_close(struct conn *c)
         conn_free(c);
 }
 
-static void conn_read_lines(struct conn *c)
+/* One framing step's outcome, for any sink. */
+static void take_frame(struct sink *k, enum frame fr, const char *line, size_t len)
 {
-    struct server *s = c->sink.srv;
+    struct server *s = k->srv;
+    if (fr == FRAME_LINE) {
+        take_line(k, line, len);
+    } else if (fr == FRAME_TOO_LARGE) {
+        ingest_too_large(k->pending, cfg_of(s)->max_event_bytes);
+        metrics_status(&s->m, IN_TOO_LARGE);
+        mark_dirty(k);
+    }
+}
+
+/* Takes every line the connection has buffered (at end of stream, the last
+ * one without its newline too), unless its client is behind on answers. */
+static void conn_read_lines(struct conn *c, int eof)
+{
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    int64_t max = cfg_of(s)->max_event_bytes;
+    c->fr.max = cfg_of(c->sink.srv)->max_event_bytes;
     c->busy++;
     while (!c->dead) {
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH) {
@@ -281,41 +295,22 @@ static void conn_read_lines(struct conn *c)
             }
             break;
         }
+        size_t len, drain;
         struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
-        size_t have = evbuffer_get_length(in);
-        if (p.pos < 0) {
-            if (c->discarding) {
-                evbuffer_drain(in, have);
-            } else if ((int64_t)have > max + 1) { /* + a possible '\r' */
-                ingest_too_large(c->sink.pending, max);
-                metrics_status(&s->m, IN_TOO_LARGE);
-                mark_dirty(&c->sink);
-                c->discarding = 1;
-                evbuffer_drain(in, have);
-            }
+        enum frame fr = framer_step(&c->fr, evbuffer_get_length(in), p.pos, eof, &len, &drain);
+        if (fr == FRAME_NONE)
             break;
-        }
-        size_t len = (size_t)p.pos;
-        if (c->discarding) {
-            c->discarding = 0;
-        } else if ((int64_t)len > max + 1) {
-            ingest_too_large(c->sink.pending, max);
-            metrics_status(&s->m, IN_TOO_LARGE);
-            mark_dirty(&c->sink);
-        } else {
-            const char *line = (const char *)evbuffer_pullup(in, (ssize_t)len + 1);
-            take_line(&c->sink, line, len);
-        }
-        evbuffer_drain(in, len + 1);
+        const char *line =
+            fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
+        take_frame(&c->sink, fr, line, len);
+        evbuffer_drain(in, drain);
     }
     c->busy--;
 }
 
-static void conn_finish_input(struct conn *c);
-
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
-    conn_read_lines(arg);
+    conn_read_lines(arg, 0);
     conn_maybe_close(arg);
 }
 
@@ -324,31 +319,11 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     if (c->paused && evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW) {
         c->paused = 0;
-        if (c->closing) {
-            conn_finish_input(c);
-        } else {
+        if (!c->closing)
             bufferevent_enable(bev, EV_READ);
-            conn_read_lines(c);
-        }
+        conn_read_lines(c, c->closing);
     }
     conn_maybe_close(c);
-}
-
-/* End of stream: the last line may lack its newline. */
-static void conn_finish_input(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    conn_read_lines(c);
-    size_t have = evbuffer_get_length(in);
-    if (have > 0 && !c->paused && !c->dead) {
-        c->busy++;
-        if (!c->discarding) {
-            const char *line = (const char *)evbuffer_pullup(in, (ssize_t)have);
-            take_line(&c->sink, line, have);
-        }
-        evbuffer_drain(in, have);
-        c->busy--;
-    }
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -357,7 +332,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_EOF) {
         c->closing = 1;
         bufferevent_disable(bev, EV_READ);
-        conn_finish_input(c);
+        conn_read_lines(c, 1); /* the last line may lack its newline */
         conn_maybe_close(c);
     } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         c->dead = 1; /* its answers have nowhere to go; its events stay */
@@ -601,19 +576,14 @@ static void http_events(struct evhttp_request *req, void *arg)
     struct http_req h = {.sink = {.srv = s, .pending = evbuffer_new(), .flush = http_flush},
                          .req = req};
     const char *p = (const char *)evbuffer_pullup(body, -1);
-    int64_t max = cfg_of(s)->max_event_bytes;
-    size_t i = 0;
+    struct framer fr = {.max = cfg_of(s)->max_event_bytes};
+    size_t i = 0, len, drain;
+    enum frame f;
     while (i < n) {
         const char *nl = memchr(p + i, '\n', n - i);
-        size_t len = nl ? (size_t)(nl - (p + i)) : n - i;
-        if ((int64_t)len > max + 1) {
-            ingest_too_large(h.sink.pending, max);
-            metrics_status(&s->m, IN_TOO_LARGE);
-            mark_dirty(&h.sink);
-        } else {
-            take_line(&h.sink, p + i, len);
-        }
-        i += len + 1;
+        f = framer_step(&fr, n - i, nl ? nl - (p + i) : -1, 1, &len, &drain);
+        take_frame(&h.sink, f, p + i, len);
+        i += drain;
     }
     /* Answer now: commit what this body put in the batch. */
     if (h.sink.dirty)
@@ -818,7 +788,7 @@ static void stop(struct server *s)
     for (struct conn *c = s->conns; c; c = c->next) {
         bufferevent_disable(c->bev, EV_READ);
         if (!c->dead)
-            conn_read_lines(c);
+            conn_read_lines(c, 0);
     }
     commit_and_flush(s);
     s->stop_deadline = wall_ms() + STOP_FLUSH_MS;
