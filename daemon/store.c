@@ -194,7 +194,7 @@ int store_open(const char *path, int sync_full, struct store **out, char *err, s
     char pragmas[384];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
-             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;"
+             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;"
              /* checkpoint every ~4 MB of WAL (SQLite's default): larger
               * gains throughput but each checkpoint then stalls the loop
               * longer (see bench/README.md) */
