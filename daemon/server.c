@@ -712,6 +712,7 @@ static void reload(struct server *s)
         return;
     }
     notify_reloading();
+    int64_t t0 = metrics_now_us();
     log_info("reloading %s", s->config_path);
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
@@ -749,7 +750,8 @@ static void reload(struct server *s)
         }
         if (s->http)
             evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
-        log_info("reloaded: %zu campaigns", w->n);
+        log_info("reloaded: %zu campaigns in %.1f ms", w->n,
+                 (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
     }
     reschedule_timer(s);
