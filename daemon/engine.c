@@ -367,8 +367,12 @@ static int fire_timers(struct engine *e, int64_t until)
         int rc = 0;
         for (size_t i = 0; i < n && rc == 0; i++) {
             struct campaign *c = engine_campaign(e, rows[i].campaign);
-            if ((rc = store_timer_del(e->st, rows[i].campaign, rows[i].user, rows[i].name)) < 0)
+            rc = store_timer_take(e->st, rows[i].campaign, rows[i].user, rows[i].name, rows[i].due);
+            if (rc < 0)
                 break;
+            if (rc == 0) /* an earlier callback moved or cancelled it */
+                continue;
+            rc = 0;
             if (!c || !c->mod->d.on_timer)
                 continue;
             unsigned flags = in_window(c->cfg, rows[i].due) ? MKTD_F_ACTIVE : 0;

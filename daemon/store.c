@@ -38,6 +38,7 @@ enum {
     Q_TIMER_GET,
     Q_TIMER_MIN,
     Q_TIMERS_AT,
+    Q_TIMER_TAKE,
     Q_UNIQUE_CLAIM,
     Q_UNIQUE_OWNER,
     Q_CAMPAIGN_SEEN,
@@ -91,6 +92,8 @@ static const char *const sql[Q__COUNT] = {
      * primary key, which would scan every timer of a campaign) */
     [Q_TIMER_MIN] = "SELECT due FROM timers WHERE +campaign IN (SELECT campaign FROM live) "
                     "ORDER BY due LIMIT 1",
+    [Q_TIMER_TAKE] =
+        "DELETE FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3 AND due = ?4",
     [Q_TIMERS_AT] = "SELECT campaign, user, name FROM timers WHERE due = ?1 "
                     "AND campaign IN (SELECT campaign FROM live)",
     [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
@@ -627,4 +630,14 @@ int store_set_live(struct store *s, char *const *ids, size_t n)
             return -EIO;
     }
     return 0;
+}
+
+int store_timer_take(struct store *s, const char *campaign, const char *user, const char *name,
+                     int64_t due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_TAKE, campaign, user, name);
+    sqlite3_bind_int64(st, 4, due);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 1 : 0;
 }

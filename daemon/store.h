@@ -75,6 +75,10 @@ struct timer_row {
 /* The live timers with the smallest due <= until (all of them with that due). */
 int store_timers_next(struct store *s, int64_t until, struct timer_row **rows, size_t *n);
 void store_timer_rows_free(struct timer_row *rows, size_t n);
+/* Deletes the timer if it is still set to due: 1, or 0 when it was moved
+ * or cancelled meanwhile. */
+int store_timer_take(struct store *s, const char *campaign, const char *user, const char *name,
+                     int64_t due);
 
 int store_unique_claim(struct store *s, const char *ns, const char *key, const char *campaign);
 int store_unique_owner(struct store *s, const char *ns, const char *key, char **campaign);

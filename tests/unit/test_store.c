@@ -133,6 +133,9 @@ static void test_timers_live(void)
     CHECK_INT(store_timers_next(s, 30, &rows, &n), 0);
     CHECK_INT(n, 2); /* both timers due at 30 */
     store_timer_rows_free(rows, n);
+    CHECK_INT(store_timer_take(s, "a", "u1", "t", 29), 0); /* not at that due: stays */
+    CHECK_INT(store_timer_take(s, "a", "u1", "t", 30), 1);
+    CHECK_INT(store_timer_take(s, "a", "u1", "t", 30), 0); /* gone */
     store_timer_set(s, "a", "u1", "t", 40); /* moves */
     int64_t due;
     CHECK_INT(store_timer_get(s, "a", "u1", "t", &due), 0);
