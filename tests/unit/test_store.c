@@ -136,7 +136,7 @@ static void test_timers_live(void)
     CHECK_INT(store_timer_take(s, "a", "u1", "t", 29), 0); /* not at that due: stays */
     CHECK_INT(store_timer_take(s, "a", "u1", "t", 30), 1);
     CHECK_INT(store_timer_take(s, "a", "u1", "t", 30), 0); /* gone */
-    store_timer_set(s, "a", "u1", "t", 40); /* moves */
+    store_timer_set(s, "a", "u1", "t", 40);                /* moves */
     int64_t due;
     CHECK_INT(store_timer_get(s, "a", "u1", "t", &due), 0);
     CHECK_INT(due, 40);
