@@ -515,7 +515,6 @@ int engine_batch_begin(struct engine *e)
     e->in_batch = 1;
     e->batch_n = 0;
     e->batch_now = e->now;
-    e->batch_next_due = e->next_due;
     return 0;
 }
 

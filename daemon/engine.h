@@ -53,7 +53,7 @@ struct engine {
     /* the batch: one transaction for many events */
     int in_batch;
     int batch_n;
-    int64_t batch_now, batch_next_due;
+    int64_t batch_now;
     /* figures for /metrics */
     uint64_t actions_total, plugin_errors;
 };

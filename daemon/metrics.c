@@ -37,6 +37,8 @@ void metrics_free(struct metrics *m)
     free(m->actions);
     m->actions = NULL;
     m->n_actions = 0;
+    sqlite3_finalize(m->actions_q);
+    m->actions_q = NULL;
 }
 
 void metrics_actions_update(struct metrics *m, struct engine *e)
@@ -44,12 +46,13 @@ void metrics_actions_update(struct metrics *m, struct engine *e)
     if (e->actions_total == m->engine_actions || e->in_batch)
         return;
     m->engine_actions = e->actions_total;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_db(e->st),
+    if (!m->actions_q &&
+        sqlite3_prepare_v3(store_db(e->st),
                            "SELECT campaign, kind, count(*), max(seq) FROM actions WHERE seq > ?1 "
                            "GROUP BY campaign, kind",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, SQLITE_PREPARE_PERSISTENT, &m->actions_q, NULL) != SQLITE_OK)
         return;
+    sqlite3_stmt *st = m->actions_q;
     sqlite3_bind_int64(st, 1, m->action_seq);
     int64_t top = m->action_seq;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -75,7 +78,7 @@ void metrics_actions_update(struct metrics *m, struct engine *e)
         m->actions[i].n += n;
         m->actions_committed += n;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     m->action_seq = top;
 }
 

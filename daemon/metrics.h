@@ -33,11 +33,13 @@ struct metrics {
     size_t n_actions;
     int64_t action_seq;
     uint64_t actions_committed;
-    uint64_t engine_actions; /* engine.actions_total at the last update */
+    uint64_t engine_actions;        /* engine.actions_total at the last update */
+    struct sqlite3_stmt *actions_q; /* prepared on first use */
 };
 
 /* Starts counting actions from the database's last one. */
 void metrics_init(struct metrics *m, struct engine *e);
+/* Before the store closes: it holds a statement on its database. */
 void metrics_free(struct metrics *m);
 int64_t metrics_now_us(void);
 void metrics_status(struct metrics *m, enum ingest_status st);

@@ -928,8 +928,8 @@ out:
     if (s->base)
         event_base_free(s->base);
     engine_close(&s->eng);
-    store_close(s->st);
     metrics_free(&s->m);
+    store_close(s->st);
     plugins_unload_all();
     free(s->config_path);
     return code;
