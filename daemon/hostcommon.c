@@ -332,56 +332,58 @@ static int missing(struct ctx_base *b, const mktd_node *map, const char *key)
     return err(b, YN(map), "missing required key '%s'", key);
 }
 
+/* The value under key, for the get_* accessors: 1 and *v when present; 0
+ * when absent and not required (the caller's default stands); else the
+ * error. */
+static int get_value(mktd_ctx *ctx, const mktd_node *map, const char *key, int required,
+                     const struct ynode **v)
+{
+    if (!ctx)
+        return -EINVAL;
+    *v = lookup(map, key);
+    if (*v)
+        return 1;
+    return required ? missing(BASE(ctx), map, key) : 0;
+}
+
 static int h_get_int(mktd_ctx *ctx, const mktd_node *map, const char *key, int required,
                      int64_t def, int64_t min, int64_t max, int64_t *out)
 {
-    const struct ynode *v = lookup(map, key);
-    if (!ctx)
-        return -EINVAL;
+    const struct ynode *v;
     if (out)
         *out = def;
-    if (!v)
-        return required ? missing(BASE(ctx), map, key) : 0;
-    return n_int(BASE(ctx), v, key, min, max, out);
+    int rc = get_value(ctx, map, key, required, &v);
+    return rc <= 0 ? rc : n_int(BASE(ctx), v, key, min, max, out);
 }
 
 static int h_get_duration(mktd_ctx *ctx, const mktd_node *map, const char *key, int required,
                           int64_t def_ms, int64_t min_ms, int64_t max_ms, int64_t *out_ms)
 {
-    const struct ynode *v = lookup(map, key);
-    if (!ctx)
-        return -EINVAL;
+    const struct ynode *v;
     if (out_ms)
         *out_ms = def_ms;
-    if (!v)
-        return required ? missing(BASE(ctx), map, key) : 0;
-    return n_duration(BASE(ctx), v, key, min_ms, max_ms, out_ms);
+    int rc = get_value(ctx, map, key, required, &v);
+    return rc <= 0 ? rc : n_duration(BASE(ctx), v, key, min_ms, max_ms, out_ms);
 }
 
 static int h_get_bool(mktd_ctx *ctx, const mktd_node *map, const char *key, int required, int def,
                       int *out)
 {
-    const struct ynode *v = lookup(map, key);
-    if (!ctx)
-        return -EINVAL;
+    const struct ynode *v;
     if (out)
         *out = def;
-    if (!v)
-        return required ? missing(BASE(ctx), map, key) : 0;
-    return n_bool(BASE(ctx), v, key, out);
+    int rc = get_value(ctx, map, key, required, &v);
+    return rc <= 0 ? rc : n_bool(BASE(ctx), v, key, out);
 }
 
 static int h_get_str(mktd_ctx *ctx, const mktd_node *map, const char *key, int required,
                      const char *def, const char **out)
 {
-    const struct ynode *v = lookup(map, key);
-    if (!ctx)
-        return -EINVAL;
+    const struct ynode *v;
     if (out)
         *out = def;
-    if (!v)
-        return required ? missing(BASE(ctx), map, key) : 0;
-    return n_str(BASE(ctx), v, key, out);
+    int rc = get_value(ctx, map, key, required, &v);
+    return rc <= 0 ? rc : n_str(BASE(ctx), v, key, out);
 }
 
 /* ---- event properties ---- */
