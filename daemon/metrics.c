@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpointer.h"
 #include "util.h"
 
 /* Commit latency bucket bounds, microseconds. */
@@ -230,5 +231,21 @@ void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *
         add_label(out, m->actions[i].kind);
         evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions[i].n);
     }
+    struct checkpointer_stats ck;
+    if (store_checkpoint_stats(e->st, &ck) == 0)
+        evbuffer_add_printf(out,
+                            "# HELP mktd_checkpoint_rounds_total Background checkpoint rounds.\n"
+                            "# TYPE mktd_checkpoint_rounds_total counter\n"
+                            "mktd_checkpoint_rounds_total %" PRIu64 "\n"
+                            "# HELP mktd_wal_restarts_total Times the WAL started over.\n"
+                            "# TYPE mktd_wal_restarts_total counter\n"
+                            "mktd_wal_restarts_total %" PRIu64 "\n"
+                            "# HELP mktd_checkpoint_errors_total Checkpoint rounds that failed.\n"
+                            "# TYPE mktd_checkpoint_errors_total counter\n"
+                            "mktd_checkpoint_errors_total %" PRIu64 "\n"
+                            "# HELP mktd_wal_frames Pages in the WAL after the last commit.\n"
+                            "# TYPE mktd_wal_frames gauge\n"
+                            "mktd_wal_frames %d\n",
+                            ck.rounds, ck.restarts, ck.errors, ck.wal_frames);
     render_budgets(e, out);
 }

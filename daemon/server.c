@@ -851,7 +851,9 @@ int server_run(const char *config_path)
     log_level = cfg->log_level;
     char err[512];
     addr_mkdir_parent(cfg->database);
-    if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0) {
+    if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0 ||
+        store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
+        store_close(s->st);
         log_error("database %s", err);
         world_free(w);
         free(s->config_path);

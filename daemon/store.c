@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "checkpointer.h"
 #include "util.h"
 
 /* Every statement the daemon runs, prepared once. */
@@ -139,6 +141,7 @@ static const char *const migrations[] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
+    struct checkpointer *ck; /* NULL: SQLite checkpoints on commit */
 };
 
 const char *store_errmsg(struct store *s)
@@ -185,6 +188,46 @@ fail:
     return -EIO;
 }
 
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db, (void)name;
+    checkpointer_note(arg, frames);
+    return SQLITE_OK;
+}
+
+/* The loop waits out the checkpointer's short hold on the writer lock in
+ * small steps, 5 s at most. */
+static int busy_cb(void *arg, int tries)
+{
+    (void)arg;
+    if (tries >= 50000)
+        return 0;
+    if (getenv("CKDBG") && tries % 10 == 0)
+        fprintf(stderr, "LOOP busy %d\n", tries);
+    struct timespec ts = {0, 100 * 1000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+int store_background_checkpoints(struct store *s, char *err, size_t errlen)
+{
+    const char *path = sqlite3_db_filename(s->db, "main");
+    if (s->ck || !path || !*path) /* in memory: no WAL */
+        return 0;
+    if (checkpointer_start(path, &s->ck, err, errlen) < 0)
+        return -EIO;
+    sqlite3_wal_hook(s->db, wal_hook, s->ck); /* replaces wal_autocheckpoint */
+    return 0;
+}
+
+int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out)
+{
+    if (!s->ck)
+        return -ENOENT;
+    checkpointer_stats(s->ck, out);
+    return 0;
+}
+
 int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen)
 {
     struct store *s = xcalloc(1, sizeof(*s));
@@ -193,7 +236,7 @@ int store_open(const char *path, int sync_full, struct store **out, char *err, s
         snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
-    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_busy_handler(s->db, busy_cb, NULL);
     char pragmas[384];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
@@ -233,6 +276,7 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
+    checkpointer_stop(s->ck);
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(s->q[i]);
     sqlite3_close(s->db);

@@ -16,6 +16,12 @@ struct store;
  * path ":memory:" gives a throw-away database. */
 int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
+/* Moves checkpoints to a thread of their own (the daemon's store; see
+ * checkpointer.h). */
+int store_background_checkpoints(struct store *s, char *err, size_t errlen);
+struct checkpointer_stats;
+/* -ENOENT when checkpoints are SQLite's own. */
+int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out);
 const char *store_errmsg(struct store *s);
 
 int store_begin(struct store *s);

@@ -2,11 +2,13 @@
  * unique keys, savepoints. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
 #include <sqlite3.h>
 
+#include "checkpointer.h"
 #include "store.h"
 
 static struct store *open_mem(void)
@@ -174,6 +176,73 @@ static void test_reopen_and_schema(void)
     unlink(wal);
 }
 
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* The loop writes without pause while the thread checkpoints: the WAL
+ * starts over instead of growing with everything written, and nothing
+ * written is lost. */
+static void test_background_checkpoints(void)
+{
+    char path[] = "/tmp/mktd-store-XXXXXX", wal[300], shm[300];
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    struct store *s;
+    char err[256];
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    CHECK_INT(store_background_checkpoints(s, err, sizeof(err)), 0);
+    struct checkpointer_stats ck;
+    CHECK_INT(store_checkpoint_stats(s, &ck), 0);
+    CHECK_INT(ck.restarts, 0);
+    /* ~4 actions a page: 100 commits of 400 write ~40,000 pages (160 MB) */
+    char payload[1001];
+    memset(payload, 'x', 1000);
+    payload[1000] = 0;
+    long wal_max = 0;
+    int n = 0;
+    for (int b = 0; b < 100; b++) {
+        CHECK_INT(store_begin(s), 0);
+        for (int i = 0; i < 400; i++, n++) {
+            char id[32];
+            snprintf(id, sizeof(id), "e%d", n);
+            int64_t seq;
+            store_event_remember(s, id);
+            store_action_insert(s, n, "c", "k", "u", id, payload, &seq);
+        }
+        CHECK_INT(store_commit(s), 0);
+        long w = file_size(wal);
+        if (w > wal_max)
+            wal_max = w;
+        usleep(2000); /* the loop's time between batches */
+    }
+    for (int i = 0; i < 500 && (store_checkpoint_stats(s, &ck), ck.restarts == 0); i++)
+        usleep(10000);
+    CHECK(ck.restarts >= 1);
+    CHECK_INT(ck.errors, 0);
+    CHECK(wal_max > 0 && wal_max < 100L * 1024 * 1024); /* it started over */
+    store_close(s);
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(store_db(s), "SELECT count(*) FROM actions", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), n);
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    store_close(s);
+    unlink(path);
+    unlink(wal);
+    unlink(shm);
+}
+
 int main(void)
 {
     test_ids_and_actions();
@@ -182,5 +251,6 @@ int main(void)
     test_state_counters_uniques();
     test_timers_live();
     test_reopen_and_schema();
+    test_background_checkpoints();
     return check_done();
 }

@@ -1,0 +1,203 @@
+/*
+ * The background checkpointer.
+ *
+ * The loop's connection has no automatic checkpoints; its WAL hook tells
+ * this thread how many frames the WAL holds after each commit. The thread
+ * runs a PASSIVE checkpoint (it never blocks the writer) whenever PASS
+ * frames are waiting. PASSIVE alone never lets the WAL start over while
+ * the writer keeps appending, so once the WAL is past RESTART frames the
+ * thread keeps copying until at most TAIL frames are left and then tries
+ * a RESTART checkpoint without waiting: it gets the writer lock only when
+ * the loop is between two batches, and then holds it only to copy that
+ * short tail; the loop's next transaction writes the WAL from its start.
+ * When the writer outruns it past HARD frames, the restart waits for the
+ * lock (the loop then waits for it in turn).
+ */
+#define _GNU_SOURCE
+#include "checkpointer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "util.h"
+
+enum {
+    PASS = 1000,        /* ~4 MB: a pass starts when this much waits */
+    RESTART = 8192,     /* ~32 MB: then start the WAL over */
+    HARD = 8 * RESTART, /* ~256 MB: start it over even if the loop must wait long */
+    TAIL = 64,          /* at most this much left to copy when the restart takes the lock */
+    POLL_US = 100,      /* between two tries to find the writer idle */
+    TRIES = 5000,       /* ~0.5 s of tries, then back to passes */
+};
+
+struct checkpointer {
+    sqlite3 *db;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    int force;      /* the WAL is past HARD: the restart waits for the writer lock */
+    int frames;     /* the WAL's frames after the writer's last commit */
+    int backfilled; /* frames the last pass copied (counted from the WAL's start) */
+    struct checkpointer_stats stats;
+};
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {0, us * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Only a forced restart waits for the writer lock (2 s at most). */
+static int busy_cb(void *arg, int tries)
+{
+    struct checkpointer *c = arg;
+    if (!c->force || tries >= 20000)
+        return 0;
+    sleep_us(POLL_US);
+    return 1;
+}
+
+/* Frames waiting to be copied: a WAL that started over (fewer frames than
+ * were copied) waits whole. */
+static int waiting(const struct checkpointer *c)
+{
+    return c->frames >= c->backfilled ? c->frames - c->backfilled : c->frames;
+}
+
+static int ckpt(struct checkpointer *c, int mode, int *nlog, int *done)
+{
+    return sqlite3_wal_checkpoint_v2(c->db, "main", mode, nlog, done);
+}
+
+/* One round: a pass, then, when the WAL is long, passes until a RESTART
+ * finds the writer idle with at most TAIL frames left. Returns the
+ * SQLite code; *restarted when the WAL will start over. */
+static int round_(struct checkpointer *c, int *done, int *restarted)
+{
+    int nlog = 0;
+    *restarted = 0;
+    int rc = ckpt(c, SQLITE_CHECKPOINT_PASSIVE, &nlog, done);
+    if (rc != SQLITE_OK || nlog < RESTART)
+        return rc;
+    c->force = nlog >= HARD;
+    for (int i = 0; i < TRIES && !__atomic_load_n(&c->stop, __ATOMIC_RELAXED); i++) {
+        int mode = nlog - *done <= TAIL || c->force ? SQLITE_CHECKPOINT_RESTART
+                                                    : SQLITE_CHECKPOINT_PASSIVE;
+        rc = ckpt(c, mode, &nlog, done);
+        if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_RESTART) {
+            *restarted = 1;
+            break;
+        }
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            break;
+        sleep_us(POLL_US);
+    }
+    c->force = 0;
+    return rc == SQLITE_BUSY ? SQLITE_OK : rc; /* busy: tried again next round */
+}
+
+static void *run(void *arg)
+{
+    struct checkpointer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->stop && waiting(c) < PASS)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        int done = -1, restarted;
+        int rc = round_(c, &done, &restarted);
+        pthread_mutex_lock(&c->mu);
+        c->stats.rounds++;
+        if (rc == SQLITE_OK && restarted) {
+            /* all copied: the writer's next commit starts the WAL over */
+            c->stats.restarts++;
+            c->backfilled = c->frames;
+        } else if (rc == SQLITE_OK && done >= 0) {
+            c->backfilled = done;
+        } else {
+            /* copied nothing we know of: wait for PASS more frames */
+            c->stats.errors++;
+            log_warn("background checkpoint: %s", sqlite3_errmsg(c->db));
+            c->backfilled = c->frames;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+int checkpointer_start(const char *path, struct checkpointer **out, char *err, size_t errlen)
+{
+    struct checkpointer *c = xcalloc(1, sizeof(*c));
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+        sqlite3_exec(c->db,
+                     "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
+                     "SELECT count(*) FROM sqlite_schema;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: checkpoint connection: %s", path,
+                 c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite3_close(c->db);
+        free(c);
+        return -EIO;
+    }
+    sqlite3_busy_handler(c->db, busy_cb, c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    /* signals are the loop's */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&c->th, NULL, run, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "checkpoint thread: %s", strerror(rc));
+        sqlite3_close(c->db);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return -rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void checkpointer_note(struct checkpointer *c, int frames)
+{
+    pthread_mutex_lock(&c->mu);
+    c->frames = frames;
+    if (waiting(c) >= PASS)
+        pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void checkpointer_stop(struct checkpointer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->th, NULL);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+void checkpointer_stats(struct checkpointer *c, struct checkpointer_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    out->wal_frames = c->frames;
+    pthread_mutex_unlock(&c->mu);
+}
