@@ -138,7 +138,8 @@ static void *run(void *arg)
 int checkpointer_start(const char *path, struct checkpointer **out, char *err, size_t errlen)
 {
     struct checkpointer *c = xcalloc(1, sizeof(*c));
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
         sqlite3_exec(c->db,
                      "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
                      "SELECT count(*) FROM sqlite_schema;",

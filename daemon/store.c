@@ -231,8 +231,14 @@ int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out)
 int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen)
 {
     struct store *s = xcalloc(1, sizeof(*s));
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    /* Each connection is used by one thread only (the loop, or the
+     * checkpointer): no per-call locking, no global memory statistics. */
+    static int configured;
+    if (!configured++)
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
