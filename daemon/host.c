@@ -191,18 +191,32 @@ static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const 
     return *campaign ? 0 : -ENOMEM;
 }
 
+/* Bytes from the kernel's CSPRNG, fetched a pool at a time (one syscall
+ * per pool, not per coupon code); each byte is handed out once and wiped.
+ * Plugins run on the loop's thread only. */
 static int h_random_bytes(void *buf, size_t len)
 {
+    static unsigned char pool[256]; /* getrandom fills up to 256 bytes whole */
+    static size_t pos, end;
     unsigned char *p = buf;
     while (len > 0) {
-        ssize_t n = getrandom(p, len, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
+        if (pos == end) {
+            ssize_t n = getrandom(pool, sizeof(pool), 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
+            pos = 0;
+            end = (size_t)n;
+            continue;
         }
-        p += n;
-        len -= (size_t)n;
+        size_t k = len < end - pos ? len : end - pos;
+        memcpy(p, pool + pos, k);
+        memset(pool + pos, 0, k);
+        pos += k;
+        p += k;
+        len -= k;
     }
     return 0;
 }

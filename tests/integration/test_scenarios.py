@@ -681,3 +681,24 @@ def test_chain_and_redeem_before_issue():
                   {"code": code("A-"), "value": 100, "min_spend": 0, "expires_at": t0 + 2 * M + D}))
     finally:
         assert d.stop() == 0
+
+
+def test_coupon_codes_are_uniform():
+    """2,000 codes: all distinct, every character of the alphabet in every
+    position's mix, none far from its share (a broken random source shows)."""
+    d = Daemon(coupons(gift="false"))
+    t0 = T("2026-06-01T00:00:00Z")
+    n = 2000
+    try:
+        send_ok(d, [ev(f"o{i}", "order.paid", f"u{i}", t0 + i, order_id=f"o{i}", amount=10000)
+                    for i in range(n)], [1] * n)
+        codes = [r["payload"]["code"][len("NEW-"):]
+                 for r in d.actions("first-order-coupon")]
+        assert len(codes) == n and len(set(codes)) == n
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ23456789"
+        chars = "".join(codes)
+        share = len(chars) / len(alphabet)  # ~765 each
+        for c in alphabet:
+            assert 0.8 * share < chars.count(c) < 1.2 * share, (c, chars.count(c), share)
+    finally:
+        assert d.stop() == 0
