@@ -10,6 +10,7 @@
 
 #include "checkpointer.h"
 #include "util.h"
+#include "walbuf.h"
 
 /* Every statement the daemon runs, prepared once. */
 enum {
@@ -236,9 +237,13 @@ int store_open(const char *path, int sync_full, struct store **out, char *err, s
     static int configured;
     if (!configured++)
         sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (walbuf_register() != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot set up the WAL writer", path);
+        goto fail;
+    }
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        WALBUF_VFS) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
