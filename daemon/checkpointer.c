@@ -35,6 +35,8 @@ enum {
     TAIL = 64,          /* at most this much left to copy when the restart takes the lock */
     POLL_US = 100,      /* between two tries to find the writer idle */
     TRIES = 5000,       /* ~0.5 s of tries, then back to passes */
+    STUCK = 100,        /* tries without gain: a reader holds the WAL */
+    FORCE_TRIES = 2000, /* a forced restart waits ~0.2 s at most */
 };
 
 struct checkpointer {
@@ -55,11 +57,11 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-/* Only a forced restart waits for the writer lock (2 s at most). */
+/* Only a forced restart waits for the writer lock (or readers). */
 static int busy_cb(void *arg, int tries)
 {
     struct checkpointer *c = arg;
-    if (!c->force || tries >= 20000)
+    if (!c->force || tries >= FORCE_TRIES)
         return 0;
     sleep_us(POLL_US);
     return 1;
@@ -78,29 +80,41 @@ static int ckpt(struct checkpointer *c, int mode, int *nlog, int *done)
 }
 
 /* One round: a pass, then, when the WAL is long, passes until a RESTART
- * finds the writer idle with at most TAIL frames left. Returns the
- * SQLite code; *restarted when the WAL will start over. */
-static int round_(struct checkpointer *c, int *done, int *restarted)
+ * finds the writer idle with at most TAIL frames left. A reader (a backup,
+ * `mktd actions`) pins the frames after its snapshot: when passes stop
+ * gaining, the round ends and the WAL grows until the reader is done, as
+ * it would with SQLite's own checkpoints. Returns the SQLite code;
+ * *restarted when the WAL will start over, *pinned when a reader holds it. */
+static int round_(struct checkpointer *c, int *done, int *restarted, int *pinned)
 {
-    int nlog = 0;
-    *restarted = 0;
+    int nlog = 0, stuck = 0;
+    *restarted = *pinned = 0;
     int rc = ckpt(c, SQLITE_CHECKPOINT_PASSIVE, &nlog, done);
     if (rc != SQLITE_OK || nlog < RESTART)
         return rc;
-    c->force = nlog >= HARD;
-    for (int i = 0; i < TRIES && !__atomic_load_n(&c->stop, __ATOMIC_RELAXED); i++) {
-        int mode = nlog - *done <= TAIL || c->force ? SQLITE_CHECKPOINT_RESTART
-                                                    : SQLITE_CHECKPOINT_PASSIVE;
+    for (int i = 0; i < TRIES && stuck < STUCK && !__atomic_load_n(&c->stop, __ATOMIC_RELAXED);
+         i++) {
+        int before = *done;
+        int mode = nlog - *done <= TAIL ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
         rc = ckpt(c, mode, &nlog, done);
         if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_RESTART) {
             *restarted = 1;
-            break;
+            return rc;
         }
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            break;
+            return rc;
+        stuck = *done == before && nlog - *done > TAIL ? stuck + 1 : 0;
         sleep_us(POLL_US);
     }
-    c->force = 0;
+    *pinned = stuck >= STUCK;
+    if (nlog >= HARD && !*pinned) {
+        /* the writer outruns the passes: wait for the lock (the loop waits
+         * for this restart's tail in turn) */
+        c->force = 1;
+        rc = ckpt(c, SQLITE_CHECKPOINT_RESTART, &nlog, done);
+        c->force = 0;
+        *restarted = rc == SQLITE_OK;
+    }
     return rc == SQLITE_BUSY ? SQLITE_OK : rc; /* busy: tried again next round */
 }
 
@@ -113,9 +127,10 @@ static void *run(void *arg)
             pthread_cond_wait(&c->cv, &c->mu);
         if (c->stop)
             break;
+        int before = c->backfilled;
         pthread_mutex_unlock(&c->mu);
-        int done = -1, restarted;
-        int rc = round_(c, &done, &restarted);
+        int done = -1, restarted, pinned;
+        int rc = round_(c, &done, &restarted, &pinned);
         pthread_mutex_lock(&c->mu);
         c->stats.rounds++;
         if (rc == SQLITE_OK && restarted) {
@@ -123,7 +138,8 @@ static void *run(void *arg)
             c->stats.restarts++;
             c->backfilled = c->frames;
         } else if (rc == SQLITE_OK && done >= 0) {
-            c->backfilled = done;
+            /* no gain (a reader holds the frames): wait for PASS more */
+            c->backfilled = pinned || done == before ? c->frames : done;
         } else {
             /* copied nothing we know of: wait for PASS more frames */
             c->stats.errors++;

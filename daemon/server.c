@@ -43,7 +43,7 @@
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
 #define OUT_LOW (1u << 20)  /* and resume below this */
-#define STOP_FLUSH_MS 4500  /* on stop, time given to clients to take their answers */
+#define STOP_FLUSH_MS 4000  /* on stop, time given to clients to take their answers */
 
 struct server;
 

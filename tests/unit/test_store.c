@@ -185,14 +185,71 @@ static long file_size(const char *path)
 /* The loop writes without pause while the thread checkpoints: the WAL
  * starts over instead of growing with everything written, and nothing
  * written is lost. */
+static int count_rows(sqlite3 *db, const char *sql);
+
+/* n actions of ~1 KB (about 4 a page) in one commit, ids from *next. */
+static int write_batch(struct store *s, int n, int *next)
+{
+    char payload[1001];
+    memset(payload, 'x', 1000);
+    payload[1000] = 0;
+    if (store_begin(s) < 0)
+        return -1;
+    for (int i = 0; i < n; i++, (*next)++) {
+        char id[32];
+        snprintf(id, sizeof(id), "e%d", *next);
+        int64_t seq;
+        if (store_event_remember(s, id) < 0 ||
+            store_action_insert(s, *next, "c", "k", "u", id, payload, &seq) < 0)
+            return -1;
+    }
+    return store_commit(s);
+}
+
+static int wait_restarts(struct store *s, uint64_t more_than)
+{
+    struct checkpointer_stats ck;
+    for (int i = 0; i < 500 && (store_checkpoint_stats(s, &ck), ck.restarts <= more_than); i++)
+        usleep(10000);
+    return ck.restarts > more_than;
+}
+
+static void check_sound(const char *path, int rows)
+{
+    struct store *s;
+    char err[256];
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(store_db(s), "SELECT count(*) FROM actions", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), rows);
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    store_close(s);
+}
+
+static void remove_db(const char *path)
+{
+    char p[300];
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+/* The loop writes without pause while the thread checkpoints: the WAL
+ * starts over instead of growing with everything written, and nothing
+ * written is lost. */
 static void test_background_checkpoints(void)
 {
-    char path[] = "/tmp/mktd-store-XXXXXX", wal[300], shm[300];
-    int fd = mkstemp(path);
-    close(fd);
+    char path[] = "/tmp/mktd-store-XXXXXX", wal[300];
+    close(mkstemp(path));
     unlink(path);
     snprintf(wal, sizeof(wal), "%s-wal", path);
-    snprintf(shm, sizeof(shm), "%s-shm", path);
     struct store *s;
     char err[256];
     CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
@@ -200,47 +257,61 @@ static void test_background_checkpoints(void)
     struct checkpointer_stats ck;
     CHECK_INT(store_checkpoint_stats(s, &ck), 0);
     CHECK_INT(ck.restarts, 0);
-    /* ~4 actions a page: 100 commits of 400 write ~40,000 pages (160 MB) */
-    char payload[1001];
-    memset(payload, 'x', 1000);
-    payload[1000] = 0;
+    /* 100 commits of 400 write ~10,000 pages (40 MB) */
     long wal_max = 0;
-    int n = 0;
+    int n = 0, failed = 0;
     for (int b = 0; b < 100; b++) {
-        CHECK_INT(store_begin(s), 0);
-        for (int i = 0; i < 400; i++, n++) {
-            char id[32];
-            snprintf(id, sizeof(id), "e%d", n);
-            int64_t seq;
-            store_event_remember(s, id);
-            store_action_insert(s, n, "c", "k", "u", id, payload, &seq);
-        }
-        CHECK_INT(store_commit(s), 0);
+        failed += write_batch(s, 400, &n) != 0;
         long w = file_size(wal);
         if (w > wal_max)
             wal_max = w;
         usleep(2000); /* the loop's time between batches */
     }
-    for (int i = 0; i < 500 && (store_checkpoint_stats(s, &ck), ck.restarts == 0); i++)
-        usleep(10000);
-    CHECK(ck.restarts >= 1);
+    CHECK_INT(failed, 0);
+    CHECK(wait_restarts(s, 0));
+    store_checkpoint_stats(s, &ck);
     CHECK_INT(ck.errors, 0);
     CHECK(wal_max > 0 && wal_max < 100L * 1024 * 1024); /* it started over */
     store_close(s);
-    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(store_db(s), "SELECT count(*) FROM actions", -1, &st, NULL);
-    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(st, 0), n);
-    sqlite3_finalize(st);
-    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
-    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    store_close(s);
+    check_sound(path, n);
+    remove_db(path);
+}
+
+/* A reader's snapshot (a backup) pins the WAL: the loop keeps committing,
+ * the reader keeps its snapshot, and the WAL starts over once it is gone. */
+static void test_checkpoints_with_reader(void)
+{
+    char path[] = "/tmp/mktd-store-XXXXXX";
+    close(mkstemp(path));
     unlink(path);
-    unlink(wal);
-    unlink(shm);
+    struct store *s;
+    char err[256];
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    CHECK_INT(store_background_checkpoints(s, err, sizeof(err)), 0);
+    int n = 0, failed = 0;
+    failed += write_batch(s, 10, &n) != 0;
+    sqlite3 *reader;
+    CHECK_INT(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_exec(reader, "BEGIN", NULL, NULL, NULL);
+    CHECK_INT(count_rows(reader, "SELECT count(*) FROM actions"), 10);
+    for (int b = 0; b < 120; b++) {
+        failed += write_batch(s, 400, &n) != 0;
+        usleep(1000);
+    }
+    CHECK_INT(failed, 0);
+    CHECK_INT(count_rows(reader, "SELECT count(*) FROM actions"), 10);
+    struct checkpointer_stats ck;
+    store_checkpoint_stats(s, &ck);
+    uint64_t before = ck.restarts;
+    sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(reader);
+    for (int b = 0; b < 5; b++)
+        failed += write_batch(s, 400, &n) != 0;
+    CHECK_INT(failed, 0);
+    CHECK(wait_restarts(s, before));
+    store_close(s);
+    check_sound(path, n);
+    remove_db(path);
 }
 
 static int count_rows(sqlite3 *db, const char *sql)
@@ -321,6 +392,7 @@ int main(void)
     test_timers_live();
     test_reopen_and_schema();
     test_background_checkpoints();
+    test_checkpoints_with_reader();
     test_wal_gathering();
     return check_done();
 }
