@@ -360,7 +360,7 @@ static int fire_timers(struct engine *e, int64_t until)
     while (e->next_due <= until) {
         struct timer_row *rows;
         size_t n;
-        if (store_timers_next(e->st, until, &rows, &n) < 0)
+        if (store_timers_at(e->st, e->next_due, &rows, &n) < 0)
             return -EIO;
         if (n > 1)
             qsort_r(rows, n, sizeof(*rows), cmp_timer, e);

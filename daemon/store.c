@@ -580,13 +580,10 @@ int64_t store_timer_min(struct store *s)
     return v;
 }
 
-int store_timers_next(struct store *s, int64_t until, struct timer_row **rows, size_t *n)
+int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n)
 {
     *rows = NULL;
     *n = 0;
-    int64_t due = store_timer_min(s);
-    if (due == INT64_MAX || due > until)
-        return 0;
     sqlite3_stmt *st = s->q[Q_TIMERS_AT];
     sqlite3_bind_int64(st, 1, due);
     struct timer_row *v = NULL;

@@ -78,8 +78,8 @@ struct timer_row {
     int64_t due;
     char *campaign, *user, *name;
 };
-/* The live timers with the smallest due <= until (all of them with that due). */
-int store_timers_next(struct store *s, int64_t until, struct timer_row **rows, size_t *n);
+/* The live timers due at `due` (store_timer_min gives the next one). */
+int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n);
 void store_timer_rows_free(struct timer_row *rows, size_t n);
 /* Deletes the timer if it is still set to due: 1, or 0 when it was moved
  * or cancelled meanwhile. */
