@@ -6,10 +6,11 @@
  * runs a PASSIVE checkpoint (it never blocks the writer) whenever PASS
  * frames are waiting. PASSIVE alone never lets the WAL start over while
  * the writer keeps appending, so once the WAL is past RESTART frames the
- * thread keeps copying until at most TAIL frames are left and then tries
- * a RESTART checkpoint without waiting: it gets the writer lock only when
- * the loop is between two batches, and then holds it only to copy that
- * short tail; the loop's next transaction writes the WAL from its start.
+ * thread keeps copying until nothing is left (later: at most TAIL frames)
+ * and then tries a RESTART checkpoint without waiting: it gets the writer
+ * lock only when the loop is between two batches, and then holds it only
+ * to copy that tail (nothing to copy: no fsync either); the loop's next
+ * transaction writes the WAL from its start.
  * When the writer outruns it past HARD frames, the restart waits for the
  * lock (the loop then waits for it in turn).
  */
@@ -94,8 +95,18 @@ static int round_(struct checkpointer *c, int *done, int *restarted, int *pinned
         return rc;
     for (int i = 0; i < TRIES && stuck < STUCK && !__atomic_load_n(&c->stop, __ATOMIC_RELAXED);
          i++) {
+        /* What is left, as of the writer's last commit (nlog is as of
+         * the pass's start). A restart that finds nothing left to copy
+         * holds the lock for microseconds; one with a tail holds it
+         * through two fsyncs, so a tail is accepted only later. */
+        int latest = __atomic_load_n(&c->frames, __ATOMIC_RELAXED);
+        if (latest < *done) { /* the writer started the WAL over itself */
+            *restarted = 1;
+            return SQLITE_OK;
+        }
+        int tail = i < TRIES / 2 ? 0 : TAIL;
+        int mode = latest - *done <= tail ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
         int before = *done;
-        int mode = nlog - *done <= TAIL ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
         rc = ckpt(c, mode, &nlog, done);
         if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_RESTART) {
             *restarted = 1;
@@ -104,7 +115,8 @@ static int round_(struct checkpointer *c, int *done, int *restarted, int *pinned
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             return rc;
         stuck = *done == before && nlog - *done > TAIL ? stuck + 1 : 0;
-        sleep_us(POLL_US);
+        if (mode == SQLITE_CHECKPOINT_RESTART || *done == before)
+            sleep_us(POLL_US); /* the writer is busy, or a reader holds frames */
     }
     *pinned = stuck >= STUCK;
     if (nlog >= HARD && !*pinned) {
@@ -190,7 +202,7 @@ int checkpointer_start(const char *path, struct checkpointer **out, char *err, s
 void checkpointer_note(struct checkpointer *c, int frames)
 {
     pthread_mutex_lock(&c->mu);
-    c->frames = frames;
+    __atomic_store_n(&c->frames, frames, __ATOMIC_RELAXED);
     if (waiting(c) >= PASS)
         pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);

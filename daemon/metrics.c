@@ -231,6 +231,17 @@ void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *
         add_label(out, m->actions[i].kind);
         evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions[i].n);
     }
+    uint64_t waits, wait_us;
+    store_lock_waits(e->st, &waits, &wait_us);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_db_lock_waits_total Times a transaction waited for a lock "
+                        "held by another connection (the checkpointer, a backup).\n"
+                        "# TYPE mktd_db_lock_waits_total counter\n"
+                        "mktd_db_lock_waits_total %" PRIu64 "\n"
+                        "# HELP mktd_db_lock_wait_seconds_total Time spent in those waits.\n"
+                        "# TYPE mktd_db_lock_wait_seconds_total counter\n"
+                        "mktd_db_lock_wait_seconds_total %.6f\n",
+                        waits, (double)wait_us / 1e6);
     struct checkpointer_stats ck;
     if (store_checkpoint_stats(e->st, &ck) == 0)
         evbuffer_add_printf(out,

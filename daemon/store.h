@@ -20,6 +20,8 @@ void store_close(struct store *s);
  * checkpointer.h). */
 int store_background_checkpoints(struct store *s, char *err, size_t errlen);
 struct checkpointer_stats;
+/* Times this connection waited for another's lock, and for how long. */
+void store_lock_waits(struct store *s, uint64_t *waits, uint64_t *us);
 /* -ENOENT when checkpoints are SQLite's own. */
 int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out);
 const char *store_errmsg(struct store *s);
