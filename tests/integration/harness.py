@@ -1,6 +1,10 @@
 """Helpers for integration tests: the real mktd binary, real sockets, the
 real SQLite file. Paths come from the environment ctest sets (MKTD_BIN,
 MKTD_PLUGINS, MKTD_TEST_PLUGINS, MKTD_SRC), with defaults for a build/ dir.
+
+MKTD_VALGRIND=1 runs every mktd process (daemon and command line) under
+valgrind's memcheck, each with its own log file; run.py fails a test whose
+processes left a non-empty log. Waits are longer then (see slow()).
 """
 import atexit
 import json
@@ -19,18 +23,70 @@ SRC = os.environ.get("MKTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__
 BIN = os.environ.get("MKTD_BIN", os.path.join(SRC, "build/mktd"))
 PLUGINS = os.environ.get("MKTD_PLUGINS", os.path.join(SRC, "build/plugins"))
 TEST_PLUGINS = os.environ.get("MKTD_TEST_PLUGINS", os.path.join(SRC, "build/tests/plugins"))
+VALGRIND = os.environ.get("MKTD_VALGRIND", "") not in ("", "0")
+SLOW = 10 if VALGRIND else 1  # how much longer everything takes under valgrind
 
 
 _TEMP_DIRS = []
+_DAEMONS = []
 
 
 @atexit.register
 def _cleanup():
-    """Temp dirs go when the test file ends (MKTD_KEEP=1 keeps them)."""
+    """Daemons a failed test left running are killed and temp dirs go when
+    the test file ends (MKTD_KEEP=1 keeps them)."""
+    for d in _DAEMONS:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
     if os.environ.get("MKTD_KEEP"):
         return
     for d in _TEMP_DIRS:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def slow(seconds):
+    """A timeout or a wait for the daemon, stretched under valgrind."""
+    return seconds * SLOW
+
+
+_VG_DIR = []  # where this run's valgrind logs go, once made
+_VG_RUNS = []  # (log file name up to the pid, argv) of each process run under valgrind
+_VG_SEEN = set()  # the logs already reported
+
+
+def command(*args):
+    """The argv that runs mktd with args: BIN itself, or BIN under valgrind
+    (MKTD_VALGRIND=1) writing to a log file of its own."""
+    if not VALGRIND:
+        return [BIN, *args]
+    if not _VG_DIR:
+        _VG_DIR.append(tempfile.mkdtemp(prefix="mktd-vg-"))
+        _TEMP_DIRS.append(_VG_DIR[0])
+    head = os.path.join(_VG_DIR[0], f"vg.{len(_VG_RUNS) + 1}.")
+    _VG_RUNS.append((head, [BIN, *args]))
+    return [shutil.which("valgrind") or "valgrind", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=9", "-q", "--num-callers=30", "--vgdb=no",
+            f"--log-file={head}%p.log", BIN, *args]
+
+
+def valgrind_reports():
+    """The valgrind logs not reported before that have something in them (an
+    error or a leak), as (argv, text) pairs."""
+    out = []
+    logs = sorted(os.listdir(_VG_DIR[0])) if _VG_DIR else []
+    for head, argv in _VG_RUNS:
+        for f in logs:
+            path = os.path.join(_VG_DIR[0], f)
+            if not path.startswith(head) or path in _VG_SEEN:
+                continue
+            with open(path, errors="replace") as fh:
+                text = fh.read()
+            if text.strip():
+                _VG_SEEN.add(path)
+                out.append((argv, text))
+    return out
 
 
 def free_port():
@@ -43,8 +99,8 @@ def free_port():
 
 def mktd(*args, input=None, cwd=None, timeout=60):
     """Runs the mktd command line; returns CompletedProcess (text)."""
-    return subprocess.run([BIN, *args], input=input, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(command(*args), input=input, cwd=cwd, capture_output=True, text=True,
+                          timeout=slow(timeout))
 
 
 def lines_of(events):
@@ -66,6 +122,7 @@ class Daemon:
                  start=True, env=None, pid_env=()):
         self.dir = tempfile.mkdtemp(prefix="mktd-it-")
         _TEMP_DIRS.append(self.dir)
+        _DAEMONS.append(self)
         self.port = free_port()
         self.http_port = free_port() if http else None
         self.sock = os.path.join(self.dir, "mktd.sock")
@@ -107,7 +164,7 @@ class Daemon:
 
     def start(self, wait=True):
         self.log_fh = open(self.logfile, "ab")
-        argv = [BIN, "-c", self.config]
+        argv = command("-c", self.config)
         if self.pid_env:
             sets = "; ".join(f"export {v}=$$" for v in self.pid_env)
             argv = ["/bin/sh", "-c", sets + '; exec "$0" "$@"', *argv]
@@ -115,7 +172,7 @@ class Daemon:
         self.proc = subprocess.Popen(argv, stdout=self.log_fh, stderr=self.log_fh, cwd=self.dir,
                                      env=env)
         if wait:
-            deadline = time.time() + 15
+            deadline = time.time() + slow(15)
             while time.time() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"mktd exited {self.proc.returncode}:\n{self.log()}")
@@ -144,6 +201,9 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def reload(self, campaigns=None, wait=0.5):
+        if VALGRIND:  # a reload takes longer: wait for its outcome in the log
+            reload_wait(self, campaigns)
+            return
         if campaigns is not None:
             self.write_config(campaigns)
         self.proc.send_signal(signal.SIGHUP)
@@ -155,7 +215,7 @@ class Daemon:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            rc = self.proc.wait(timeout=timeout)
+            rc = self.proc.wait(timeout=slow(timeout))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
@@ -173,7 +233,7 @@ class Daemon:
             s.connect(self.sock)
         else:
             s = socket.create_connection(("127.0.0.1", self.port))
-        s.settimeout(30)
+        s.settimeout(slow(30))
         return s
 
     def send_raw(self, data, unix=False, expect=None):
@@ -197,7 +257,7 @@ class Daemon:
     def http(self, method, path, body=None):
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=slow(30)) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(errors="replace")
@@ -250,7 +310,7 @@ def reload_wait(d, campaigns=None, timeout=10):
     if campaigns is not None:
         d.write_config(campaigns)
     d.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + timeout
+    deadline = time.time() + slow(timeout)
     while time.time() < deadline:
         text = d.log()
         if _reload_marks(text) > before and "reload" in text:

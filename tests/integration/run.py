@@ -2,7 +2,9 @@
 """Runs the test_* functions of one integration test file.
 
 usage: run.py tests/integration/test_x.py [name-filter]
-Prints one line per test and a closing 'N passed, N failed'.
+Prints one line per test and a closing 'N passed, N failed'. Under valgrind
+(MKTD_VALGRIND=1, see harness.py) a test whose mktd processes left a valgrind
+report fails with the report.
 """
 import importlib.util
 import os
@@ -11,6 +13,13 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # the same module the test files import
+
+
+def print_valgrind(reports):
+    for argv, text in reports:
+        print(f"valgrind report for {' '.join(argv)}:\n{text.rstrip()}", flush=True)
 
 
 def main():
@@ -24,14 +33,26 @@ def main():
     passed = failed = 0
     for n in names:
         t0 = time.time()
+        error = None
         try:
             getattr(mod, n)()
+        except Exception:
+            error = traceback.format_exc()
+        reports = harness.valgrind_reports()  # of the processes run by this test
+        if not error and not reports:
             passed += 1
             print(f"ok   {n} ({time.time() - t0:.2f}s)", flush=True)
-        except Exception:
-            failed += 1
-            print(f"FAIL {n}", flush=True)
-            traceback.print_exc()
+            continue
+        failed += 1
+        print(f"FAIL {n}", flush=True)
+        if error:
+            print(error, end="", file=sys.stderr, flush=True)
+        print_valgrind(reports)
+    reports = harness.valgrind_reports()
+    if reports:
+        failed += 1
+        print("FAIL a process that outlived its test", flush=True)
+        print_valgrind(reports)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed or not passed else 0)
 

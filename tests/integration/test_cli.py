@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import BIN, PLUGINS, Daemon, lines_of, mktd
+from harness import PLUGINS, Daemon, command, lines_of, mktd, slow
 
 COUPON = """
 - id: welcome
@@ -281,13 +281,13 @@ def test_actions_follow_prints_new_lines():
     p = None
     try:
         d.send([paid("f1", "u1")])
-        p = subprocess.Popen([BIN, "actions", "--db", d.db, "--follow"], stdout=subprocess.PIPE,
+        p = subprocess.Popen(command("actions", "--db", d.db, "--follow"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         got = []
 
         def wait_for(n, timeout=10):
             buf = b""
-            deadline = time.time() + timeout
+            deadline = time.time() + slow(timeout)
             while len(got) < n and time.time() < deadline:
                 r, _, _ = select.select([p.stdout], [], [], 0.2)
                 if r:

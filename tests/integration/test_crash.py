@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from harness import Daemon, lines_of
+from harness import VALGRIND, Daemon, lines_of
 
 CAMPAIGNS = """
 - id: first-order
@@ -33,7 +33,7 @@ CAMPAIGNS = """
   params: {value: 500, valid_for: 3d, per_user_limit: 5}
 """
 
-N = int(os.environ.get("MKTD_CRASH_EVENTS", "20000"))
+N = int(os.environ.get("MKTD_CRASH_EVENTS", "2000" if VALGRIND else "20000"))  # fewer under valgrind
 T0 = 1735689600000  # 2025-01-01
 
 

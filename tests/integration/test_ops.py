@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-from harness import BIN, SRC, Daemon, lines_of, ok, reload_wait
+from harness import BIN, SRC, VALGRIND, Daemon, command, lines_of, ok, reload_wait, slow
 
 T = 1767225600000  # 2026-01-01T00:00:00Z
 
@@ -174,7 +174,7 @@ def test_socket_activation():
     try:
         d.log_fh = open(d.logfile, "ab")
         d.proc = subprocess.Popen([sys.executable, "-c", ACTIVATE, str(len(fds)), *map(str, fds),
-                                   BIN, "-c", d.config], pass_fds=fds, stdout=d.log_fh,
+                                   *command("-c", d.config)], pass_fds=fds, stdout=d.log_fh,
                                   stderr=d.log_fh, cwd=d.dir)
         # the test still holds the listening sockets: a connection queues
         # until mktd accepts it, and mktd could not bind the TCP ports itself
@@ -239,10 +239,13 @@ def camp(promo=True, promo_value=500, hits_extra="", extra=""):
 
 class Stream:
     """Clients sending page.view events without pause, pipelined, and
-    reading the answers as they come."""
+    reading the answers as they come. Under valgrind a client keeps at most
+    `window` events unanswered: the daemon is as busy, but the backlog it
+    works off at the end stays short."""
 
     def __init__(self, d, n_conns=3, chunk=100, pause=0.002):
         self.d = d
+        self.window = 1000 if VALGRIND else None
         self.stop = threading.Event()
         self.sent = []
         self.answers = []
@@ -253,15 +256,18 @@ class Stream:
             sent, got = [], []
             self.sent.append(sent)
             self.answers.append(got)
-            self.threads.append(threading.Thread(target=self.write, args=(s, k, sent, chunk, pause)))
+            self.threads.append(threading.Thread(target=self.write, args=(s, k, sent, got, chunk, pause)))
             self.threads.append(threading.Thread(target=self.read, args=(s, got)))
         for t in self.threads:
             t.start()
 
-    def write(self, s, k, sent, chunk, pause):
+    def write(self, s, k, sent, got, chunk, pause):
         i = 0
         try:
             while not self.stop.is_set():
+                if self.window and len(sent) - len(got) >= self.window:
+                    time.sleep(0.001)
+                    continue
                 ids = [f"c{k}-{j}" for j in range(i, i + chunk)]
                 s.sendall(lines_of([ev(x, "page.view", f"u{k}-{j % 50}")
                                     for j, x in zip(range(i, i + chunk), ids)]))
@@ -290,7 +296,7 @@ class Stream:
     def finish(self, timeout=60):
         self.stop.set()
         for t in self.threads:
-            t.join(timeout)
+            t.join(slow(timeout))
         return [x for s in self.sent for x in s], [a for g in self.answers for a in g]
 
 
@@ -431,12 +437,15 @@ def test_stop_with_a_stream_in_flight():
     try:
         stream = Stream(d, n_conns=2, chunk=200, pause=0)
         time.sleep(1.0)
+        deadline = time.time() + slow(1.0)  # under valgrind: until 1000 answers came
+        while sum(map(len, stream.answers)) <= 1000 and time.time() < deadline:
+            time.sleep(0.05)
         t0 = time.time()
         d.send_signal(signal.SIGTERM)
-        rc = d.proc.wait(10)
+        rc = d.proc.wait(slow(10))
         elapsed = time.time() - t0
         assert rc == 0, d.log()
-        assert elapsed < 5.0, elapsed
+        assert elapsed < slow(5.0), elapsed
         sent, answers = stream.finish()
         assert len(answers) > 1000, len(answers)
         ids = [x["id"] for x in answers]
@@ -458,20 +467,21 @@ def test_stop_not_held_by_a_client_that_never_reads():
         lazy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lazy.connect(d.sock)
-        data = lines_of(ev(f"l{i}", "page.view", "lazy") for i in range(40000))
+        n = 10000 if VALGRIND else 40000  # fewer under valgrind: the answers still outgrow the socket buffers
+        data = lines_of(ev(f"l{i}", "page.view", "lazy") for i in range(n))
         threading.Thread(target=lambda: lazy.sendall(data), daemon=True).start()
-        deadline = time.time() + 30
-        while d.db_rows("SELECT count(*) FROM events")[0][0] < 40000 and time.time() < deadline:
+        deadline = time.time() + slow(30)
+        while d.db_rows("SELECT count(*) FROM events")[0][0] < n and time.time() < deadline:
             time.sleep(0.05)
-        assert d.db_rows("SELECT count(*) FROM events")[0][0] == 40000
+        assert d.db_rows("SELECT count(*) FROM events")[0][0] == n
         # a well-behaved client at the same time is answered
         ok(d.send([ev("w1", "page.view", "good")])[0], 1)
         t0 = time.time()
         d.send_signal(signal.SIGTERM)
-        rc = d.proc.wait(10)
+        rc = d.proc.wait(slow(10))
         elapsed = time.time() - t0
         assert rc == 0, d.log()
-        assert elapsed < 5.0, elapsed
+        assert elapsed < slow(5.0), elapsed
         assert "did not take all their answers in time" in d.log()
         lazy.close()
     finally:

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 
-from harness import BIN, PLUGINS, TEST_PLUGINS, Daemon, mktd, ok
+from harness import PLUGINS, TEST_PLUGINS, Daemon, command, mktd, ok, slow
 
 T = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 LINE_COL = re.compile(r"mktd\.yaml:\d+:\d+: ")
@@ -130,13 +130,13 @@ def test_only_plugin_dirs():
         # not in plugin_dirs: not found, not from the cwd, not from the library path
         d = Daemon(camp, start=False, plugin_dirs=[PLUGINS])
         env = dict(os.environ, LD_LIBRARY_PATH=elsewhere)
-        r = subprocess.run([BIN, "check", "-c", d.config], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(command("check", "-c", d.config), cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=slow(30))
         assert r.returncode == 1, r
         assert "probe.so" in r.stderr and "plugin_dirs" in r.stderr, r.stderr
         assert LINE_COL.search(r.stderr), r.stderr
-        r = subprocess.run([BIN, "-c", d.config], cwd=elsewhere, env=env, capture_output=True,
-                           text=True, timeout=15)
+        r = subprocess.run(command("-c", d.config), cwd=elsewhere, env=env, capture_output=True,
+                           text=True, timeout=slow(15))
         assert r.returncode > 0 and "probe.so" in r.stderr, r
         # an unknown name
         refused("""

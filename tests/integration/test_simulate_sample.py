@@ -58,7 +58,7 @@ import os
 import re
 import subprocess
 
-from harness import BIN, PLUGINS, SRC
+from harness import PLUGINS, SRC, command, slow
 
 UNTIL = "2025-12-20T00:00:00+08:00"
 CODE = re.compile(r"[A-Z2-9]{13}")
@@ -66,11 +66,11 @@ PREFIX = {"first-order-coupon": "NEW-", "winback-coupon": "BACK-"}
 
 
 def run_simulate():
-    args = [BIN, "simulate", "-c", "config/mktd.yaml", "--until", UNTIL]
+    args = ["simulate", "-c", "config/mktd.yaml", "--until", UNTIL]
     if os.path.realpath(PLUGINS) != os.path.realpath(os.path.join(SRC, "build/plugins")):
         args += ["--plugin-dir", PLUGINS]
     args.append("config/sample-events.ndjson")
-    return subprocess.run(args, cwd=SRC, capture_output=True, text=True, timeout=60)
+    return subprocess.run(command(*args), cwd=SRC, capture_output=True, text=True, timeout=slow(60))
 
 
 def check_code(campaign, value, where):
