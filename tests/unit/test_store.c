@@ -148,6 +148,30 @@ static void test_timers_live(void)
     store_close(s);
 }
 
+static void remove_db(const char *path)
+{
+    char p[300];
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+/* A store in a new file; path (a mkstemp template) gets its name. */
+static struct store *open_file(char *path)
+{
+    close(mkstemp(path));
+    unlink(path);
+    struct store *s;
+    char err[256];
+    if (store_open(path, 0, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
 static void test_reopen_and_schema(void)
 {
     char path[] = "/tmp/mktd-store-XXXXXX";
@@ -171,12 +195,7 @@ static void test_reopen_and_schema(void)
     store_close(s);
     CHECK(store_open(path, 0, &s, err, sizeof(err)) < 0); /* newer schema refused */
     CHECK(strstr(err, "99") != NULL);
-    char wal[300];
-    unlink(path);
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-    unlink(wal);
-    snprintf(wal, sizeof(wal), "%s-shm", path);
-    unlink(wal);
+    remove_db(path);
 }
 
 static long file_size(const char *path)
@@ -234,28 +253,14 @@ static void check_sound(const char *path, int rows)
     store_close(s);
 }
 
-static void remove_db(const char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof(p), "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", path);
-    unlink(p);
-}
-
 /* The loop writes without pause while the thread checkpoints: the WAL
  * starts over instead of growing with everything written, and nothing
  * written is lost. */
 static void test_background_checkpoints(void)
 {
-    char path[] = "/tmp/mktd-store-XXXXXX", wal[300];
-    close(mkstemp(path));
-    unlink(path);
+    char path[] = "/tmp/mktd-store-XXXXXX", wal[300], err[256];
+    struct store *s = open_file(path);
     snprintf(wal, sizeof(wal), "%s-wal", path);
-    struct store *s;
-    char err[256];
-    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
     CHECK_INT(store_background_checkpoints(s, err, sizeof(err)), 0);
     struct checkpointer_stats ck;
     CHECK_INT(store_checkpoint_stats(s, &ck), 0);
@@ -284,12 +289,8 @@ static void test_background_checkpoints(void)
  * the reader keeps its snapshot, and the WAL starts over once it is gone. */
 static void test_checkpoints_with_reader(void)
 {
-    char path[] = "/tmp/mktd-store-XXXXXX";
-    close(mkstemp(path));
-    unlink(path);
-    struct store *s;
-    char err[256];
-    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    char path[] = "/tmp/mktd-store-XXXXXX", err[256];
+    struct store *s = open_file(path);
     CHECK_INT(store_background_checkpoints(s, err, sizeof(err)), 0);
     int n = 0, failed = 0;
     failed += write_batch(s, 10, &n) != 0;
@@ -334,15 +335,8 @@ static int count_rows(sqlite3 *db, const char *sql)
  * VFS) sees all of it, and the file stays sound. */
 static void test_wal_gathering(void)
 {
-    char path[] = "/tmp/mktd-store-XXXXXX", wal[300], shm[300];
-    int fd = mkstemp(path);
-    close(fd);
-    unlink(path);
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-    snprintf(shm, sizeof(shm), "%s-shm", path);
-    struct store *s;
-    char err[256];
-    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    char path[] = "/tmp/mktd-store-XXXXXX";
+    struct store *s = open_file(path);
     sqlite3 *reader;
     CHECK_INT(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     char payload[3001];
@@ -381,9 +375,7 @@ static void test_wal_gathering(void)
     sqlite3_finalize(st);
     sqlite3_close(reader);
     store_close(s);
-    unlink(path);
-    unlink(wal);
-    unlink(shm);
+    remove_db(path);
 }
 
 int main(void)
