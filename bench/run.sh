@@ -125,6 +125,14 @@ batch_avg() {
          END{if (c>0) printf "%.0f", e/c; else print "?"}' "$run/$1/metrics.txt"
 }
 
+# the WAL and the checkpointer, from the daemon's /metrics
+wal_stats() {
+    awk '/^mktd_wal_restarts_total /{r=$2} /^mktd_db_lock_waits_total /{w=$2}
+         /^mktd_db_lock_wait_seconds_total /{s=$2}
+         END{printf "WAL restarts %d, loop waited for a lock %d times (%.1f ms)", r, w, s * 1000}' \
+        "$run/$1/metrics.txt"
+}
+
 lg() { "$bb/loadgen" --conns $conns --window $window "$@"; }
 
 # ---- mktd at full speed ----
@@ -141,7 +149,7 @@ for i in $(seq 1 "$repeat"); do
         " p99.9 $(res "$f" p999_ms) ms  errors $(res "$f" errors)  actions/event" \
         "$(res "$f" actions_per_event)  daemon cpu $(res "$f" daemon_cpu)%  avg batch" \
         "$(batch_avg "full$i")  RSS $(res "$f" rss_mb) MB  waiting for a cpu $(res "$f" runq_pct)%" \
-        " $(res "$f" eps_per_cpu) events per cpu-second"
+        " $(res "$f" eps_per_cpu) events per cpu-second; $(wal_stats "full$i")"
     e=$(res "$f" eps)
     [ "$e" -gt "$best_mktd" ] && best_mktd=$e
     ape=$(res "$f" actions_per_event)
@@ -211,7 +219,7 @@ for i in $(seq 1 "$repeat"); do
     f=$run/rate$i/loadgen.txt
     say "  run $i: answered $(res "$f" eps) events/s  p50 $(res "$f" p50_ms) ms  p99" \
         "$(res "$f" p99_ms) ms  p99.9 $(res "$f" p999_ms) ms  largest backlog" \
-        "$(res "$f" backlog) events"
+        "$(res "$f" backlog) events  waiting for a cpu $(res "$f" runq_pct)%; $(wal_stats "rate$i")"
     p99_rate=$(res "$f" p99_ms)
 done
 # and at half of what mktd sustained: its latency without a queue
