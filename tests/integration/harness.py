@@ -119,7 +119,7 @@ class Daemon:
     """
 
     def __init__(self, campaigns="[]", clock="event", http=False, daemon="", plugin_dirs=None,
-                 start=True, env=None, pid_env=()):
+                 start=True, env=None, pid_env=(), preexec=None):
         self.dir = tempfile.mkdtemp(prefix="mktd-it-")
         _TEMP_DIRS.append(self.dir)
         _DAEMONS.append(self)
@@ -137,6 +137,7 @@ class Daemon:
         # daemon's own pid (as a service manager does, e.g. WATCHDOG_PID)
         self.env = dict(env or {})
         self.pid_env = tuple(pid_env)
+        self.preexec = preexec  # run in the child before exec (limits)
         self.write_config(campaigns)
         if start:
             self.start()
@@ -170,7 +171,7 @@ class Daemon:
             argv = ["/bin/sh", "-c", sets + '; exec "$0" "$@"', *argv]
         env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen(argv, stdout=self.log_fh, stderr=self.log_fh, cwd=self.dir,
-                                     env=env)
+                                     env=env, preexec_fn=self.preexec)
         if wait:
             deadline = time.time() + slow(15)
             while time.time() < deadline:

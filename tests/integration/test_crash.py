@@ -6,6 +6,8 @@ import json
 import os
 import random
 import re
+import resource
+import signal
 import socket
 import threading
 import time
@@ -151,6 +153,72 @@ def test_kill9_restart_resend_same_table():
         answers = send_all(d, data)
         assert len(answers) == len(evs)
         assert all(a["status"] in ("ok", "duplicate") for a in answers)
+        assert table(d) == expected
+        assert d.db_rows("PRAGMA integrity_check")[0][0] == "ok"
+    finally:
+        assert d.stop() == 0
+
+
+def send_tolerant(d, data):
+    """One connection; the ids answered ok before the daemon closed it (it
+    closes a connection whose batch could not be committed)."""
+    s = d.connect()
+    buf = b""
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    finally:
+        s.close()
+    answers = [json.loads(x) for x in buf.split(b"\n") if x.strip()]
+    return [a["id"] for a in answers if a["status"] == "ok"]
+
+
+FULL_AT = 1 << 20  # bytes: any file the daemon writes past 1 MB fails
+
+
+def disk_full():
+    """In the daemon's process before exec: files may not grow past FULL_AT
+    (EFBIG, as from a full disk), until the test lifts the soft limit."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FULL_AT, resource.RLIM_INFINITY))
+
+
+def test_disk_full_loses_nothing_and_recovers():
+    """Commits fail while the disk is full: those batches are not answered
+    ok, the daemon keeps serving, and once there is room again the same
+    events give the same actions table as a run that never ran out."""
+    evs = make_events(N)
+    ref = Daemon(CAMPAIGNS)
+    try:
+        assert all(a["status"] == "ok" for a in send_all(ref, lines_of(evs)))
+        expected = table(ref)
+    finally:
+        assert ref.stop() == 0
+
+    d = Daemon(CAMPAIGNS, preexec=disk_full)
+    try:
+        ok = set()
+        for k in range(0, len(evs), 200):
+            ok |= set(send_tolerant(d, lines_of(evs[k:k + 200])))
+        assert "commit failed" in d.log(), "the disk never filled up"
+        assert len(ok) < len(evs)
+        assert d.proc.poll() is None, d.log()
+        remembered = {r[0] for r in d.db_rows("SELECT id FROM events")}
+        assert not ok - remembered, f"answered ok but not kept: {sorted(ok - remembered)[:5]}"
+        # room again: the running daemon takes everything
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        answers = send_all(d, lines_of(evs))
+        assert len(answers) == len(evs)
+        assert all(a["status"] in ("ok", "duplicate") for a in answers), \
+            [a for a in answers if a["status"] not in ("ok", "duplicate")][:3]
         assert table(d) == expected
         assert d.db_rows("PRAGMA integrity_check")[0][0] == "ok"
     finally:
