@@ -12,7 +12,8 @@
  * to copy that tail (nothing to copy: no fsync either); the loop's next
  * transaction writes the WAL from its start.
  * When the writer outruns it past HARD frames, the restart waits for the
- * lock (the loop then waits for it in turn).
+ * lock (the loop then waits for it in turn). A long WAL left when the
+ * writer pauses is started over after IDLE_S.
  */
 #define _GNU_SOURCE
 #include "checkpointer.h"
@@ -38,6 +39,7 @@ enum {
     TRIES = 5000,       /* ~0.5 s of tries, then back to passes */
     STUCK = 100,        /* tries without gain: a reader holds the WAL */
     FORCE_TRIES = 2000, /* a forced restart waits ~0.2 s at most */
+    IDLE_S = 1,         /* a pause of the writer that lets a long WAL start over */
 };
 
 struct checkpointer {
@@ -48,6 +50,7 @@ struct checkpointer {
     int stop;
     int force;      /* the WAL is past HARD: the restart waits for the writer lock */
     int frames;     /* the WAL's frames after the writer's last commit */
+    int noted;      /* the writer committed since the last round began */
     int backfilled; /* frames the last pass copied (counted from the WAL's start) */
     struct checkpointer_stats stats;
 };
@@ -135,10 +138,19 @@ static void *run(void *arg)
     struct checkpointer *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->stop && waiting(c) < PASS)
-            pthread_cond_wait(&c->cv, &c->mu);
+        /* A round when PASS frames wait, or, once the writer has paused
+         * for IDLE_S with a long WAL, to start it over while it is idle. */
+        while (!c->stop && waiting(c) < PASS) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += IDLE_S;
+            if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT && c->noted &&
+                c->frames >= RESTART)
+                break;
+        }
         if (c->stop)
             break;
+        c->noted = 0;
         int before = c->backfilled;
         pthread_mutex_unlock(&c->mu);
         int done = -1, restarted, pinned;
@@ -147,7 +159,6 @@ static void *run(void *arg)
         c->stats.rounds++;
         if (rc == SQLITE_OK && restarted) {
             /* all copied: the writer's next commit starts the WAL over */
-            c->stats.restarts++;
             c->backfilled = c->frames;
         } else if (rc == SQLITE_OK && done >= 0) {
             /* no gain (a reader holds the frames): wait for PASS more */
@@ -202,7 +213,12 @@ int checkpointer_start(const char *path, struct checkpointer **out, char *err, s
 void checkpointer_note(struct checkpointer *c, int frames)
 {
     pthread_mutex_lock(&c->mu);
+    /* fewer frames than last time: the WAL started over (after a restart
+     * of ours, or because a pass had copied it all when the writer began) */
+    if (frames < c->frames)
+        c->stats.restarts++;
     __atomic_store_n(&c->frames, frames, __ATOMIC_RELAXED);
+    c->noted = 1;
     if (waiting(c) >= PASS)
         pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);

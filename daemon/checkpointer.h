@@ -18,8 +18,9 @@ void checkpointer_note(struct checkpointer *c, int frames);
 void checkpointer_stop(struct checkpointer *c);
 
 struct checkpointer_stats {
-    uint64_t rounds, restarts, errors;
-    int wal_frames; /* after the writer's last commit */
+    uint64_t rounds, errors;
+    uint64_t restarts; /* times the writer found the WAL started over */
+    int wal_frames;    /* after the writer's last commit */
 };
 void checkpointer_stats(struct checkpointer *c, struct checkpointer_stats *out);
 
