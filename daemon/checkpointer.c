@@ -51,6 +51,7 @@ struct checkpointer {
     int force;      /* the WAL is past HARD: the restart waits for the writer lock */
     int frames;     /* the WAL's frames after the writer's last commit */
     int noted;      /* the writer committed since the last round began */
+    int writing;    /* the writer is inside a transaction (holds its lock) */
     int backfilled; /* frames the last pass copied (counted from the WAL's start) */
     struct checkpointer_stats stats;
 };
@@ -109,6 +110,11 @@ static int round_(struct checkpointer *c, int *done, int *restarted, int *pinned
         }
         int tail = i < TRIES / 2 ? 0 : TAIL;
         int mode = latest - *done <= tail ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
+        if (mode == SQLITE_CHECKPOINT_RESTART && __atomic_load_n(&c->writing, __ATOMIC_ACQUIRE)) {
+            /* mid-batch: its commit would slip in before the restart */
+            sleep_us(POLL_US);
+            continue;
+        }
         int before = *done;
         rc = ckpt(c, mode, &nlog, done);
         if (rc == SQLITE_OK && mode == SQLITE_CHECKPOINT_RESTART) {
@@ -222,6 +228,11 @@ void checkpointer_note(struct checkpointer *c, int frames)
     if (waiting(c) >= PASS)
         pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
+}
+
+void checkpointer_writing(struct checkpointer *c, int open)
+{
+    __atomic_store_n(&c->writing, open, __ATOMIC_RELEASE);
 }
 
 void checkpointer_stop(struct checkpointer *c)

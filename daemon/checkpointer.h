@@ -14,6 +14,8 @@ struct checkpointer;
 int checkpointer_start(const char *path, struct checkpointer **out, char *err, size_t errlen);
 /* From the writer's WAL hook: its WAL now holds `frames` frames. */
 void checkpointer_note(struct checkpointer *c, int frames);
+/* From the writer: a transaction of its own is open (1) or not (0). */
+void checkpointer_writing(struct checkpointer *c, int open);
 /* Stops the thread (after the pass in progress) and closes its connection. */
 void checkpointer_stop(struct checkpointer *c);
 

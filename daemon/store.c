@@ -343,17 +343,27 @@ static sqlite3_stmt *ckey(struct store *s, int q, const char *campaign, const ch
     return st;
 }
 
+/* The checkpointer tries to start the WAL over only while no transaction
+ * of ours holds the writer lock. */
+static int txn(struct store *s, int q)
+{
+    int rc = run(s, s->q[q]);
+    if (s->ck)
+        checkpointer_writing(s->ck, !sqlite3_get_autocommit(s->db));
+    return rc;
+}
+
 int store_begin(struct store *s)
 {
-    return run(s, s->q[Q_BEGIN]);
+    return txn(s, Q_BEGIN);
 }
 int store_commit(struct store *s)
 {
-    return run(s, s->q[Q_COMMIT]);
+    return txn(s, Q_COMMIT);
 }
 int store_rollback(struct store *s)
 {
-    return run(s, s->q[Q_ROLLBACK]);
+    return txn(s, Q_ROLLBACK);
 }
 int store_savepoint(struct store *s)
 {
