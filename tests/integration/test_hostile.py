@@ -268,7 +268,8 @@ def test_client_that_never_reads():
             except BlockingIOError:
                 time.sleep(0.01)
         p.check()
-        assert d.rss_kb() < 500 * 1024
+        rss2 = d.rss_kb()
+        assert rss2 < 500 * 1024, (rss0, rss, rss2)
         hog2.close()  # vanishes with unread answers
         # now the first hog reads: every line it sent is answered, in order
         hog.settimeout(slow(30))
