@@ -299,6 +299,22 @@ class Stream:
             t.join(slow(timeout))
         return [x for s in self.sent for x in s], [a for g in self.answers for a in g]
 
+    def finish_all_answered(self, min_sent):
+        """finish(), then: no client error, more than min_sent sent, every
+        event answered exactly once, ok, and in order per connection.
+        Returns the ids sent."""
+        sent, answers = self.finish()
+        assert not self.errors, self.errors
+        assert len(sent) > min_sent, len(sent)
+        ids = [x["id"] for x in answers]
+        assert len(ids) == len(set(ids)), "an id answered twice"
+        assert set(ids) == set(sent)
+        bad = [x for x in answers if x["status"] != "ok"]
+        assert not bad, bad[:5]
+        for s, g in zip(self.sent, self.answers):
+            assert [x["id"] for x in g] == s
+        return sent
+
 
 def test_reload_under_load():
     d = Daemon(camp())
@@ -358,17 +374,7 @@ def test_reload_under_load():
                     assert re.match(r"\S+Z (error|warn|info): ", line), line
             time.sleep(0.05)
         time.sleep(0.2)
-        sent, answers = stream.finish()
-        assert not stream.errors, stream.errors
-        assert len(sent) > 5000, len(sent)
-        ids = [x["id"] for x in answers]
-        assert len(ids) == len(set(ids)), "an id answered twice"
-        assert set(ids) == set(sent)
-        bad = [x for x in answers if x["status"] != "ok"]
-        assert not bad, bad[:5]
-        # every answer in order per connection
-        for s, g in zip(stream.sent, stream.answers):
-            assert [x["id"] for x in g] == s
+        sent = stream.finish_all_answered(5000)
         assert d.db_rows("SELECT count(*) FROM events")[0][0] == len(sent) + 5
         # every loaded config is on record, in order, with hash and text
         rows = d.db_rows("SELECT seq, loaded_at, hash, text FROM configs ORDER BY seq")
@@ -415,15 +421,7 @@ def test_reload_100_campaigns_under_load():
         for k in range(5):
             assert reload_wait(d, hundred_campaigns(200 + k)) is True, d.log()
             time.sleep(0.1)
-        sent, answers = stream.finish()
-        assert not stream.errors, stream.errors
-        assert len(sent) > 1000, len(sent)
-        ids = [x["id"] for x in answers]
-        assert len(ids) == len(set(ids)), "an id answered twice"
-        assert set(ids) == set(sent)
-        assert all(x["status"] == "ok" for x in answers)
-        for s, g in zip(stream.sent, stream.answers):
-            assert [x["id"] for x in g] == s
+        stream.finish_all_answered(1000)
         times = re.findall(r"reloaded: 100 campaigns in ([0-9.]+) ms", d.log())
         assert len(times) == 5, d.log()
         print(f"reload of 100 campaigns under load: {', '.join(times)} ms")
