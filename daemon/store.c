@@ -62,42 +62,44 @@ static const char *const sql[Q__COUNT] = {
     [Q_ACTION_INSERT] = "INSERT INTO actions(ts, campaign, kind, user, event_id, payload) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_PROFILE_UPSERT] =
-        "INSERT INTO users(id, events, orders, spent, first_seen, last_seen) "
-        "VALUES (?1, 1, ?2, ?3, ?4, ?4) ON CONFLICT(id) DO UPDATE SET "
+        "INSERT INTO u(user, kind, campaign, key, events, orders, spent, first_seen, last_seen) "
+        "VALUES (?1, 0, '', '', 1, ?2, ?3, ?4, ?4) ON CONFLICT DO UPDATE SET "
         "events = events + 1, orders = orders + ?2, "
         "spent = CASE WHEN spent > 9223372036854775807 - ?3 THEN 9223372036854775807 "
         "ELSE spent + ?3 END, "
         "first_seen = min(first_seen, ?4), last_seen = max(last_seen, ?4) "
         "RETURNING events, orders, spent, first_seen, last_seen",
-    [Q_PROFILE_GET] =
-        "SELECT events, orders, spent, first_seen, last_seen FROM users WHERE id = ?1",
-    [Q_USERS_ALL] = "SELECT id, events, orders, spent, first_seen, last_seen FROM users",
-    [Q_COUNT_INC] = "INSERT INTO user_counts(user, type, n) VALUES (?1, ?2, 1) "
-                    "ON CONFLICT(user, type) DO UPDATE SET n = n + 1",
-    [Q_COUNT_GET] = "SELECT n FROM user_counts WHERE user = ?1 AND type = ?2",
+    [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM u "
+                      "WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
+    [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM u "
+                    "WHERE kind = 0",
+    [Q_COUNT_INC] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?1, 1, '', ?2, 1) "
+                    "ON CONFLICT DO UPDATE SET v = v + 1",
+    [Q_COUNT_GET] = "SELECT v FROM u WHERE user = ?1 AND kind = 1 AND campaign = '' AND key = ?2",
     [Q_COUNTED_ADD] = "INSERT OR IGNORE INTO counted_types(type) VALUES (?1)",
     [Q_COUNTED_LIST] = "SELECT type FROM counted_types ORDER BY type",
     [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [Q_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    [Q_STATE_GET] = "SELECT value FROM state WHERE campaign = ?1 AND user = ?2 AND key = ?3",
-    [Q_STATE_PUT] = "INSERT INTO state(campaign, user, key, value) VALUES (?1, ?2, ?3, ?4) "
-                    "ON CONFLICT(campaign, user, key) DO UPDATE SET value = excluded.value",
-    [Q_STATE_DEL] = "DELETE FROM state WHERE campaign = ?1 AND user = ?2 AND key = ?3",
-    [Q_COUNTER_GET] = "SELECT n FROM counters WHERE campaign = ?1 AND user = ?2 AND key = ?3",
-    [Q_COUNTER_SET] = "INSERT INTO counters(campaign, user, key, n) VALUES (?1, ?2, ?3, ?4) "
-                      "ON CONFLICT(campaign, user, key) DO UPDATE SET n = excluded.n",
-    [Q_TIMER_SET] = "INSERT INTO timers(campaign, user, name, due) VALUES (?1, ?2, ?3, ?4) "
-                    "ON CONFLICT(campaign, user, name) DO UPDATE SET due = excluded.due",
-    [Q_TIMER_DEL] = "DELETE FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
-    [Q_TIMER_GET] = "SELECT due FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3",
-    /* in due order through timers_due (the + keeps the planner off the
-     * primary key, which would scan every timer of a campaign) */
-    [Q_TIMER_MIN] = "SELECT due FROM timers WHERE +campaign IN (SELECT campaign FROM live) "
-                    "ORDER BY due LIMIT 1",
-    [Q_TIMER_TAKE] =
-        "DELETE FROM timers WHERE campaign = ?1 AND user = ?2 AND name = ?3 AND due = ?4",
-    [Q_TIMERS_AT] = "SELECT campaign, user, name FROM timers WHERE due = ?1 "
+    /* state (kind 2), counters (3) and timers (4): ?1 campaign, ?2 user, ?3 key */
+    [Q_STATE_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_STATE_PUT] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 2, ?1, ?3, ?4) "
+                    "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_STATE_DEL] = "DELETE FROM u WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 3 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_SET] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 3, ?1, ?3, ?4) "
+                      "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_TIMER_SET] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 4, ?1, ?3, ?4) "
+                    "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_TIMER_DEL] = "DELETE FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    [Q_TIMER_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    /* in due order through u_timers_due (the + keeps the planner from
+     * reading every timer of a live campaign) */
+    [Q_TIMER_MIN] = "SELECT v FROM u WHERE kind = 4 AND +campaign IN (SELECT campaign FROM live) "
+                    "ORDER BY v LIMIT 1",
+    [Q_TIMER_TAKE] = "DELETE FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3 "
+                     "AND v = ?4",
+    [Q_TIMERS_AT] = "SELECT campaign, user, key FROM u WHERE kind = 4 AND v = ?1 "
                     "AND campaign IN (SELECT campaign FROM live)",
     [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
     [Q_UNIQUE_OWNER] = "SELECT campaign FROM uniques WHERE ns = ?1 AND key = ?2",
@@ -137,6 +139,32 @@ static const char *const migrations[] = {
     "CREATE TABLE campaigns (id TEXT PRIMARY KEY, plugin TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE configs (seq INTEGER PRIMARY KEY, loaded_at INTEGER NOT NULL,"
     "  path TEXT NOT NULL, hash TEXT NOT NULL, text TEXT NOT NULL);",
+
+    /* 2: everything kept per user in one table keyed by user first, so an
+     * event's profile, plugin state, counters and timers share a page: a
+     * batch then writes one page per user it touches, not one per table.
+     * kind: 0 profile (the five columns), 1 count of an event type (key),
+     * 2 state, 3 counter, 4 timer (key its name, v its due). The old names
+     * remain as views for reading. */
+    "CREATE TABLE u (user TEXT NOT NULL, kind INTEGER NOT NULL, campaign TEXT NOT NULL,"
+    "  key TEXT NOT NULL, v, events INTEGER, orders INTEGER, spent INTEGER,"
+    "  first_seen INTEGER, last_seen INTEGER,"
+    "  PRIMARY KEY (user, kind, campaign, key)) WITHOUT ROWID;"
+    "INSERT INTO u(user, kind, campaign, key, events, orders, spent, first_seen, last_seen)"
+    "  SELECT id, 0, '', '', events, orders, spent, first_seen, last_seen FROM users;"
+    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 1, '', type, n FROM user_counts;"
+    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 2, campaign, key, value FROM state;"
+    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 3, campaign, key, n FROM counters;"
+    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 4, campaign, name, due FROM timers;"
+    "DROP TABLE users; DROP TABLE user_counts; DROP TABLE state; DROP TABLE counters;"
+    "DROP TABLE timers;"
+    "CREATE INDEX u_timers_due ON u(v) WHERE kind = 4;"
+    "CREATE VIEW users AS SELECT user AS id, events, orders, spent, first_seen, last_seen"
+    "  FROM u WHERE kind = 0;"
+    "CREATE VIEW user_counts AS SELECT user, key AS type, v AS n FROM u WHERE kind = 1;"
+    "CREATE VIEW state AS SELECT campaign, user, key, v AS value FROM u WHERE kind = 2;"
+    "CREATE VIEW counters AS SELECT campaign, user, key, v AS n FROM u WHERE kind = 3;"
+    "CREATE VIEW timers AS SELECT campaign, user, key AS name, v AS due FROM u WHERE kind = 4;",
 };
 
 struct store {

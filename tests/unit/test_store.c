@@ -393,6 +393,127 @@ static void test_wal_gathering(void)
     remove_db(path);
 }
 
+/* A database of schema version 1 (a table per kind of per-user row), as
+ * mktd 0.x left it, is carried over whole to version 2 (one table). */
+static const char v1_schema[] =
+    "CREATE TABLE actions (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+    "  campaign TEXT NOT NULL, kind TEXT NOT NULL, user TEXT NOT NULL, event_id TEXT,"
+    "  payload TEXT NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE events (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE users (id TEXT PRIMARY KEY, events INTEGER NOT NULL, orders INTEGER NOT NULL,"
+    "  spent INTEGER NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE user_counts (user TEXT NOT NULL, type TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY (user, type)) WITHOUT ROWID;"
+    "CREATE TABLE counted_types (type TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE state (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  value BLOB NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE counters (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  n INTEGER NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE timers (campaign TEXT NOT NULL, user TEXT NOT NULL, name TEXT NOT NULL,"
+    "  due INTEGER NOT NULL, PRIMARY KEY (campaign, user, name)) WITHOUT ROWID;"
+    "CREATE INDEX timers_due ON timers(due);"
+    "CREATE TABLE uniques (ns TEXT NOT NULL, key TEXT NOT NULL, campaign TEXT NOT NULL,"
+    "  PRIMARY KEY (ns, key)) WITHOUT ROWID;"
+    "CREATE TABLE campaigns (id TEXT PRIMARY KEY, plugin TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE configs (seq INTEGER PRIMARY KEY, loaded_at INTEGER NOT NULL,"
+    "  path TEXT NOT NULL, hash TEXT NOT NULL, text TEXT NOT NULL);"
+    "INSERT INTO events VALUES ('e1');"
+    "INSERT INTO actions(ts, campaign, kind, user, event_id, payload)"
+    "  VALUES (5, 'c', 'coupon.issued', 'u1', 'e1', '{}');"
+    "INSERT INTO users VALUES ('u1', 3, 1, 500, 100, 300), ('u2', 1, 0, 0, 50, 50);"
+    "INSERT INTO user_counts VALUES ('u1', 'page.view', 2);"
+    "INSERT INTO counted_types VALUES ('page.view');"
+    "INSERT INTO state VALUES ('c', 'u1', 'k', x'610062'), ('c', '', 'wide', 'w');"
+    "INSERT INTO counters VALUES ('c', 'u1', 'issued', 1), ('c', '', 'budget', 7);"
+    "INSERT INTO timers VALUES ('c', 'u1', 'later', 900), ('c', 'u2', 'soon', 400),"
+    "  ('gone', 'u1', 'x', 10);"
+    "INSERT INTO uniques VALUES ('code', 'ABC', 'c');"
+    "PRAGMA user_version = 1;";
+
+static void test_migrate_v1(void)
+{
+    char path[] = "/tmp/mktd-store-XXXXXX";
+    close(mkstemp(path));
+    unlink(path);
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    struct store *s;
+    char err[256];
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(store_db(s), "PRAGMA user_version", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+
+    CHECK_INT(store_event_remember(s, "e1"), 1);
+    mktd_profile p;
+    CHECK_INT(store_profile_get(s, "u1", &p), 0);
+    CHECK(p.events == 3 && p.orders == 1 && p.spent == 500 && p.first_seen == 100 &&
+          p.last_seen == 300);
+    CHECK_INT(store_profile_get(s, "u3", &p), -ENOENT);
+    CHECK_INT((int)store_count_get(s, "u1", "page.view"), 2);
+    char *v;
+    size_t len;
+    CHECK_INT(store_state_get(s, "c", "u1", "k", &v, &len), 0);
+    CHECK(len == 3 && memcmp(v, "a\0b", 3) == 0);
+    free(v);
+    CHECK_INT(store_state_get(s, "c", NULL, "wide", &v, &len), 0);
+    CHECK(len == 1 && v[0] == 'w');
+    free(v);
+    CHECK_INT((int)store_counter_get(s, "c", "u1", "issued"), 1);
+    CHECK_INT((int)store_counter_get(s, "c", NULL, "budget"), 7);
+    int64_t due;
+    CHECK_INT(store_timer_get(s, "c", "u1", "later", &due), 0);
+    CHECK_INT((int)due, 900);
+    char *live[] = {"c"};
+    CHECK_INT(store_set_live(s, live, 1), 0);
+    CHECK_INT((int)store_timer_min(s), 400); /* "gone" is not live */
+    struct timer_row *rows;
+    size_t n;
+    CHECK_INT(store_timers_at(s, 400, &rows, &n), 0);
+    CHECK(n == 1 && strcmp(rows[0].user, "u2") == 0 && strcmp(rows[0].name, "soon") == 0);
+    store_timer_rows_free(rows, n);
+    char *owner;
+    CHECK_INT(store_unique_owner(s, "code", "ABC", &owner), 0);
+    free(owner);
+
+    /* the old names still read the same rows */
+    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM users"), 2);
+    CHECK_INT(count_rows(store_db(s),
+                         "SELECT count(*) FROM users WHERE id = 'u1' AND events = 3 AND "
+                         "orders = 1 AND spent = 500"),
+              1);
+    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM user_counts WHERE n = 2"), 1);
+    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM state WHERE campaign = 'c'"), 2);
+    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM counters WHERE n = 7 AND user = ''"),
+              1);
+    CHECK_INT(
+        count_rows(store_db(s), "SELECT count(*) FROM timers WHERE name = 'later' AND due = 900"),
+        1);
+    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM actions"), 1);
+
+    /* and the store goes on writing to them */
+    store_begin(s);
+    mktd_profile q;
+    CHECK_INT(store_profile_update(s, "u1", 400, 1, 100, &q), 0);
+    CHECK(q.events == 4 && q.orders == 2 && q.spent == 600 && q.last_seen == 400);
+    CHECK_INT(store_count_inc(s, "u1", "page.view"), 0);
+    CHECK_INT((int)store_count_get(s, "u1", "page.view"), 3);
+    CHECK_INT(store_commit(s), 0);
+    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    store_close(s);
+    remove_db(path);
+}
+
 int main(void)
 {
     test_ids_and_actions();
@@ -401,6 +522,7 @@ int main(void)
     test_state_counters_uniques();
     test_timers_live();
     test_reopen_and_schema();
+    test_migrate_v1();
     test_background_checkpoints();
     test_checkpoints_with_reader();
     test_wal_gathering();
