@@ -22,7 +22,8 @@ enum {
     Q_ROLLBACK_TO,
     Q_EVENT_INSERT,
     Q_ACTION_INSERT,
-    Q_PROFILE_UPSERT,
+    Q_PROFILE_INSERT,
+    Q_PROFILE_SET,
     Q_PROFILE_GET,
     Q_USERS_ALL,
     Q_COUNT_INC,
@@ -61,14 +62,12 @@ static const char *const sql[Q__COUNT] = {
     [Q_EVENT_INSERT] = "INSERT OR IGNORE INTO events(id) VALUES (?1)",
     [Q_ACTION_INSERT] = "INSERT INTO actions(ts, campaign, kind, user, event_id, payload) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [Q_PROFILE_UPSERT] =
-        "INSERT INTO u(user, kind, campaign, key, events, orders, spent, first_seen, last_seen) "
-        "VALUES (?1, 0, '', '', 1, ?2, ?3, ?4, ?4) ON CONFLICT DO UPDATE SET "
-        "events = events + 1, orders = orders + ?2, "
-        "spent = CASE WHEN spent > 9223372036854775807 - ?3 THEN 9223372036854775807 "
-        "ELSE spent + ?3 END, "
-        "first_seen = min(first_seen, ?4), last_seen = max(last_seen, ?4) "
-        "RETURNING events, orders, spent, first_seen, last_seen",
+    /* read, then written back: an upsert with RETURNING costs about twice
+     * as much CPU (bench/README.md) */
+    [Q_PROFILE_INSERT] = "INSERT INTO u(user, kind, campaign, key, events, orders, spent, "
+                         "first_seen, last_seen) VALUES (?1, 0, '', '', ?2, ?3, ?4, ?5, ?6)",
+    [Q_PROFILE_SET] = "UPDATE u SET events = ?2, orders = ?3, spent = ?4, first_seen = ?5, "
+                      "last_seen = ?6 WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
     [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM u "
                       "WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
     [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM u "
@@ -445,18 +444,35 @@ static void read_profile(sqlite3_stmt *st, int col, mktd_profile *p)
 int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
                          int64_t amount, mktd_profile *out)
 {
-    sqlite3_stmt *st = s->q[Q_PROFILE_UPSERT];
+    int64_t add = is_order && amount > 0 ? amount : 0;
+    mktd_profile p;
+    int rc = store_profile_get(s, user, &p);
+    if (rc == -ENOENT) {
+        p = (mktd_profile){.events = 1,
+                           .orders = is_order ? 1 : 0,
+                           .spent = add,
+                           .first_seen = ts,
+                           .last_seen = ts};
+    } else if (rc == 0) {
+        p.events++;
+        p.orders += is_order ? 1 : 0;
+        p.spent = p.spent > INT64_MAX - add ? INT64_MAX : p.spent + add;
+        p.first_seen = ts < p.first_seen ? ts : p.first_seen;
+        p.last_seen = ts > p.last_seen ? ts : p.last_seen;
+    } else {
+        return rc;
+    }
+    sqlite3_stmt *st = s->q[rc == -ENOENT ? Q_PROFILE_INSERT : Q_PROFILE_SET];
     bind_text(st, 1, user);
-    sqlite3_bind_int64(st, 2, is_order ? 1 : 0);
-    sqlite3_bind_int64(st, 3, is_order && amount > 0 ? amount : 0);
-    sqlite3_bind_int64(st, 4, ts);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        read_profile(st, 0, out);
-    while (rc == SQLITE_ROW)
-        rc = sqlite3_step(st);
-    done(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    sqlite3_bind_int64(st, 2, p.events);
+    sqlite3_bind_int64(st, 3, p.orders);
+    sqlite3_bind_int64(st, 4, p.spent);
+    sqlite3_bind_int64(st, 5, p.first_seen);
+    sqlite3_bind_int64(st, 6, p.last_seen);
+    if (run(s, st) < 0)
+        return -EIO;
+    *out = p;
+    return 0;
 }
 
 int store_profile_get(struct store *s, const char *user, mktd_profile *out)

@@ -75,8 +75,10 @@ static void test_profile(void)
     CHECK_INT(p.last_seen, 100);
     CHECK_INT(store_profile_update(s, "u", 70, 1, 100, &p), 0);
     CHECK_INT(p.spent, INT64_MAX); /* saturates */
-    CHECK_INT(store_profile_get(s, "u", &p), 0);
-    CHECK_INT(p.orders, 2);
+    mktd_profile q;
+    CHECK_INT(store_profile_get(s, "u", &q), 0); /* what was returned is what was kept */
+    CHECK(q.events == 3 && q.orders == 2 && q.spent == INT64_MAX && q.first_seen == 50 &&
+          q.last_seen == 100);
     CHECK_INT(store_count_get(s, "u", "page.view"), 0);
     store_count_inc(s, "u", "page.view");
     store_count_inc(s, "u", "page.view");
