@@ -137,6 +137,53 @@ static int64_t attempt_moment(const struct params *p, int64_t a, int64_t k)
 
 /* ---- state ---- */
 
+/* The state is text: "2 a k t0 g p d x" (format 2), decimal integers
+ * separated by one space, exactly as state_store writes it. Read and
+ * written by hand: sscanf and snprintf cost more than the rest of an
+ * activity event's work in this plugin. */
+#define STATE_FIELDS 7
+
+/* Reads the next " <int64>" at *s (before end); 0 or -1. */
+static int take_int(const char **s, const char *end, int64_t *out)
+{
+    const char *p = *s;
+    if (p >= end || *p != ' ')
+        return -1;
+    p++;
+    int neg = p < end && *p == '-';
+    p += neg;
+    if (p >= end || *p < '0' || *p > '9')
+        return -1;
+    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (lim - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    *s = p;
+    return 0;
+}
+
+/* Writes " <v>" at p; returns the end. */
+static char *put_int(char *p, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    *p++ = ' ';
+    if (v < 0)
+        *p++ = '-';
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 /* 1 and *st when the user has state, 0 when not, -errno on failure. */
 static int state_load(mktd_ctx *ctx, const char *user, struct ustate *st)
 {
@@ -147,36 +194,35 @@ static int state_load(mktd_ctx *ctx, const char *user, struct ustate *st)
         return 0;
     if (rc < 0)
         return rc;
-    int64_t a, k, t0, g, p, d, x;
-    int used = 0;
-    if (sscanf(val,
-               "2 %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64
-               "%n",
-               &a, &k, &t0, &g, &p, &d, &x, &used) != 7 ||
-        (size_t)used != len || g < GROUP_NONE || g > GROUP_HOLDOUT || k < 1) {
+    int64_t f[STATE_FIELDS];
+    const char *p = val + 1, *end = val + len;
+    int ok = len > 0 && val[0] == '2';
+    for (int i = 0; ok && i < STATE_FIELDS; i++)
+        ok = take_int(&p, end, &f[i]) == 0;
+    if (!ok || p != end || f[3] < GROUP_NONE || f[3] > GROUP_HOLDOUT || f[1] < 1) {
         H->log(ctx, MKTD_LOG_WARN, "user %s: unreadable state '%.*s'; starting afresh", user,
                (int)(len > 200 ? 200 : len), val);
         return 0;
     }
-    st->a = a;
-    st->k = k;
-    st->t0 = t0;
-    st->g = (int)g;
-    st->p = p;
-    st->d = d;
-    st->x = x;
+    st->a = f[0];
+    st->k = f[1];
+    st->t0 = f[2];
+    st->g = (int)f[3];
+    st->p = f[4];
+    st->d = f[5];
+    st->x = f[6];
     return 1;
 }
 
 static int state_store(mktd_ctx *ctx, const char *user, const struct ustate *st)
 {
-    char buf[192];
-    int n = snprintf(buf, sizeof buf,
-                     "2 %" PRId64 " %" PRId64 " %" PRId64 " %d %" PRId64 " %" PRId64 " %" PRId64,
-                     st->a, st->k, st->t0, st->g, st->p, st->d, st->x);
-    if (n < 0 || (size_t)n >= sizeof buf)
-        return -EOVERFLOW;
-    return H->state_put(ctx, user, STATE_KEY, buf, (size_t)n);
+    char buf[2 + STATE_FIELDS * 22];
+    char *p = buf;
+    *p++ = '2';
+    const int64_t f[STATE_FIELDS] = {st->a, st->k, st->t0, st->g, st->p, st->d, st->x};
+    for (int i = 0; i < STATE_FIELDS; i++)
+        p = put_int(p, f[i]);
+    return H->state_put(ctx, user, STATE_KEY, buf, (size_t)(p - buf));
 }
 
 /* Sets the timer for the first attempt numbered st->k or later whose moment

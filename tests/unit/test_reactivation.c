@@ -900,6 +900,102 @@ static void test_readme_example(void)
     mktd_mock_free(m);
 }
 
+/* State written by hand (a test.poison event stores props.value as the
+ * user's state), to pin down how the plugin reads what it keeps. */
+static const mktd_host *poison_host;
+static mktd_plugin poisoned;
+static int (*real_on_event)(mktd_ctx *, void *, const mktd_event *, unsigned);
+
+static int poison_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
+{
+    mktd_value val;
+    if (strcmp(ev->type, "test.poison") != 0)
+        return real_on_event(ctx, data, ev, flags);
+    if (poison_host->prop(ctx, ev, "value", &val) != MKTD_T_STRING)
+        return -EINVAL;
+    return poison_host->state_put(ctx, ev->user, "s", val.s, val.len);
+}
+
+static const mktd_plugin *poison_entry(const mktd_host *h)
+{
+    poison_host = h;
+    poisoned = *mktd_plugin_entry(h);
+    real_on_event = poisoned.on_event;
+    poisoned.on_event = poison_on_event;
+    return &poisoned;
+}
+
+static const char *state_of(mktd_mock *m, const char *user)
+{
+    const char *val;
+    size_t len;
+    static char buf[256];
+    if (mktd_mock_state(m, "winback", user, "s", &val, &len) != 0)
+        return "";
+    snprintf(buf, sizeof buf, "%.*s", (int)len, val);
+    return buf;
+}
+
+static void test_state_text(void)
+{
+    /* 2 a k t0 g p d x: NO_TIME and "none" are INT64_MIN */
+    static const char *const good[] = {
+        "2 1767225601000 1 -9223372036854775808 0 -9223372036854775808 1769817601000 "
+        "1769817601000",
+        "2 1767225601000 2 1767225600500 1 1769817600000 -9223372036854775808 "
+        "-9223372036854775808",
+        "2 1767225601000 9223372036854775807 0 2 0 0 0",
+    };
+    static const char *const bad[] = {
+        "",
+        "2",
+        "3 1767225601000 1 0 0 0 0 0",
+        "2 1767225601000 1 0 0 0 0",          /* six numbers */
+        "2 1767225601000 1 0 0 0 0 0 0",      /* eight */
+        "2 1767225601000 1 0 0 0 0 0 ",       /* trailing space */
+        "2  1767225601000 1 0 0 0 0 0",       /* two spaces */
+        "2 1767225601000 1 0 0 0 0 0x",       /* junk */
+        "2 1767225601000 1 0 3 0 0 0",        /* no such group */
+        "2 1767225601000 0 0 0 0 0 0",        /* attempt 0 */
+        "2 9223372036854775808 1 0 0 0 0 0",  /* out of range */
+        "2 -9223372036854775809 1 0 0 0 0 0", /* out of range */
+        "2 - 1 0 0 0 0 0",
+        "2 +5 1 0 0 0 0 0",
+    };
+    mktd_mock *m = mktd_mock_new();
+    CHECK_INT(mktd_mock_add(m, poison_entry, "winback", "inactive_for: 30d\n"), 0);
+    CHECK_INT(mktd_mock_load(m), 0);
+    char line[512], user[16];
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        snprintf(user, sizeof user, "g%zu", i);
+        snprintf(line, sizeof line,
+                 "{\"id\":\"pg%zu\",\"type\":\"test.poison\",\"user\":\"%s\",\"ts\":%" PRId64
+                 ",\"props\":{\"value\":\"%s\"}}",
+                 i, user, T0, good[i]);
+        CHECK_INT(mktd_mock_event(m, line), 0);
+        /* read: activity no later than its last one changes nothing */
+        CHECK_INT(play(m, "app.open", user, T0 + 500), 0);
+        CHECK_STR(state_of(m, user), good[i]);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(user, sizeof user, "b%zu", i);
+        snprintf(line, sizeof line,
+                 "{\"id\":\"pb%zu\",\"type\":\"test.poison\",\"user\":\"%s\",\"ts\":%" PRId64
+                 ",\"props\":{\"value\":\"%s\"}}",
+                 i, user, T0, bad[i]);
+        CHECK_INT(mktd_mock_event(m, line), 0);
+        /* unreadable: a spell starts afresh at this activity */
+        CHECK_INT(play(m, "app.open", user, T0 + 500), 0);
+        char want[128];
+        snprintf(want, sizeof want, "2 %" PRId64 " 1 0 0 -9223372036854775808 %" PRId64 " %" PRId64,
+                 T0 + 500, T0 + 500 + 30 * DAY, T0 + 500 + 30 * DAY);
+        if (strcmp(state_of(m, user), want) != 0)
+            fprintf(stderr, "  state %s\n", bad[i]);
+        CHECK_STR(state_of(m, user), want);
+    }
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_descriptor();
@@ -920,5 +1016,6 @@ int main(void)
     test_internal_events();
     test_two_campaigns();
     test_readme_example();
+    test_state_text();
     return check_done();
 }
