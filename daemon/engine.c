@@ -346,6 +346,8 @@ static int cmp_timer(const void *a, const void *b, void *arg)
 {
     const struct timer_row *x = a, *y = b;
     struct engine *e = arg;
+    if (x->due != y->due)
+        return x->due < y->due ? -1 : 1;
     struct campaign *cx = engine_campaign(e, x->campaign), *cy = engine_campaign(e, y->campaign);
     size_t ix = cx ? cx->index : SIZE_MAX, iy = cy ? cy->index : SIZE_MAX;
     if (ix != iy)
@@ -353,19 +355,54 @@ static int cmp_timer(const void *a, const void *b, void *arg)
     return strcmp(x->user, y->user); /* bytes: UTF-8 compares as unsigned */
 }
 
+/* Timers are read this many at a time (a query or two per timer cost as
+ * much as firing it). */
+#define TIMER_BATCH 256
+
+/* The live timers due next, at or before until, in firing order: whole
+ * groups of one due time only, so a group never splits across reads. */
+static int next_timers(struct engine *e, int64_t until, struct timer_row **rows, size_t *n)
+{
+    if (store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0)
+        return -EIO;
+    if (*n == TIMER_BATCH) {
+        int64_t last = (*rows)[*n - 1].due;
+        if ((*rows)[0].due == last) {
+            /* one group fills the read: take all of it */
+            store_timer_rows_free(*rows, *n);
+            if (store_timers_at(e->st, last, rows, n) < 0)
+                return -EIO;
+        } else {
+            /* the last group may go on past the read: it waits for the next */
+            while ((*rows)[*n - 1].due == last) {
+                struct timer_row *r = &(*rows)[--*n];
+                free(r->campaign);
+                free(r->user);
+                free(r->name);
+            }
+        }
+    }
+    if (*n > 1)
+        qsort_r(*rows, *n, sizeof(**rows), cmp_timer, e);
+    return 0;
+}
+
 /* Fires every timer due at or before until: by due time, then config
- * order, then user id. Timers of campaigns not in the config wait. */
+ * order, then user id. Timers of campaigns not in the config wait. A timer
+ * set while firing (e->next_due drops to it) at or before the next group's
+ * due time sends the loop back to the store for a fresh read. */
 static int fire_timers(struct engine *e, int64_t until)
 {
     while (e->next_due <= until) {
         struct timer_row *rows;
         size_t n;
-        if (store_timers_at(e->st, e->next_due, &rows, &n) < 0)
-            return -EIO;
-        if (n > 1)
-            qsort_r(rows, n, sizeof(*rows), cmp_timer, e);
-        int rc = 0;
+        int rc = next_timers(e, until, &rows, &n);
+        if (rc < 0)
+            return rc;
+        e->next_due = INT64_MAX; /* from here: the earliest timer set meanwhile */
         for (size_t i = 0; i < n && rc == 0; i++) {
+            if (i > 0 && rows[i].due != rows[i - 1].due && e->next_due <= rows[i].due)
+                break;
             struct campaign *c = engine_campaign(e, rows[i].campaign);
             rc = store_timer_take(e->st, rows[i].campaign, rows[i].user, rows[i].name, rows[i].due);
             if (rc < 0)

@@ -42,6 +42,7 @@ enum {
     Q_TIMER_GET,
     Q_TIMER_MIN,
     Q_TIMERS_AT,
+    Q_TIMERS_UPTO,
     Q_TIMER_TAKE,
     Q_UNIQUE_CLAIM,
     Q_UNIQUE_OWNER,
@@ -98,8 +99,10 @@ static const char *const sql[Q__COUNT] = {
                     "ORDER BY v LIMIT 1",
     [Q_TIMER_TAKE] = "DELETE FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3 "
                      "AND v = ?4",
-    [Q_TIMERS_AT] = "SELECT campaign, user, key FROM u WHERE kind = 4 AND v = ?1 "
+    [Q_TIMERS_AT] = "SELECT campaign, user, key, v FROM u WHERE kind = 4 AND v = ?1 "
                     "AND campaign IN (SELECT campaign FROM live)",
+    [Q_TIMERS_UPTO] = "SELECT campaign, user, key, v FROM u WHERE kind = 4 AND v <= ?1 "
+                      "AND +campaign IN (SELECT campaign FROM live) ORDER BY v LIMIT ?2",
     [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
     [Q_UNIQUE_OWNER] = "SELECT campaign FROM uniques WHERE ns = ?1 AND key = ?2",
     [Q_CAMPAIGN_SEEN] = "INSERT OR IGNORE INTO campaigns(id, plugin) VALUES (?1, ?2)",
@@ -647,12 +650,9 @@ int64_t store_timer_min(struct store *s)
     return v;
 }
 
-int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n)
+/* The rows of a Q_TIMERS_* statement: campaign, user, name, due. */
+static int timer_rows(sqlite3_stmt *st, struct timer_row **rows, size_t *n)
 {
-    *rows = NULL;
-    *n = 0;
-    sqlite3_stmt *st = s->q[Q_TIMERS_AT];
-    sqlite3_bind_int64(st, 1, due);
     struct timer_row *v = NULL;
     size_t k = 0, cap = 0;
     int rc;
@@ -661,16 +661,36 @@ int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_
             cap = cap ? cap * 2 : 16;
             v = xrealloc(v, cap * sizeof(*v));
         }
-        v[k].due = due;
         v[k].campaign = xstrdup((const char *)sqlite3_column_text(st, 0));
         v[k].user = xstrdup((const char *)sqlite3_column_text(st, 1));
         v[k].name = xstrdup((const char *)sqlite3_column_text(st, 2));
+        v[k].due = sqlite3_column_int64(st, 3);
         k++;
     }
     done(st);
     *rows = v;
     *n = k;
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    if (rc != SQLITE_DONE) {
+        store_timer_rows_free(v, k);
+        *rows = NULL;
+        *n = 0;
+        return -EIO;
+    }
+    return 0;
+}
+
+int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n)
+{
+    sqlite3_bind_int64(s->q[Q_TIMERS_AT], 1, due);
+    return timer_rows(s->q[Q_TIMERS_AT], rows, n);
+}
+
+int store_timers_upto(struct store *s, int64_t until, size_t limit, struct timer_row **rows,
+                      size_t *n)
+{
+    sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 1, until);
+    sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 2, (sqlite3_int64)limit);
+    return timer_rows(s->q[Q_TIMERS_UPTO], rows, n);
 }
 
 void store_timer_rows_free(struct timer_row *rows, size_t n)

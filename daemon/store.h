@@ -82,6 +82,9 @@ struct timer_row {
 };
 /* The live timers due at `due` (store_timer_min gives the next one). */
 int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n);
+/* The first `limit` live timers due at or before `until`, in due order. */
+int store_timers_upto(struct store *s, int64_t until, size_t limit, struct timer_row **rows,
+                      size_t *n);
 void store_timer_rows_free(struct timer_row *rows, size_t n);
 /* Deletes the timer if it is still set to due: 1, or 0 when it was moved
  * or cancelled meanwhile. */

@@ -457,6 +457,41 @@ def test_blind_to_own_actions():
         assert d.stop() == 0
 
 
+def test_many_timers_fire_in_order():
+    """Timers are read from the store a few hundred at a time: order holds
+    across reads, a group of one due time larger than a read fires whole and
+    in order, and a timer set while firing (probe's rearm_after: "t" at D
+    sets "r" at D + 5 ms, before the next group at D + 10 ms) fires in its
+    place, not after the timers read before it was set."""
+    d = Daemon("""
+    - id: p
+      plugin: probe
+      params: {timer_after: 1s, rearm_after: 5ms}
+    """)
+    try:
+        arms, due = [], {}
+        for i in range(700):  # 350 dues, two users each
+            u = f"u{i:03d}"
+            due[u] = T + 1000 + (i % 350) * 10
+            arms.append(ev(f"a{i}", "probe.arm", u, T, due=due[u]))
+        for i in range(300):  # one group of 300 at one due
+            u = f"w{i:03d}"
+            due[u] = T + 900000
+            arms.append(ev(f"b{i}", "probe.arm", u, T, due=due[u]))
+        for a in d.send(arms):
+            ok(a, 0)
+        ok(d.send([ev("k", "tick", "x", T + 1000000)])[0], 0)
+        got = [(r["payload"]["due"], r["payload"]["name"], r["user"]) for r in d.actions()
+               if r["kind"] == "probe.timer"]
+        want = sorted([(t, "t", u) for u, t in due.items()] + [(t + 5, "r", u) for u, t in due.items()],
+                      key=lambda x: (x[0], x[2].encode()))
+        assert len(got) == 2000
+        assert got == want, next((i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w)
+        assert d.db_rows("SELECT count(*) FROM timers")[0][0] == 0
+    finally:
+        assert d.stop() == 0
+
+
 def test_timer_chain():
     d = Daemon("""
     - id: t

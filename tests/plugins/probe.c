@@ -8,6 +8,8 @@
  *   remember: bool        hits store props.value (as JSON) per user and show
  *                         the previous one
  *   timer_after: duration arms a timer on matched `probe.arm` events
+ *   rearm_after: duration a timer named "t" that falls due sets the user's
+ *                         timer "r" this long after its due time
  *   chain: bool           matched internal events record `probe.chain`
  *   fail_on: [type, ...]  matched events of these types fail as props.fail
  *
@@ -58,6 +60,7 @@ struct probe {
     int remember;
     int has_timer;
     int64_t timer_after; /* ms */
+    int64_t rearm_after; /* ms, -1: none */
     int chain;
 };
 
@@ -95,8 +98,8 @@ static int parse_types(mktd_ctx *ctx, const mktd_node *params, const char *key,
 
 static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
 {
-    static const char *const keys[] = {"emit_on", "limit",   "remember", "timer_after",
-                                       "chain",   "fail_on", NULL};
+    static const char *const keys[] = {"emit_on", "limit",   "remember",    "timer_after",
+                                       "chain",   "fail_on", "rearm_after", NULL};
     struct probe *p = calloc(1, sizeof(*p));
     int rc = 0;
     if (!p)
@@ -116,6 +119,10 @@ static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
         rc = -EINVAL;
     p->has_timer = host->node_get(params, "timer_after") != NULL;
     if (host->get_duration(ctx, params, "timer_after", 0, 0, 0, INT64_MAX / 4, &p->timer_after) < 0)
+        rc = -EINVAL;
+    p->rearm_after = -1;
+    if (host->node_get(params, "rearm_after") &&
+        host->get_duration(ctx, params, "rearm_after", 1, 0, 0, INT64_MAX / 4, &p->rearm_after) < 0)
         rc = -EINVAL;
     if (rc < 0) {
         free(p);
@@ -267,9 +274,15 @@ static int probe_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsig
 static int probe_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *name,
                           int64_t due, unsigned flags)
 {
+    const struct probe *p = data;
     mktd_obj *o;
     if (!(flags & MKTD_F_ACTIVE))
         return 0;
+    if (p->rearm_after >= 0 && strcmp(name, "t") == 0) {
+        int rc = host->timer_set(ctx, user, "r", due + p->rearm_after);
+        if (rc < 0)
+            return rc;
+    }
     o = host->obj_new(ctx);
     host->obj_int(o, "due", due);
     host->obj_str(o, "name", name);
