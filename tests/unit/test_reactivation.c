@@ -900,30 +900,7 @@ static void test_readme_example(void)
     mktd_mock_free(m);
 }
 
-/* State written by hand (a test.poison event stores props.value as the
- * user's state), to pin down how the plugin reads what it keeps. */
-static const mktd_host *poison_host;
-static mktd_plugin poisoned;
-static int (*real_on_event)(mktd_ctx *, void *, const mktd_event *, unsigned);
-
-static int poison_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
-{
-    mktd_value val;
-    if (strcmp(ev->type, "test.poison") != 0)
-        return real_on_event(ctx, data, ev, flags);
-    if (poison_host->prop(ctx, ev, "value", &val) != MKTD_T_STRING)
-        return -EINVAL;
-    return poison_host->state_put(ctx, ev->user, "s", val.s, val.len);
-}
-
-static const mktd_plugin *poison_entry(const mktd_host *h)
-{
-    poison_host = h;
-    poisoned = *mktd_plugin_entry(h);
-    real_on_event = poisoned.on_event;
-    poisoned.on_event = poison_on_event;
-    return &poisoned;
-}
+#include "poison.h"
 
 static const char *state_of(mktd_mock *m, const char *user)
 {
@@ -965,25 +942,17 @@ static void test_state_text(void)
     mktd_mock *m = mktd_mock_new();
     CHECK_INT(mktd_mock_add(m, poison_entry, "winback", "inactive_for: 30d\n"), 0);
     CHECK_INT(mktd_mock_load(m), 0);
-    char line[512], user[16];
+    char user[16];
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         snprintf(user, sizeof user, "g%zu", i);
-        snprintf(line, sizeof line,
-                 "{\"id\":\"pg%zu\",\"type\":\"test.poison\",\"user\":\"%s\",\"ts\":%" PRId64
-                 ",\"props\":{\"value\":\"%s\"}}",
-                 i, user, T0, good[i]);
-        CHECK_INT(mktd_mock_event(m, line), 0);
+        poison(m, user, "s", good[i]);
         /* read: activity no later than its last one changes nothing */
         CHECK_INT(play(m, "app.open", user, T0 + 500), 0);
         CHECK_STR(state_of(m, user), good[i]);
     }
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(user, sizeof user, "b%zu", i);
-        snprintf(line, sizeof line,
-                 "{\"id\":\"pb%zu\",\"type\":\"test.poison\",\"user\":\"%s\",\"ts\":%" PRId64
-                 ",\"props\":{\"value\":\"%s\"}}",
-                 i, user, T0, bad[i]);
-        CHECK_INT(mktd_mock_event(m, line), 0);
+        poison(m, user, "s", bad[i]);
         /* unreadable: a spell starts afresh at this activity */
         CHECK_INT(play(m, "app.open", user, T0 + 500), 0);
         char want[128];

@@ -973,52 +973,7 @@ static void test_user_ids(void)
     mktd_mock_free(m);
 }
 
-/* The referral plugin wrapped so that a "test.poison" event writes a raw
- * state value through the campaign's own context: stored state may be
- * anything, and the plugin must read garbage without harm. */
-static mktd_plugin poisoned;
-static const mktd_host *poison_host;
-static int (*real_on_event)(mktd_ctx *, void *, const mktd_event *, unsigned);
-
-static int poison_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
-{
-    mktd_value key, val, user;
-
-    if (ev->depth != 0 || strcmp(ev->type, "test.poison") != 0)
-        return real_on_event(ctx, data, ev, flags);
-    if (poison_host->prop(ctx, ev, "key", &key) != MKTD_T_STRING ||
-        poison_host->prop(ctx, ev, "value", &val) != MKTD_T_STRING)
-        return -EINVAL;
-    if (poison_host->prop(ctx, ev, "of", &user) != MKTD_T_STRING)
-        user.s = NULL;
-    return poison_host->state_put(ctx, user.s, key.s, val.s, val.len);
-}
-
-static const mktd_plugin *poison_entry(const mktd_host *h)
-{
-    poison_host = h;
-    poisoned = *mktd_plugin_entry(h);
-    real_on_event = poisoned.on_event;
-    poisoned.on_event = poison_on_event;
-    return &poisoned;
-}
-
-/* Writes value under key for user `of` (NULL: campaign-wide). */
-static void poison(mktd_mock *m, const char *of, const char *key, const char *value)
-{
-    if (of)
-        CHECK_INT(play(m,
-                       "\"type\":\"test.poison\",\"user\":\"t\","
-                       "\"props\":{\"of\":\"%s\",\"key\":\"%s\",\"value\":\"%s\"}",
-                       of, key, value),
-                  0);
-    else
-        CHECK_INT(play(m,
-                       "\"type\":\"test.poison\",\"user\":\"t\","
-                       "\"props\":{\"key\":\"%s\",\"value\":\"%s\"}",
-                       key, value),
-                  0);
-}
+#include "poison.h"
 
 static void test_garbage_state(void)
 {

@@ -395,8 +395,10 @@ static void test_wal_gathering(void)
     remove_db(path);
 }
 
-/* A database of schema version 1 (a table per kind of per-user row), as
- * mktd 0.x left it, is carried over whole to version 2 (one table). */
+/* A database of schema version 1 (a table per kind of per-user row) is
+ * carried over whole to version 2 (one table). The fixture is a frozen copy
+ * of version 1's schema, on purpose: it must not follow later edits of the
+ * migrations it tests. */
 static const char v1_schema[] =
     "CREATE TABLE actions (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
     "  campaign TEXT NOT NULL, kind TEXT NOT NULL, user TEXT NOT NULL, event_id TEXT,"
