@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "checkpointer.h"
+#include "log.h"
 #include "util.h"
 #include "walbuf.h"
 
@@ -202,6 +203,13 @@ static int migrate(struct store *s, char *err, size_t errlen)
                  version, target);
         return -EINVAL;
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int from = version;
+    if (from > 0 && from < target)
+        log_info("migrating the database from schema version %d to %d (a large database "
+                 "takes a while)",
+                 from, target);
     for (; version < target; version++) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
@@ -215,6 +223,10 @@ static int migrate(struct store *s, char *err, size_t errlen)
             return -EIO;
         }
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (from > 0 && from < target)
+        log_info("database migrated to schema version %d in %.1f s", target,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 fail:
     snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
