@@ -107,3 +107,60 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
     free(echo);
     return st;
 }
+
+/* Our own answer line's id token ("null" or a JSON string) at s: its
+ * length, or 0 when the line is not one of ours. */
+static size_t id_token(const char *s, size_t n)
+{
+    if (n >= 4 && memcmp(s, "null", 4) == 0)
+        return 4;
+    if (n < 2 || s[0] != '"')
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return 0;
+}
+
+int ingest_uncommitted(struct evbuffer *answers, const char *detail)
+{
+    static const char head[] = "{\"id\":";
+    static const char ok[] = ",\"status\":\"ok\"", dup[] = ",\"status\":\"duplicate\"";
+    size_t len = evbuffer_get_length(answers);
+    const char *p = len ? (const char *)evbuffer_pullup(answers, -1) : NULL;
+    struct evbuffer *out = evbuffer_new();
+    int n = 0;
+    while (len) {
+        const char *nl = memchr(p, '\n', len);
+        size_t line = nl ? (size_t)(nl - p) + 1 : len;
+        size_t id = line > sizeof(head) - 1 && memcmp(p, head, sizeof(head) - 1) == 0
+                        ? id_token(p + sizeof(head) - 1, line - (sizeof(head) - 1))
+                        : 0;
+        const char *rest = p + sizeof(head) - 1 + id;
+        size_t left = id ? line - (sizeof(head) - 1) - id : 0;
+        if (id && ((left >= sizeof(ok) - 1 && memcmp(rest, ok, sizeof(ok) - 1) == 0) ||
+                   (left >= sizeof(dup) - 1 && memcmp(rest, dup, sizeof(dup) - 1) == 0))) {
+            struct sbuf b = {0};
+            sb_str(&b, head);
+            sb_add(&b, p + sizeof(head) - 1, id);
+            sb_fmt(&b, ",\"status\":\"error\",\"error\":\"%s\",\"detail\":",
+                   ingest_status_name[IN_INTERNAL]);
+            sb_json_str(&b, detail, strlen(detail));
+            sb_str(&b, "}\n");
+            evbuffer_add(out, b.s, b.len);
+            sb_free(&b);
+            n++;
+        } else {
+            evbuffer_add(out, p, line);
+        }
+        p += line;
+        len -= line;
+    }
+    evbuffer_drain(answers, evbuffer_get_length(answers));
+    evbuffer_add_buffer(answers, out);
+    evbuffer_free(out);
+    return n;
+}

@@ -30,5 +30,9 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len,
                                struct evbuffer *out);
 /* Appends the answer for a line longer than the limit. */
 void ingest_too_large(struct evbuffer *out, int64_t limit);
+/* The batch behind these answers was not committed: every ok or duplicate
+ * answer among them becomes error `internal` with detail (the event had no
+ * effect; the client sends it again). Returns how many changed. */
+int ingest_uncommitted(struct evbuffer *answers, const char *detail);
 
 #endif

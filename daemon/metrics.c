@@ -90,12 +90,6 @@ int64_t metrics_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void metrics_status(struct metrics *m, enum ingest_status st)
-{
-    if (st > IN_NONE && st < IN__COUNT)
-        m->events[st]++;
-}
-
 void metrics_commit(struct metrics *m, int batch, int64_t us, int ok)
 {
     if (!ok) {

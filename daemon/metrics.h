@@ -42,7 +42,6 @@ void metrics_init(struct metrics *m, struct engine *e);
 /* Before the store closes: it holds a statement on its database. */
 void metrics_free(struct metrics *m);
 int64_t metrics_now_us(void);
-void metrics_status(struct metrics *m, enum ingest_status st);
 void metrics_commit(struct metrics *m, int batch, int64_t us, int ok);
 /* After a commit: counts the actions it made (cheap when there are none). */
 void metrics_actions_update(struct metrics *m, struct engine *e);

@@ -49,9 +49,10 @@ struct server;
 
 struct sink {
     struct server *srv;
-    struct evbuffer *pending; /* answers waiting for the commit */
-    int dirty;                /* in srv->dirty */
-    int failed;               /* a commit of its events failed */
+    struct evbuffer *pending;   /* answers waiting for the commit */
+    int dirty;                  /* in srv->dirty */
+    int failed;                 /* a commit of its events failed */
+    uint32_t counts[IN__COUNT]; /* statuses of the pending answers */
     struct sink *next_dirty;
     void (*flush)(struct sink *); /* pending answers are committed: send them */
 };
@@ -138,6 +139,15 @@ static void mark_dirty(struct sink *k)
 
 static void reschedule_timer(struct server *s);
 
+/* The sink's pending answers are sent: their statuses count. */
+static void count_answers(struct sink *k)
+{
+    for (int i = 0; i < IN__COUNT; i++) {
+        k->srv->m.events[i] += k->counts[i];
+        k->counts[i] = 0;
+    }
+}
+
 /* Commits the open batch and sends every waiting answer. */
 static void commit_and_flush(struct server *s)
 {
@@ -149,12 +159,10 @@ static void commit_and_flush(struct server *s)
         if (rc == 0)
             metrics_actions_update(&s->m, &s->eng);
         if (rc < 0) {
-            /* Nothing of the batch happened: its answers must not be sent.
-             * Close those clients so they know to send again. */
-            for (struct sink *k = s->dirty; k; k = k->next_dirty) {
-                evbuffer_drain(k->pending, evbuffer_get_length(k->pending));
+            /* Nothing of the batch happened: no answer may say ok (each
+             * sink's flush says so in its own way). */
+            for (struct sink *k = s->dirty; k; k = k->next_dirty)
                 k->failed = 1;
-            }
         }
     }
     /* reverse the list: older sinks first (not required, but kind) */
@@ -189,7 +197,7 @@ static void take_line(struct sink *k, const char *line, size_t len)
     enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
     if (st == IN_NONE)
         return;
-    metrics_status(&s->m, st);
+    k->counts[st]++;
     mark_dirty(k);
     if (!s->eng.in_batch)
         return;
@@ -275,7 +283,7 @@ static void take_frame(struct sink *k, enum frame fr, const char *line, size_t l
         take_line(k, line, len);
     } else if (fr == FRAME_TOO_LARGE) {
         ingest_too_large(k->pending, cfg_of(s)->max_event_bytes);
-        metrics_status(&s->m, IN_TOO_LARGE);
+        k->counts[IN_TOO_LARGE]++;
         mark_dirty(k);
     }
 }
@@ -345,10 +353,15 @@ static void conn_flush(struct sink *k)
 {
     struct conn *c = (struct conn *)k;
     if (k->failed) {
-        /* the answers cannot be kept: the client must send again */
-        c->dead = 1;
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        /* each event of the batch is answered with an error: it may be
+         * sent again, on this connection */
+        int n = ingest_uncommitted(k->pending, "not committed (disk full? see the log); nothing "
+                                               "of it was kept: send it again");
+        k->counts[IN_INTERNAL] += (uint32_t)n;
+        k->counts[IN_OK] = k->counts[IN_DUPLICATE] = 0;
+        k->failed = 0;
     }
+    count_answers(k);
     if (!c->dead)
         bufferevent_write_buffer(c->bev, k->pending);
     else
@@ -591,6 +604,7 @@ static void http_events(struct evhttp_request *req, void *arg)
     if (h.sink.failed) {
         evhttp_send_error(req, 503, "commit failed; send the body again");
     } else {
+        count_answers(&h.sink);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/x-ndjson");
         evhttp_send_reply(req, 200, "OK", h.sink.pending);

@@ -9,6 +9,7 @@ processes left a non-empty log. Waits are longer then (see slow()).
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -109,6 +110,18 @@ def lines_of(events):
     for e in events:
         out.append(e if isinstance(e, (str, bytes)) else json.dumps(e))
     return b"".join((x.encode() if isinstance(x, str) else x) + b"\n" for x in out)
+
+
+def metric_lines(text):
+    """Prometheus text format lines as {"name{labels}": value}; each line must parse."""
+    vals = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r'([a-z_]+)(\{[a-z_]+="[^"\\]*"(?:,[a-z_]+="[^"\\]*")*\})? (\S+)', line)
+        assert m, line
+        vals[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return vals
 
 
 class Daemon:
@@ -262,6 +275,12 @@ class Daemon:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(errors="replace")
+
+    def metrics(self):
+        """/metrics as {"name{labels}": value} (needs http=True)."""
+        st, text = self.http("GET", "/metrics")
+        assert st == 200, (st, text)
+        return metric_lines(text)
 
     def db_rows(self, sql, args=()):
         c = sqlite3.connect(self.db, timeout=10)

@@ -159,28 +159,6 @@ def test_kill9_restart_resend_same_table():
         assert d.stop() == 0
 
 
-def send_tolerant(d, data):
-    """One connection; the ids answered ok before the daemon closed it (it
-    closes a connection whose batch could not be committed), in answer
-    order."""
-    s = d.connect()
-    buf = b""
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    except OSError:
-        pass
-    finally:
-        s.close()
-    answers = [json.loads(x) for x in buf.split(b"\n") if x.strip()]
-    return [a["id"] for a in answers if a["status"] == "ok"]
-
-
 FULL_AT = 1 << 20  # bytes: any file the daemon writes past 1 MB fails
 
 
@@ -192,26 +170,32 @@ def disk_full():
 
 
 def test_disk_full_loses_nothing_and_recovers():
-    """Commits fail while the disk is full: those batches are not answered
-    ok, leave no trace, and the daemon keeps serving. Once there is room
-    again, re-sending everything gives the actions table of a daemon that saw
-    the events kept before, in stream order, and then everything again. (A
-    smaller batch may still fit after a larger one failed, so the events kept
-    need not be a prefix of the stream; the chunks go one after another, so
-    they were committed in stream order.)"""
+    """Commits fail while the disk is full: every event of such a batch is
+    answered with error internal ("not committed"), nothing of it is kept,
+    and the connection and the daemon keep serving. Once there is room
+    again, re-sending everything gives the actions table of a daemon that
+    saw the events answered ok, in stream order, and then everything again.
+    (A smaller batch may still fit after a larger one failed, so the events
+    kept need not be a prefix of the stream.)"""
     evs = make_events(N)
-    d = Daemon(CAMPAIGNS, preexec=disk_full)
+    d = Daemon(CAMPAIGNS, preexec=disk_full, http=True)
     try:
-        ok = []
-        for k in range(0, len(evs), 200):
-            ok += send_tolerant(d, lines_of(evs[k:k + 200]))
+        answers = send_all(d, lines_of(evs))
+        assert [a["id"] for a in answers] == [e["id"] for e in evs]
+        failed = [a for a in answers if a["status"] != "ok"]
+        assert failed, "the disk never filled up"
+        assert all(a["status"] == "error" and a["error"] == "internal" and
+                   "not committed" in a["detail"] for a in failed), failed[:3]
+        assert "commit failed" in d.log()
+        ok = {a["id"] for a in answers if a["status"] == "ok"}
         kept = {r[0] for r in d.db_rows("SELECT id FROM events")}
-        assert "commit failed" in d.log(), "the disk never filled up"
-        assert len(ok) < len(evs)
-        assert len(set(ok)) == len(ok), "an event was answered ok twice"
-        assert d.proc.poll() is None, d.log()
-        assert not set(ok) - kept, f"answered ok but not kept: {sorted(set(ok) - kept)[:5]}"
-        # room again: the running daemon takes everything
+        assert ok == kept, (f"answered ok but not kept: {sorted(ok - kept)[:5]}, "
+                            f"kept but not answered ok: {sorted(kept - ok)[:5]}")
+        m = d.metrics()
+        assert m["mktd_events_total{status=\"ok\"}"] == len(ok)
+        assert m["mktd_events_total{status=\"internal\"}"] == len(failed)
+        assert m["mktd_commit_failures_total"] > 0
+        # room again: the running daemon takes everything, on a new connection
         resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE,
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         answers = send_all(d, lines_of(evs))

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-from harness import BIN, SRC, VALGRIND, Daemon, command, lines_of, ok, reload_wait, slow
+from harness import BIN, SRC, VALGRIND, Daemon, command, lines_of, metric_lines, ok, reload_wait, slow
 
 T = 1767225600000  # 2026-01-01T00:00:00Z
 
@@ -487,18 +487,6 @@ def test_stop_not_held_by_a_client_that_never_reads():
 
 
 # ---- metrics ----
-
-def metric_lines(text):
-    vals = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r'([a-z_]+)(\{[a-z_]+="[^"\\]*"(?:,[a-z_]+="[^"\\]*")*\})? (\S+)', line)
-        assert m, line
-        float(m.group(3))
-        vals[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return vals
-
 
 def test_wal_starts_over_under_load():
     """The checkpointer starts the WAL over once it is past 32 MB (here when
