@@ -31,7 +31,7 @@
 #include "util.h"
 
 enum {
-    PASS = 1000,        /* ~4 MB: a pass starts when this much waits */
+    PASS = 4000,        /* ~16 MB: a pass starts when this much waits */
     RESTART = 8192,     /* ~32 MB: then start the WAL over */
     HARD = 8 * RESTART, /* ~256 MB: start it over even if the loop must wait long */
     TAIL = 64,          /* at most this much left to copy when the restart takes the lock */
