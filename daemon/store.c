@@ -66,43 +66,52 @@ static const char *const sql[Q__COUNT] = {
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     /* read, then written back: an upsert with RETURNING costs about twice
      * as much CPU (bench/README.md) */
-    [Q_PROFILE_INSERT] = "INSERT INTO u(user, kind, campaign, key, events, orders, spent, "
+    [Q_PROFILE_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, events, orders, spent, "
                          "first_seen, last_seen) VALUES (?1, 0, '', '', ?2, ?3, ?4, ?5, ?6)",
-    [Q_PROFILE_SET] = "UPDATE u SET events = ?2, orders = ?3, spent = ?4, first_seen = ?5, "
+    [Q_PROFILE_SET] = "UPDATE per_user SET events = ?2, orders = ?3, spent = ?4, first_seen = ?5, "
                       "last_seen = ?6 WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
-    [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM u "
+    [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM per_user "
                       "WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
-    [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM u "
+    [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM per_user "
                     "WHERE kind = 0",
-    [Q_COUNT_INC] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?1, 1, '', ?2, 1) "
+    [Q_COUNT_INC] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?1, 1, '', ?2, 1) "
                     "ON CONFLICT DO UPDATE SET v = v + 1",
-    [Q_COUNT_GET] = "SELECT v FROM u WHERE user = ?1 AND kind = 1 AND campaign = '' AND key = ?2",
+    [Q_COUNT_GET] =
+        "SELECT v FROM per_user WHERE user = ?1 AND kind = 1 AND campaign = '' AND key = ?2",
     [Q_COUNTED_ADD] = "INSERT OR IGNORE INTO counted_types(type) VALUES (?1)",
     [Q_COUNTED_LIST] = "SELECT type FROM counted_types ORDER BY type",
     [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [Q_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     /* state (kind 2), counters (3) and timers (4): ?1 campaign, ?2 user, ?3 key */
-    [Q_STATE_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
-    [Q_STATE_PUT] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 2, ?1, ?3, ?4) "
+    [Q_STATE_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_STATE_PUT] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 2, ?1, ?3, ?4) "
                     "ON CONFLICT DO UPDATE SET v = excluded.v",
-    [Q_STATE_DEL] = "DELETE FROM u WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
-    [Q_COUNTER_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 3 AND campaign = ?1 AND key = ?3",
-    [Q_COUNTER_SET] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 3, ?1, ?3, ?4) "
-                      "ON CONFLICT DO UPDATE SET v = excluded.v",
-    [Q_TIMER_SET] = "INSERT INTO u(user, kind, campaign, key, v) VALUES (?2, 4, ?1, ?3, ?4) "
+    [Q_STATE_DEL] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 3 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_SET] =
+        "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 3, ?1, ?3, ?4) "
+        "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_TIMER_SET] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 4, ?1, ?3, ?4) "
                     "ON CONFLICT DO UPDATE SET v = excluded.v",
-    [Q_TIMER_DEL] = "DELETE FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
-    [Q_TIMER_GET] = "SELECT v FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
-    /* in due order through u_timers_due (the + keeps the planner from
+    [Q_TIMER_DEL] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    [Q_TIMER_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    /* in due order through per_user_timers_due (the + keeps the planner from
      * reading every timer of a live campaign) */
-    [Q_TIMER_MIN] = "SELECT v FROM u WHERE kind = 4 AND +campaign IN (SELECT campaign FROM live) "
-                    "ORDER BY v LIMIT 1",
-    [Q_TIMER_TAKE] = "DELETE FROM u WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3 "
-                     "AND v = ?4",
-    [Q_TIMERS_AT] = "SELECT campaign, user, key, v FROM u WHERE kind = 4 AND v = ?1 "
+    [Q_TIMER_MIN] =
+        "SELECT v FROM per_user WHERE kind = 4 AND +campaign IN (SELECT campaign FROM live) "
+        "ORDER BY v LIMIT 1",
+    [Q_TIMER_TAKE] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3 "
+        "AND v = ?4",
+    [Q_TIMERS_AT] = "SELECT campaign, user, key, v FROM per_user WHERE kind = 4 AND v = ?1 "
                     "AND campaign IN (SELECT campaign FROM live)",
-    [Q_TIMERS_UPTO] = "SELECT campaign, user, key, v FROM u WHERE kind = 4 AND v <= ?1 "
+    [Q_TIMERS_UPTO] = "SELECT campaign, user, key, v FROM per_user WHERE kind = 4 AND v <= ?1 "
                       "AND +campaign IN (SELECT campaign FROM live) ORDER BY v LIMIT ?2",
     [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
     [Q_UNIQUE_OWNER] = "SELECT campaign FROM uniques WHERE ns = ?1 AND key = ?2",
@@ -149,25 +158,30 @@ static const char *const migrations[] = {
      * kind: 0 profile (the five columns), 1 count of an event type (key),
      * 2 state, 3 counter, 4 timer (key its name, v its due). The old names
      * remain as views for reading. */
-    "CREATE TABLE u (user TEXT NOT NULL, kind INTEGER NOT NULL, campaign TEXT NOT NULL,"
+    "CREATE TABLE per_user (user TEXT NOT NULL, kind INTEGER NOT NULL, campaign TEXT NOT NULL,"
     "  key TEXT NOT NULL, v, events INTEGER, orders INTEGER, spent INTEGER,"
     "  first_seen INTEGER, last_seen INTEGER,"
     "  PRIMARY KEY (user, kind, campaign, key)) WITHOUT ROWID;"
-    "INSERT INTO u(user, kind, campaign, key, events, orders, spent, first_seen, last_seen)"
+    "INSERT INTO per_user(user, kind, campaign, key, events, orders, spent, first_seen, last_seen)"
     "  SELECT id, 0, '', '', events, orders, spent, first_seen, last_seen FROM users;"
-    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 1, '', type, n FROM user_counts;"
-    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 2, campaign, key, value FROM state;"
-    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 3, campaign, key, n FROM counters;"
-    "INSERT INTO u(user, kind, campaign, key, v) SELECT user, 4, campaign, name, due FROM timers;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 1, '', type, n FROM "
+    "user_counts;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 2, campaign, key, value FROM "
+    "state;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 3, campaign, key, n FROM "
+    "counters;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 4, campaign, name, due FROM "
+    "timers;"
     "DROP TABLE users; DROP TABLE user_counts; DROP TABLE state; DROP TABLE counters;"
     "DROP TABLE timers;"
-    "CREATE INDEX u_timers_due ON u(v) WHERE kind = 4;"
+    "CREATE INDEX per_user_timers_due ON per_user(v) WHERE kind = 4;"
     "CREATE VIEW users AS SELECT user AS id, events, orders, spent, first_seen, last_seen"
-    "  FROM u WHERE kind = 0;"
-    "CREATE VIEW user_counts AS SELECT user, key AS type, v AS n FROM u WHERE kind = 1;"
-    "CREATE VIEW state AS SELECT campaign, user, key, v AS value FROM u WHERE kind = 2;"
-    "CREATE VIEW counters AS SELECT campaign, user, key, v AS n FROM u WHERE kind = 3;"
-    "CREATE VIEW timers AS SELECT campaign, user, key AS name, v AS due FROM u WHERE kind = 4;",
+    "  FROM per_user WHERE kind = 0;"
+    "CREATE VIEW user_counts AS SELECT user, key AS type, v AS n FROM per_user WHERE kind = 1;"
+    "CREATE VIEW state AS SELECT campaign, user, key, v AS value FROM per_user WHERE kind = 2;"
+    "CREATE VIEW counters AS SELECT campaign, user, key, v AS n FROM per_user WHERE kind = 3;"
+    "CREATE VIEW timers AS SELECT campaign, user, key AS name, v AS due FROM per_user WHERE kind = "
+    "4;",
 };
 
 struct store {
