@@ -332,10 +332,13 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
     mktd_obj *o;
     int rc, tries;
 
-    if (host->counter_get(ctx, ev->user, "issued") >= c->per_user_limit)
-        return 0;
     if (c->budget >= 0 && host->counter_get(ctx, NULL, "budget") >= c->budget)
         return 0;
+    /* the per-user limit checked and counted in one call (one lookup
+     * fewer); what follows fails the whole event, which undoes it */
+    rc = host->counter_add(ctx, ev->user, "issued", 1, c->per_user_limit, NULL);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
 
     for (tries = 0;; tries++) {
         if (tries == CLAIM_TRIES)
@@ -350,11 +353,7 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
             return rc;
     }
 
-    rc = host->counter_add(ctx, ev->user, "issued", 1, c->per_user_limit, NULL);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        rc = host->counter_add(ctx, NULL, "budget", 1, c->budget, NULL);
+    rc = host->counter_add(ctx, NULL, "budget", 1, c->budget, NULL);
     if (rc < 0)
         return rc;
     if (rc > 0) /* checked above; refused only if the host disagrees */
