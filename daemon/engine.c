@@ -359,29 +359,11 @@ static int cmp_timer(const void *a, const void *b, void *arg)
  * much as firing it). */
 #define TIMER_BATCH 256
 
-/* The live timers due next, at or before until, in firing order: whole
- * groups of one due time only, so a group never splits across reads. */
+/* The live timers due next, at or before until, in firing order. */
 static int next_timers(struct engine *e, int64_t until, struct timer_row **rows, size_t *n)
 {
     if (store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0)
         return -EIO;
-    if (*n == TIMER_BATCH) {
-        int64_t last = (*rows)[*n - 1].due;
-        if ((*rows)[0].due == last) {
-            /* one group fills the read: take all of it */
-            store_timer_rows_free(*rows, *n);
-            if (store_timers_at(e->st, last, rows, n) < 0)
-                return -EIO;
-        } else {
-            /* the last group may go on past the read: it waits for the next */
-            while ((*rows)[*n - 1].due == last) {
-                struct timer_row *r = &(*rows)[--*n];
-                free(r->campaign);
-                free(r->user);
-                free(r->name);
-            }
-        }
-    }
     if (*n > 1)
         qsort_r(*rows, *n, sizeof(**rows), cmp_timer, e);
     return 0;

@@ -184,6 +184,11 @@ static const char *const migrations[] = {
     "4;",
 };
 
+const char *store_migration(int v)
+{
+    return v >= 0 && (size_t)v < sizeof(migrations) / sizeof(migrations[0]) ? migrations[v] : NULL;
+}
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
@@ -711,22 +716,39 @@ int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_
     return timer_rows(s->q[Q_TIMERS_AT], rows, n);
 }
 
+static void timer_row_clear(struct timer_row *r)
+{
+    free(r->campaign);
+    free(r->user);
+    free(r->name);
+}
+
+void store_timer_rows_free(struct timer_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        timer_row_clear(&rows[i]);
+    free(rows);
+}
+
 int store_timers_upto(struct store *s, int64_t until, size_t limit, struct timer_row **rows,
                       size_t *n)
 {
     sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 1, until);
     sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 2, (sqlite3_int64)limit);
-    return timer_rows(s->q[Q_TIMERS_UPTO], rows, n);
-}
-
-void store_timer_rows_free(struct timer_row *rows, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(rows[i].campaign);
-        free(rows[i].user);
-        free(rows[i].name);
+    if (timer_rows(s->q[Q_TIMERS_UPTO], rows, n) < 0)
+        return -EIO;
+    if (*n < limit || *n == 0)
+        return 0;
+    int64_t last = (*rows)[*n - 1].due;
+    if ((*rows)[0].due == last) {
+        /* one group fills the read: all of it */
+        store_timer_rows_free(*rows, *n);
+        return store_timers_at(s, last, rows, n);
     }
-    free(rows);
+    /* the last group may go on past the read: it waits for the next */
+    while ((*rows)[*n - 1].due == last)
+        timer_row_clear(&(*rows)[--*n]);
+    return 0;
 }
 
 int store_unique_claim(struct store *s, const char *ns, const char *key, const char *campaign)

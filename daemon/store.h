@@ -10,6 +10,10 @@
 
 #define STORE_SCHEMA_VERSION 2
 
+/* The SQL that takes schema version v (0: an empty database) to v + 1;
+ * NULL past the last. Tests build databases of older versions with it. */
+const char *store_migration(int v);
+
 struct store;
 
 /* Opens (creating the file and parent-less path as needed) and migrates.
@@ -82,7 +86,8 @@ struct timer_row {
 };
 /* The live timers due at `due` (store_timer_min gives the next one). */
 int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n);
-/* The first `limit` live timers due at or before `until`, in due order. */
+/* The live timers due at or before `until`, in due order: whole groups of
+ * one due time, about `limit` rows (more when one group is larger). */
 int store_timers_upto(struct store *s, int64_t until, size_t limit, struct timer_row **rows,
                       size_t *n);
 void store_timer_rows_free(struct timer_row *rows, size_t n);
