@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "event.h"
+#include "engine/event.h"
 
 static const char line[] =
     "{\"id\":\"evt-20261101-000000123456\",\"type\":\"order.paid\",\"user\":\"user-8842113\","

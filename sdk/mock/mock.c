@@ -17,9 +17,9 @@
 #include <jansson.h>
 #include <mktd/mock.h>
 
-#include "hostcommon.h"
-#include "util.h"
-#include "yaml.h"
+#include "config/yaml.h"
+#include "engine/hostcommon.h"
+#include "lib/util.h"
 
 #define MOCK_MAX_DEPTH 4
 #define MOCK_MAX_FIRINGS 1000000

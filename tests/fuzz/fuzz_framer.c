@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framer.h"
+#include "net/framer.h"
 
 struct out {
     char *log; /* "L<len>:<bytes>" and "T" records */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "cond.h"
+#include "engine/cond.h"
 
 static json_t *props;
 static mktd_profile profile = {

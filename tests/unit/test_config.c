@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "hostcommon.h"
-#include "util.h"
-#include "yaml.h"
+#include "config/config.h"
+#include "config/yaml.h"
+#include "engine/hostcommon.h"
+#include "lib/util.h"
 
 struct mktd_ctx {
     struct ctx_base base;
@@ -354,7 +354,7 @@ static void test_check_keys_and_json(void)
     j = ynode_to_json(NULL);
     CHECK_STR(j, "null");
     free(j);
-    json_t *jj = hostcommon_node_to_json(ynode_get(d->root, "a"));
+    json_t *jj = ynode_to_jansson(ynode_get(d->root, "a"));
     CHECK(json_is_array(jj) && json_array_size(jj) == 10);
     CHECK(json_is_integer(json_array_get(jj, 4)) &&
           json_integer_value(json_array_get(jj, 4)) == -3);

@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "event.h"
-#include "util.h"
+#include "engine/event.h"
+#include "lib/util.h"
 
 #define NOW 1793491200000LL /* 2026-11-01T00:00:00Z */
 #define DAY 86400000LL

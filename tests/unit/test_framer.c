@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "framer.h"
+#include "net/framer.h"
 
 /* Frames s fed in pieces of `step` bytes; returns a log like "L3:abc|T|". */
 static const char *run(const char *s, int64_t max, size_t step)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "ingest.h"
+#include "net/ingest.h"
 
 static char *rewrite(const char *in, int *n)
 {

@@ -8,8 +8,8 @@
 #include "check.h"
 #include <sqlite3.h>
 
-#include "checkpointer.h"
-#include "store.h"
+#include "store/checkpointer.h"
+#include "store/store.h"
 
 static struct store *open_mem(void)
 {

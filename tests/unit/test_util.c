@@ -1,5 +1,5 @@
 #include "check.h"
-#include "util.h"
+#include "lib/util.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,0 +1,136 @@
+/* mktd: the daemon and its command line (spec section 6). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mktd/plugin.h>
+
+#include "cmd/cli.h"
+#include "config/config.h"
+#include "lib/util.h"
+#include "net/server.h"
+
+#define DEFAULT_ADDRESS "tcp:127.0.0.1:7411"
+#define DEFAULT_DB "var/mktd.db"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage:\n"
+               "  mktd -c FILE                      run the daemon in the foreground\n"
+               "  mktd check -c FILE                validate the config and load its plugins\n"
+               "  mktd simulate -c FILE [--until TIME] [--plugin-dir DIR] EVENTS\n"
+               "                                    play an NDJSON file, print the actions\n"
+               "  mktd send [-c FILE] [-v] [ADDRESS] FILE|-\n"
+               "                                    send events, print a summary\n"
+               "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
+               "                                    print actions as NDJSON\n"
+               "  mktd --version\n");
+}
+
+/* The config's first listen address and database, for send and actions. */
+static int from_config(const char *path, char **address, char **db)
+{
+    struct errs errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msg[i]);
+        errs_free(&errs);
+        return -1;
+    }
+    if (address && cfg->n_listen)
+        *address = xstrdup(cfg->listen[0]);
+    if (db)
+        *db = xstrdup(cfg->database);
+    config_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "run";
+    int first = strcmp(cmd, "run") == 0 && !(argc > 1 && strcmp(argv[1], "run") == 0) ? 1 : 2;
+    const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL;
+    char **pos = calloc((size_t)argc + 1, sizeof(char *));
+    char **dirs = calloc((size_t)argc + 1, sizeof(char *));
+    size_t npos = 0, ndirs = 0;
+    long long since = 0;
+    int follow = 0, verbose = 0, code = 2;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && more)
+            config = argv[++i];
+        else if (strcmp(a, "--db") == 0 && more)
+            db = argv[++i];
+        else if (strcmp(a, "--since") == 0 && more)
+            since = strtoll(argv[++i], NULL, 10);
+        else if (strcmp(a, "--campaign") == 0 && more)
+            campaign = argv[++i];
+        else if (strcmp(a, "--until") == 0 && more)
+            until = argv[++i];
+        else if (strcmp(a, "--plugin-dir") == 0 && more)
+            dirs[ndirs++] = argv[++i];
+        else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0)
+            follow = 1;
+        else if (strcmp(a, "-v") == 0)
+            verbose = 1;
+        else if (strcmp(a, "--version") == 0) {
+            printf("mktd %s (plugin ABI %d.%d)\n", MKTD_VERSION_STRING, MKTD_ABI_MAJOR,
+                   MKTD_ABI_MINOR);
+            code = 0;
+            goto out;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            code = 0;
+            goto out;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mktd: unknown option %s\n", a);
+            usage(stderr);
+            goto out;
+        } else
+            pos[npos++] = argv[i];
+    }
+    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "check") == 0) {
+        if (!config || npos) {
+            usage(stderr);
+            goto out;
+        }
+        code = strcmp(cmd, "run") == 0 ? server_run(config) : cli_check(config);
+    } else if (strcmp(cmd, "simulate") == 0) {
+        if (!config || npos != 1) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_simulate(config, pos[0], until, dirs, ndirs);
+    } else if (strcmp(cmd, "send") == 0) {
+        char *address = NULL;
+        if (npos < 1 || npos > 2) {
+            usage(stderr);
+            goto out;
+        }
+        if (npos == 2)
+            address = xstrdup(pos[0]);
+        else if (config && from_config(config, &address, NULL) < 0)
+            goto out;
+        code = cli_send(address ? address : DEFAULT_ADDRESS, pos[npos - 1], verbose);
+        free(address);
+    } else if (strcmp(cmd, "actions") == 0) {
+        char *cdb = NULL;
+        if (npos) {
+            usage(stderr);
+            goto out;
+        }
+        if (!db && config && from_config(config, NULL, &cdb) < 0)
+            goto out;
+        code = cli_actions(db ? db : cdb ? cdb : DEFAULT_DB, since, campaign, follow);
+        free(cdb);
+    } else {
+        fprintf(stderr, "mktd: unknown command %s\n", cmd);
+        usage(stderr);
+    }
+out:
+    free(pos);
+    free(dirs);
+    return code;
+}

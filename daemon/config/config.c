@@ -1,0 +1,734 @@
+/* The daemon's config (spec section 2): schema checks over the YAML tree.
+ *
+ * Every problem is reported at its own node and checking goes on, so that
+ * one run shows all of them. A value that is null (`key:`, `key: ~`) counts
+ * as absent. */
+#define _GNU_SOURCE
+#include "config/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <mktd/plugin.h>
+
+struct cctx {
+    struct errs *errs;
+    int nerr;
+    const char *camp; /* "campaign <id>: " prefix, or "" */
+};
+
+static void cerr(struct cctx *c, const struct ynode *n, const char *fmt, ...) MKTD_PRINTF_FMT(3, 4);
+
+static void cerr(struct cctx *c, const struct ynode *n, const char *fmt, ...)
+{
+    char *msg;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    c->nerr++;
+    yerr(c->errs, n, "%s%s", c->camp, msg);
+    free(msg);
+}
+
+static int check_keys(struct cctx *c, const struct ynode *map, const char *const *allowed)
+{
+    int n = ycheck_keys(c->errs, map, allowed);
+    c->nerr += n;
+    return n;
+}
+
+static int is_null(const struct ynode *n)
+{
+    return !n || (n->kind == Y_SCALAR && ynode_resolve(n, NULL, NULL, NULL) == YS_NULL);
+}
+
+/* The value under key; NULL when absent or null. */
+static const struct ynode *get(const struct ynode *map, const char *key)
+{
+    const struct ynode *v = ynode_get(map, key);
+    return is_null(v) ? NULL : v;
+}
+
+/* A map, or NULL for absent/null; an error for anything else. */
+static const struct ynode *want_map(struct cctx *c, const struct ynode *n, const char *name)
+{
+    if (is_null(n))
+        return NULL;
+    if (n->kind != Y_MAP) {
+        cerr(c, n, "%s: must be a map", name);
+        return NULL;
+    }
+    return n;
+}
+
+static int get_int_range(struct cctx *c, const struct ynode *n, const char *name, int64_t min,
+                         int64_t max, int64_t *out)
+{
+    int64_t v;
+    if (n->kind == Y_SCALAR && ynode_resolve(n, &v, NULL, NULL) == YS_INT && v >= min && v <= max) {
+        *out = v;
+        return 0;
+    }
+    cerr(c, n, "%s: must be an integer from %lld to %lld", name, (long long)min, (long long)max);
+    return -1;
+}
+
+static void set_int(struct cctx *c, const struct ynode *map, const char *key, const char *name,
+                    int64_t min, int64_t max, int *out)
+{
+    const struct ynode *n = get(map, key);
+    int64_t v;
+    if (n && get_int_range(c, n, name, min, max, &v) == 0)
+        *out = (int)v;
+}
+
+static void set_int64(struct cctx *c, const struct ynode *map, const char *key, const char *name,
+                      int64_t min, int64_t max, int64_t *out)
+{
+    const struct ynode *n = get(map, key);
+    int64_t v;
+    if (n && get_int_range(c, n, name, min, max, &v) == 0)
+        *out = v;
+}
+
+/* A non-empty string without NUL; malloc'd into *out. */
+static int get_string(struct cctx *c, const struct ynode *n, const char *name, char **out)
+{
+    if (n->kind != Y_SCALAR || is_null(n)) {
+        cerr(c, n, "%s: must be a string", name);
+        return -1;
+    }
+    if (n->len == 0 || strlen(n->str) != n->len) {
+        cerr(c, n, "%s: must be a non-empty string without NUL", name);
+        return -1;
+    }
+    *out = xstrndup(n->str, n->len);
+    return 0;
+}
+
+/* One of the NULL-terminated names; returns its index or -1. */
+static int get_enum(struct cctx *c, const struct ynode *n, const char *name,
+                    const char *const *names)
+{
+    if (n->kind == Y_SCALAR) {
+        for (int i = 0; names[i]; i++)
+            if (strcmp(n->str, names[i]) == 0 && strlen(names[i]) == n->len)
+                return i;
+    }
+    struct sbuf sb = {0};
+    for (int i = 0; names[i]; i++) {
+        if (i)
+            sb_str(&sb, names[i + 1] ? ", " : " or ");
+        sb_str(&sb, names[i]);
+    }
+    cerr(c, n, "%s: must be %s", name, sb.s);
+    sb_free(&sb);
+    return -1;
+}
+
+static int get_duration(struct cctx *c, const struct ynode *n, const char *name, int64_t *out)
+{
+    int64_t ms;
+    if (n->kind == Y_SCALAR && duration_parse(n->str, n->len, &ms) == 0) {
+        *out = ms;
+        return 0;
+    }
+    cerr(c, n,
+         "%s: must be a duration like 250ms, 90s, 15m, 12h or 7d (a plain integer is seconds)",
+         name);
+    return -1;
+}
+
+static int get_bool(struct cctx *c, const struct ynode *n, const char *name, int *out)
+{
+    int b;
+    if (n->kind == Y_SCALAR && ynode_resolve(n, NULL, NULL, &b) == YS_BOOL) {
+        *out = b;
+        return 0;
+    }
+    cerr(c, n, "%s: must be true or false", name);
+    return -1;
+}
+
+static void strv_push(char ***v, size_t *n, char *s)
+{
+    *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+    (*v)[(*n)++] = s;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* A string or a list of strings, each checked by ok (NULL: any). */
+static int get_strings(struct cctx *c, const struct ynode *n, const char *name,
+                       int (*ok)(const char *s), const char *what, char ***out, size_t *nout)
+{
+    char **v = NULL;
+    size_t nv = 0;
+    int bad = 0;
+    const struct ynode *const *items = &n;
+    size_t count = 1;
+    if (n->kind == Y_SEQ) {
+        items = (const struct ynode *const *)n->items;
+        count = n->n;
+    } else if (n->kind != Y_SCALAR) {
+        cerr(c, n, "%s: must be a string or a list of strings", name);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        char *s;
+        if (get_string(c, items[i], name, &s) < 0) {
+            bad = 1;
+            continue;
+        }
+        if (ok && !ok(s)) {
+            cerr(c, items[i], "%s: '%s' %s", name, s, what);
+            free(s);
+            bad = 1;
+            continue;
+        }
+        strv_push(&v, &nv, s);
+    }
+    if (bad) {
+        strv_free(v, nv);
+        return -1;
+    }
+    *out = v;
+    *nout = nv;
+    return 0;
+}
+
+/* ---- addresses ---- */
+
+static int port_ok(const char *p)
+{
+    long v = 0;
+    if (!*p || strlen(p) > 5)
+        return 0;
+    for (const char *q = p; *q; q++) {
+        if (*q < '0' || *q > '9')
+            return 0;
+        v = v * 10 + (*q - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* HOST:PORT, HOST being a name, an IPv4 address or [IPv6]. */
+static int host_port_ok(const char *s)
+{
+    if (s[0] == '[') {
+        const char *e = strchr(s, ']');
+        if (!e || e == s + 1 || e[1] != ':')
+            return 0;
+        return port_ok(e + 2);
+    }
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s || strchr(colon + 1, ':'))
+        return 0;
+    return port_ok(colon + 1);
+}
+
+static int listen_ok(const char *s)
+{
+    if (strncmp(s, "tcp:", 4) == 0)
+        return host_port_ok(s + 4);
+    if (strncmp(s, "unix:", 5) == 0) {
+        size_t n = strlen(s + 5);
+        return n > 0 && n < sizeof(((struct sockaddr_un *)0)->sun_path);
+    }
+    return 0;
+}
+
+/* ---- names ---- */
+
+static int id_ok_n(const char *s, size_t n)
+{
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int type_ok_n(const char *s, size_t n)
+{
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+              ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int type_ok(const char *s)
+{
+    return type_ok_n(s, strlen(s));
+}
+
+/* ---- daemon ---- */
+
+static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    static const char *const keys[] = {"listen", "http",   "database", "plugin_dirs", "clock",
+                                       "commit", "limits", "log",      NULL};
+    static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
+    static const char *const limit_keys[] = {"max_event_bytes", "max_connections", "max_http_body",
+                                             "max_future", NULL};
+    static const char *const log_keys[] = {"level", NULL};
+    static const char *const clocks[] = {"wall", "event", NULL};
+    static const char *const syncs[] = {"normal", "full", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    const struct ynode *n, *m;
+    int i;
+
+    d = want_map(c, d, "daemon");
+    if (!d)
+        return;
+    check_keys(c, d, keys);
+
+    if ((n = get(d, "listen"))) {
+        char **v;
+        size_t nv;
+        if (get_strings(c, n, "listen", listen_ok,
+                        "must be tcp:HOST:PORT (port 1-65535, IPv6 as [ADDR]) or unix:PATH", &v,
+                        &nv) == 0) {
+            strv_free(cfg->listen, cfg->n_listen);
+            cfg->listen = v;
+            cfg->n_listen = nv;
+        }
+    }
+    if ((n = get(d, "http"))) {
+        char *s;
+        if (get_string(c, n, "http", &s) == 0) {
+            if (host_port_ok(s)) {
+                cfg->http = s;
+            } else {
+                cerr(c, n, "http: '%s' must be HOST:PORT (port 1-65535, IPv6 as [ADDR])", s);
+                free(s);
+            }
+        }
+    }
+    if (cfg->n_listen == 0 && !cfg->http)
+        cerr(c, ynode_get(d, "listen"),
+             "listen: empty, and no http address: no way to send events");
+    if ((n = get(d, "database"))) {
+        char *s;
+        if (get_string(c, n, "database", &s) == 0) {
+            free(cfg->database);
+            cfg->database = s;
+        }
+    }
+    if ((n = get(d, "plugin_dirs"))) {
+        char **v;
+        size_t nv;
+        if (get_strings(c, n, "plugin_dirs", NULL, NULL, &v, &nv) == 0) {
+            strv_free(cfg->plugin_dirs, cfg->n_plugin_dirs);
+            cfg->plugin_dirs = v;
+            cfg->n_plugin_dirs = nv;
+        }
+    }
+    if ((n = get(d, "clock")) && (i = get_enum(c, n, "clock", clocks)) >= 0)
+        cfg->clock_event = i == 1;
+
+    if ((m = want_map(c, ynode_get(d, "commit"), "commit"))) {
+        check_keys(c, m, commit_keys);
+        set_int(c, m, "max_batch", "commit.max_batch", 1, 1000000, &cfg->max_batch);
+        set_int(c, m, "max_delay_ms", "commit.max_delay_ms", 0, 10000, &cfg->max_delay_ms);
+        if ((n = get(m, "synchronous")) && (i = get_enum(c, n, "commit.synchronous", syncs)) >= 0)
+            cfg->sync_full = i == 1;
+    }
+    if ((m = want_map(c, ynode_get(d, "limits"), "limits"))) {
+        check_keys(c, m, limit_keys);
+        set_int64(c, m, "max_event_bytes", "limits.max_event_bytes", 64, 16777216,
+                  &cfg->max_event_bytes);
+        set_int(c, m, "max_connections", "limits.max_connections", 1, 1000000,
+                &cfg->max_connections);
+        set_int64(c, m, "max_http_body", "limits.max_http_body", 1, 1073741824,
+                  &cfg->max_http_body);
+        if ((n = get(m, "max_future")))
+            get_duration(c, n, "limits.max_future", &cfg->max_future_ms);
+    }
+    if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
+        check_keys(c, m, log_keys);
+        if ((n = get(m, "level")) && (i = get_enum(c, n, "log.level", levels)) >= 0) {
+            static const int lv[] = {MKTD_LOG_ERROR, MKTD_LOG_WARN, MKTD_LOG_INFO, MKTD_LOG_DEBUG};
+            cfg->log_level = lv[i];
+        }
+    }
+}
+
+/* ---- conditions ---- */
+
+static const char *const op_names[] = {"eq",  "ne", "gt",     "gte",    "lt",
+                                       "lte", "in", "not_in", "exists", NULL};
+
+static int parse_field(const char *s, size_t len, struct cond *k)
+{
+    static const struct {
+        const char *name;
+        enum field_kind kind;
+    } simple[] = {
+        {"type", F_TYPE},
+        {"user.id", F_USER_ID},
+        {"user.events", F_USER_EVENTS},
+        {"user.orders", F_USER_ORDERS},
+        {"user.spent", F_USER_SPENT},
+        {"user.first_seen", F_USER_FIRST_SEEN},
+        {"user.last_seen", F_USER_LAST_SEEN},
+    };
+    if (strlen(s) != len)
+        return -1;
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+        if (strcmp(s, simple[i].name) == 0) {
+            k->field = simple[i].kind;
+            return 0;
+        }
+    }
+    if (strncmp(s, "props.", 6) == 0) {
+        const char *p = s + 6;
+        size_t n = strlen(p);
+        if (n == 0 || p[0] == '.' || p[n - 1] == '.' || strstr(p, ".."))
+            return -1;
+        k->field = F_PROPS;
+        k->arg = xstrdup(p);
+        return 0;
+    }
+    if (strncmp(s, "user.count.", 11) == 0 && type_ok(s + 11)) {
+        k->field = F_USER_COUNT;
+        k->arg = xstrdup(s + 11);
+        return 0;
+    }
+    return -1;
+}
+
+/* A scalar usable as a comparison operand: its JSON, or NULL after an error. */
+static json_t *operand(struct cctx *c, const struct ynode *v, enum cond_op op)
+{
+    double d;
+    enum yscalar t;
+    if (v->kind != Y_SCALAR) {
+        cerr(c, v, "value: op %s takes a single value, not a %s", op_names[op],
+             v->kind == Y_SEQ ? "list" : "map");
+        return NULL;
+    }
+    t = ynode_resolve(v, NULL, &d, NULL);
+    if (t == YS_NULL) {
+        cerr(c, v, "value: null never matches (a null property counts as missing); use op exists");
+        return NULL;
+    }
+    if (t == YS_FLOAT && !isfinite(d)) {
+        cerr(c, v, "value: infinite and NaN numbers are not supported");
+        return NULL;
+    }
+    if (t == YS_BOOL && (op == OP_GT || op == OP_GTE || op == OP_LT || op == OP_LTE)) {
+        cerr(c, v, "value: op %s compares numbers or strings, not true/false", op_names[op]);
+        return NULL;
+    }
+    return ynode_to_jansson(v);
+}
+
+static int parse_cond(struct cctx *c, const struct ynode *m, struct cond *k)
+{
+    static const char *const keys[] = {"field", "op", "value", NULL};
+    const struct ynode *f, *o, *v;
+    int bad = 0, op;
+
+    k->node = m;
+    if (m->kind != Y_MAP) {
+        cerr(c, m, "when.all: each condition must be a map {field, op, value}");
+        return -1;
+    }
+    if (check_keys(c, m, keys))
+        bad = 1;
+    f = get(m, "field");
+    o = get(m, "op");
+    v = ynode_get(m, "value");
+    if (!f) {
+        cerr(c, m, "condition: missing required key 'field'");
+        bad = 1;
+    } else if (f->kind != Y_SCALAR || parse_field(f->str, f->len, k) < 0) {
+        cerr(c, f,
+             "field: '%s' is not one of props.<path>, type, user.id, user.events, user.orders, "
+             "user.spent, user.first_seen, user.last_seen, user.count.<type>",
+             f->kind == Y_SCALAR ? f->str : "(not a scalar)");
+        bad = 1;
+    }
+    if (!o) {
+        cerr(c, m, "condition: missing required key 'op'");
+        return -1;
+    }
+    op = get_enum(c, o, "op", op_names);
+    if (op < 0)
+        return -1;
+    k->op = (enum cond_op)op;
+
+    if (k->op == OP_EXISTS) {
+        int b = 1;
+        if (!is_null(v) && (v->kind != Y_SCALAR || ynode_resolve(v, NULL, NULL, &b) != YS_BOOL)) {
+            cerr(c, v, "value: op exists takes true or false");
+            return -1;
+        }
+        k->value = json_boolean(b);
+        return bad ? -1 : 0;
+    }
+    if (!v) {
+        cerr(c, m, "condition: missing required key 'value' (op %s)", op_names[op]);
+        return -1;
+    }
+    if (k->op == OP_IN || k->op == OP_NOT_IN) {
+        if (v->kind != Y_SEQ) {
+            cerr(c, v, "value: op %s needs a list", op_names[op]);
+            return -1;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; i < v->n; i++) {
+            json_t *j = operand(c, v->items[i], k->op);
+            if (!j)
+                bad = 1;
+            else
+                json_array_append_new(arr, j);
+        }
+        k->value = arr;
+        return bad ? -1 : 0;
+    }
+    k->value = operand(c, v, k->op);
+    return bad || !k->value ? -1 : 0;
+}
+
+/* ---- campaigns ---- */
+
+static int get_time(struct cctx *c, const struct ynode *n, const char *name, int64_t *out)
+{
+    int64_t v;
+    if (n->kind == Y_SCALAR) {
+        enum yscalar t = ynode_resolve(n, &v, NULL, NULL);
+        if (t == YS_INT) {
+            *out = v;
+            return 0;
+        }
+        if (t == YS_STR && rfc3339_parse(n->str, n->len, &v) == 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    cerr(c, n, "%s: must be an RFC 3339 date-time (like 2026-11-01T00:00:00Z) or Unix ms", name);
+    return -1;
+}
+
+static void parse_when(struct cctx *c, const struct ynode *w, struct campaign_cfg *cc)
+{
+    static const char *const keys[] = {"event", "all", NULL};
+    const struct ynode *ev, *all;
+
+    cc->when_node = w;
+    if (w->kind != Y_MAP) {
+        cerr(c, w, "when: must be a map {event, all}");
+        return;
+    }
+    cc->has_when = 1;
+    check_keys(c, w, keys);
+    ev = get(w, "event");
+    if (!ev) {
+        cerr(c, w, "when: missing required key 'event'");
+    } else if (ev->kind == Y_SEQ && ev->n == 0) {
+        cerr(c, ev, "when.event: must name at least one event type");
+    } else {
+        get_strings(c, ev, "when.event", type_ok, "is not an event type (1-64 of [a-z0-9_.-])",
+                    &cc->events, &cc->n_events);
+    }
+    all = get(w, "all");
+    if (!all)
+        return;
+    if (all->kind != Y_SEQ) {
+        cerr(c, all, "when.all: must be a list of conditions");
+        return;
+    }
+    cc->conds = xcalloc(all->n ? all->n : 1, sizeof(*cc->conds));
+    for (size_t i = 0; i < all->n; i++) {
+        struct cond *k = &cc->conds[cc->n_conds++];
+        parse_cond(c, all->items[i], k);
+    }
+}
+
+static void parse_campaign(struct cctx *c, const struct ynode *m, size_t idx, struct config *cfg)
+{
+    static const char *const keys[] = {"id",   "plugin", "enabled", "starts",
+                                       "ends", "when",   "params",  NULL};
+    struct campaign_cfg *cc = &cfg->campaigns[cfg->n_campaigns++];
+    const struct ynode *n, *sn, *en;
+    char prefix[96];
+
+    cc->enabled = 1;
+    cc->starts = INT64_MIN;
+    cc->ends = INT64_MAX;
+    cc->node = m;
+
+    snprintf(prefix, sizeof(prefix), "campaign #%zu: ", idx + 1);
+    c->camp = prefix;
+    if (m->kind != Y_MAP) {
+        cerr(c, m, "must be a map {id, plugin, ...}");
+        c->camp = "";
+        return;
+    }
+    n = get(m, "id");
+    if (!n) {
+        cerr(c, m, "missing required key 'id'");
+    } else if (n->kind != Y_SCALAR || !id_ok_n(n->str, n->len)) {
+        cerr(c, n, "id: must be 1-64 characters of [a-z0-9_-]");
+    } else {
+        for (size_t i = 0; i + 1 < cfg->n_campaigns; i++) {
+            if (cfg->campaigns[i].id && strcmp(cfg->campaigns[i].id, n->str) == 0) {
+                const struct ynode *first = ynode_get(cfg->campaigns[i].node, "id");
+                c->camp = "";
+                cerr(c, n, "campaign id '%s' is used twice (first at line %d, column %d)", n->str,
+                     first->line, first->col);
+                c->camp = prefix;
+                break;
+            }
+        }
+        cc->id = xstrdup(n->str);
+        snprintf(prefix, sizeof(prefix), "campaign %s: ", cc->id);
+    }
+    check_keys(c, m, keys);
+
+    n = get(m, "plugin");
+    if (!n)
+        cerr(c, m, "missing required key 'plugin'");
+    else if (n->kind != Y_SCALAR || !id_ok_n(n->str, n->len))
+        cerr(c, n, "plugin: must be 1-64 characters of [a-z0-9_-]");
+    else
+        cc->plugin = xstrdup(n->str);
+
+    if ((n = get(m, "enabled")))
+        get_bool(c, n, "enabled", &cc->enabled);
+    sn = get(m, "starts");
+    en = get(m, "ends");
+    int ok_s = sn && get_time(c, sn, "starts", &cc->starts) == 0;
+    int ok_e = en && get_time(c, en, "ends", &cc->ends) == 0;
+    if (ok_s && ok_e && cc->starts > cc->ends)
+        cerr(c, en, "ends: must not be before starts");
+    if ((n = get(m, "when")))
+        parse_when(c, n, cc);
+    cc->params = get(m, "params");
+    c->camp = "";
+}
+
+/* ---- the whole ---- */
+
+static void campaign_clear(struct campaign_cfg *cc)
+{
+    free(cc->id);
+    free(cc->plugin);
+    strv_free(cc->events, cc->n_events);
+    for (size_t i = 0; i < cc->n_conds; i++) {
+        free(cc->conds[i].arg);
+        json_decref(cc->conds[i].value);
+    }
+    free(cc->conds);
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    ydoc_free(c->doc);
+    free(c->text);
+    strv_free(c->listen, c->n_listen);
+    free(c->http);
+    free(c->database);
+    strv_free(c->plugin_dirs, c->n_plugin_dirs);
+    for (size_t i = 0; i < c->n_campaigns; i++)
+        campaign_clear(&c->campaigns[i]);
+    free(c->campaigns);
+    free(c);
+}
+
+struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
+{
+    static const char *const keys[] = {"daemon", "campaigns", NULL};
+    struct errs local = {0};
+    struct cctx c = {errs ? errs : &local, 0, ""};
+    struct config *cfg = xcalloc(1, sizeof(*cfg));
+    const struct ynode *root, *camps;
+
+    if (!name)
+        name = "<config>";
+    cfg->path = xstrdup(name);
+    cfg->text = xmalloc(len + 1);
+    if (len)
+        memcpy(cfg->text, text, len);
+    cfg->text[len] = 0;
+    cfg->text_len = len;
+
+    strv_push(&cfg->listen, &cfg->n_listen, xstrdup("tcp:127.0.0.1:7411"));
+    cfg->database = xstrdup("var/mktd.db");
+    strv_push(&cfg->plugin_dirs, &cfg->n_plugin_dirs, xstrdup("build/plugins"));
+    cfg->max_batch = 1024;
+    cfg->max_delay_ms = 2;
+    cfg->max_event_bytes = 65536;
+    cfg->max_connections = 1024;
+    cfg->max_http_body = 16777216;
+    cfg->max_future_ms = 86400000;
+    cfg->log_level = MKTD_LOG_INFO;
+
+    cfg->doc = ydoc_load_string(name, cfg->text, len, c.errs);
+    if (!cfg->doc) {
+        c.nerr++;
+        goto out;
+    }
+    root = cfg->doc->root;
+    if (is_null(root))
+        goto out;
+    if (root->kind != Y_MAP) {
+        cerr(&c, root, "the config must be a map with keys daemon and campaigns");
+        goto out;
+    }
+    check_keys(&c, root, keys);
+    parse_daemon(&c, ynode_get(root, "daemon"), cfg);
+
+    camps = ynode_get(root, "campaigns");
+    if (!is_null(camps)) {
+        if (camps->kind != Y_SEQ) {
+            cerr(&c, camps, "campaigns: must be a list of campaigns");
+        } else {
+            cfg->campaigns = xcalloc(camps->n ? camps->n : 1, sizeof(*cfg->campaigns));
+            for (size_t i = 0; i < camps->n; i++)
+                parse_campaign(&c, camps->items[i], i, cfg);
+        }
+    }
+out:
+    errs_free(&local);
+    if (c.nerr) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_load(const char *path, struct errs *errs)
+{
+    struct sbuf sb = {0};
+    if (read_file(path, &sb, errs) < 0)
+        return NULL;
+    struct config *c = config_load_string(path, sb.s ? sb.s : "", sb.len, errs);
+    sb_free(&sb);
+    return c;
+}

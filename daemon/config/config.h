@@ -1,0 +1,85 @@
+/* The daemon's config (spec section 2), validated against its schema. */
+#ifndef MKTD_CONFIG_H
+#define MKTD_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/yaml.h"
+#include "lib/util.h"
+
+enum cond_op { OP_EQ, OP_NE, OP_GT, OP_GTE, OP_LT, OP_LTE, OP_IN, OP_NOT_IN, OP_EXISTS };
+
+enum field_kind {
+    F_PROPS,       /* props.<path>: arg = the path after "props." */
+    F_TYPE,        /* type */
+    F_USER_ID,     /* user.id */
+    F_USER_EVENTS, /* user.events */
+    F_USER_ORDERS,
+    F_USER_SPENT,
+    F_USER_FIRST_SEEN,
+    F_USER_LAST_SEEN,
+    F_USER_COUNT /* user.count.<type>: arg = the type */
+};
+
+struct cond {
+    enum field_kind field;
+    char *arg; /* path or type; NULL for other fields */
+    enum cond_op op;
+    json_t *value; /* the YAML value as JSON (core schema); in/not_in:
+                      an array; exists: JSON true/false (absent value =
+                      true) */
+    const struct ynode *node;
+};
+
+struct campaign_cfg {
+    char *id;             /* [a-z0-9_-]{1,64}, unique */
+    char *plugin;         /* [a-z0-9_-]{1,64} */
+    int enabled;          /* default 1 */
+    int64_t starts, ends; /* INT64_MIN / INT64_MAX when absent */
+    int has_when;
+    char **events; /* when.event: one or more types */
+    size_t n_events;
+    struct cond *conds; /* when.all */
+    size_t n_conds;
+    const struct ynode *params;    /* NULL when absent; owned by the doc */
+    const struct ynode *node;      /* the campaign's map */
+    const struct ynode *when_node; /* NULL when absent */
+};
+
+struct config {
+    char *path;
+    struct ydoc *doc;
+    char *text; /* the file as read, for the record */
+    size_t text_len;
+
+    char **listen; /* default {"tcp:127.0.0.1:7411"} */
+    size_t n_listen;
+    char *http;         /* NULL when absent */
+    char *database;     /* default "var/mktd.db" */
+    char **plugin_dirs; /* default {"build/plugins"} */
+    size_t n_plugin_dirs;
+    int clock_event;         /* clock: event */
+    int max_batch;           /* commit.max_batch, default 1024, 1..1000000 */
+    int max_delay_ms;        /* commit.max_delay_ms, default 2, 0..10000 */
+    int sync_full;           /* commit.synchronous: full */
+    int64_t max_event_bytes; /* default 65536, 64..16 MiB */
+    int max_connections;     /* default 1024, 1..1000000 */
+    int64_t max_http_body;   /* default 16 MiB */
+    int64_t max_future_ms;   /* default 1d */
+    int log_level;           /* MKTD_LOG_*; default info */
+
+    struct campaign_cfg *campaigns;
+    size_t n_campaigns;
+};
+
+/* Loads and validates path. On failure adds every problem found
+ * ("FILE:LINE:COL: message") to errs and returns NULL. Plugin params are
+ * not checked here (the plugins do that when campaigns are built). */
+struct config *config_load(const char *path, struct errs *errs);
+struct config *config_load_string(const char *name, const char *text, size_t len,
+                                  struct errs *errs);
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,252 @@
+/* The host API table as the daemon implements it: every plugin call lands
+ * here and goes to the engine (actions, clock) or the store (state). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "engine/engine.h"
+#include "engine/hostcommon.h"
+#include "lib/log.h"
+
+static void ctx_logv(int level, const char *campaign, const char *fmt, va_list ap)
+{
+    log_vmsg(level, campaign, fmt, ap);
+}
+
+void ctx_init(struct mktd_ctx *ctx, struct engine *e, struct campaign *c, int64_t now,
+              const char *event_id, int depth)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->base.campaign_id = c->cfg->id;
+    ctx->base.campaign_node = c->cfg->node;
+    ctx->base.logv = ctx_logv;
+    ctx->e = e;
+    ctx->c = c;
+    ctx->now = now;
+    ctx->event_id = event_id;
+    ctx->depth = depth;
+}
+
+/* Keeps a copy of bytes alive until the callback returns. */
+static const char *keep(struct mktd_ctx *ctx, char *owned, size_t len)
+{
+    if (!ctx->base.pool)
+        ctx->base.pool = json_array();
+    json_t *s = json_stringn_nocheck(owned, len);
+    free(owned);
+    if (!s)
+        return NULL;
+    json_array_append_new(ctx->base.pool, s);
+    return json_string_value(s);
+}
+
+/* Plugins may call store functions only while the engine runs them (not
+ * from init). */
+#define NEED_ENGINE(ctx, ret)                                                                      \
+    do {                                                                                           \
+        if (!(ctx)->e)                                                                             \
+            return ret;                                                                            \
+    } while (0)
+
+static const char *h_campaign_id(mktd_ctx *ctx)
+{
+    return ctx->c->cfg->id;
+}
+
+static int h_campaign_active(mktd_ctx *ctx, int64_t ts)
+{
+    const struct campaign_cfg *cc = ctx->c->cfg;
+    return cc->enabled && ts >= cc->starts && ts <= cc->ends;
+}
+
+static int h_campaign_loaded(mktd_ctx *ctx, const char *id)
+{
+    NEED_ENGINE(ctx, 0);
+    return engine_campaign(ctx->e, id) != NULL;
+}
+
+static int h_first_of_plugin(mktd_ctx *ctx)
+{
+    return ctx->c->first_of_plugin;
+}
+
+static int h_emit(mktd_ctx *ctx, const char *kind, const char *user, mktd_obj *payload)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    if (!kind || !*kind || !user || !*user)
+        return -EINVAL;
+    json_t *p = payload ? hostcommon_obj_json(payload) : json_object();
+    int rc = engine_emit(ctx->e, ctx, kind, user, p);
+    json_decref(p);
+    return rc;
+}
+
+static int64_t h_now(mktd_ctx *ctx)
+{
+    return ctx->now;
+}
+
+static int h_profile(mktd_ctx *ctx, const char *user, mktd_profile *out)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_profile_get(ctx->e->st, user, out);
+}
+
+static int h_users_foreach(mktd_ctx *ctx, int (*cb)(void *, const char *, const mktd_profile *),
+                           void *arg)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_users_foreach(ctx->e->st, cb, arg);
+}
+
+static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const char **val,
+                       size_t *len)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    char *v;
+    size_t n;
+    int rc = store_state_get(ctx->e->st, ctx->c->cfg->id, user, key, &v, &n);
+    if (rc < 0)
+        return rc;
+    *val = keep(ctx, v, n);
+    if (len)
+        *len = n;
+    return *val ? 0 : -ENOMEM;
+}
+
+static int h_state_put(mktd_ctx *ctx, const char *user, const char *key, const void *val,
+                       size_t len)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_state_put(ctx->e->st, ctx->c->cfg->id, user, key, val, len);
+}
+
+static int h_state_del(mktd_ctx *ctx, const char *user, const char *key)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_state_del(ctx->e->st, ctx->c->cfg->id, user, key);
+}
+
+static int h_counter_add(mktd_ctx *ctx, const char *user, const char *key, int64_t delta,
+                         int64_t limit, int64_t *value)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    int64_t cur = store_counter_get(ctx->e->st, ctx->c->cfg->id, user, key);
+    int64_t next = sat_add(cur, delta);
+    if (limit >= 0 && next > limit) {
+        if (value)
+            *value = cur;
+        return 1;
+    }
+    int rc = store_counter_set(ctx->e->st, ctx->c->cfg->id, user, key, next);
+    if (rc < 0)
+        return rc;
+    if (value)
+        *value = next;
+    return 0;
+}
+
+static int64_t h_counter_get(mktd_ctx *ctx, const char *user, const char *key)
+{
+    NEED_ENGINE(ctx, 0);
+    return store_counter_get(ctx->e->st, ctx->c->cfg->id, user, key);
+}
+
+static int h_timer_set(mktd_ctx *ctx, const char *user, const char *name, int64_t due)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    int rc = store_timer_set(ctx->e->st, ctx->c->cfg->id, user, name, due);
+    if (rc == 0 && due < ctx->e->next_due)
+        ctx->e->next_due = due;
+    return rc;
+}
+
+static int h_timer_cancel(mktd_ctx *ctx, const char *user, const char *name)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_timer_del(ctx->e->st, ctx->c->cfg->id, user, name);
+}
+
+static int h_timer_get(mktd_ctx *ctx, const char *user, const char *name, int64_t *due)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_timer_get(ctx->e->st, ctx->c->cfg->id, user, name, due);
+}
+
+static int h_unique_claim(mktd_ctx *ctx, const char *ns, const char *key)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    return store_unique_claim(ctx->e->st, ns, key, ctx->c->cfg->id);
+}
+
+static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const char **campaign)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    char *owner;
+    int rc = store_unique_owner(ctx->e->st, ns, key, &owner);
+    if (rc < 0)
+        return rc;
+    *campaign = keep(ctx, owner, strlen(owner));
+    return *campaign ? 0 : -ENOMEM;
+}
+
+/* Bytes from the kernel's CSPRNG, fetched a pool at a time (one syscall
+ * per pool, not per coupon code); each byte is handed out once and wiped.
+ * Plugins run on the loop's thread only. */
+static int h_random_bytes(void *buf, size_t len)
+{
+    static unsigned char pool[256]; /* getrandom fills up to 256 bytes whole */
+    static size_t pos, end;
+    unsigned char *p = buf;
+    while (len > 0) {
+        if (pos == end) {
+            ssize_t n = getrandom(pool, sizeof(pool), 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
+            pos = 0;
+            end = (size_t)n;
+            continue;
+        }
+        size_t k = len < end - pos ? len : end - pos;
+        memcpy(p, pool + pos, k);
+        memset(pool + pos, 0, k);
+        pos += k;
+        p += k;
+        len -= k;
+    }
+    return 0;
+}
+
+const mktd_host *host_table(void)
+{
+    static mktd_host h;
+    if (h.abi_version)
+        return &h;
+    hostcommon_fill(&h);
+    h.campaign_id = h_campaign_id;
+    h.campaign_active = h_campaign_active;
+    h.campaign_loaded = h_campaign_loaded;
+    h.first_of_plugin = h_first_of_plugin;
+    h.emit = h_emit;
+    h.now = h_now;
+    h.profile = h_profile;
+    h.users_foreach = h_users_foreach;
+    h.state_get = h_state_get;
+    h.state_put = h_state_put;
+    h.state_del = h_state_del;
+    h.counter_add = h_counter_add;
+    h.counter_get = h_counter_get;
+    h.timer_set = h_timer_set;
+    h.timer_cancel = h_timer_cancel;
+    h.timer_get = h_timer_get;
+    h.unique_claim = h_unique_claim;
+    h.unique_owner = h_unique_owner;
+    h.random_bytes = h_random_bytes;
+    h.struct_size = sizeof(h);
+    h.abi_version = MKTD_ABI_VERSION;
+    return &h;
+}

@@ -1,0 +1,166 @@
+#include "net/ingest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/event.h"
+
+const char *const ingest_status_name[IN__COUNT] = {
+    [IN_NONE] = "none",
+    [IN_OK] = "ok",
+    [IN_DUPLICATE] = "duplicate",
+    [IN_INVALID_JSON] = "invalid_json",
+    [IN_INVALID_EVENT] = "invalid_event",
+    [IN_TOO_LARGE] = "too_large",
+    [IN_INTERNAL] = "internal",
+};
+
+static void answer(struct evbuffer *out, const char *id, enum ingest_status st, int n_actions,
+                   const char *detail)
+{
+    struct sbuf b = {0};
+    sb_str(&b, "{\"id\":");
+    if (id)
+        sb_json_str(&b, id, strlen(id));
+    else
+        sb_str(&b, "null");
+    switch (st) {
+    case IN_OK:
+        sb_fmt(&b, ",\"status\":\"ok\",\"actions\":%d}\n", n_actions);
+        break;
+    case IN_DUPLICATE:
+        sb_str(&b, ",\"status\":\"duplicate\"}\n");
+        break;
+    default:
+        sb_fmt(&b, ",\"status\":\"error\",\"error\":\"%s\",\"detail\":", ingest_status_name[st]);
+        sb_json_str(&b, detail ? detail : "", detail ? strlen(detail) : 0);
+        sb_str(&b, "}\n");
+        break;
+    }
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
+}
+
+void ingest_too_large(struct evbuffer *out, int64_t limit)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "line longer than max_event_bytes (%lld)", (long long)limit);
+    answer(out, NULL, IN_TOO_LARGE, 0, detail);
+}
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    return 1;
+}
+
+enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, struct evbuffer *out)
+{
+    const struct config *cfg = e->w->cfg;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (blank(line, len))
+        return IN_NONE;
+    if ((int64_t)len > cfg->max_event_bytes) {
+        ingest_too_large(out, cfg->max_event_bytes);
+        return IN_TOO_LARGE;
+    }
+    int64_t now = wall_ms();
+    struct decode_opts o = {.wall_now_ms = now, .max_future_ms = cfg->max_future_ms};
+    struct event ev;
+    char detail[256] = "";
+    char *echo = NULL;
+    enum ingest_status st;
+    int n_actions = 0;
+    switch (event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo)) {
+    case EV_OK:
+        if (engine_batch_begin(e) < 0) {
+            snprintf(detail, sizeof(detail), "database unavailable");
+            st = IN_INTERNAL;
+            break;
+        }
+        e->batch_n++;
+        switch (engine_event(e, &ev, now, &n_actions, detail, sizeof(detail))) {
+        case ENG_OK:
+            st = IN_OK;
+            break;
+        case ENG_DUPLICATE:
+            st = IN_DUPLICATE;
+            break;
+        default:
+            st = IN_INTERNAL;
+            break;
+        }
+        event_clear(&ev);
+        break;
+    case EV_INVALID_JSON:
+        st = IN_INVALID_JSON;
+        break;
+    default:
+        st = IN_INVALID_EVENT;
+        break;
+    }
+    answer(out, echo, st, n_actions, detail);
+    free(echo);
+    return st;
+}
+
+/* Our own answer line's id token ("null" or a JSON string) at s: its
+ * length, or 0 when the line is not one of ours. */
+static size_t id_token(const char *s, size_t n)
+{
+    if (n >= 4 && memcmp(s, "null", 4) == 0)
+        return 4;
+    if (n < 2 || s[0] != '"')
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return 0;
+}
+
+int ingest_uncommitted(struct evbuffer *answers, const char *detail)
+{
+    static const char head[] = "{\"id\":";
+    static const char ok[] = ",\"status\":\"ok\"", dup[] = ",\"status\":\"duplicate\"";
+    size_t len = evbuffer_get_length(answers);
+    const char *p = len ? (const char *)evbuffer_pullup(answers, -1) : NULL;
+    struct evbuffer *out = evbuffer_new();
+    int n = 0;
+    while (len) {
+        const char *nl = memchr(p, '\n', len);
+        size_t line = nl ? (size_t)(nl - p) + 1 : len;
+        size_t id = line > sizeof(head) - 1 && memcmp(p, head, sizeof(head) - 1) == 0
+                        ? id_token(p + sizeof(head) - 1, line - (sizeof(head) - 1))
+                        : 0;
+        const char *rest = p + sizeof(head) - 1 + id;
+        size_t left = id ? line - (sizeof(head) - 1) - id : 0;
+        if (id && ((left >= sizeof(ok) - 1 && memcmp(rest, ok, sizeof(ok) - 1) == 0) ||
+                   (left >= sizeof(dup) - 1 && memcmp(rest, dup, sizeof(dup) - 1) == 0))) {
+            struct sbuf b = {0};
+            sb_str(&b, head);
+            sb_add(&b, p + sizeof(head) - 1, id);
+            sb_fmt(&b, ",\"status\":\"error\",\"error\":\"%s\",\"detail\":",
+                   ingest_status_name[IN_INTERNAL]);
+            sb_json_str(&b, detail, strlen(detail));
+            sb_str(&b, "}\n");
+            evbuffer_add(out, b.s, b.len);
+            sb_free(&b);
+            n++;
+        } else {
+            evbuffer_add(out, p, line);
+        }
+        p += line;
+        len -= line;
+    }
+    evbuffer_drain(answers, evbuffer_get_length(answers));
+    evbuffer_add_buffer(answers, out);
+    evbuffer_free(out);
+    return n;
+}

@@ -1,0 +1,38 @@
+/* One input line to one answer line: framing rules, decoding, the engine,
+ * and the answer's format (spec section 1). Shared by the sockets, HTTP and
+ * `mktd simulate`. */
+#ifndef MKTD_INGEST_H
+#define MKTD_INGEST_H
+
+#include <event2/buffer.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "net/framer.h"
+
+enum ingest_status {
+    IN_NONE = 0, /* blank line: no answer */
+    IN_OK,
+    IN_DUPLICATE,
+    IN_INVALID_JSON,
+    IN_INVALID_EVENT,
+    IN_TOO_LARGE,
+    IN_INTERNAL,
+    IN__COUNT
+};
+extern const char *const ingest_status_name[IN__COUNT];
+
+/* Handles one line (its '\n' removed; a trailing '\r' is dropped here),
+ * opening the engine's batch when an event is evaluated, and appends the
+ * answer line to out. */
+enum ingest_status ingest_line(struct engine *e, const char *line, size_t len,
+                               struct evbuffer *out);
+/* Appends the answer for a line longer than the limit. */
+void ingest_too_large(struct evbuffer *out, int64_t limit);
+/* The batch behind these answers was not committed: every ok or duplicate
+ * answer among them becomes error `internal` with detail (the event had no
+ * effect; the client sends it again). Returns how many changed. */
+int ingest_uncommitted(struct evbuffer *answers, const char *detail);
+
+#endif

@@ -1,0 +1,256 @@
+#include "net/metrics.h"
+
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/util.h"
+#include "store/checkpointer.h"
+
+/* Commit latency bucket bounds, microseconds. */
+static const int64_t bounds[METRICS_BUCKETS] = {50,   100,   250,   500,   1000,   2500,
+                                                5000, 10000, 25000, 50000, 100000, 1000000};
+/* Batch size bucket bounds, events. */
+static const int64_t batch_bounds[METRICS_BUCKETS] = {1,   2,   5,   10,   20,   50,
+                                                      100, 200, 500, 1000, 2000, 5000};
+
+void metrics_init(struct metrics *m, struct engine *e)
+{
+    memset(m, 0, sizeof(*m));
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(store_db(e->st), "SELECT coalesce(max(seq), 0) FROM actions", -1, &st,
+                           NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            m->action_seq = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    m->engine_actions = e->actions_total;
+}
+
+void metrics_free(struct metrics *m)
+{
+    for (size_t i = 0; i < m->n_actions; i++) {
+        free(m->actions[i].campaign);
+        free(m->actions[i].kind);
+    }
+    free(m->actions);
+    m->actions = NULL;
+    m->n_actions = 0;
+    sqlite3_finalize(m->actions_q);
+    m->actions_q = NULL;
+}
+
+void metrics_actions_update(struct metrics *m, struct engine *e)
+{
+    if (e->actions_total == m->engine_actions || e->in_batch)
+        return;
+    m->engine_actions = e->actions_total;
+    if (!m->actions_q &&
+        sqlite3_prepare_v3(store_db(e->st),
+                           "SELECT campaign, kind, count(*), max(seq) FROM actions WHERE seq > ?1 "
+                           "GROUP BY campaign, kind",
+                           -1, SQLITE_PREPARE_PERSISTENT, &m->actions_q, NULL) != SQLITE_OK)
+        return;
+    sqlite3_stmt *st = m->actions_q;
+    sqlite3_bind_int64(st, 1, m->action_seq);
+    int64_t top = m->action_seq;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *camp = (const char *)sqlite3_column_text(st, 0);
+        const char *kind = (const char *)sqlite3_column_text(st, 1);
+        uint64_t n = (uint64_t)sqlite3_column_int64(st, 2);
+        int64_t seq = sqlite3_column_int64(st, 3);
+        if (!camp || !kind)
+            continue;
+        if (seq > top)
+            top = seq;
+        size_t i = 0;
+        while (i < m->n_actions &&
+               (strcmp(m->actions[i].campaign, camp) != 0 || strcmp(m->actions[i].kind, kind) != 0))
+            i++;
+        if (i == m->n_actions) {
+            m->actions = xrealloc(m->actions, (m->n_actions + 1) * sizeof(*m->actions));
+            m->actions[i].campaign = xstrdup(camp);
+            m->actions[i].kind = xstrdup(kind);
+            m->actions[i].n = 0;
+            m->n_actions++;
+        }
+        m->actions[i].n += n;
+        m->actions_committed += n;
+    }
+    sqlite3_reset(st);
+    m->action_seq = top;
+}
+
+int64_t metrics_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void metrics_commit(struct metrics *m, int batch, int64_t us, int ok)
+{
+    if (!ok) {
+        m->commit_failures++;
+        return;
+    }
+    m->commits++;
+    m->batch_events += (uint64_t)batch;
+    m->commit_us_sum += (uint64_t)us;
+    int i = 0;
+    while (i < METRICS_BUCKETS && us > bounds[i])
+        i++;
+    m->commit_us_bucket[i]++;
+    i = 0;
+    while (i < METRICS_BUCKETS && batch > batch_bounds[i])
+        i++;
+    m->batch_bucket[i]++;
+}
+
+/* A label value: backslash, quote and newline escaped. */
+static void add_label(struct evbuffer *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, v, 1);
+    }
+}
+
+static void render_budgets(struct engine *e, struct evbuffer *out)
+{
+    int head = 0;
+    for (size_t i = 0; e->w && i < e->w->n; i++) {
+        const struct campaign_cfg *cc = e->w->c[i].cfg;
+        if (strcmp(cc->plugin, "coupon") != 0)
+            continue;
+        int64_t budget;
+        if (ynode_resolve(ynode_get(cc->params, "budget"), &budget, NULL, NULL) != YS_INT)
+            continue;
+        if (!head) {
+            evbuffer_add_printf(out, "# HELP mktd_coupon_budget Coupons a campaign may issue "
+                                     "(its `budget` param).\n"
+                                     "# TYPE mktd_coupon_budget gauge\n"
+                                     "# HELP mktd_coupon_budget_left Coupons a campaign may still "
+                                     "issue.\n"
+                                     "# TYPE mktd_coupon_budget_left gauge\n");
+            head = 1;
+        }
+        int64_t spent = store_counter_get(e->st, cc->id, NULL, "budget");
+        int64_t left = budget > spent ? budget - spent : 0;
+        evbuffer_add_printf(out,
+                            "mktd_coupon_budget{campaign=\"%s\"} %" PRId64 "\n"
+                            "mktd_coupon_budget_left{campaign=\"%s\"} %" PRId64 "\n",
+                            cc->id, budget, cc->id, left);
+    }
+}
+
+void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP mktd_events_total Input lines answered, by status.\n"
+                             "# TYPE mktd_events_total counter\n");
+    for (int i = IN_OK; i < IN__COUNT; i++)
+        evbuffer_add_printf(out, "mktd_events_total{status=\"%s\"} %" PRIu64 "\n",
+                            ingest_status_name[i], m->events[i]);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_commits_total Batches committed.\n"
+                        "# TYPE mktd_commits_total counter\n"
+                        "mktd_commits_total %" PRIu64 "\n"
+                        "# HELP mktd_commit_failures_total Batches whose commit failed.\n"
+                        "# TYPE mktd_commit_failures_total counter\n"
+                        "mktd_commit_failures_total %" PRIu64 "\n"
+                        "# HELP mktd_batch_events_total Events in committed batches.\n"
+                        "# TYPE mktd_batch_events_total counter\n"
+                        "mktd_batch_events_total %" PRIu64 "\n",
+                        m->commits, m->commit_failures, m->batch_events);
+    evbuffer_add_printf(out, "# HELP mktd_commit_seconds Commit latency.\n"
+                             "# TYPE mktd_commit_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_BUCKETS; i++) {
+        cum += m->commit_us_bucket[i];
+        evbuffer_add_printf(out, "mktd_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                            (double)bounds[i] / 1e6, cum);
+    }
+    cum += m->commit_us_bucket[METRICS_BUCKETS];
+    evbuffer_add_printf(out,
+                        "mktd_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                        "mktd_commit_seconds_sum %g\n"
+                        "mktd_commit_seconds_count %" PRIu64 "\n",
+                        cum, (double)m->commit_us_sum / 1e6, cum);
+    evbuffer_add_printf(out, "# HELP mktd_batch_events Events per committed batch.\n"
+                             "# TYPE mktd_batch_events histogram\n");
+    cum = 0;
+    for (int i = 0; i < METRICS_BUCKETS; i++) {
+        cum += m->batch_bucket[i];
+        evbuffer_add_printf(out, "mktd_batch_events_bucket{le=\"%" PRId64 "\"} %" PRIu64 "\n",
+                            batch_bounds[i], cum);
+    }
+    cum += m->batch_bucket[METRICS_BUCKETS];
+    evbuffer_add_printf(out,
+                        "mktd_batch_events_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                        "mktd_batch_events_sum %" PRIu64 "\n"
+                        "mktd_batch_events_count %" PRIu64 "\n",
+                        cum, m->batch_events, cum);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_connections Open client connections.\n"
+                        "# TYPE mktd_connections gauge\n"
+                        "mktd_connections %d\n"
+                        "# HELP mktd_connections_total Connections accepted.\n"
+                        "# TYPE mktd_connections_total counter\n"
+                        "mktd_connections_total %" PRIu64 "\n"
+                        "# HELP mktd_reloads_total Config reloads, by outcome.\n"
+                        "# TYPE mktd_reloads_total counter\n"
+                        "mktd_reloads_total{outcome=\"ok\"} %" PRIu64 "\n"
+                        "mktd_reloads_total{outcome=\"failed\"} %" PRIu64 "\n"
+                        "# HELP mktd_plugin_errors_total Plugin callbacks that failed.\n"
+                        "# TYPE mktd_plugin_errors_total counter\n"
+                        "mktd_plugin_errors_total %" PRIu64 "\n"
+                        "# HELP mktd_actions_recorded_total Actions committed by this process.\n"
+                        "# TYPE mktd_actions_recorded_total counter\n"
+                        "mktd_actions_recorded_total %" PRIu64 "\n",
+                        m->connections, m->connections_total, m->reloads_ok, m->reloads_failed,
+                        e->plugin_errors, m->actions_committed);
+    evbuffer_add_printf(out, "# HELP mktd_actions_total Actions committed by this process, by "
+                             "campaign and kind.\n"
+                             "# TYPE mktd_actions_total counter\n");
+    for (size_t i = 0; i < m->n_actions; i++) {
+        evbuffer_add_printf(out, "mktd_actions_total{campaign=\"");
+        add_label(out, m->actions[i].campaign);
+        evbuffer_add_printf(out, "\",kind=\"");
+        add_label(out, m->actions[i].kind);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions[i].n);
+    }
+    uint64_t waits, wait_us;
+    store_lock_waits(e->st, &waits, &wait_us);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_db_lock_waits_total Times a transaction waited for a lock "
+                        "held by another connection (the checkpointer, a backup).\n"
+                        "# TYPE mktd_db_lock_waits_total counter\n"
+                        "mktd_db_lock_waits_total %" PRIu64 "\n"
+                        "# HELP mktd_db_lock_wait_seconds_total Time spent in those waits.\n"
+                        "# TYPE mktd_db_lock_wait_seconds_total counter\n"
+                        "mktd_db_lock_wait_seconds_total %.6f\n",
+                        waits, (double)wait_us / 1e6);
+    struct checkpointer_stats ck;
+    if (store_checkpoint_stats(e->st, &ck) == 0)
+        evbuffer_add_printf(out,
+                            "# HELP mktd_checkpoint_rounds_total Background checkpoint rounds.\n"
+                            "# TYPE mktd_checkpoint_rounds_total counter\n"
+                            "mktd_checkpoint_rounds_total %" PRIu64 "\n"
+                            "# HELP mktd_wal_restarts_total Times the WAL started over.\n"
+                            "# TYPE mktd_wal_restarts_total counter\n"
+                            "mktd_wal_restarts_total %" PRIu64 "\n"
+                            "# HELP mktd_checkpoint_errors_total Checkpoint rounds that failed.\n"
+                            "# TYPE mktd_checkpoint_errors_total counter\n"
+                            "mktd_checkpoint_errors_total %" PRIu64 "\n"
+                            "# HELP mktd_wal_frames Pages in the WAL after the last commit.\n"
+                            "# TYPE mktd_wal_frames gauge\n"
+                            "mktd_wal_frames %d\n",
+                            ck.rounds, ck.restarts, ck.errors, ck.wal_frames);
+    render_budgets(e, out);
+}

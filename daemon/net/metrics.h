@@ -1,0 +1,50 @@
+/* Figures for GET /metrics (Prometheus text format). */
+#ifndef MKTD_METRICS_H
+#define MKTD_METRICS_H
+
+#include <event2/buffer.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "net/ingest.h"
+
+#define METRICS_BUCKETS 12
+
+struct sqlite3;
+
+/* Actions committed, by campaign and kind. */
+struct metrics_actions {
+    char *campaign, *kind;
+    uint64_t n;
+};
+
+struct metrics {
+    uint64_t events[IN__COUNT];
+    uint64_t commits, commit_failures, batch_events;
+    uint64_t commit_us_bucket[METRICS_BUCKETS + 1]; /* cumulative at render */
+    uint64_t commit_us_sum;
+    uint64_t batch_bucket[METRICS_BUCKETS + 1]; /* batch sizes */
+    uint64_t reloads_ok, reloads_failed;
+    uint64_t connections_total;
+    int connections;
+    /* actions committed since start, read after each commit that may have
+     * added some (rows past action_seq) */
+    struct metrics_actions *actions;
+    size_t n_actions;
+    int64_t action_seq;
+    uint64_t actions_committed;
+    uint64_t engine_actions;        /* engine.actions_total at the last update */
+    struct sqlite3_stmt *actions_q; /* prepared on first use */
+};
+
+/* Starts counting actions from the database's last one. */
+void metrics_init(struct metrics *m, struct engine *e);
+/* Before the store closes: it holds a statement on its database. */
+void metrics_free(struct metrics *m);
+int64_t metrics_now_us(void);
+void metrics_commit(struct metrics *m, int batch, int64_t us, int ok);
+/* After a commit: counts the actions it made (cheap when there are none). */
+void metrics_actions_update(struct metrics *m, struct engine *e);
+void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *out);
+
+#endif

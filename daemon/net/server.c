@@ -1,0 +1,952 @@
+/*
+ * The daemon's event loop (libevent, one thread):
+ *
+ *   accept -> bufferevent read -> frame lines (size limit) -> ingest_line
+ *   (decode, engine, into the open batch) -> answers wait in the sink ->
+ *   commit (batch full, or the loop has nothing more to read) -> answers
+ *   written back in order.
+ *
+ * A sink is where answers go: a socket connection or an HTTP request.
+ * Backpressure: a batch never grows past commit.max_batch (it commits in
+ * the middle of reading), and a connection whose client does not read its
+ * answers stops being read until they drain.
+ */
+#define _GNU_SOURCE
+#include "net/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "engine/engine.h"
+#include "lib/addr.h"
+#include "lib/log.h"
+#include "net/ingest.h"
+#include "net/metrics.h"
+
+#define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
+#define OUT_LOW (1u << 20)  /* and resume below this */
+#define STOP_FLUSH_MS 4000  /* on stop, time given to clients to take their answers */
+
+struct server;
+
+struct sink {
+    struct server *srv;
+    struct evbuffer *pending;   /* answers waiting for the commit */
+    int dirty;                  /* in srv->dirty */
+    int failed;                 /* a commit of its events failed */
+    uint32_t counts[IN__COUNT]; /* statuses of the pending answers */
+    struct sink *next_dirty;
+    void (*flush)(struct sink *); /* pending answers are committed: send them */
+};
+
+struct conn {
+    struct sink sink; /* first */
+    struct bufferevent *bev;
+    struct framer fr; /* lines out of the byte stream */
+    int closing;      /* peer finished sending: close once answered */
+    int dead;         /* peer gone: free once not dirty */
+    int paused;       /* not reading: client is not reading its answers */
+    int busy;         /* inside conn_read_lines: do not free */
+    struct conn *prev, *next;
+};
+
+struct http_req {
+    struct sink sink; /* first */
+    struct evhttp_request *req;
+};
+
+struct server {
+    struct event_base *base;
+    char *config_path;
+    struct store *st;
+    struct engine eng;
+    struct evconnlistener **ls;
+    size_t n_ls;
+    struct evhttp *http;
+    struct conn *conns;
+    int n_conns;
+    int listeners_off;
+    struct sink *dirty;
+    struct event *commit_ev, *timer_ev, *watchdog_ev, *stop_ev;
+    struct event *accept_retry_ev; /* listeners paused after accept() failed */
+    int64_t accept_warned_at;
+    struct event *sig_hup, *sig_term, *sig_int;
+    int stopping;
+    int64_t stop_deadline;
+    int64_t timer_retry_at; /* after a failed timer, not before this */
+    int64_t batch_t0;       /* when the open batch took its first line (us) */
+    int sync_full;          /* commit.synchronous in force */
+    int *act_fds;           /* sockets passed by the service manager, -1 once taken */
+    size_t n_act_fds;
+    struct metrics m;
+};
+
+static const struct config *cfg_of(struct server *s)
+{
+    return s->eng.w->cfg;
+}
+
+static void notify(const char *msg)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, msg);
+#else
+    (void)msg;
+#endif
+}
+
+/* RELOADING=1 with the CLOCK_MONOTONIC time the reload began, as systemd
+ * expects of Type=notify-reload services (older versions ignore it). */
+static void notify_reloading(void)
+{
+#ifdef HAVE_SYSTEMD
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+#endif
+}
+
+/* ---- answers and commits ---- */
+
+static void mark_dirty(struct sink *k)
+{
+    if (k->dirty)
+        return;
+    k->dirty = 1;
+    k->next_dirty = k->srv->dirty;
+    k->srv->dirty = k;
+    event_active(k->srv->commit_ev, 0, 0);
+}
+
+static void reschedule_timer(struct server *s);
+
+/* The sink's pending answers are sent: their statuses count. */
+static void count_answers(struct sink *k)
+{
+    for (int i = 0; i < IN__COUNT; i++) {
+        k->srv->m.events[i] += k->counts[i];
+        k->counts[i] = 0;
+    }
+}
+
+/* Commits the open batch and sends every waiting answer. */
+static void commit_and_flush(struct server *s)
+{
+    if (s->eng.in_batch) {
+        int n = s->eng.batch_n;
+        int64_t t0 = metrics_now_us();
+        int rc = engine_batch_commit(&s->eng);
+        metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
+        if (rc == 0)
+            metrics_actions_update(&s->m, &s->eng);
+        if (rc < 0) {
+            /* Nothing of the batch happened: no answer may say ok (each
+             * sink's flush says so in its own way). */
+            for (struct sink *k = s->dirty; k; k = k->next_dirty)
+                k->failed = 1;
+        }
+    }
+    /* reverse the list: older sinks first (not required, but kind) */
+    struct sink *k = s->dirty, *rev = NULL;
+    s->dirty = NULL;
+    while (k) {
+        struct sink *next = k->next_dirty;
+        k->next_dirty = rev;
+        rev = k;
+        k = next;
+    }
+    while (rev) {
+        struct sink *next = rev->next_dirty;
+        rev->dirty = 0;
+        rev->next_dirty = NULL;
+        rev->flush(rev);
+        rev = next;
+    }
+    reschedule_timer(s);
+}
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    commit_and_flush(arg);
+}
+
+/* One line into the batch; commits when the batch is full. */
+static void take_line(struct sink *k, const char *line, size_t len)
+{
+    struct server *s = k->srv;
+    int was_open = s->eng.in_batch;
+    enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
+    if (st == IN_NONE)
+        return;
+    k->counts[st]++;
+    mark_dirty(k);
+    if (!s->eng.in_batch)
+        return;
+    int64_t now = metrics_now_us();
+    if (!was_open)
+        s->batch_t0 = now;
+    /* Full, or open for max_delay_ms while reads kept coming: commit. */
+    if (s->eng.batch_n >= cfg_of(s)->max_batch ||
+        now - s->batch_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
+        commit_and_flush(s);
+}
+
+/* ---- wall-clock timers ---- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (engine_batch_begin(&s->eng) == 0) {
+        if (engine_advance(&s->eng, wall_ms()) < 0) {
+            log_error("firing timers failed; they will be tried again in 1 s");
+            s->timer_retry_at = wall_ms() + 1000;
+        }
+        s->eng.batch_n++;
+    }
+    commit_and_flush(s);
+}
+
+static void reschedule_timer(struct server *s)
+{
+    if (s->eng.clock_event || s->stopping)
+        return;
+    if (s->eng.next_due == INT64_MAX) {
+        evtimer_del(s->timer_ev);
+        return;
+    }
+    int64_t due = s->eng.next_due > s->timer_retry_at ? s->eng.next_due : s->timer_retry_at;
+    int64_t delay = due - wall_ms();
+    if (delay < 0)
+        delay = 0;
+    if (delay > 3600000)
+        delay = 3600000;
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(s->timer_ev, &tv);
+}
+
+/* ---- socket connections ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct server *s = c->sink.srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bufferevent_free(c->bev);
+    evbuffer_free(c->sink.pending);
+    free(c);
+    s->n_conns--;
+    s->m.connections = s->n_conns;
+    if (s->listeners_off && !s->stopping && s->n_conns < cfg_of(s)->max_connections) {
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_enable(s->ls[i]);
+        s->listeners_off = 0;
+    }
+}
+
+static void conn_maybe_close(struct conn *c)
+{
+    if (c->sink.dirty || c->busy)
+        return;
+    if (c->dead || (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+                    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
+        conn_free(c);
+}
+
+/* One framing step's outcome, for any sink. */
+static void take_frame(struct sink *k, enum frame fr, const char *line, size_t len)
+{
+    struct server *s = k->srv;
+    if (fr == FRAME_LINE) {
+        take_line(k, line, len);
+    } else if (fr == FRAME_TOO_LARGE) {
+        ingest_too_large(k->pending, cfg_of(s)->max_event_bytes);
+        k->counts[IN_TOO_LARGE]++;
+        mark_dirty(k);
+    }
+}
+
+/* Takes every line the connection has buffered (at end of stream, the last
+ * one without its newline too), unless its client is behind on answers. */
+static void conn_read_lines(struct conn *c, int eof)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    c->fr.max = cfg_of(c->sink.srv)->max_event_bytes;
+    c->busy++;
+    while (!c->dead) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH) {
+            if (!c->paused) {
+                c->paused = 1;
+                bufferevent_disable(c->bev, EV_READ);
+            }
+            break;
+        }
+        size_t len, drain;
+        struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
+        enum frame fr = framer_step(&c->fr, evbuffer_get_length(in), p.pos, eof, &len, &drain);
+        if (fr == FRAME_NONE)
+            break;
+        const char *line =
+            fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
+        take_frame(&c->sink, fr, line, len);
+        evbuffer_drain(in, drain);
+    }
+    c->busy--;
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_read_lines(arg, 0);
+    conn_maybe_close(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->paused && evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW) {
+        c->paused = 0;
+        if (!c->closing)
+            bufferevent_enable(bev, EV_READ);
+        conn_read_lines(c, c->closing);
+    }
+    conn_maybe_close(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_EOF) {
+        c->closing = 1;
+        bufferevent_disable(bev, EV_READ);
+        conn_read_lines(c, 1); /* the last line may lack its newline */
+        conn_maybe_close(c);
+    } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        c->dead = 1; /* its answers have nowhere to go; its events stay */
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        conn_maybe_close(c);
+    }
+}
+
+static void conn_flush(struct sink *k)
+{
+    struct conn *c = (struct conn *)k;
+    if (k->failed) {
+        /* each event of the batch is answered with an error: it may be
+         * sent again, on this connection */
+        int n = ingest_uncommitted(k->pending, "not committed (disk full? see the log); nothing "
+                                               "of it was kept: send it again");
+        k->counts[IN_INTERNAL] += (uint32_t)n;
+        k->counts[IN_OK] = k->counts[IN_DUPLICATE] = 0;
+        k->failed = 0;
+    }
+    count_answers(k);
+    if (!c->dead)
+        bufferevent_write_buffer(c->bev, k->pending);
+    else
+        evbuffer_drain(k->pending, evbuffer_get_length(k->pending));
+    conn_maybe_close(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct server *s = arg;
+    if (s->stopping) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->sink.srv = s;
+    c->sink.pending = evbuffer_new();
+    c->sink.flush = conn_flush;
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    s->m.connections = s->n_conns;
+    s->m.connections_total++;
+    if (s->n_conns >= cfg_of(s)->max_connections && !s->listeners_off) {
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_disable(s->ls[i]);
+        s->listeners_off = 1;
+        log_warn("max_connections (%d) reached: not accepting until one closes",
+                 cfg_of(s)->max_connections);
+    }
+}
+
+/* ---- socket activation ---- */
+
+/* Takes the sockets the service manager passed (LISTEN_FDS). */
+static void activation_init(struct server *s)
+{
+#ifdef HAVE_SYSTEMD
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        log_warn("sockets passed by the service manager cannot be used: %s", strerror(-n));
+        return;
+    }
+    if (n == 0)
+        return;
+    s->act_fds = xcalloc((size_t)n, sizeof(*s->act_fds));
+    for (int i = 0; i < n; i++)
+        s->act_fds[i] = SD_LISTEN_FDS_START + i;
+    s->n_act_fds = (size_t)n;
+#else
+    (void)s;
+#endif
+}
+
+/* The passed listening socket bound to a, made non-blocking, or -1. */
+static int activation_take(struct server *s, const struct addr *a)
+{
+#ifdef HAVE_SYSTEMD
+    for (size_t i = 0; i < s->n_act_fds; i++) {
+        int fd = s->act_fds[i];
+        if (fd < 0)
+            continue;
+        int match = a->family == AF_UNIX
+                        ? sd_is_socket_unix(fd, SOCK_STREAM, 1, a->un.sun_path, 0)
+                        : sd_is_socket_sockaddr(fd, SOCK_STREAM, &a->sa.sa, a->len, 1);
+        if (match > 0) {
+            s->act_fds[i] = -1;
+            evutil_make_socket_nonblocking(fd);
+            evutil_make_socket_closeonexec(fd);
+            return fd;
+        }
+    }
+#else
+    (void)s;
+    (void)a;
+#endif
+    return -1;
+}
+
+/* Passed sockets that match no address of the config are closed. */
+static void activation_done(struct server *s)
+{
+    for (size_t i = 0; i < s->n_act_fds; i++)
+        if (s->act_fds[i] >= 0) {
+            log_warn("socket passed by the service manager (fd %d) matches no `listen` or `http` "
+                     "address; closed",
+                     s->act_fds[i]);
+            close(s->act_fds[i]);
+        }
+    free(s->act_fds);
+    s->act_fds = NULL;
+    s->n_act_fds = 0;
+}
+
+/* accept() failing (out of file descriptors, mostly) leaves the pending
+ * connection in the backlog, so the listener would fire again at once and
+ * spin. Instead every listener pauses for a moment; connections that close
+ * meanwhile free descriptors. */
+#define ACCEPT_RETRY_MS 100
+
+static void http_listener_enable(struct evhttp_bound_socket *b, void *arg)
+{
+    if (*(int *)arg)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(b));
+    else
+        evconnlistener_disable(evhttp_bound_socket_get_listener(b));
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg);
+
+/* The error callback gets the listener's own argument, which for evhttp's
+ * listeners is the struct evhttp: the server is found here instead. */
+static struct server *accept_srv;
+
+static void http_set_error_cb(struct evhttp_bound_socket *b, void *arg)
+{
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(b), accept_error_cb);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (s->stopping)
+        return;
+    if (!s->listeners_off)
+        for (size_t i = 0; i < s->n_ls; i++)
+            evconnlistener_enable(s->ls[i]);
+    int on = 1;
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_listener_enable, &on);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct server *s = accept_srv;
+    int err = EVUTIL_SOCKET_ERROR();
+    int64_t now = wall_ms();
+    if (now - s->accept_warned_at >= 10000) {
+        log_warn("accept: %s; not accepting connections for %d ms at a time until it passes",
+                 strerror(err), ACCEPT_RETRY_MS);
+        s->accept_warned_at = now;
+    }
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_disable(s->ls[i]);
+    int off = 0;
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_listener_enable, &off);
+    struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+    evtimer_add(s->accept_retry_ev, &tv);
+}
+
+static int listen_all(struct server *s, const struct config *cfg)
+{
+    s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        struct addr a;
+        char err[256];
+        if (addr_parse(cfg->listen[i], &a, err, sizeof(err)) < 0) {
+            log_error("listen %s: %s", cfg->listen[i], err);
+            return -EINVAL;
+        }
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+        int fd = activation_take(s, &a);
+        if (fd >= 0) {
+            /* already bound and listening: backlog 0 leaves it as it is */
+            struct evconnlistener *l = evconnlistener_new(s->base, accept_cb, s, flags, 0, fd);
+            if (!l) {
+                log_error("listen %s (passed socket): %s", cfg->listen[i], strerror(errno));
+                close(fd);
+                return -EIO;
+            }
+            s->ls[s->n_ls++] = l;
+            log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
+            continue;
+        }
+        if (a.family == AF_UNIX) {
+            struct stat sb;
+            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+                unlink(a.un.sun_path);
+            addr_mkdir_parent(a.un.sun_path);
+        }
+        if (a.family != AF_UNIX)
+            flags |= LEV_OPT_REUSEABLE;
+        struct evconnlistener *l =
+            evconnlistener_new_bind(s->base, accept_cb, s, flags, 128, &a.sa.sa, a.len);
+        if (!l) {
+            log_error("listen %s: %s", cfg->listen[i], strerror(errno));
+            return -errno;
+        }
+        s->ls[s->n_ls++] = l;
+        log_info("listening on %s", cfg->listen[i]);
+    }
+    return 0;
+}
+
+/* ---- HTTP ---- */
+
+/* An HTTP body's answers are sent whole, once all of it is committed. */
+static void http_flush(struct sink *k) {}
+
+static void http_events(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_send_error(req, 405, "POST only");
+        return;
+    }
+    if (s->stopping) {
+        evhttp_send_error(req, 503, "stopping");
+        return;
+    }
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    if ((int64_t)n > cfg_of(s)->max_http_body) {
+        evhttp_send_error(req, 413, "body larger than max_http_body");
+        return;
+    }
+    struct http_req h = {.sink = {.srv = s, .pending = evbuffer_new(), .flush = http_flush},
+                         .req = req};
+    const char *p = (const char *)evbuffer_pullup(body, -1);
+    struct framer fr = {.max = cfg_of(s)->max_event_bytes};
+    size_t i = 0, len, drain;
+    enum frame f;
+    while (i < n) {
+        const char *nl = memchr(p + i, '\n', n - i);
+        f = framer_step(&fr, n - i, nl ? nl - (p + i) : -1, 1, &len, &drain);
+        take_frame(&h.sink, f, p + i, len);
+        i += drain;
+    }
+    /* Answer now: commit what this body put in the batch. */
+    if (h.sink.dirty)
+        commit_and_flush(s);
+    if (h.sink.failed) {
+        evhttp_send_error(req, 503, "commit failed; send the body again");
+    } else {
+        count_answers(&h.sink);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/x-ndjson");
+        evhttp_send_reply(req, 200, "OK", h.sink.pending);
+    }
+    evbuffer_free(h.sink.pending);
+}
+
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"status\":\"%s\",\"campaigns\":%zu,\"connections\":%d}\n",
+                        s->stopping ? "stopping" : "ok", s->eng.w->n, s->n_conns);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, s->stopping ? 503 : 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    if (s->eng.in_batch)
+        commit_and_flush(s); /* figures of committed work only */
+    struct evbuffer *b = evbuffer_new();
+    metrics_render(&s->m, &s->eng, b);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static int http_start(struct server *s, const struct config *cfg)
+{
+    if (!cfg->http)
+        return 0;
+    char host[256];
+    int port;
+    if (addr_host_port(cfg->http, host, sizeof(host), &port) < 0) {
+        log_error("http %s: expected HOST:PORT", cfg->http);
+        return -EINVAL;
+    }
+    s->http = evhttp_new(s->base);
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_http_body);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_cb(s->http, "/v1/events", http_events, s);
+    evhttp_set_cb(s->http, "/v1/health", http_health, s);
+    evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    char spec[300], err[256];
+    struct addr a;
+    snprintf(spec, sizeof(spec), "tcp:%s", cfg->http);
+    int fd = addr_parse(spec, &a, err, sizeof(err)) == 0 ? activation_take(s, &a) : -1;
+    if (fd >= 0) {
+        if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+            log_error("http %s (passed socket): %s", cfg->http, strerror(errno));
+            close(fd);
+            return -EIO;
+        }
+        log_info("http on %s (socket passed by the service manager)", cfg->http);
+        return 0;
+    }
+    if (!evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)) {
+        log_error("http %s: cannot bind: %s", cfg->http, strerror(errno));
+        return -EIO;
+    }
+    log_info("http on %s", cfg->http);
+    return 0;
+}
+
+/* ---- reload ---- */
+
+static int same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Settings that only a restart may change. */
+static int reload_allowed(struct server *s, const struct config *nc)
+{
+    const struct config *oc = cfg_of(s);
+    const char *what = NULL;
+    if (strcmp(oc->database, nc->database) != 0)
+        what = "database";
+    else if (oc->clock_event != nc->clock_event)
+        what = "clock";
+    else if (!same_list(oc->listen, oc->n_listen, nc->listen, nc->n_listen))
+        what = "listen";
+    else if (!same_str(oc->http, nc->http))
+        what = "http";
+    if (what) {
+        log_error("reload refused: `%s` changed; that needs a restart", what);
+        return 0;
+    }
+    for (size_t i = 0; i < nc->n_campaigns; i++) {
+        struct campaign *c = engine_campaign(&s->eng, nc->campaigns[i].id);
+        if (c && strcmp(c->cfg->plugin, nc->campaigns[i].plugin) != 0) {
+            log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
+                      "needs a restart",
+                      c->cfg->id, c->cfg->plugin, nc->campaigns[i].plugin);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void reload(struct server *s)
+{
+    if (s->stopping) {
+        log_warn("reload ignored: stopping");
+        return;
+    }
+    notify_reloading();
+    int64_t t0 = metrics_now_us();
+    log_info("reloading %s", s->config_path);
+    struct errs errs = {0};
+    struct config *nc = config_load(s->config_path, &errs);
+    struct world *w = NULL;
+    if (nc && reload_allowed(s, nc))
+        w = world_build(nc, &errs);
+    if (!w) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.msg[i]);
+        log_error("reload failed; the running config stays");
+        if (nc)
+            config_free(nc);
+        errs_free(&errs);
+        s->m.reloads_failed++;
+        notify("READY=1");
+        return;
+    }
+    errs_free(&errs);
+    commit_and_flush(s); /* between batches */
+    char err[512];
+    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+        log_error("reload failed: %s; the running config stays", err);
+        world_free(w);
+        s->m.reloads_failed++;
+    } else {
+        log_level = nc->log_level;
+        if (nc->sync_full != s->sync_full) {
+            /* between batches: no transaction is open */
+            const char *sql =
+                nc->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+            if (sqlite3_exec(store_db(s->st), sql, NULL, NULL, NULL) == SQLITE_OK)
+                s->sync_full = nc->sync_full;
+            else
+                log_error("commit.synchronous: %s", store_errmsg(s->st));
+        }
+        if (s->http)
+            evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
+        log_info("reloaded: %zu campaigns in %.1f ms", w->n,
+                 (double)(metrics_now_us() - t0) / 1000.0);
+        s->m.reloads_ok++;
+    }
+    reschedule_timer(s);
+    notify("READY=1");
+}
+
+/* ---- signals, stop, watchdog ---- */
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    int pending = 0;
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (!c->dead && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            pending++;
+    if (!pending || wall_ms() >= s->stop_deadline) {
+        if (pending)
+            log_warn("stopping: %d connection(s) did not take all their answers in time", pending);
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(s->stop_ev, &tv);
+}
+
+static void stop(struct server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    notify("STOPPING=1");
+    log_info("stopping: committing what was read");
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_disable(s->ls[i]);
+    /* What was read is committed and answered; nothing more is read. */
+    for (struct conn *c = s->conns; c; c = c->next) {
+        bufferevent_disable(c->bev, EV_READ);
+        if (!c->dead)
+            conn_read_lines(c, 0);
+    }
+    commit_and_flush(s);
+    s->stop_deadline = wall_ms() + STOP_FLUSH_MS;
+    stop_check(-1, 0, s);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    if (sig == SIGHUP)
+        reload(s);
+    else
+        stop(s);
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    notify("WATCHDOG=1");
+}
+
+static void start_watchdog(struct server *s)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        s->watchdog_ev = event_new(s->base, -1, EV_PERSIST, watchdog_cb, s);
+        struct timeval tv = {.tv_sec = (time_t)(usec / 2 / 1000000),
+                             .tv_usec = (suseconds_t)(usec / 2 % 1000000)};
+        event_add(s->watchdog_ev, &tv);
+        log_info("watchdog every %llu ms", (unsigned long long)(usec / 2000));
+    }
+#else
+    (void)s;
+#endif
+}
+
+/* ---- run ---- */
+
+int server_run(const char *config_path)
+{
+    struct server srv, *s = &srv;
+    memset(s, 0, sizeof(*s));
+    s->config_path = xstrdup(config_path);
+    int code = 1;
+    struct errs errs = {0};
+    struct config *cfg = config_load(config_path, &errs);
+    struct world *w = cfg ? world_build(cfg, &errs) : NULL;
+    if (!w) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("%s", errs.msg[i]);
+        errs_free(&errs);
+        if (cfg)
+            config_free(cfg);
+        free(s->config_path);
+        return 1;
+    }
+    errs_free(&errs);
+    log_level = cfg->log_level;
+    char err[512];
+    addr_mkdir_parent(cfg->database);
+    if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0 ||
+        store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
+        store_close(s->st);
+        log_error("database %s", err);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
+    engine_open(&s->eng, s->st, cfg->clock_event);
+    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        world_free(w);
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct event_config *ec = event_config_new();
+    s->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    event_base_priority_init(s->base, 2);
+    /* Commits run after every read that is ready: priority 1 of 0..1. */
+    s->commit_ev = event_new(s->base, -1, 0, commit_cb, s);
+    event_priority_set(s->commit_ev, 1);
+    s->timer_ev = evtimer_new(s->base, timer_cb, s);
+    s->stop_ev = evtimer_new(s->base, stop_check, s);
+    s->accept_retry_ev = evtimer_new(s->base, accept_retry_cb, s);
+    s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
+    s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
+    event_add(s->sig_hup, NULL);
+    event_add(s->sig_term, NULL);
+    event_add(s->sig_int, NULL);
+    s->sync_full = cfg->sync_full;
+    metrics_init(&s->m, &s->eng);
+    activation_init(s);
+    int lrc = listen_all(s, cfg);
+    if (lrc == 0)
+        lrc = http_start(s, cfg);
+    activation_done(s);
+    if (lrc < 0)
+        goto out;
+    accept_srv = s;
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_set_error_cb(s->ls[i], accept_error_cb);
+    if (s->http)
+        evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
+    start_watchdog(s);
+    reschedule_timer(s);
+    log_info("mktd ready: %zu campaigns, clock %s, database %s", s->eng.w->n,
+             cfg->clock_event ? "event" : "wall", cfg->database);
+    notify("READY=1");
+    event_base_dispatch(s->base);
+    /* Stopping is under way: a second signal must not cut the cleanup
+     * short once the handlers go with the event base (freeing them puts
+     * back the default action). Blocked, it is dropped at exit. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    commit_and_flush(s);
+    code = 0;
+    log_info("stopped");
+out:
+    while (s->conns)
+        conn_free(s->conns);
+    for (size_t i = 0; i < s->n_ls; i++)
+        evconnlistener_free(s->ls[i]);
+    free(s->ls);
+    if (s->http)
+        evhttp_free(s->http);
+    struct event *evs[] = {s->commit_ev,       s->timer_ev, s->stop_ev,  s->watchdog_ev,
+                           s->accept_retry_ev, s->sig_hup,  s->sig_term, s->sig_int};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (s->base)
+        event_base_free(s->base);
+    engine_close(&s->eng);
+    metrics_free(&s->m);
+    store_close(s->st);
+    plugins_unload_all();
+    free(s->config_path);
+    return code;
+}

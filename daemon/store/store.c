@@ -1,0 +1,830 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "store/checkpointer.h"
+#include "store/walbuf.h"
+
+/* Every statement the daemon runs, prepared once. */
+enum {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
+    Q_EVENT_INSERT,
+    Q_ACTION_INSERT,
+    Q_PROFILE_INSERT,
+    Q_PROFILE_SET,
+    Q_PROFILE_GET,
+    Q_USERS_ALL,
+    Q_COUNT_INC,
+    Q_COUNT_GET,
+    Q_COUNTED_ADD,
+    Q_COUNTED_LIST,
+    Q_META_GET,
+    Q_META_SET,
+    Q_STATE_GET,
+    Q_STATE_PUT,
+    Q_STATE_DEL,
+    Q_COUNTER_GET,
+    Q_COUNTER_SET,
+    Q_TIMER_SET,
+    Q_TIMER_DEL,
+    Q_TIMER_GET,
+    Q_TIMER_MIN,
+    Q_TIMERS_AT,
+    Q_TIMERS_UPTO,
+    Q_TIMER_TAKE,
+    Q_UNIQUE_CLAIM,
+    Q_UNIQUE_OWNER,
+    Q_CAMPAIGN_SEEN,
+    Q_CONFIG_RECORD,
+    Q_LIVE_CLEAR,
+    Q_LIVE_ADD,
+    Q__COUNT
+};
+
+static const char *const sql[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT ev",
+    [Q_RELEASE] = "RELEASE ev",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO ev",
+    [Q_EVENT_INSERT] = "INSERT OR IGNORE INTO events(id) VALUES (?1)",
+    [Q_ACTION_INSERT] = "INSERT INTO actions(ts, campaign, kind, user, event_id, payload) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* read, then written back: an upsert with RETURNING costs about twice
+     * as much CPU (bench/README.md) */
+    [Q_PROFILE_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, events, orders, spent, "
+                         "first_seen, last_seen) VALUES (?1, 0, '', '', ?2, ?3, ?4, ?5, ?6)",
+    [Q_PROFILE_SET] = "UPDATE per_user SET events = ?2, orders = ?3, spent = ?4, first_seen = ?5, "
+                      "last_seen = ?6 WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
+    [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM per_user "
+                      "WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
+    [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM per_user "
+                    "WHERE kind = 0",
+    [Q_COUNT_INC] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?1, 1, '', ?2, 1) "
+                    "ON CONFLICT DO UPDATE SET v = v + 1",
+    [Q_COUNT_GET] =
+        "SELECT v FROM per_user WHERE user = ?1 AND kind = 1 AND campaign = '' AND key = ?2",
+    [Q_COUNTED_ADD] = "INSERT OR IGNORE INTO counted_types(type) VALUES (?1)",
+    [Q_COUNTED_LIST] = "SELECT type FROM counted_types ORDER BY type",
+    [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [Q_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    /* state (kind 2), counters (3) and timers (4): ?1 campaign, ?2 user, ?3 key */
+    [Q_STATE_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_STATE_PUT] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 2, ?1, ?3, ?4) "
+                    "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_STATE_DEL] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 2 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 3 AND campaign = ?1 AND key = ?3",
+    [Q_COUNTER_SET] =
+        "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 3, ?1, ?3, ?4) "
+        "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_TIMER_SET] = "INSERT INTO per_user(user, kind, campaign, key, v) VALUES (?2, 4, ?1, ?3, ?4) "
+                    "ON CONFLICT DO UPDATE SET v = excluded.v",
+    [Q_TIMER_DEL] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    [Q_TIMER_GET] =
+        "SELECT v FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3",
+    /* in due order through per_user_timers_due (the + keeps the planner from
+     * reading every timer of a live campaign) */
+    [Q_TIMER_MIN] =
+        "SELECT v FROM per_user WHERE kind = 4 AND +campaign IN (SELECT campaign FROM live) "
+        "ORDER BY v LIMIT 1",
+    [Q_TIMER_TAKE] =
+        "DELETE FROM per_user WHERE user = ?2 AND kind = 4 AND campaign = ?1 AND key = ?3 "
+        "AND v = ?4",
+    [Q_TIMERS_AT] = "SELECT campaign, user, key, v FROM per_user WHERE kind = 4 AND v = ?1 "
+                    "AND campaign IN (SELECT campaign FROM live)",
+    [Q_TIMERS_UPTO] = "SELECT campaign, user, key, v FROM per_user WHERE kind = 4 AND v <= ?1 "
+                      "AND +campaign IN (SELECT campaign FROM live) ORDER BY v LIMIT ?2",
+    [Q_UNIQUE_CLAIM] = "INSERT OR IGNORE INTO uniques(ns, key, campaign) VALUES (?1, ?2, ?3)",
+    [Q_UNIQUE_OWNER] = "SELECT campaign FROM uniques WHERE ns = ?1 AND key = ?2",
+    [Q_CAMPAIGN_SEEN] = "INSERT OR IGNORE INTO campaigns(id, plugin) VALUES (?1, ?2)",
+    [Q_LIVE_CLEAR] = "DELETE FROM live",
+    [Q_LIVE_ADD] = "INSERT OR IGNORE INTO live(campaign) VALUES (?1)",
+    [Q_CONFIG_RECORD] = "INSERT INTO configs(loaded_at, path, hash, text) VALUES (?1, ?2, ?3, ?4)",
+};
+
+/* Schema migrations: migrations[i] takes version i to i + 1. */
+static const char *const migrations[] = {
+    "CREATE TABLE IF NOT EXISTS actions ("
+    "  seq      INTEGER PRIMARY KEY,"
+    "  ts       INTEGER NOT NULL,"
+    "  campaign TEXT NOT NULL,"
+    "  kind     TEXT NOT NULL,"
+    "  user     TEXT NOT NULL,"
+    "  event_id TEXT,"
+    "  payload  TEXT NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE events (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE users (id TEXT PRIMARY KEY, events INTEGER NOT NULL, orders INTEGER NOT NULL,"
+    "  spent INTEGER NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    "CREATE TABLE user_counts (user TEXT NOT NULL, type TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY (user, type)) WITHOUT ROWID;"
+    "CREATE TABLE counted_types (type TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE state (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  value BLOB NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE counters (campaign TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL,"
+    "  n INTEGER NOT NULL, PRIMARY KEY (campaign, user, key)) WITHOUT ROWID;"
+    "CREATE TABLE timers (campaign TEXT NOT NULL, user TEXT NOT NULL, name TEXT NOT NULL,"
+    "  due INTEGER NOT NULL, PRIMARY KEY (campaign, user, name)) WITHOUT ROWID;"
+    "CREATE INDEX timers_due ON timers(due);"
+    "CREATE TABLE uniques (ns TEXT NOT NULL, key TEXT NOT NULL, campaign TEXT NOT NULL,"
+    "  PRIMARY KEY (ns, key)) WITHOUT ROWID;"
+    "CREATE TABLE campaigns (id TEXT PRIMARY KEY, plugin TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE configs (seq INTEGER PRIMARY KEY, loaded_at INTEGER NOT NULL,"
+    "  path TEXT NOT NULL, hash TEXT NOT NULL, text TEXT NOT NULL);",
+
+    /* 2: everything kept per user in one table keyed by user first, so an
+     * event's profile, plugin state, counters and timers share a page: a
+     * batch then writes one page per user it touches, not one per table.
+     * kind: 0 profile (the five columns), 1 count of an event type (key),
+     * 2 state, 3 counter, 4 timer (key its name, v its due). The old names
+     * remain as views for reading. */
+    "CREATE TABLE per_user (user TEXT NOT NULL, kind INTEGER NOT NULL, campaign TEXT NOT NULL,"
+    "  key TEXT NOT NULL, v, events INTEGER, orders INTEGER, spent INTEGER,"
+    "  first_seen INTEGER, last_seen INTEGER,"
+    "  PRIMARY KEY (user, kind, campaign, key)) WITHOUT ROWID;"
+    "INSERT INTO per_user(user, kind, campaign, key, events, orders, spent, first_seen, last_seen)"
+    "  SELECT id, 0, '', '', events, orders, spent, first_seen, last_seen FROM users;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 1, '', type, n FROM "
+    "user_counts;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 2, campaign, key, value FROM "
+    "state;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 3, campaign, key, n FROM "
+    "counters;"
+    "INSERT INTO per_user(user, kind, campaign, key, v) SELECT user, 4, campaign, name, due FROM "
+    "timers;"
+    "DROP TABLE users; DROP TABLE user_counts; DROP TABLE state; DROP TABLE counters;"
+    "DROP TABLE timers;"
+    "CREATE INDEX per_user_timers_due ON per_user(v) WHERE kind = 4;"
+    "CREATE VIEW users AS SELECT user AS id, events, orders, spent, first_seen, last_seen"
+    "  FROM per_user WHERE kind = 0;"
+    "CREATE VIEW user_counts AS SELECT user, key AS type, v AS n FROM per_user WHERE kind = 1;"
+    "CREATE VIEW state AS SELECT campaign, user, key, v AS value FROM per_user WHERE kind = 2;"
+    "CREATE VIEW counters AS SELECT campaign, user, key, v AS n FROM per_user WHERE kind = 3;"
+    "CREATE VIEW timers AS SELECT campaign, user, key AS name, v AS due FROM per_user WHERE kind = "
+    "4;",
+};
+
+const char *store_migration(int v)
+{
+    return v >= 0 && (size_t)v < sizeof(migrations) / sizeof(migrations[0]) ? migrations[v] : NULL;
+}
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q__COUNT];
+    struct checkpointer *ck;           /* NULL: SQLite checkpoints on commit */
+    uint64_t lock_waits, lock_wait_us; /* waits for another connection's lock */
+    struct timespec wait_start;        /* of the wait in progress */
+};
+
+const char *store_errmsg(struct store *s)
+{
+    return sqlite3_errmsg(s->db);
+}
+
+struct sqlite3 *store_db(struct store *s)
+{
+    return s->db;
+}
+
+static int migrate(struct store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    int target = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    if (version > target) {
+        snprintf(err, errlen, "database schema version %d is newer than this mktd knows (%d)",
+                 version, target);
+        return -EINVAL;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int from = version;
+    if (from > 0 && from < target)
+        log_info("migrating the database from schema version %d to %d (a large database "
+                 "takes a while)",
+                 from, target);
+    for (; version < target; version++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, pragma, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "migrating the database to version %d: %s", version + 1,
+                     sqlite3_errmsg(s->db));
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return -EIO;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (from > 0 && from < target)
+        log_info("database migrated to schema version %d in %.1f s", target,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+    return -EIO;
+}
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db, (void)name;
+    checkpointer_note(arg, frames);
+    return SQLITE_OK;
+}
+
+/* The loop waits out the checkpointer's short hold on the writer lock in
+ * 100 us steps, for about 5 s at most; /metrics shows the waits. */
+static int busy_cb(void *arg, int tries)
+{
+    struct store *s = arg;
+    struct timespec a, b, ts = {0, 100 * 1000L};
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (tries == 0) {
+        s->lock_waits++;
+        s->wait_start = a;
+    } else if (a.tv_sec - s->wait_start.tv_sec > 5) {
+        return 0; /* SQLITE_BUSY: the batch fails, its clients send again */
+    }
+    nanosleep(&ts, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    s->lock_wait_us += (uint64_t)((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
+    return 1;
+}
+
+void store_lock_waits(struct store *s, uint64_t *waits, uint64_t *us)
+{
+    *waits = s->lock_waits;
+    *us = s->lock_wait_us;
+}
+
+int store_background_checkpoints(struct store *s, char *err, size_t errlen)
+{
+    const char *path = sqlite3_db_filename(s->db, "main");
+    if (s->ck || !path || !*path) /* in memory: no WAL */
+        return 0;
+    if (checkpointer_start(path, &s->ck, err, errlen) < 0)
+        return -EIO;
+    sqlite3_wal_hook(s->db, wal_hook, s->ck); /* replaces wal_autocheckpoint */
+    return 0;
+}
+
+int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out)
+{
+    if (!s->ck)
+        return -ENOENT;
+    checkpointer_stats(s->ck, out);
+    return 0;
+}
+
+int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    /* Each connection is used by one thread only (the loop, or the
+     * checkpointer): no per-call locking, no global memory statistics. */
+    static int configured;
+    if (!configured++)
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (walbuf_register() != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot set up the WAL writer", path);
+        goto fail;
+    }
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        WALBUF_VFS) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_handler(s->db, busy_cb, s);
+    char pragmas[384];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s; PRAGMA foreign_keys = OFF;"
+             "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;"
+             /* checkpoint every ~4 MB of WAL (SQLite's default): larger
+              * gains throughput but each checkpoint then stalls the loop
+              * longer (see bench/README.md) */
+             "PRAGMA wal_autocheckpoint = 1000;",
+             sync_full ? "FULL" : "NORMAL");
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (migrate(s, err, errlen) < 0)
+        goto fail;
+    /* The campaigns of the running config: timers of others wait. */
+    if (sqlite3_exec(s->db, "CREATE TEMP TABLE live (campaign TEXT PRIMARY KEY) WITHOUT ROWID",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    for (int i = 0; i < Q__COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) !=
+            SQLITE_OK) {
+            snprintf(err, errlen, "%s: preparing statement %d: %s", path, i, sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    store_close(s);
+    return -EIO;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    checkpointer_stop(s->ck);
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(s->q[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+/* Runs a statement that returns no row (or whose rows are ignored). */
+static int run(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Binds the (campaign, user, key) triple every per-campaign table uses. */
+static sqlite3_stmt *ckey(struct store *s, int q, const char *campaign, const char *user,
+                          const char *key)
+{
+    sqlite3_stmt *st = s->q[q];
+    bind_text(st, 1, campaign);
+    bind_text(st, 2, user ? user : "");
+    bind_text(st, 3, key);
+    return st;
+}
+
+/* The checkpointer tries to start the WAL over only while no transaction
+ * of ours holds the writer lock. */
+static int txn(struct store *s, int q)
+{
+    int rc = run(s, s->q[q]);
+    if (s->ck)
+        checkpointer_writing(s->ck, !sqlite3_get_autocommit(s->db));
+    return rc;
+}
+
+int store_begin(struct store *s)
+{
+    return txn(s, Q_BEGIN);
+}
+int store_commit(struct store *s)
+{
+    return txn(s, Q_COMMIT);
+}
+int store_rollback(struct store *s)
+{
+    return txn(s, Q_ROLLBACK);
+}
+int store_savepoint(struct store *s)
+{
+    return run(s, s->q[Q_SAVEPOINT]);
+}
+int store_release(struct store *s)
+{
+    return run(s, s->q[Q_RELEASE]);
+}
+int store_rollback_to(struct store *s)
+{
+    int rc = run(s, s->q[Q_ROLLBACK_TO]);
+    return rc ? rc : run(s, s->q[Q_RELEASE]);
+}
+
+int store_event_remember(struct store *s, const char *id)
+{
+    sqlite3_stmt *st = s->q[Q_EVENT_INSERT];
+    bind_text(st, 1, id);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 0 : 1;
+}
+
+int store_action_insert(struct store *s, int64_t ts, const char *campaign, const char *kind,
+                        const char *user, const char *event_id, const char *payload, int64_t *seq)
+{
+    sqlite3_stmt *st = s->q[Q_ACTION_INSERT];
+    sqlite3_bind_int64(st, 1, ts);
+    bind_text(st, 2, campaign);
+    bind_text(st, 3, kind);
+    bind_text(st, 4, user);
+    bind_text(st, 5, event_id);
+    bind_text(st, 6, payload);
+    if (run(s, st) < 0)
+        return -EIO;
+    if (seq)
+        *seq = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static void read_profile(sqlite3_stmt *st, int col, mktd_profile *p)
+{
+    p->events = sqlite3_column_int64(st, col);
+    p->orders = sqlite3_column_int64(st, col + 1);
+    p->spent = sqlite3_column_int64(st, col + 2);
+    p->first_seen = sqlite3_column_int64(st, col + 3);
+    p->last_seen = sqlite3_column_int64(st, col + 4);
+}
+
+int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
+                         int64_t amount, mktd_profile *out)
+{
+    int64_t add = is_order && amount > 0 ? amount : 0;
+    mktd_profile p;
+    int rc = store_profile_get(s, user, &p);
+    if (rc == -ENOENT) {
+        p = (mktd_profile){.events = 1,
+                           .orders = is_order ? 1 : 0,
+                           .spent = add,
+                           .first_seen = ts,
+                           .last_seen = ts};
+    } else if (rc == 0) {
+        p.events++;
+        p.orders += is_order ? 1 : 0;
+        p.spent = p.spent > INT64_MAX - add ? INT64_MAX : p.spent + add;
+        p.first_seen = ts < p.first_seen ? ts : p.first_seen;
+        p.last_seen = ts > p.last_seen ? ts : p.last_seen;
+    } else {
+        return rc;
+    }
+    sqlite3_stmt *st = s->q[rc == -ENOENT ? Q_PROFILE_INSERT : Q_PROFILE_SET];
+    bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 2, p.events);
+    sqlite3_bind_int64(st, 3, p.orders);
+    sqlite3_bind_int64(st, 4, p.spent);
+    sqlite3_bind_int64(st, 5, p.first_seen);
+    sqlite3_bind_int64(st, 6, p.last_seen);
+    if (run(s, st) < 0)
+        return -EIO;
+    *out = p;
+    return 0;
+}
+
+int store_profile_get(struct store *s, const char *user, mktd_profile *out)
+{
+    sqlite3_stmt *st = s->q[Q_PROFILE_GET];
+    bind_text(st, 1, user);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_profile(st, 0, out);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_users_foreach(struct store *s, int (*cb)(void *, const char *, const mktd_profile *),
+                        void *arg)
+{
+    /* A separate statement: the callback may use the prepared ones. */
+    sqlite3_stmt *st = s->q[Q_USERS_ALL];
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        mktd_profile p;
+        read_profile(st, 1, &p);
+        ret = cb(arg, (const char *)sqlite3_column_text(st, 0), &p);
+        if (ret)
+            break;
+    }
+    done(st);
+    if (ret)
+        return ret;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_count_inc(struct store *s, const char *user, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNT_INC];
+    bind_text(st, 1, user);
+    bind_text(st, 2, type);
+    return run(s, st);
+}
+
+int64_t store_count_get(struct store *s, const char *user, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNT_GET];
+    bind_text(st, 1, user);
+    bind_text(st, 2, type);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    done(st);
+    return n;
+}
+
+int store_counted_add(struct store *s, const char *type)
+{
+    sqlite3_stmt *st = s->q[Q_COUNTED_ADD];
+    bind_text(st, 1, type);
+    return run(s, st);
+}
+
+int store_counted_list(struct store *s, char ***types, size_t *n)
+{
+    sqlite3_stmt *st = s->q[Q_COUNTED_LIST];
+    char **v = NULL;
+    size_t k = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = xrealloc(v, (k + 1) * sizeof(*v));
+        v[k++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+    }
+    done(st);
+    *types = v;
+    *n = k;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_meta_get(struct store *s, const char *key, int64_t *val)
+{
+    sqlite3_stmt *st = s->q[Q_META_GET];
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *val = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_meta_set(struct store *s, const char *key, int64_t val)
+{
+    sqlite3_stmt *st = s->q[Q_META_SET];
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, val);
+    return run(s, st);
+}
+
+int store_state_get(struct store *s, const char *campaign, const char *user, const char *key,
+                    char **val, size_t *len)
+{
+    sqlite3_stmt *st = ckey(s, Q_STATE_GET, campaign, user, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        const void *p = sqlite3_column_blob(st, 0);
+        *val = xmalloc(n + 1);
+        if (n)
+            memcpy(*val, p, n);
+        (*val)[n] = 0;
+        if (len)
+            *len = n;
+    }
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_state_put(struct store *s, const char *campaign, const char *user, const char *key,
+                    const void *val, size_t len)
+{
+    sqlite3_stmt *st = ckey(s, Q_STATE_PUT, campaign, user, key);
+    sqlite3_bind_blob(st, 4, len ? val : "", (int)len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_state_del(struct store *s, const char *campaign, const char *user, const char *key)
+{
+    return run(s, ckey(s, Q_STATE_DEL, campaign, user, key));
+}
+
+int64_t store_counter_get(struct store *s, const char *campaign, const char *user, const char *key)
+{
+    sqlite3_stmt *st = ckey(s, Q_COUNTER_GET, campaign, user, key);
+    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    done(st);
+    return n;
+}
+
+int store_counter_set(struct store *s, const char *campaign, const char *user, const char *key,
+                      int64_t v)
+{
+    sqlite3_stmt *st = ckey(s, Q_COUNTER_SET, campaign, user, key);
+    sqlite3_bind_int64(st, 4, v);
+    return run(s, st);
+}
+
+int store_timer_set(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_SET, campaign, user, name);
+    sqlite3_bind_int64(st, 4, due);
+    return run(s, st);
+}
+
+int store_timer_del(struct store *s, const char *campaign, const char *user, const char *name)
+{
+    return run(s, ckey(s, Q_TIMER_DEL, campaign, user, name));
+}
+
+int store_timer_get(struct store *s, const char *campaign, const char *user, const char *name,
+                    int64_t *due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_GET, campaign, user, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *due = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int64_t store_timer_min(struct store *s)
+{
+    sqlite3_stmt *st = s->q[Q_TIMER_MIN];
+    int64_t v = INT64_MAX;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    done(st);
+    return v;
+}
+
+/* The rows of a Q_TIMERS_* statement: campaign, user, name, due. */
+static int timer_rows(sqlite3_stmt *st, struct timer_row **rows, size_t *n)
+{
+    struct timer_row *v = NULL;
+    size_t k = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = xrealloc(v, cap * sizeof(*v));
+        }
+        v[k].campaign = xstrdup((const char *)sqlite3_column_text(st, 0));
+        v[k].user = xstrdup((const char *)sqlite3_column_text(st, 1));
+        v[k].name = xstrdup((const char *)sqlite3_column_text(st, 2));
+        v[k].due = sqlite3_column_int64(st, 3);
+        k++;
+    }
+    done(st);
+    *rows = v;
+    *n = k;
+    if (rc != SQLITE_DONE) {
+        store_timer_rows_free(v, k);
+        *rows = NULL;
+        *n = 0;
+        return -EIO;
+    }
+    return 0;
+}
+
+int store_timers_at(struct store *s, int64_t due, struct timer_row **rows, size_t *n)
+{
+    sqlite3_bind_int64(s->q[Q_TIMERS_AT], 1, due);
+    return timer_rows(s->q[Q_TIMERS_AT], rows, n);
+}
+
+static void timer_row_clear(struct timer_row *r)
+{
+    free(r->campaign);
+    free(r->user);
+    free(r->name);
+}
+
+void store_timer_rows_free(struct timer_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        timer_row_clear(&rows[i]);
+    free(rows);
+}
+
+int store_timers_upto(struct store *s, int64_t until, size_t limit, struct timer_row **rows,
+                      size_t *n)
+{
+    sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 1, until);
+    sqlite3_bind_int64(s->q[Q_TIMERS_UPTO], 2, (sqlite3_int64)limit);
+    if (timer_rows(s->q[Q_TIMERS_UPTO], rows, n) < 0)
+        return -EIO;
+    if (*n < limit || *n == 0)
+        return 0;
+    int64_t last = (*rows)[*n - 1].due;
+    if ((*rows)[0].due == last) {
+        /* one group fills the read: all of it */
+        store_timer_rows_free(*rows, *n);
+        return store_timers_at(s, last, rows, n);
+    }
+    /* the last group may go on past the read: it waits for the next */
+    while ((*rows)[*n - 1].due == last)
+        timer_row_clear(&(*rows)[--*n]);
+    return 0;
+}
+
+int store_unique_claim(struct store *s, const char *ns, const char *key, const char *campaign)
+{
+    sqlite3_stmt *st = s->q[Q_UNIQUE_CLAIM];
+    bind_text(st, 1, ns);
+    bind_text(st, 2, key);
+    bind_text(st, 3, campaign);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 0 : -EEXIST;
+}
+
+int store_unique_owner(struct store *s, const char *ns, const char *key, char **campaign)
+{
+    sqlite3_stmt *st = s->q[Q_UNIQUE_OWNER];
+    bind_text(st, 1, ns);
+    bind_text(st, 2, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *campaign = xstrdup((const char *)sqlite3_column_text(st, 0));
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_campaign_seen(struct store *s, const char *id, const char *plugin)
+{
+    sqlite3_stmt *st = s->q[Q_CAMPAIGN_SEEN];
+    bind_text(st, 1, id);
+    bind_text(st, 2, plugin);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 1 : 0;
+}
+
+/* A short, stable fingerprint of a config text (FNV-1a 64), as hex. */
+static void fingerprint(const char *text, size_t len, char out[17])
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)text[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+int store_config_record(struct store *s, const char *path, const char *text, size_t len, int64_t at)
+{
+    char hash[17];
+    fingerprint(text, len, hash);
+    sqlite3_stmt *st = s->q[Q_CONFIG_RECORD];
+    sqlite3_bind_int64(st, 1, at);
+    bind_text(st, 2, path);
+    bind_text(st, 3, hash);
+    sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_set_live(struct store *s, char *const *ids, size_t n)
+{
+    if (run(s, s->q[Q_LIVE_CLEAR]) < 0)
+        return -EIO;
+    for (size_t i = 0; i < n; i++) {
+        bind_text(s->q[Q_LIVE_ADD], 1, ids[i]);
+        if (run(s, s->q[Q_LIVE_ADD]) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+int store_timer_take(struct store *s, const char *campaign, const char *user, const char *name,
+                     int64_t due)
+{
+    sqlite3_stmt *st = ckey(s, Q_TIMER_TAKE, campaign, user, name);
+    sqlite3_bind_int64(st, 4, due);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) == 1 ? 1 : 0;
+}
