@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "engine/engine.h"
+#include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/util.h"
 
@@ -29,7 +30,7 @@ int cli_check(const char *config_path)
             config_free(cfg);
         code = 1;
     } else {
-        printf("%s: ok, %zu campaigns\n", config_path, w->n);
+        printf("%s: ok, %zu campaigns\n", config_path, world_campaigns(w));
         world_free(w);
     }
     errs_free(&errs);

@@ -8,6 +8,7 @@
 
 #include "cmd/cli.h"
 #include "engine/engine.h"
+#include "engine/plugins.h"
 #include "lib/log.h"
 #include "net/ingest.h"
 
@@ -65,7 +66,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     errs_free(&errs);
     log_level = cfg->log_level < MKTD_LOG_WARN ? cfg->log_level : MKTD_LOG_WARN;
     struct store *st;
-    struct engine e;
+    struct engine *e = NULL;
     char err[512];
     int code = 0;
     if (store_open(":memory:", 0, &st, err, sizeof(err)) < 0) {
@@ -74,8 +75,8 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
         fclose(in);
         return 2;
     }
-    engine_open(&e, st, 1);
-    if (engine_swap(&e, w, err, sizeof(err)) < 0) {
+    struct engine_opts eo = {.clock_event = 1};
+    if (engine_new(st, &eo, &e, err, sizeof(err)) < 0 || engine_swap(e, w, err, sizeof(err)) < 0) {
         fprintf(stderr, "mktd simulate: %s\n", err);
         world_free(w);
         code = 2;
@@ -90,7 +91,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n')
             len--;
-        enum ingest_status s = ingest_line(&e, line, len, answers);
+        enum ingest_status s = ingest_line(e, line, len, answers);
         if (s != IN_NONE && s != IN_OK && s != IN_DUPLICATE) {
             errors++;
             size_t alen = evbuffer_get_length(answers);
@@ -101,15 +102,15 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     free(line);
     evbuffer_free(answers);
     if (until) {
-        engine_batch_begin(&e);
-        if (engine_advance(&e, until_ms) < 0)
+        if (engine_advance(e, until_ms) < 0)
             errors++;
     }
-    engine_batch_commit(&e);
+    if (engine_commit(e) < 0)
+        errors++;
     print_actions(store_db(st), 0, NULL, stdout);
     code = errors ? 1 : 0;
 out:
-    engine_close(&e);
+    engine_free(e);
     store_close(st);
     plugins_unload_all();
     if (in != stdin)

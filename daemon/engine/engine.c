@@ -9,7 +9,7 @@
  * Timers fire the same way (fire_timers), with the due time as their now.
  */
 #define _GNU_SOURCE
-#include "engine/engine.h"
+#include "engine/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -121,24 +121,33 @@ static void free_counted(struct engine *e)
     e->n_counted = 0;
 }
 
-int engine_open(struct engine *e, struct store *st, int clock_event)
+int engine_new(struct store *st, const struct engine_opts *o, struct engine **out, char *err,
+               size_t errlen)
 {
-    memset(e, 0, sizeof(*e));
+    struct engine *e = xcalloc(1, sizeof(*e));
     e->st = st;
-    e->clock_event = clock_event;
-    if (store_meta_get(st, "clock_now", &e->now) < 0)
+    e->clock_event = o->clock_event;
+    int rc = store_meta_get(st, "clock_now", &e->now);
+    if (rc == -ENOENT) {
         e->now = 0;
+        rc = 0;
+    }
     e->saved_now = e->now;
     e->next_due = store_timer_min(st);
-    if (store_counted_list(st, &e->counted, &e->n_counted) < 0)
+    if (rc < 0 || store_counted_list(st, &e->counted, &e->n_counted) < 0) {
+        snprintf(err, errlen, "database: %s", store_errmsg(st));
+        engine_free(e);
         return -EIO;
+    }
+    *out = e;
     return 0;
 }
 
-void engine_close(struct engine *e)
+void engine_free(struct engine *e)
 {
+    if (!e)
+        return;
     world_free(e->w);
-    e->w = NULL;
     free_counted(e);
     for (size_t i = e->q_head; i < e->q_len; i++) {
         free(e->q[i].kind);
@@ -147,6 +156,47 @@ void engine_close(struct engine *e)
         json_decref(e->q[i].props);
     }
     free(e->q);
+    free(e);
+}
+
+const struct config *engine_config(const struct engine *e)
+{
+    return e->w ? e->w->cfg : NULL;
+}
+
+size_t engine_campaigns(const struct engine *e)
+{
+    return e->w ? e->w->n : 0;
+}
+
+size_t world_campaigns(const struct world *w)
+{
+    return w->n;
+}
+
+const struct config *world_config(const struct world *w)
+{
+    return w->cfg;
+}
+
+int64_t engine_next_due(const struct engine *e)
+{
+    return e->next_due;
+}
+
+int engine_clock_event(const struct engine *e)
+{
+    return e->clock_event;
+}
+
+int engine_batch_size(const struct engine *e)
+{
+    return e->in_batch ? e->batch_n : 0;
+}
+
+void engine_stats(const struct engine *e, struct engine_stats *out)
+{
+    *out = e->stats;
 }
 
 int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
@@ -259,7 +309,7 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         int rc = c->mod->d.on_event(&ctx, c->data, ev, flags);
         ctx_base_reset(&ctx.base);
         if (rc < 0) {
-            e->plugin_errors++;
+            e->stats.plugin_errors++;
             e->failed = c;
             log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on %s event of user %s (%d)",
                     c->cfg->plugin, ev->type, ev->user, rc);
@@ -318,7 +368,7 @@ int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const 
     if (rc < 0)
         return rc;
     e->n_actions++;
-    e->actions_total++;
+    e->stats.actions_total++;
     if (ctx->depth + 1 > MAX_DEPTH)
         return 0;
     if (e->q_len == e->q_cap) {
@@ -400,7 +450,7 @@ static int fire_timers(struct engine *e, int64_t until)
             rc = c->mod->d.on_timer(&ctx, c->data, rows[i].user, rows[i].name, rows[i].due, flags);
             ctx_base_reset(&ctx.base);
             if (rc < 0) {
-                e->plugin_errors++;
+                e->stats.plugin_errors++;
                 e->failed = c;
                 log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on timer %s of user %s (%d)",
                         c->cfg->plugin, rows[i].name, rows[i].user, rc);
@@ -423,10 +473,25 @@ static int set_now(struct engine *e, int64_t now)
     return 0;
 }
 
+static int batch_begin(struct engine *e)
+{
+    if (e->in_batch)
+        return 0;
+    if (store_begin(e->st) < 0)
+        return -EIO;
+    e->in_batch = 1;
+    e->batch_n = 0;
+    e->batch_now = e->now;
+    return 0;
+}
+
 int engine_advance(struct engine *e, int64_t until)
 {
     int64_t target = e->clock_event && e->now > until ? e->now : until;
     int64_t old_now = e->now;
+    if (batch_begin(e) < 0)
+        return -EIO;
+    e->batch_n++;
     if (store_savepoint(e->st) < 0)
         return -EIO;
     int rc = fire_timers(e, target);
@@ -455,6 +520,11 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
 {
     struct store *st = e->st;
     *n_actions = 0;
+    if (batch_begin(e) < 0) {
+        snprintf(detail, detail_len, "database unavailable: %s", store_errmsg(st));
+        return ENG_INTERNAL;
+    }
+    e->batch_n++;
     if (store_savepoint(st) < 0)
         goto dberr;
     int seen = store_event_remember(st, ev->id);
@@ -525,19 +595,7 @@ dberr:
     return ENG_INTERNAL;
 }
 
-int engine_batch_begin(struct engine *e)
-{
-    if (e->in_batch)
-        return 0;
-    if (store_begin(e->st) < 0)
-        return -EIO;
-    e->in_batch = 1;
-    e->batch_n = 0;
-    e->batch_now = e->now;
-    return 0;
-}
-
-int engine_batch_commit(struct engine *e)
+int engine_commit(struct engine *e)
 {
     if (!e->in_batch)
         return 0;
@@ -554,4 +612,30 @@ int engine_batch_commit(struct engine *e)
     e->now = e->batch_now;
     e->next_due = store_timer_min(e->st);
     return -EIO;
+}
+
+/* ---- direct looks, for the SDK's test kit and tests ---- */
+
+int engine_timer(struct engine *e, const char *campaign, const char *user, const char *name,
+                 int64_t *due)
+{
+    return store_timer_get(e->st, campaign, user, name, due);
+}
+
+int engine_counter(struct engine *e, const char *campaign, const char *user, const char *key,
+                   int64_t *value)
+{
+    *value = store_counter_get(e->st, campaign, user, key);
+    return 0;
+}
+
+int engine_state(struct engine *e, const char *campaign, const char *user, const char *key,
+                 char **val, size_t *len)
+{
+    return store_state_get(e->st, campaign, user, key, val, len);
+}
+
+int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p)
+{
+    return store_profile_put(e->st, user, p);
 }

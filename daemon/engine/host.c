@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "engine/engine.h"
 #include "engine/hostcommon.h"
+#include "engine/internal.h"
 #include "lib/log.h"
 
 static void ctx_logv(int level, const char *campaign, const char *fmt, va_list ap)

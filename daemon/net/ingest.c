@@ -59,7 +59,7 @@ static int blank(const char *s, size_t n)
 
 enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, struct evbuffer *out)
 {
-    const struct config *cfg = e->w->cfg;
+    const struct config *cfg = engine_config(e);
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (blank(line, len))
@@ -77,12 +77,6 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
     int n_actions = 0;
     switch (event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo)) {
     case EV_OK:
-        if (engine_batch_begin(e) < 0) {
-            snprintf(detail, sizeof(detail), "database unavailable");
-            st = IN_INTERNAL;
-            break;
-        }
-        e->batch_n++;
         switch (engine_event(e, &ev, now, &n_actions, detail, sizeof(detail))) {
         case ENG_OK:
             st = IN_OK;

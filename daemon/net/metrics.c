@@ -16,17 +16,19 @@ static const int64_t bounds[METRICS_BUCKETS] = {50,   100,   250,   500,   1000,
 static const int64_t batch_bounds[METRICS_BUCKETS] = {1,   2,   5,   10,   20,   50,
                                                       100, 200, 500, 1000, 2000, 5000};
 
-void metrics_init(struct metrics *m, struct engine *e)
+void metrics_init(struct metrics *m, struct engine *e, struct store *store)
 {
+    struct engine_stats es;
+    engine_stats(e, &es);
     memset(m, 0, sizeof(*m));
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_db(e->st), "SELECT coalesce(max(seq), 0) FROM actions", -1, &st,
+    if (sqlite3_prepare_v2(store_db(store), "SELECT coalesce(max(seq), 0) FROM actions", -1, &st,
                            NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW)
             m->action_seq = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
     }
-    m->engine_actions = e->actions_total;
+    m->engine_actions = es.actions_total;
 }
 
 void metrics_free(struct metrics *m)
@@ -42,13 +44,15 @@ void metrics_free(struct metrics *m)
     m->actions_q = NULL;
 }
 
-void metrics_actions_update(struct metrics *m, struct engine *e)
+void metrics_actions_update(struct metrics *m, struct engine *e, struct store *store)
 {
-    if (e->actions_total == m->engine_actions || e->in_batch)
+    struct engine_stats es;
+    engine_stats(e, &es);
+    if (es.actions_total == m->engine_actions || engine_batch_size(e))
         return;
-    m->engine_actions = e->actions_total;
+    m->engine_actions = es.actions_total;
     if (!m->actions_q &&
-        sqlite3_prepare_v3(store_db(e->st),
+        sqlite3_prepare_v3(store_db(store),
                            "SELECT campaign, kind, count(*), max(seq) FROM actions WHERE seq > ?1 "
                            "GROUP BY campaign, kind",
                            -1, SQLITE_PREPARE_PERSISTENT, &m->actions_q, NULL) != SQLITE_OK)
@@ -125,8 +129,9 @@ static void add_label(struct evbuffer *out, const char *v)
 static void render_budgets(struct engine *e, struct evbuffer *out)
 {
     int head = 0;
-    for (size_t i = 0; e->w && i < e->w->n; i++) {
-        const struct campaign_cfg *cc = e->w->c[i].cfg;
+    const struct config *cfg = engine_config(e);
+    for (size_t i = 0; cfg && i < cfg->n_campaigns; i++) {
+        const struct campaign_cfg *cc = &cfg->campaigns[i];
         if (strcmp(cc->plugin, "coupon") != 0)
             continue;
         int64_t budget;
@@ -141,7 +146,9 @@ static void render_budgets(struct engine *e, struct evbuffer *out)
                                      "# TYPE mktd_coupon_budget_left gauge\n");
             head = 1;
         }
-        int64_t spent = store_counter_get(e->st, cc->id, NULL, "budget");
+        int64_t spent = 0;
+        if (engine_counter(e, cc->id, NULL, "budget", &spent) < 0)
+            spent = 0;
         int64_t left = budget > spent ? budget - spent : 0;
         evbuffer_add_printf(out,
                             "mktd_coupon_budget{campaign=\"%s\"} %" PRId64 "\n"
@@ -150,8 +157,11 @@ static void render_budgets(struct engine *e, struct evbuffer *out)
     }
 }
 
-void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *out)
+void metrics_render(const struct metrics *m, struct engine *e, struct store *store,
+                    struct evbuffer *out)
 {
+    struct engine_stats es;
+    engine_stats(e, &es);
     evbuffer_add_printf(out, "# HELP mktd_events_total Input lines answered, by status.\n"
                              "# TYPE mktd_events_total counter\n");
     for (int i = IN_OK; i < IN__COUNT; i++)
@@ -214,7 +224,7 @@ void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *
                         "# TYPE mktd_actions_recorded_total counter\n"
                         "mktd_actions_recorded_total %" PRIu64 "\n",
                         m->connections, m->connections_total, m->reloads_ok, m->reloads_failed,
-                        e->plugin_errors, m->actions_committed);
+                        es.plugin_errors, m->actions_committed);
     evbuffer_add_printf(out, "# HELP mktd_actions_total Actions committed by this process, by "
                              "campaign and kind.\n"
                              "# TYPE mktd_actions_total counter\n");
@@ -226,7 +236,7 @@ void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *
         evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions[i].n);
     }
     uint64_t waits, wait_us;
-    store_lock_waits(e->st, &waits, &wait_us);
+    store_lock_waits(store, &waits, &wait_us);
     evbuffer_add_printf(out,
                         "# HELP mktd_db_lock_waits_total Times a transaction waited for a lock "
                         "held by another connection (the checkpointer, a backup).\n"
@@ -237,7 +247,7 @@ void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *
                         "mktd_db_lock_wait_seconds_total %.6f\n",
                         waits, (double)wait_us / 1e6);
     struct checkpointer_stats ck;
-    if (store_checkpoint_stats(e->st, &ck) == 0)
+    if (store_checkpoint_stats(store, &ck) == 0)
         evbuffer_add_printf(out,
                             "# HELP mktd_checkpoint_rounds_total Background checkpoint rounds.\n"
                             "# TYPE mktd_checkpoint_rounds_total counter\n"

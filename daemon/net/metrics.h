@@ -38,13 +38,14 @@ struct metrics {
 };
 
 /* Starts counting actions from the database's last one. */
-void metrics_init(struct metrics *m, struct engine *e);
+void metrics_init(struct metrics *m, struct engine *e, struct store *store);
 /* Before the store closes: it holds a statement on its database. */
 void metrics_free(struct metrics *m);
 int64_t metrics_now_us(void);
 void metrics_commit(struct metrics *m, int batch, int64_t us, int ok);
 /* After a commit: counts the actions it made (cheap when there are none). */
-void metrics_actions_update(struct metrics *m, struct engine *e);
-void metrics_render(const struct metrics *m, struct engine *e, struct evbuffer *out);
+void metrics_actions_update(struct metrics *m, struct engine *e, struct store *store);
+void metrics_render(const struct metrics *m, struct engine *e, struct store *store,
+                    struct evbuffer *out);
 
 #endif

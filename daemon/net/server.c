@@ -36,6 +36,7 @@
 #endif
 
 #include "engine/engine.h"
+#include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/log.h"
 #include "net/ingest.h"
@@ -77,7 +78,7 @@ struct server {
     struct event_base *base;
     char *config_path;
     struct store *st;
-    struct engine eng;
+    struct engine *eng;
     struct evconnlistener **ls;
     size_t n_ls;
     struct evhttp *http;
@@ -101,7 +102,7 @@ struct server {
 
 static const struct config *cfg_of(struct server *s)
 {
-    return s->eng.w->cfg;
+    return engine_config(s->eng);
 }
 
 static void notify(const char *msg)
@@ -151,13 +152,13 @@ static void count_answers(struct sink *k)
 /* Commits the open batch and sends every waiting answer. */
 static void commit_and_flush(struct server *s)
 {
-    if (s->eng.in_batch) {
-        int n = s->eng.batch_n;
+    int n = engine_batch_size(s->eng);
+    if (n > 0) {
         int64_t t0 = metrics_now_us();
-        int rc = engine_batch_commit(&s->eng);
+        int rc = engine_commit(s->eng);
         metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
         if (rc == 0)
-            metrics_actions_update(&s->m, &s->eng);
+            metrics_actions_update(&s->m, s->eng, s->st);
         if (rc < 0) {
             /* Nothing of the batch happened: no answer may say ok (each
              * sink's flush says so in its own way). */
@@ -193,19 +194,19 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
-    int was_open = s->eng.in_batch;
-    enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
+    int was_open = engine_batch_size(s->eng) > 0;
+    enum ingest_status st = ingest_line(s->eng, line, len, k->pending);
     if (st == IN_NONE)
         return;
     k->counts[st]++;
     mark_dirty(k);
-    if (!s->eng.in_batch)
+    if (!engine_batch_size(s->eng))
         return;
     int64_t now = metrics_now_us();
     if (!was_open)
         s->batch_t0 = now;
     /* Full, or open for max_delay_ms while reads kept coming: commit. */
-    if (s->eng.batch_n >= cfg_of(s)->max_batch ||
+    if (engine_batch_size(s->eng) >= cfg_of(s)->max_batch ||
         now - s->batch_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
         commit_and_flush(s);
 }
@@ -215,25 +216,23 @@ static void take_line(struct sink *k, const char *line, size_t len)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
-    if (engine_batch_begin(&s->eng) == 0) {
-        if (engine_advance(&s->eng, wall_ms()) < 0) {
-            log_error("firing timers failed; they will be tried again in 1 s");
-            s->timer_retry_at = wall_ms() + 1000;
-        }
-        s->eng.batch_n++;
+    if (engine_advance(s->eng, wall_ms()) < 0) {
+        log_error("firing timers failed; they will be tried again in 1 s");
+        s->timer_retry_at = wall_ms() + 1000;
     }
     commit_and_flush(s);
 }
 
 static void reschedule_timer(struct server *s)
 {
-    if (s->eng.clock_event || s->stopping)
+    if (engine_clock_event(s->eng) || s->stopping)
         return;
-    if (s->eng.next_due == INT64_MAX) {
+    if (engine_next_due(s->eng) == INT64_MAX) {
         evtimer_del(s->timer_ev);
         return;
     }
-    int64_t due = s->eng.next_due > s->timer_retry_at ? s->eng.next_due : s->timer_retry_at;
+    int64_t next = engine_next_due(s->eng);
+    int64_t due = next > s->timer_retry_at ? next : s->timer_retry_at;
     int64_t delay = due - wall_ms();
     if (delay < 0)
         delay = 0;
@@ -617,7 +616,7 @@ static void http_health(struct evhttp_request *req, void *arg)
     struct server *s = arg;
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"campaigns\":%zu,\"connections\":%d}\n",
-                        s->stopping ? "stopping" : "ok", s->eng.w->n, s->n_conns);
+                        s->stopping ? "stopping" : "ok", engine_campaigns(s->eng), s->n_conns);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, s->stopping ? 503 : 200, "OK", b);
     evbuffer_free(b);
@@ -626,10 +625,10 @@ static void http_health(struct evhttp_request *req, void *arg)
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
-    if (s->eng.in_batch)
+    if (engine_batch_size(s->eng))
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
-    metrics_render(&s->m, &s->eng, b);
+    metrics_render(&s->m, s->eng, s->st, b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -708,12 +707,15 @@ static int reload_allowed(struct server *s, const struct config *nc)
         return 0;
     }
     for (size_t i = 0; i < nc->n_campaigns; i++) {
-        struct campaign *c = engine_campaign(&s->eng, nc->campaigns[i].id);
-        if (c && strcmp(c->cfg->plugin, nc->campaigns[i].plugin) != 0) {
-            log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
-                      "needs a restart",
-                      c->cfg->id, c->cfg->plugin, nc->campaigns[i].plugin);
-            return 0;
+        for (size_t j = 0; j < oc->n_campaigns; j++) {
+            const struct campaign_cfg *c = &oc->campaigns[j];
+            if (strcmp(c->id, nc->campaigns[i].id) == 0 &&
+                strcmp(c->plugin, nc->campaigns[i].plugin) != 0) {
+                log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
+                          "needs a restart",
+                          c->id, c->plugin, nc->campaigns[i].plugin);
+                return 0;
+            }
         }
     }
     return 1;
@@ -747,7 +749,7 @@ static void reload(struct server *s)
     errs_free(&errs);
     commit_and_flush(s); /* between batches */
     char err[512];
-    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+    if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("reload failed: %s; the running config stays", err);
         world_free(w);
         s->m.reloads_failed++;
@@ -764,7 +766,7 @@ static void reload(struct server *s)
         }
         if (s->http)
             evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
-        log_info("reloaded: %zu campaigns in %.1f ms", w->n,
+        log_info("reloaded: %zu campaigns in %.1f ms", world_campaigns(w),
                  (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
     }
@@ -873,8 +875,13 @@ int server_run(const char *config_path)
         free(s->config_path);
         return 1;
     }
-    engine_open(&s->eng, s->st, cfg->clock_event);
-    if (engine_swap(&s->eng, w, err, sizeof(err)) < 0) {
+    struct engine_opts eo = {.clock_event = cfg->clock_event};
+    if (engine_new(s->st, &eo, &s->eng, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        world_free(w);
+        goto out;
+    }
+    if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("%s", err);
         world_free(w);
         goto out;
@@ -897,7 +904,7 @@ int server_run(const char *config_path)
     event_add(s->sig_term, NULL);
     event_add(s->sig_int, NULL);
     s->sync_full = cfg->sync_full;
-    metrics_init(&s->m, &s->eng);
+    metrics_init(&s->m, s->eng, s->st);
     activation_init(s);
     int lrc = listen_all(s, cfg);
     if (lrc == 0)
@@ -912,7 +919,7 @@ int server_run(const char *config_path)
         evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
-    log_info("mktd ready: %zu campaigns, clock %s, database %s", s->eng.w->n,
+    log_info("mktd ready: %zu campaigns, clock %s, database %s", engine_campaigns(s->eng),
              cfg->clock_event ? "event" : "wall", cfg->database);
     notify("READY=1");
     event_base_dispatch(s->base);
@@ -943,7 +950,7 @@ out:
             event_free(evs[i]);
     if (s->base)
         event_base_free(s->base);
-    engine_close(&s->eng);
+    engine_free(s->eng);
     metrics_free(&s->m);
     store_close(s->st);
     plugins_unload_all();

@@ -509,6 +509,22 @@ int store_profile_update(struct store *s, const char *user, int64_t ts, int is_o
     return 0;
 }
 
+int store_profile_put(struct store *s, const char *user, const mktd_profile *p)
+{
+    mktd_profile old;
+    int rc = store_profile_get(s, user, &old);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    sqlite3_stmt *st = s->q[rc == -ENOENT ? Q_PROFILE_INSERT : Q_PROFILE_SET];
+    bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 2, p->events);
+    sqlite3_bind_int64(st, 3, p->orders);
+    sqlite3_bind_int64(st, 4, p->spent);
+    sqlite3_bind_int64(st, 5, p->first_seen);
+    sqlite3_bind_int64(st, 6, p->last_seen);
+    return run(s, st) < 0 ? -EIO : 0;
+}
+
 int store_profile_get(struct store *s, const char *user, mktd_profile *out)
 {
     sqlite3_stmt *st = s->q[Q_PROFILE_GET];

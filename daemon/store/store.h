@@ -47,6 +47,7 @@ int store_action_insert(struct store *s, int64_t ts, const char *campaign, const
 int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
                          int64_t amount, mktd_profile *out);
 int store_profile_get(struct store *s, const char *user, mktd_profile *out); /* -ENOENT */
+int store_profile_put(struct store *s, const char *user, const mktd_profile *p);
 int store_users_foreach(struct store *s, int (*cb)(void *, const char *, const mktd_profile *),
                         void *arg);
 int store_count_inc(struct store *s, const char *user, const char *type);

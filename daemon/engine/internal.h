@@ -1,0 +1,78 @@
+/* What engine.c, host.c and the working set share, and nobody else sees:
+ * the engine's fields, campaigns, and a plugin callback's context. */
+#ifndef MKTD_ENGINE_INTERNAL_H
+#define MKTD_ENGINE_INTERNAL_H
+
+#include <jansson.h>
+#include <mktd/plugin.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/hostcommon.h"
+#include "engine/plugins.h"
+
+struct campaign {
+    const struct campaign_cfg *cfg;
+    const struct plugin_mod *mod;
+    void *data;
+    size_t index;
+    int first_of_plugin;
+};
+
+struct world {
+    struct config *cfg;
+    struct campaign *c;
+    size_t n;
+};
+
+/* An internal event waiting to be evaluated (breadth-first). */
+struct pending {
+    int64_t ts;
+    char *kind, *user, *source;
+    json_t *props;
+    int depth;
+};
+
+struct engine {
+    struct store *st;
+    struct world *w;
+    int clock_event;
+    int64_t now;       /* the clock; under `clock: event` the largest ts so far */
+    int64_t saved_now; /* the clock as the database has it */
+    int64_t next_due;  /* smallest timer due, INT64_MAX when none */
+    char **counted;    /* types counted for user.count.<type> */
+    size_t n_counted;
+    /* the cause being evaluated */
+    struct pending *q;
+    size_t q_head, q_len, q_cap;
+    int n_actions;           /* actions of the current input event and its chain */
+    struct campaign *failed; /* the campaign whose plugin failed the event */
+    /* the batch: one transaction for many events */
+    int in_batch;
+    int batch_n;
+    int64_t batch_now;
+    struct engine_stats stats;
+};
+
+/* The campaign with this id in the running world, or NULL. */
+struct campaign *engine_campaign(struct engine *e, const char *id);
+
+/* The host API table handed to plugins (host.c). */
+const mktd_host *host_table(void);
+
+/* One plugin callback's context (host.c). */
+struct mktd_ctx {
+    struct ctx_base base;
+    struct engine *e;
+    struct campaign *c;
+    int64_t now;          /* action ts */
+    const char *event_id; /* the input event, NULL for timers */
+    int depth;            /* depth of what is being handled */
+};
+void ctx_init(struct mktd_ctx *ctx, struct engine *e, struct campaign *c, int64_t now,
+              const char *event_id, int depth);
+/* Records an action and queues its internal event (host.c's emit). */
+int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const char *user,
+                json_t *payload);
+
+#endif
