@@ -98,6 +98,8 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
             fprintf(stderr, "%.*s", (int)alen, (const char *)evbuffer_pullup(answers, -1));
         }
         evbuffer_drain(answers, evbuffer_get_length(answers));
+        if (engine_batch_size(e) >= 1024 && engine_commit(e) < 0)
+            errors++;
     }
     free(line);
     evbuffer_free(answers);

@@ -1,12 +1,16 @@
 /*
- * The way an event travels, once it is decoded and valid:
+ * The way an event travels, once it is decoded and valid (engine_event):
  *
- *   engine_event: savepoint -> remember id (or duplicate) -> fire due timers
- *   -> move the clock -> update the profile -> campaigns in config order ->
- *   the internal events of their actions, breadth-first, to depth 4 ->
- *   release (or roll back whole when a plugin failed).
+ *   duplicate? (the working set remembers ids) -> fire due timers -> move
+ *   the clock -> update the profile -> campaigns in config order -> the
+ *   internal events of their actions, breadth-first, to depth 4 -> the id
+ *   is remembered; or, when a plugin failed, everything since the event's
+ *   mark in the undo log is taken back.
  *
- * Timers fire the same way (fire_timers), with the due time as their now.
+ * Everything happens in memory (ws.c); engine_commit writes the batch in
+ * one transaction: changed rows sorted by key, then the actions in order.
+ * Timers fire the same way (fire_timers), with the due time as their now;
+ * a timer that fails is undone alone and set aside (spec 12).
  */
 #define _GNU_SOURCE
 #include "engine/internal.h"
@@ -17,9 +21,12 @@
 #include <string.h>
 
 #include "engine/cond.h"
+#include "engine/ws.h"
 #include "lib/log.h"
 
 #define MAX_DEPTH 4
+
+static int write_actions(struct engine *e);
 
 /* ---- worlds ---- */
 
@@ -112,6 +119,10 @@ struct campaign *engine_campaign(struct engine *e, const char *id)
 
 /* ---- the engine ---- */
 
+/* Default working-set budget: sized so that the daemon stays under ~150 MB
+ * of RSS with SQLite's 64 MB page cache. */
+#define WS_DEFAULT_BUDGET ((size_t)48 << 20)
+
 static void free_counted(struct engine *e)
 {
     for (size_t i = 0; i < e->n_counted; i++)
@@ -127,14 +138,15 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     struct engine *e = xcalloc(1, sizeof(*e));
     e->st = st;
     e->clock_event = o->clock_event;
+    e->ws = ws_new(st, o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET);
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;
         rc = 0;
     }
     e->saved_now = e->now;
-    e->next_due = store_timer_min(st);
-    if (rc < 0 || store_counted_list(st, &e->counted, &e->n_counted) < 0) {
+    if (rc < 0 || store_timer_next(st, &e->next_due) < 0 ||
+        store_counted_list(st, &e->counted, &e->n_counted) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         engine_free(e);
         return -EIO;
@@ -143,19 +155,56 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     return 0;
 }
 
+static void pending_free(struct pending *p)
+{
+    free(p->kind);
+    free(p->user);
+    free(p->source);
+    json_decref(p->props);
+}
+
+static void queue_clear(struct engine *e)
+{
+    for (size_t i = e->q_head; i < e->q_len; i++)
+        pending_free(&e->q[i]);
+    e->q_head = e->q_len = 0;
+}
+
+static void actions_truncate(struct engine *e, size_t n)
+{
+    while (e->n_act > n) {
+        struct action *a = &e->act[--e->n_act];
+        free(a->kind);
+        free(a->user);
+        free(a->event_id);
+        free(a->payload);
+    }
+}
+
+static void aside_clear(struct engine *e)
+{
+    for (size_t i = 0; i < e->n_aside; i++) {
+        free(e->aside[i].campaign);
+        free(e->aside[i].user);
+        free(e->aside[i].name);
+        free(e->aside[i].error);
+    }
+    e->n_aside = 0;
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)
         return;
     world_free(e->w);
     free_counted(e);
-    for (size_t i = e->q_head; i < e->q_len; i++) {
-        free(e->q[i].kind);
-        free(e->q[i].user);
-        free(e->q[i].source);
-        json_decref(e->q[i].props);
-    }
+    queue_clear(e);
     free(e->q);
+    actions_truncate(e, 0);
+    free(e->act);
+    aside_clear(e);
+    free(e->aside);
+    ws_free(e->ws);
     free(e);
 }
 
@@ -197,11 +246,32 @@ int engine_batch_size(const struct engine *e)
 void engine_stats(const struct engine *e, struct engine_stats *out)
 {
     *out = e->stats;
+    struct ws_stats w;
+    ws_stats(e->ws, &w);
+    out->ws_entries = w.entries;
+    out->ws_bytes = w.bytes;
+    out->ws_hits = w.hits;
+    out->ws_misses = w.misses;
+    out->ws_evictions = w.evictions;
+}
+
+/* Re-reads the next timer's due time after the working set was written. */
+static int refresh_next_due(struct engine *e)
+{
+    if (ws_flush(e->ws) < 0 || store_timer_next(e->st, &e->next_due) < 0) {
+        e->io_failed = 1;
+        return -EIO;
+    }
+    return 0;
 }
 
 int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
 {
     struct store *st = e->st;
+    if (e->in_batch && engine_commit(e) < 0) {
+        snprintf(err, errlen, "database: the open batch could not be committed");
+        return -EIO;
+    }
     if (store_begin(st) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         return -EIO;
@@ -225,6 +295,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     /* on_load sees the new world as the running one. */
     struct world *old = e->w;
     e->w = w;
+    e->io_failed = 0;
     for (size_t i = 0; i < w->n; i++) {
         struct campaign *c = &w->c[i];
         int first = store_campaign_seen(st, c->cfg->id, c->cfg->plugin);
@@ -238,25 +309,38 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         ctx_init(&ctx, e, c, e->now, NULL, 0);
         int rc = c->mod->d.on_load(&ctx, c->data, first);
         ctx_base_reset(&ctx.base);
-        if (rc < 0) {
+        if (rc < 0 || e->io_failed) {
             e->w = old;
-            snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)", c->cfg->id,
-                     c->cfg->plugin, rc);
+            if (e->io_failed)
+                snprintf(err, errlen, "campaign %s: database: %s", c->cfg->id, store_errmsg(st));
+            else
+                snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)",
+                         c->cfg->id, c->cfg->plugin, rc);
             store_rollback(st);
-            e->next_due = store_timer_min(st);
-            return rc;
+            ws_rolled_back(e->ws);
+            queue_clear(e);
+            actions_truncate(e, 0);
+            store_timer_next(st, &e->next_due);
+            return rc < 0 ? rc : -EIO;
         }
     }
-    if (store_commit(st) < 0) {
+    queue_clear(e); /* on_load's actions raise no internal events */
+    if (ws_flush(e->ws) < 0 || write_actions(e) < 0 || store_commit(st) < 0) {
         e->w = old;
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         store_rollback(st);
+        ws_rolled_back(e->ws);
+        actions_truncate(e, 0);
+        store_timer_next(st, &e->next_due);
         return -EIO;
     }
+    ws_committed(e->ws);
+    e->stats.actions_total += e->n_act;
+    actions_truncate(e, 0);
     world_free(old);
     free_counted(e);
     store_counted_list(st, &e->counted, &e->n_counted);
-    e->next_due = store_timer_min(st);
+    store_timer_next(st, &e->next_due);
     return 0;
 dberr:
     snprintf(err, errlen, "database: %s", store_errmsg(st));
@@ -268,7 +352,12 @@ dberr:
 
 static int64_t count_cb(void *arg, const char *user, const char *type)
 {
-    return store_count_get(((struct engine *)arg)->st, user, type);
+    struct engine *e = arg;
+    int64_t n = 0;
+    int rc = ws_get_int(e->ws, WS_COUNT, "", user, type, &n);
+    if (rc == -EIO)
+        e->io_failed = 1;
+    return rc == 0 ? n : 0;
 }
 
 static int in_window(const struct campaign_cfg *cc, int64_t ts)
@@ -298,40 +387,35 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         if (in_window(c->cfg, ev->ts)) {
             flags |= MKTD_F_ACTIVE;
             if (c->cfg->has_when && c->cfg->n_conds && !have_profile) {
-                in.profile = store_profile_get(e->st, ev->user, &prof) == 0 ? &prof : NULL;
+                int rc = ws_get_profile(e->ws, ev->user, &prof);
+                if (rc == -EIO) {
+                    e->io_failed = 1;
+                    return rc;
+                }
+                in.profile = rc == 0 ? &prof : NULL;
                 have_profile = 1;
             }
             if (when_matches(c->cfg, &in))
                 flags |= MKTD_F_MATCH;
+            if (e->io_failed)
+                return -EIO;
         }
         struct mktd_ctx ctx;
         ctx_init(&ctx, e, c, now, event_id, ev->depth);
         int rc = c->mod->d.on_event(&ctx, c->data, ev, flags);
         ctx_base_reset(&ctx.base);
+        if (e->io_failed)
+            return -EIO; /* a storage error, whatever the plugin made of it */
         if (rc < 0) {
             e->stats.plugin_errors++;
             e->failed = c;
+            e->failed_rc = rc;
             log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on %s event of user %s (%d)",
                     c->cfg->plugin, ev->type, ev->user, rc);
             return rc;
         }
     }
     return 0;
-}
-
-static void pending_free(struct pending *p)
-{
-    free(p->kind);
-    free(p->user);
-    free(p->source);
-    json_decref(p->props);
-}
-
-static void queue_clear(struct engine *e)
-{
-    for (size_t i = e->q_head; i < e->q_len; i++)
-        pending_free(&e->q[i]);
-    e->q_head = e->q_len = 0;
 }
 
 /* Evaluates queued internal events breadth-first. */
@@ -362,13 +446,17 @@ int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const 
     char *text = json_dumps(payload, JSON_COMPACT);
     if (!text)
         return -ENOMEM;
-    int rc = store_action_insert(e->st, ctx->now, ctx->c->cfg->id, kind, user, ctx->event_id, text,
-                                 NULL);
-    free(text);
-    if (rc < 0)
-        return rc;
+    if (e->n_act == e->cap_act) {
+        e->cap_act = e->cap_act ? e->cap_act * 2 : 64;
+        e->act = xrealloc(e->act, e->cap_act * sizeof(*e->act));
+    }
+    e->act[e->n_act++] = (struct action){.ts = ctx->now,
+                                         .campaign = ctx->c->cfg->id,
+                                         .kind = xstrdup(kind),
+                                         .user = xstrdup(user),
+                                         .event_id = ctx->event_id ? xstrdup(ctx->event_id) : NULL,
+                                         .payload = text};
     e->n_actions++;
-    e->stats.actions_total++;
     if (ctx->depth + 1 > MAX_DEPTH)
         return 0;
     if (e->q_len == e->q_cap) {
@@ -409,13 +497,94 @@ static int cmp_timer(const void *a, const void *b, void *arg)
  * much as firing it). */
 #define TIMER_BATCH 256
 
-/* The live timers due next, at or before until, in firing order. */
+/* The live timers due next, at or before until, in firing order. The
+ * working set is written first, so that the store's order is current. */
 static int next_timers(struct engine *e, int64_t until, struct timer_row **rows, size_t *n)
 {
-    if (store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0)
+    if (ws_flush(e->ws) < 0 || store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0) {
+        e->io_failed = 1;
         return -EIO;
+    }
     if (*n > 1)
         qsort_r(*rows, *n, sizeof(**rows), cmp_timer, e);
+    return 0;
+}
+
+/* Takes the timer (it is gone before its callback): 1, or 0 when it was
+ * moved or cancelled meanwhile, or -EIO. */
+static int timer_take(struct engine *e, const struct timer_row *r)
+{
+    int64_t due;
+    int rc = ws_get_int(e->ws, WS_TIMER, r->campaign, r->user, r->name, &due);
+    if (rc == -ENOENT || (rc == 0 && due != r->due))
+        return 0;
+    if (rc == 0)
+        rc = ws_del(e->ws, WS_TIMER, r->campaign, r->user, r->name);
+    return rc < 0 ? -EIO : 1;
+}
+
+/* A timer whose callback (or chain) failed: gone for good, with its error
+ * kept for `mktd timers --failed`. Its row goes with the batch's commit. */
+static void set_aside(struct engine *e, const struct timer_row *r, const char *error)
+{
+    if (e->n_aside == e->cap_aside) {
+        e->cap_aside = e->cap_aside ? e->cap_aside * 2 : 8;
+        e->aside = xrealloc(e->aside, e->cap_aside * sizeof(*e->aside));
+    }
+    e->aside[e->n_aside++] = (struct aside){.campaign = xstrdup(r->campaign),
+                                            .user = xstrdup(r->user),
+                                            .name = xstrdup(r->name),
+                                            .due = r->due,
+                                            .at = wall_ms(),
+                                            .error = xstrdup(error)};
+    e->stats.timers_failed++;
+}
+
+/* Set-asides survive the undo of the event being evaluated: after an undo
+ * to mark, the timers set aside since are taken again. */
+static void reapply_asides(struct engine *e, size_t from)
+{
+    for (size_t i = from; i < e->n_aside; i++)
+        ws_del(e->ws, WS_TIMER, e->aside[i].campaign, e->aside[i].user, e->aside[i].name);
+}
+
+/* One due timer: its callback and chain. A failure of either is undone
+ * alone and the timer set aside; a storage error fails the caller. */
+static int fire_one(struct engine *e, struct campaign *c, const struct timer_row *r)
+{
+    size_t mark = ws_mark(e->ws), amark = e->n_act;
+    unsigned flags = in_window(c->cfg, r->due) ? MKTD_F_ACTIVE : 0;
+    struct mktd_ctx ctx;
+    ctx_init(&ctx, e, c, r->due, NULL, 0);
+    e->failed = NULL;
+    int rc = c->mod->d.on_timer(&ctx, c->data, r->user, r->name, r->due, flags);
+    ctx_base_reset(&ctx.base);
+    if (rc < 0 && !e->io_failed) {
+        e->stats.plugin_errors++;
+        e->failed = c;
+        e->failed_rc = rc;
+    }
+    if (rc >= 0 && !e->io_failed)
+        rc = run_chain(e, NULL);
+    queue_clear(e);
+    if (e->io_failed)
+        return -EIO;
+    if (rc >= 0)
+        return 0;
+    struct campaign *f = e->failed ? e->failed : c;
+    char error[256];
+    if (f == c)
+        snprintf(error, sizeof(error), "plugin %s failed on timer %s (error %d)", c->cfg->plugin,
+                 r->name, e->failed_rc);
+    else
+        snprintf(error, sizeof(error), "campaign %s (plugin %s) failed in its chain (error %d)",
+                 f->cfg->id, f->cfg->plugin, e->failed_rc);
+    ws_undo_to(e->ws, mark);
+    actions_truncate(e, amark);
+    e->failed = NULL;
+    log_msg(MKTD_LOG_ERROR, c->cfg->id, "timer %s of user %s set aside: %s", r->name, r->user,
+            error);
+    set_aside(e, r, error);
     return 0;
 }
 
@@ -436,40 +605,19 @@ static int fire_timers(struct engine *e, int64_t until)
             if (i > 0 && rows[i].due != rows[i - 1].due && e->next_due <= rows[i].due)
                 break;
             struct campaign *c = engine_campaign(e, rows[i].campaign);
-            rc = store_timer_take(e->st, rows[i].campaign, rows[i].user, rows[i].name, rows[i].due);
-            if (rc < 0)
-                break;
-            if (rc == 0) /* an earlier callback moved or cancelled it */
+            rc = timer_take(e, &rows[i]);
+            if (rc <= 0)
                 continue;
             rc = 0;
-            if (!c || !c->mod->d.on_timer)
-                continue;
-            unsigned flags = in_window(c->cfg, rows[i].due) ? MKTD_F_ACTIVE : 0;
-            struct mktd_ctx ctx;
-            ctx_init(&ctx, e, c, rows[i].due, NULL, 0);
-            rc = c->mod->d.on_timer(&ctx, c->data, rows[i].user, rows[i].name, rows[i].due, flags);
-            ctx_base_reset(&ctx.base);
-            if (rc < 0) {
-                e->stats.plugin_errors++;
-                e->failed = c;
-                log_msg(MKTD_LOG_ERROR, c->cfg->id, "plugin %s failed on timer %s of user %s (%d)",
-                        c->cfg->plugin, rows[i].name, rows[i].user, rc);
-                break;
-            }
-            rc = run_chain(e, NULL);
+            if (c && c->mod->d.on_timer)
+                rc = fire_one(e, c, &rows[i]);
         }
         store_timer_rows_free(rows, n);
         if (rc < 0)
             return rc;
-        e->next_due = store_timer_min(e->st);
+        if (refresh_next_due(e) < 0)
+            return -EIO;
     }
-    return 0;
-}
-
-/* The clock moves in memory; the batch's commit stores it. */
-static int set_now(struct engine *e, int64_t now)
-{
-    e->now = now;
     return 0;
 }
 
@@ -482,61 +630,101 @@ static int batch_begin(struct engine *e)
     e->in_batch = 1;
     e->batch_n = 0;
     e->batch_now = e->now;
+    e->batch_next_due = e->next_due;
     return 0;
+}
+
+/* Takes back everything since the marks (a failed event or advance); the
+ * timers set aside meanwhile stay set aside. */
+static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark, int64_t old_now,
+                    int64_t old_next_due)
+{
+    ws_undo_to(e->ws, mark);
+    actions_truncate(e, amark);
+    reapply_asides(e, aside_mark);
+    e->now = old_now;
+    e->next_due = old_next_due;
+    queue_clear(e);
 }
 
 int engine_advance(struct engine *e, int64_t until)
 {
     int64_t target = e->clock_event && e->now > until ? e->now : until;
-    int64_t old_now = e->now;
     if (batch_begin(e) < 0)
         return -EIO;
     e->batch_n++;
-    if (store_savepoint(e->st) < 0)
-        return -EIO;
+    size_t mark = ws_mark(e->ws), amark = e->n_act, aside_mark = e->n_aside;
+    int64_t old_now = e->now, old_next_due = e->next_due;
+    e->io_failed = 0;
     int rc = fire_timers(e, target);
     if (rc == 0 && e->clock_event)
-        rc = set_now(e, target);
+        e->now = target;
     queue_clear(e);
     if (rc < 0) {
-        /* all or nothing, as for an event: the timers fire again later */
-        store_rollback_to(e->st);
-        e->now = old_now;
-        e->next_due = store_timer_min(e->st);
+        /* a storage error: the timers fire again later */
+        undo_to(e, mark, amark, aside_mark, old_now, old_next_due);
         return rc;
     }
-    return store_release(e->st);
+    return 0;
 }
 
-static void count_types(struct engine *e, const char *user, const char *type, int *rc)
+static int count_types(struct engine *e, const char *user, const char *type)
 {
-    for (size_t i = 0; i < e->n_counted && *rc == 0; i++)
-        if (strcmp(e->counted[i], type) == 0)
-            *rc = store_count_inc(e->st, user, type);
+    for (size_t i = 0; i < e->n_counted; i++) {
+        if (strcmp(e->counted[i], type) != 0)
+            continue;
+        int64_t n = 0;
+        int rc = ws_get_int(e->ws, WS_COUNT, "", user, type, &n);
+        if (rc == -EIO || ws_put_int(e->ws, WS_COUNT, "", user, type, n + 1) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* The profile with this event counted in. */
+static int profile_update(struct engine *e, const struct event *ev, int64_t ts, mktd_profile *p)
+{
+    int is_order = strcmp(ev->type, "order.paid") == 0;
+    int64_t add = 0;
+    if (is_order) {
+        json_t *a = ev->props ? json_object_get(ev->props, "amount") : NULL;
+        add = json_is_integer(a) && json_integer_value(a) > 0 ? json_integer_value(a) : 0;
+    }
+    int rc = ws_get_profile(e->ws, ev->user, p);
+    if (rc == -ENOENT) {
+        *p = (mktd_profile){.first_seen = ts, .last_seen = ts};
+    } else if (rc < 0) {
+        return rc;
+    }
+    p->events++;
+    p->orders += is_order ? 1 : 0;
+    p->spent = p->spent > INT64_MAX - add ? INT64_MAX : p->spent + add;
+    p->first_seen = ts < p->first_seen ? ts : p->first_seen;
+    p->last_seen = ts > p->last_seen ? ts : p->last_seen;
+    return ws_put_profile(e->ws, ev->user, p);
 }
 
 enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t receipt_ms,
                              int *n_actions, char *detail, size_t detail_len)
 {
-    struct store *st = e->st;
     *n_actions = 0;
     if (batch_begin(e) < 0) {
-        snprintf(detail, detail_len, "database unavailable: %s", store_errmsg(st));
+        snprintf(detail, detail_len, "database unavailable: %s", store_errmsg(e->st));
         return ENG_INTERNAL;
     }
     e->batch_n++;
-    if (store_savepoint(st) < 0)
-        goto dberr;
-    int seen = store_event_remember(st, ev->id);
-    if (seen < 0) {
-        store_rollback_to(st);
-        goto dberr;
-    }
-    if (seen == 1) {
-        store_release(st);
+    e->io_failed = 0;
+    e->failed = NULL;
+    const char *dup_val;
+    int seen = ws_get_str(e->ws, WS_EVENT, "", "", ev->id, &dup_val, NULL);
+    if (seen == 0)
         return ENG_DUPLICATE;
+    if (seen != -ENOENT) {
+        snprintf(detail, detail_len, "database error: %s", store_errmsg(e->st));
+        return ENG_INTERNAL;
     }
-    int64_t old_now = e->now;
+    size_t mark = ws_mark(e->ws), amark = e->n_act, aside_mark = e->n_aside;
+    int64_t old_now = e->now, old_next_due = e->next_due;
     int64_t ts, target;
     if (e->clock_event) {
         ts = ev->has_ts ? ev->ts : e->now;
@@ -545,22 +733,15 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         ts = ev->has_ts ? ev->ts : receipt_ms;
         target = receipt_ms;
     }
-    e->failed = NULL;
     int rc = fire_timers(e, target);
     if (rc == 0)
-        rc = set_now(e, target);
+        e->now = target;
     e->n_actions = 0;
     mktd_profile prof;
-    if (rc == 0) {
-        int is_order = strcmp(ev->type, "order.paid") == 0;
-        int64_t amount = 0;
-        if (is_order) {
-            json_t *a = ev->props ? json_object_get(ev->props, "amount") : NULL;
-            amount = json_is_integer(a) ? json_integer_value(a) : 0;
-        }
-        rc = store_profile_update(st, ev->user, ts, is_order, amount, &prof);
-        count_types(e, ev->user, ev->type, &rc);
-    }
+    if (rc == 0)
+        rc = profile_update(e, ev, ts, &prof);
+    if (rc == 0)
+        rc = count_types(e, ev->user, ev->type);
     if (rc == 0) {
         mktd_event mev = {.id = ev->id,
                           .type = ev->type,
@@ -573,26 +754,33 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         if (rc == 0)
             rc = run_chain(e, ev->id);
     }
+    if (rc == 0)
+        rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
     queue_clear(e);
     if (rc < 0) {
-        store_rollback_to(st);
-        e->now = old_now;
-        e->next_due = store_timer_min(st);
-        if (e->failed)
+        undo_to(e, mark, amark, aside_mark, old_now, old_next_due);
+        if (e->failed && !e->io_failed)
             snprintf(detail, detail_len,
                      "campaign %s (plugin %s) failed; nothing of the event was kept",
                      e->failed->cfg->id, e->failed->cfg->plugin);
         else
-            snprintf(detail, detail_len, "database error: %s", store_errmsg(st));
+            snprintf(detail, detail_len, "database error: %s; nothing of the event was kept",
+                     store_errmsg(e->st));
         return ENG_INTERNAL;
     }
-    if (store_release(st) < 0)
-        goto dberr;
     *n_actions = e->n_actions;
     return ENG_OK;
-dberr:
-    snprintf(detail, detail_len, "database error: %s", store_errmsg(st));
-    return ENG_INTERNAL;
+}
+
+static int write_actions(struct engine *e)
+{
+    for (size_t i = 0; i < e->n_act; i++) {
+        const struct action *a = &e->act[i];
+        if (store_action_insert(e->st, a->ts, a->campaign, a->kind, a->user, a->event_id,
+                                a->payload, NULL) < 0)
+            return -EIO;
+    }
+    return 0;
 }
 
 int engine_commit(struct engine *e)
@@ -600,17 +788,30 @@ int engine_commit(struct engine *e)
     if (!e->in_batch)
         return 0;
     e->in_batch = 0;
-    int rc = 0;
-    if (e->clock_event && e->now != e->saved_now)
+    int rc = ws_flush(e->ws);
+    if (rc == 0)
+        rc = write_actions(e);
+    for (size_t i = 0; rc == 0 && i < e->n_aside; i++) {
+        const struct aside *a = &e->aside[i];
+        rc = store_timer_set_aside(e->st, a->campaign, a->user, a->name, a->due, a->at, a->error);
+    }
+    if (rc == 0 && e->clock_event && e->now != e->saved_now)
         rc = store_meta_set(e->st, "clock_now", e->now);
     if (rc == 0 && store_commit(e->st) == 0) {
+        ws_committed(e->ws);
         e->saved_now = e->now;
+        e->stats.actions_total += e->n_act;
+        actions_truncate(e, 0);
+        aside_clear(e);
         return 0;
     }
     log_error("commit failed: %s", store_errmsg(e->st));
     store_rollback(e->st);
+    ws_rolled_back(e->ws);
+    actions_truncate(e, 0);
+    aside_clear(e);
     e->now = e->batch_now;
-    e->next_due = store_timer_min(e->st);
+    e->next_due = e->batch_next_due;
     return -EIO;
 }
 
@@ -619,23 +820,39 @@ int engine_commit(struct engine *e)
 int engine_timer(struct engine *e, const char *campaign, const char *user, const char *name,
                  int64_t *due)
 {
-    return store_timer_get(e->st, campaign, user, name, due);
+    return ws_get_int(e->ws, WS_TIMER, campaign, user, name, due);
 }
 
 int engine_counter(struct engine *e, const char *campaign, const char *user, const char *key,
                    int64_t *value)
 {
-    *value = store_counter_get(e->st, campaign, user, key);
-    return 0;
+    int rc = ws_get_int(e->ws, WS_COUNTER, campaign, user, key, value);
+    if (rc == -ENOENT)
+        *value = 0;
+    return rc == -ENOENT ? 0 : rc;
 }
 
 int engine_state(struct engine *e, const char *campaign, const char *user, const char *key,
                  char **val, size_t *len)
 {
-    return store_state_get(e->st, campaign, user, key, val, len);
+    const char *v;
+    size_t n;
+    int rc = ws_get_str(e->ws, WS_STATE, campaign, user, key, &v, &n);
+    if (rc < 0)
+        return rc;
+    *val = xmalloc(n + 1);
+    memcpy(*val, v, n + 1);
+    if (len)
+        *len = n;
+    return 0;
 }
 
 int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p)
 {
-    return store_profile_put(e->st, user, p);
+    int rc = batch_begin(e);
+    if (rc == 0)
+        rc = ws_put_profile(e->ws, user, p);
+    if (rc == 0)
+        e->batch_n++;
+    return rc;
 }

@@ -7,6 +7,7 @@
 
 #include "engine/hostcommon.h"
 #include "engine/internal.h"
+#include "engine/ws.h"
 #include "lib/log.h"
 
 static void ctx_logv(int level, const char *campaign, const char *fmt, va_list ap)
@@ -87,16 +88,30 @@ static int64_t h_now(mktd_ctx *ctx)
     return ctx->now;
 }
 
+/* A storage error fails the event whatever the plugin makes of it (spec
+ * 12): it is never taken as "absent" or 0. */
+static int io(mktd_ctx *ctx, int rc)
+{
+    if (rc == -EIO)
+        ctx->e->io_failed = 1;
+    return rc;
+}
+
 static int h_profile(mktd_ctx *ctx, const char *user, mktd_profile *out)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_profile_get(ctx->e->st, user, out);
+    if (!user || !out)
+        return -EINVAL;
+    return io(ctx, ws_get_profile(ctx->e->ws, user, out));
 }
 
 static int h_users_foreach(mktd_ctx *ctx, int (*cb)(void *, const char *, const mktd_profile *),
                            void *arg)
 {
     NEED_ENGINE(ctx, -EPERM);
+    /* the store has every profile once the working set is written */
+    if (io(ctx, ws_flush(ctx->e->ws)) < 0)
+        return -EIO;
     return store_users_foreach(ctx->e->st, cb, arg);
 }
 
@@ -104,14 +119,20 @@ static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const c
                        size_t *len)
 {
     NEED_ENGINE(ctx, -EPERM);
-    char *v;
+    if (!key)
+        return -EINVAL;
+    const char *v;
     size_t n;
-    int rc = store_state_get(ctx->e->st, ctx->c->cfg->id, user, key, &v, &n);
+    int rc = io(ctx, ws_get_str(ctx->e->ws, WS_STATE, ctx->c->cfg->id, user, key, &v, &n));
     if (rc < 0)
         return rc;
-    *val = keep(ctx, v, n);
     if (len)
         *len = n;
+    if (!val) /* only whether it exists */
+        return 0;
+    char *copy = xmalloc(n + 1);
+    memcpy(copy, v, n + 1);
+    *val = keep(ctx, copy, n);
     return *val ? 0 : -ENOMEM;
 }
 
@@ -119,27 +140,36 @@ static int h_state_put(mktd_ctx *ctx, const char *user, const char *key, const v
                        size_t len)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_state_put(ctx->e->st, ctx->c->cfg->id, user, key, val, len);
+    if (!key || (!val && len))
+        return -EINVAL;
+    return io(ctx, ws_put_str(ctx->e->ws, WS_STATE, ctx->c->cfg->id, user, key, val, len));
 }
 
 static int h_state_del(mktd_ctx *ctx, const char *user, const char *key)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_state_del(ctx->e->st, ctx->c->cfg->id, user, key);
+    if (!key)
+        return -EINVAL;
+    return io(ctx, ws_del(ctx->e->ws, WS_STATE, ctx->c->cfg->id, user, key));
 }
 
 static int h_counter_add(mktd_ctx *ctx, const char *user, const char *key, int64_t delta,
                          int64_t limit, int64_t *value)
 {
     NEED_ENGINE(ctx, -EPERM);
-    int64_t cur = store_counter_get(ctx->e->st, ctx->c->cfg->id, user, key);
+    if (!key)
+        return -EINVAL;
+    int64_t cur = 0;
+    int rc = io(ctx, ws_get_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, &cur));
+    if (rc == -EIO)
+        return rc;
     int64_t next = sat_add(cur, delta);
     if (limit >= 0 && next > limit) {
         if (value)
             *value = cur;
         return 1;
     }
-    int rc = store_counter_set(ctx->e->st, ctx->c->cfg->id, user, key, next);
+    rc = io(ctx, ws_put_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, next));
     if (rc < 0)
         return rc;
     if (value)
@@ -147,16 +177,23 @@ static int h_counter_add(mktd_ctx *ctx, const char *user, const char *key, int64
     return 0;
 }
 
+/* A counter never set is 0; a counter that cannot be read fails the event
+ * (the 0 returned then is never acted on: the event is undone). */
 static int64_t h_counter_get(mktd_ctx *ctx, const char *user, const char *key)
 {
     NEED_ENGINE(ctx, 0);
-    return store_counter_get(ctx->e->st, ctx->c->cfg->id, user, key);
+    int64_t v = 0;
+    if (!key || io(ctx, ws_get_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, &v)) < 0)
+        return 0;
+    return v;
 }
 
 static int h_timer_set(mktd_ctx *ctx, const char *user, const char *name, int64_t due)
 {
     NEED_ENGINE(ctx, -EPERM);
-    int rc = store_timer_set(ctx->e->st, ctx->c->cfg->id, user, name, due);
+    if (!name)
+        return -EINVAL;
+    int rc = io(ctx, ws_put_int(ctx->e->ws, WS_TIMER, ctx->c->cfg->id, user, name, due));
     if (rc == 0 && due < ctx->e->next_due)
         ctx->e->next_due = due;
     return rc;
@@ -165,29 +202,44 @@ static int h_timer_set(mktd_ctx *ctx, const char *user, const char *name, int64_
 static int h_timer_cancel(mktd_ctx *ctx, const char *user, const char *name)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_timer_del(ctx->e->st, ctx->c->cfg->id, user, name);
+    if (!name)
+        return -EINVAL;
+    return io(ctx, ws_del(ctx->e->ws, WS_TIMER, ctx->c->cfg->id, user, name));
 }
 
 static int h_timer_get(mktd_ctx *ctx, const char *user, const char *name, int64_t *due)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_timer_get(ctx->e->st, ctx->c->cfg->id, user, name, due);
+    if (!name || !due)
+        return -EINVAL;
+    return io(ctx, ws_get_int(ctx->e->ws, WS_TIMER, ctx->c->cfg->id, user, name, due));
 }
 
 static int h_unique_claim(mktd_ctx *ctx, const char *ns, const char *key)
 {
     NEED_ENGINE(ctx, -EPERM);
-    return store_unique_claim(ctx->e->st, ns, key, ctx->c->cfg->id);
+    if (!ns || !key)
+        return -EINVAL;
+    int rc = io(ctx, ws_get_str(ctx->e->ws, WS_UNIQUE, ns, "", key, NULL, NULL));
+    if (rc == 0)
+        return -EEXIST;
+    if (rc != -ENOENT)
+        return rc;
+    const char *id = ctx->c->cfg->id;
+    return io(ctx, ws_put_str(ctx->e->ws, WS_UNIQUE, ns, "", key, id, strlen(id)));
 }
 
 static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const char **campaign)
 {
     NEED_ENGINE(ctx, -EPERM);
-    char *owner;
-    int rc = store_unique_owner(ctx->e->st, ns, key, &owner);
+    if (!ns || !key || !campaign)
+        return -EINVAL;
+    const char *owner;
+    size_t n;
+    int rc = io(ctx, ws_get_str(ctx->e->ws, WS_UNIQUE, ns, "", key, &owner, &n));
     if (rc < 0)
         return rc;
-    *campaign = keep(ctx, owner, strlen(owner));
+    *campaign = keep(ctx, xstrdup(owner), n);
     return *campaign ? 0 : -ENOMEM;
 }
 

@@ -33,8 +33,22 @@ struct pending {
     int depth;
 };
 
+/* An action recorded in the open batch (written at commit). */
+struct action {
+    int64_t ts;
+    const char *campaign; /* the running world's */
+    char *kind, *user, *event_id, *payload;
+};
+
+/* A timer set aside in the open batch (written at commit). */
+struct aside {
+    char *campaign, *user, *name, *error;
+    int64_t due, at;
+};
+
 struct engine {
     struct store *st;
+    struct ws *ws; /* the working set: all reads and changes of per-user data */
     struct world *w;
     int clock_event;
     int64_t now;       /* the clock; under `clock: event` the largest ts so far */
@@ -47,10 +61,16 @@ struct engine {
     size_t q_head, q_len, q_cap;
     int n_actions;           /* actions of the current input event and its chain */
     struct campaign *failed; /* the campaign whose plugin failed the event */
+    int failed_rc;
+    int io_failed; /* a store read or write failed: the event fails, whatever plugins say */
     /* the batch: one transaction for many events */
     int in_batch;
     int batch_n;
-    int64_t batch_now;
+    int64_t batch_now, batch_next_due;
+    struct action *act;
+    size_t n_act, cap_act;
+    struct aside *aside;
+    size_t n_aside, cap_aside;
     struct engine_stats stats;
 };
 

@@ -51,6 +51,12 @@ enum {
     Q_CONFIG_RECORD,
     Q_LIVE_CLEAR,
     Q_LIVE_ADD,
+    Q_ROW_GET,
+    Q_ROW_PUT,
+    Q_ROW_DEL,
+    Q_EVENT_SEEN,
+    Q_UNIQUE_DEL,
+    Q_TIMER_FAILED_ADD,
     Q__COUNT
 };
 
@@ -119,6 +125,22 @@ static const char *const sql[Q__COUNT] = {
     [Q_LIVE_CLEAR] = "DELETE FROM live",
     [Q_LIVE_ADD] = "INSERT OR IGNORE INTO live(campaign) VALUES (?1)",
     [Q_CONFIG_RECORD] = "INSERT INTO configs(loaded_at, path, hash, text) VALUES (?1, ?2, ?3, ?4)",
+    /* the engine's working set: one per_user row by its whole key */
+    [Q_ROW_GET] = "SELECT v, events, orders, spent, first_seen, last_seen FROM per_user "
+                  "WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
+    [Q_ROW_PUT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
+                  "first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                  "ON CONFLICT DO UPDATE SET v = excluded.v, events = excluded.events, "
+                  "orders = excluded.orders, spent = excluded.spent, "
+                  "first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+    [Q_ROW_DEL] =
+        "DELETE FROM per_user WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
+    [Q_EVENT_SEEN] = "SELECT 1 FROM events WHERE id = ?1",
+    [Q_UNIQUE_DEL] = "DELETE FROM uniques WHERE ns = ?1 AND key = ?2",
+    [Q_TIMER_FAILED_ADD] =
+        "INSERT INTO failed_timers(campaign, user, name, due, failed_at, error) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET due = excluded.due, "
+        "failed_at = excluded.failed_at, error = excluded.error",
 };
 
 /* Schema migrations: migrations[i] takes version i to i + 1. */
@@ -182,6 +204,11 @@ static const char *const migrations[] = {
     "CREATE VIEW counters AS SELECT campaign, user, key, v AS n FROM per_user WHERE kind = 3;"
     "CREATE VIEW timers AS SELECT campaign, user, key AS name, v AS due FROM per_user WHERE kind = "
     "4;",
+
+    /* 3: timers whose callback failed, set aside with the error (spec 12) */
+    "CREATE TABLE failed_timers (campaign TEXT NOT NULL, user TEXT NOT NULL, name TEXT NOT NULL,"
+    "  due INTEGER NOT NULL, failed_at INTEGER NOT NULL, error TEXT NOT NULL,"
+    "  PRIMARY KEY (campaign, user, name)) WITHOUT ROWID;",
 };
 
 const char *store_migration(int v)
@@ -843,4 +870,109 @@ int store_timer_take(struct store *s, const char *campaign, const char *user, co
     if (run(s, st) < 0)
         return -EIO;
     return sqlite3_changes(s->db) == 1 ? 1 : 0;
+}
+
+/* ---- the engine's working set ---- */
+
+int store_row_get(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key, struct store_row *out)
+{
+    sqlite3_stmt *st = s->q[Q_ROW_GET];
+    bind_text(st, 1, user);
+    sqlite3_bind_int(st, 2, kind);
+    bind_text(st, 3, campaign);
+    bind_text(st, 4, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        if (kind == STORE_PROFILE) {
+            read_profile(st, 1, &out->profile);
+        } else if (kind == STORE_STATE) {
+            size_t n = (size_t)sqlite3_column_bytes(st, 0);
+            const void *p = sqlite3_column_blob(st, 0);
+            out->blob = xmalloc(n + 1);
+            if (n)
+                memcpy(out->blob, p, n);
+            out->blob[n] = 0;
+            out->len = n;
+        } else {
+            out->i = sqlite3_column_int64(st, 0);
+        }
+    }
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_row_put(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key, const struct store_row *r)
+{
+    sqlite3_stmt *st = s->q[Q_ROW_PUT];
+    bind_text(st, 1, user);
+    sqlite3_bind_int(st, 2, kind);
+    bind_text(st, 3, campaign);
+    bind_text(st, 4, key);
+    if (kind == STORE_PROFILE) {
+        sqlite3_bind_int64(st, 6, r->profile.events);
+        sqlite3_bind_int64(st, 7, r->profile.orders);
+        sqlite3_bind_int64(st, 8, r->profile.spent);
+        sqlite3_bind_int64(st, 9, r->profile.first_seen);
+        sqlite3_bind_int64(st, 10, r->profile.last_seen);
+    } else if (kind == STORE_STATE) {
+        sqlite3_bind_blob(st, 5, r->len ? (const void *)r->blob : "", (int)r->len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(st, 5, r->i);
+    }
+    return run(s, st);
+}
+
+int store_row_del(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key)
+{
+    sqlite3_stmt *st = s->q[Q_ROW_DEL];
+    bind_text(st, 1, user);
+    sqlite3_bind_int(st, 2, kind);
+    bind_text(st, 3, campaign);
+    bind_text(st, 4, key);
+    return run(s, st);
+}
+
+int store_event_seen(struct store *s, const char *id)
+{
+    sqlite3_stmt *st = s->q[Q_EVENT_SEEN];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    done(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_unique_release(struct store *s, const char *ns, const char *key)
+{
+    sqlite3_stmt *st = s->q[Q_UNIQUE_DEL];
+    bind_text(st, 1, ns);
+    bind_text(st, 2, key);
+    return run(s, st);
+}
+
+int store_timer_next(struct store *s, int64_t *due)
+{
+    sqlite3_stmt *st = s->q[Q_TIMER_MIN];
+    *due = INT64_MAX;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *due = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_timer_set_aside(struct store *s, const char *campaign, const char *user, const char *name,
+                          int64_t due, int64_t at, const char *error)
+{
+    sqlite3_stmt *st = s->q[Q_TIMER_FAILED_ADD];
+    bind_text(st, 1, campaign);
+    bind_text(st, 2, user);
+    bind_text(st, 3, name);
+    sqlite3_bind_int64(st, 4, due);
+    sqlite3_bind_int64(st, 5, at);
+    bind_text(st, 6, error);
+    return run(s, st);
 }

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* The SQL that takes schema version v (0: an empty database) to v + 1;
  * NULL past the last. Tests build databases of older versions with it. */
@@ -106,5 +106,32 @@ int store_config_record(struct store *s, const char *path, const char *text, siz
                         int64_t at);
 
 struct sqlite3 *store_db(struct store *s);
+
+/* ---- the engine's working set: per_user rows by their whole key ---- */
+/* The kinds of per_user rows (the column `kind`). */
+enum { STORE_PROFILE = 0, STORE_COUNT = 1, STORE_STATE = 2, STORE_COUNTER = 3, STORE_TIMER = 4 };
+struct store_row {
+    int64_t i;            /* COUNT, COUNTER: the value; TIMER: the due time */
+    char *blob;           /* STATE: malloc'd, NUL-terminated (get); borrowed (put) */
+    size_t len;           /* STATE: bytes */
+    mktd_profile profile; /* PROFILE */
+};
+/* 0 and *out, -ENOENT when there is no such row, -EIO when it cannot be read. */
+int store_row_get(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key, struct store_row *out);
+/* Inserts or replaces the row. */
+int store_row_put(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key, const struct store_row *r);
+int store_row_del(struct store *s, int kind, const char *campaign, const char *user,
+                  const char *key);
+/* 1 when the event id was remembered by a committed batch, 0 when not, -EIO. */
+int store_event_seen(struct store *s, const char *id);
+/* Takes back a claim (a claim made in a batch that a later failure undid). */
+int store_unique_release(struct store *s, const char *ns, const char *key);
+/* The smallest due of the live campaigns' timers (INT64_MAX when none); -EIO. */
+int store_timer_next(struct store *s, int64_t *due);
+/* Keeps a failed timer aside with its error (spec 12; `mktd timers --failed`). */
+int store_timer_set_aside(struct store *s, const char *campaign, const char *user, const char *name,
+                          int64_t due, int64_t at, const char *error);
 
 #endif
