@@ -9,6 +9,7 @@
 int cli_check(const char *config_path);
 int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
+int cli_timers(const char *db_path, int failed);
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
                  char **plugin_dirs, size_t n_plugin_dirs);
 

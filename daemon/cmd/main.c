@@ -24,6 +24,8 @@ static void usage(FILE *f)
                "                                    send events, print a summary\n"
                "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
                "                                    print actions as NDJSON\n"
+               "  mktd timers [-c FILE] [--db PATH] [--failed]\n"
+               "                                    print pending timers, or those set aside\n"
                "  mktd --version\n");
 }
 
@@ -55,7 +57,7 @@ int main(int argc, char **argv)
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
     size_t npos = 0, ndirs = 0;
     long long since = 0;
-    int follow = 0, verbose = 0, code = 2;
+    int follow = 0, verbose = 0, failed = 0, code = 2;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -73,6 +75,8 @@ int main(int argc, char **argv)
             dirs[ndirs++] = argv[++i];
         else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0)
             follow = 1;
+        else if (strcmp(a, "--failed") == 0)
+            failed = 1;
         else if (strcmp(a, "-v") == 0)
             verbose = 1;
         else if (strcmp(a, "--version") == 0) {
@@ -124,6 +128,16 @@ int main(int argc, char **argv)
         if (!db && config && from_config(config, NULL, &cdb) < 0)
             goto out;
         code = cli_actions(db ? db : cdb ? cdb : DEFAULT_DB, since, campaign, follow);
+        free(cdb);
+    } else if (strcmp(cmd, "timers") == 0) {
+        char *cdb = NULL;
+        if (npos) {
+            usage(stderr);
+            goto out;
+        }
+        if (!db && config && from_config(config, NULL, &cdb) < 0)
+            goto out;
+        code = cli_timers(db ? db : cdb ? cdb : DEFAULT_DB, failed);
         free(cdb);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);

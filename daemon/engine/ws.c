@@ -18,7 +18,7 @@ union ws_val {
 };
 
 struct ws_ent {
-    struct ws_ent *hnext;              /* hash chain */
+    struct ws_ent *hnext;               /* hash chain */
     struct ws_ent *lru_prev, *lru_next; /* most recently used first */
     uint64_t h;
     union ws_val v;
@@ -192,8 +192,7 @@ static void grow(struct ws *w)
 /* Reads the entry's value from the store: 0 (present), -ENOENT, -EIO. */
 static int load(struct ws *w, struct ws_ent *e)
 {
-    const char *user = e->k, *campaign = e->k + e->ulen + 1,
-               *key = e->k + e->ulen + e->clen + 2;
+    const char *user = e->k, *campaign = e->k + e->ulen + 1, *key = e->k + e->ulen + e->clen + 2;
     if (e->kind == WS_EVENT) {
         int rc = store_event_seen(w->st, key);
         return rc < 0 ? -EIO : rc == 1 ? 0 : -ENOENT;
@@ -447,8 +446,7 @@ static int cmp_ent(const void *a, const void *b)
 
 static int write_ent(struct ws *w, struct ws_ent *e)
 {
-    const char *user = e->k, *campaign = e->k + e->ulen + 1,
-               *key = e->k + e->ulen + e->clen + 2;
+    const char *user = e->k, *campaign = e->k + e->ulen + 1, *key = e->k + e->ulen + e->clen + 2;
     switch (e->kind) {
     case WS_EVENT:
         return e->present && store_event_remember(w->st, key) < 0 ? -EIO : 0;

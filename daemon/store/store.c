@@ -976,3 +976,41 @@ int store_timer_set_aside(struct store *s, const char *campaign, const char *use
     bind_text(st, 6, error);
     return run(s, st);
 }
+
+int store_timers_list(const char *db_path, int failed, store_timer_cb cb, void *arg, char *err,
+                      size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = -EIO;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_busy_timeout(db, 5000);
+    const char *q = failed
+                        ? "SELECT campaign, user, name, due, failed_at, error FROM failed_timers "
+                          "ORDER BY failed_at, campaign, user, name"
+                        : "SELECT campaign, user, key, v, NULL, NULL FROM per_user WHERE kind = 4 "
+                          "ORDER BY v, campaign, user, key";
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_timer t = {
+            .campaign = (const char *)sqlite3_column_text(st, 0),
+            .user = (const char *)sqlite3_column_text(st, 1),
+            .name = (const char *)sqlite3_column_text(st, 2),
+            .due = sqlite3_column_int64(st, 3),
+            .failed_at = sqlite3_column_int64(st, 4),
+            .error = (const char *)sqlite3_column_text(st, 5),
+        };
+        cb(arg, &t);
+    }
+    if (step == SQLITE_DONE)
+        rc = 0;
+out:
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %s", db_path, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}

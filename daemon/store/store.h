@@ -130,6 +130,17 @@ int store_event_seen(struct store *s, const char *id);
 int store_unique_release(struct store *s, const char *ns, const char *key);
 /* The smallest due of the live campaigns' timers (INT64_MAX when none); -EIO. */
 int store_timer_next(struct store *s, int64_t *due);
+/* A timer as `mktd timers` shows it: pending, or set aside (failed_at > 0,
+ * error). */
+struct store_timer {
+    const char *campaign, *user, *name, *error;
+    int64_t due, failed_at;
+};
+typedef void (*store_timer_cb)(void *arg, const struct store_timer *t);
+/* Opens db_path read-only and calls cb for every pending timer (by due
+ * time) or, with failed, every timer set aside (by when it failed). */
+int store_timers_list(const char *db_path, int failed, store_timer_cb cb, void *arg, char *err,
+                      size_t errlen);
 /* Keeps a failed timer aside with its error (spec 12; `mktd timers --failed`). */
 int store_timer_set_aside(struct store *s, const char *campaign, const char *user, const char *name,
                           int64_t due, int64_t at, const char *error);

@@ -12,6 +12,8 @@
  *                         timer "r" this long after its due time
  *   chain: bool           matched internal events record `probe.chain`
  *   fail_on: [type, ...]  matched events of these types fail as props.fail
+ *   fail_timers: [name, ...] timers of these names fail when they fall due,
+ *                         after recording what `props.fail` records
  *
  * The probe acts only on events flagged MKTD_F_MATCH (so `enabled`,
  * `starts`/`ends` and `when` decide). On such an event, in this order:
@@ -37,7 +39,9 @@
  *       {"depth", "kind": the event's type, "from": its source campaign}
  *
  * A timer that falls due records `probe.timer` {"due", "name", "now"} for
- * its user when the flags say MKTD_F_ACTIVE, and nothing otherwise.
+ * its user when the flags say MKTD_F_ACTIVE, and nothing otherwise; one
+ * named in fail_timers records `probe.doomed`, state, a timer and a counter
+ * as a failing event does, then fails with -EPROTO.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -56,6 +60,8 @@ struct probe {
     size_t n_emit_on;
     char fail_on[MAX_TYPES][TYPE_MAX + 1];
     size_t n_fail_on;
+    char fail_timers[MAX_TYPES][TYPE_MAX + 1];
+    size_t n_fail_timers;
     int64_t limit; /* -1: none */
     int remember;
     int has_timer;
@@ -98,8 +104,9 @@ static int parse_types(mktd_ctx *ctx, const mktd_node *params, const char *key,
 
 static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
 {
-    static const char *const keys[] = {"emit_on", "limit",   "remember",    "timer_after",
-                                       "chain",   "fail_on", "rearm_after", NULL};
+    static const char *const keys[] = {"emit_on",     "limit",       "remember",
+                                       "timer_after", "chain",       "fail_on",
+                                       "rearm_after", "fail_timers", NULL};
     struct probe *p = calloc(1, sizeof(*p));
     int rc = 0;
     if (!p)
@@ -108,6 +115,8 @@ static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
     if (host->check_keys(ctx, params, keys) < 0)
         rc = -EINVAL;
     if (parse_types(ctx, params, "emit_on", p->emit_on, &p->n_emit_on) < 0)
+        rc = -EINVAL;
+    if (parse_types(ctx, params, "fail_timers", p->fail_timers, &p->n_fail_timers) < 0)
         rc = -EINVAL;
     if (parse_types(ctx, params, "fail_on", p->fail_on, &p->n_fail_on) < 0)
         rc = -EINVAL;
@@ -153,20 +162,26 @@ static int has_type(const char (*types)[TYPE_MAX + 1], size_t n_types, const cha
     return 0;
 }
 
-static int doom(mktd_ctx *ctx, const mktd_event *ev)
+/* Records what a failure must take back, then fails with err. */
+static int doom_user(mktd_ctx *ctx, const char *user, const char *seen, int err)
 {
     mktd_obj *o = host->obj_new(ctx);
     int rc;
-    host->obj_str(o, "seen", ev->type);
-    if ((rc = host->emit(ctx, "probe.doomed", ev->user, o)) < 0)
+    host->obj_str(o, "seen", seen);
+    if ((rc = host->emit(ctx, "probe.doomed", user, o)) < 0)
         return rc;
-    if ((rc = host->state_put(ctx, ev->user, "doomed", "1", 1)) < 0)
+    if ((rc = host->state_put(ctx, user, "doomed", "1", 1)) < 0)
         return rc;
-    if ((rc = host->timer_set(ctx, ev->user, "doomed", host->now(ctx) + 1000)) < 0)
+    if ((rc = host->timer_set(ctx, user, "doomed", host->now(ctx) + 1000)) < 0)
         return rc;
-    if ((rc = host->counter_add(ctx, ev->user, "doomed", 1, -1, NULL)) < 0)
+    if ((rc = host->counter_add(ctx, user, "doomed", 1, -1, NULL)) < 0)
         return rc;
-    return -EIO;
+    return err;
+}
+
+static int doom(mktd_ctx *ctx, const mktd_event *ev)
+{
+    return doom_user(ctx, ev->user, ev->type, -EIO);
 }
 
 static int arm(mktd_ctx *ctx, const struct probe *p, const mktd_event *ev)
@@ -278,6 +293,8 @@ static int probe_on_timer(mktd_ctx *ctx, void *data, const char *user, const cha
     mktd_obj *o;
     if (!(flags & MKTD_F_ACTIVE))
         return 0;
+    if (has_type(p->fail_timers, p->n_fail_timers, name))
+        return doom_user(ctx, user, name, -EPROTO);
     if (p->rearm_after >= 0 && strcmp(name, "t") == 0) {
         int rc = host->timer_set(ctx, user, "r", due + p->rearm_after);
         if (rc < 0)
