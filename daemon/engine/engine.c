@@ -145,7 +145,7 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
         rc = 0;
     }
     e->saved_now = e->now;
-    if (rc < 0 || store_timer_next(st, &e->next_due) < 0 ||
+    if (rc < 0 || store_timer_next(st, &e->next_due) < 0 || ws_load_ids(e->ws) < 0 ||
         store_counted_list(st, &e->counted, &e->n_counted) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         engine_free(e);

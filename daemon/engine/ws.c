@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "lib/bloom.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 union ws_val {
@@ -49,7 +52,8 @@ struct ws {
     struct ws_ent **dirty;
     size_t n_dirty, cap_dirty;
     uint64_t flushes;
-    char *kbuf; /* the key being looked up */
+    struct bloom *ids; /* every remembered event id; NULL until ws_load_ids */
+    char *kbuf;        /* the key being looked up */
     size_t kcap;
     struct ws_stats stats;
 };
@@ -103,6 +107,7 @@ void ws_free(struct ws *w)
     free(w->undo);
     free(w->dirty);
     free(w->kbuf);
+    bloom_free(w->ids);
     free(w);
 }
 
@@ -194,6 +199,9 @@ static int load(struct ws *w, struct ws_ent *e)
 {
     const char *user = e->k, *campaign = e->k + e->ulen + 1, *key = e->k + e->ulen + e->clen + 2;
     if (e->kind == WS_EVENT) {
+        if (w->ids && !bloom_maybe(w->ids, key, e->klen))
+            return -ENOENT; /* never remembered: no B-tree read */
+        w->stats.id_reads++;
         int rc = store_event_seen(w->st, key);
         return rc < 0 ? -EIO : rc == 1 ? 0 : -ENOENT;
     }
@@ -359,6 +367,8 @@ int ws_put_str(struct ws *w, int kind, const char *campaign, const char *user, c
     struct ws_ent *e = change(w, kind, campaign, user, key);
     if (!e)
         return -EIO;
+    if (kind == WS_EVENT && w->ids)
+        bloom_add(w->ids, key, strlen(key)); /* an undo leaves a false positive */
     e->v.str.s = xmalloc(len + 1);
     if (len)
         memcpy(e->v.str.s, val, len);
@@ -553,9 +563,33 @@ void ws_clear(struct ws *w)
         evict(w, w->lru_tail);
 }
 
+static void add_id(void *arg, const char *id, size_t len)
+{
+    bloom_add(arg, id, len);
+}
+
+int ws_load_ids(struct ws *w)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct bloom *b = bloom_new((size_t)1 << 20);
+    if (store_events_foreach(w->st, add_id, b) < 0) {
+        bloom_free(b);
+        return -EIO;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (s >= 1)
+        log_info("remembered event ids read in %.1f s (%zu MB of filter)", s, bloom_bytes(b) >> 20);
+    bloom_free(w->ids);
+    w->ids = b;
+    return 0;
+}
+
 void ws_stats(const struct ws *w, struct ws_stats *out)
 {
     *out = w->stats;
+    out->filter_bytes = w->ids ? bloom_bytes(w->ids) : 0;
     out->entries = w->n;
     out->bytes = w->bytes;
 }

@@ -38,6 +38,8 @@ struct ws;
 
 struct ws_stats {
     uint64_t entries, bytes, hits, misses, evictions, flushed_rows;
+    uint64_t id_reads;     /* event ids looked up in the store (the filter said maybe) */
+    uint64_t filter_bytes; /* the event-id filter's size */
 };
 
 struct ws *ws_new(struct store *st, size_t budget_bytes);
@@ -77,6 +79,10 @@ void ws_rolled_back(struct ws *w);
 
 /* Drops every entry (nothing may be changed): the store is the truth. */
 void ws_clear(struct ws *w);
+
+/* Reads every remembered event id into a filter, so that an id never seen
+ * costs no store read. */
+int ws_load_ids(struct ws *w);
 
 void ws_stats(const struct ws *w, struct ws_stats *out);
 

@@ -126,6 +126,9 @@ int store_row_del(struct store *s, int kind, const char *campaign, const char *u
                   const char *key);
 /* 1 when the event id was remembered by a committed batch, 0 when not, -EIO. */
 int store_event_seen(struct store *s, const char *id);
+/* Calls cb for every remembered event id (to seed a filter at start). */
+int store_events_foreach(struct store *s, void (*cb)(void *arg, const char *id, size_t len),
+                         void *arg);
 /* Takes back a claim (a claim made in a batch that a later failure undid). */
 int store_unique_release(struct store *s, const char *ns, const char *key);
 /* The smallest due of the live campaigns' timers (INT64_MAX when none); -EIO. */
