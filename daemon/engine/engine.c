@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine/cond.h"
+#include "engine/gauges.h"
 #include "lib/log.h"
 
 #define MAX_DEPTH 4
@@ -149,6 +150,7 @@ void engine_free(struct engine *e)
         return;
     world_free(e->w);
     free_counted(e);
+    gauges_free(e->gauges); /* plugin gauges */
     for (size_t i = e->q_head; i < e->q_len; i++) {
         free(e->q[i].kind);
         free(e->q[i].user);
@@ -202,6 +204,7 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
 {
     struct store *st = e->st;
+    size_t gmark = gauges_mark(e->gauges); /* gauges of on_load: shown once this commits */
     if (store_begin(st) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         return -EIO;
@@ -242,6 +245,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
             e->w = old;
             snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)", c->cfg->id,
                      c->cfg->plugin, rc);
+            gauges_drop(e->gauges, gmark);
             store_rollback(st);
             e->next_due = store_timer_min(st);
             return rc;
@@ -250,9 +254,11 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     if (store_commit(st) < 0) {
         e->w = old;
         snprintf(err, errlen, "database: %s", store_errmsg(st));
+        gauges_drop(e->gauges, gmark);
         store_rollback(st);
         return -EIO;
     }
+    gauges_apply(e->gauges, 1); /* the new world's gauges replace the old one's */
     world_free(old);
     free_counted(e);
     store_counted_list(st, &e->counted, &e->n_counted);
@@ -260,6 +266,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     return 0;
 dberr:
     snprintf(err, errlen, "database: %s", store_errmsg(st));
+    gauges_drop(e->gauges, gmark);
     store_rollback(st);
     return -EIO;
 }
@@ -494,6 +501,7 @@ int engine_advance(struct engine *e, int64_t until)
     e->batch_n++;
     if (store_savepoint(e->st) < 0)
         return -EIO;
+    size_t gmark = gauges_mark(e->gauges); /* gauges set by these timers */
     int rc = fire_timers(e, target);
     if (rc == 0 && e->clock_event)
         rc = set_now(e, target);
@@ -501,6 +509,7 @@ int engine_advance(struct engine *e, int64_t until)
     if (rc < 0) {
         /* all or nothing, as for an event: the timers fire again later */
         store_rollback_to(e->st);
+        gauges_drop(e->gauges, gmark);
         e->now = old_now;
         e->next_due = store_timer_min(e->st);
         return rc;
@@ -546,6 +555,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         target = receipt_ms;
     }
     e->failed = NULL;
+    size_t gmark = gauges_mark(e->gauges); /* gauges set by this event */
     int rc = fire_timers(e, target);
     if (rc == 0)
         rc = set_now(e, target);
@@ -576,6 +586,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     queue_clear(e);
     if (rc < 0) {
         store_rollback_to(st);
+        gauges_drop(e->gauges, gmark);
         e->now = old_now;
         e->next_due = store_timer_min(st);
         if (e->failed)
@@ -605,9 +616,11 @@ int engine_commit(struct engine *e)
         rc = store_meta_set(e->st, "clock_now", e->now);
     if (rc == 0 && store_commit(e->st) == 0) {
         e->saved_now = e->now;
+        gauges_apply(e->gauges, 0); /* the batch's gauges show from now on */
         return 0;
     }
     log_error("commit failed: %s", store_errmsg(e->st));
+    gauges_drop(e->gauges, 0);
     store_rollback(e->st);
     e->now = e->batch_now;
     e->next_due = store_timer_min(e->st);
@@ -638,4 +651,14 @@ int engine_state(struct engine *e, const char *campaign, const char *user, const
 int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p)
 {
     return store_profile_put(e->st, user, p);
+}
+
+/* ---- plugin gauges ---- */
+
+void engine_gauges_foreach(struct engine *e,
+                           void (*cb)(void *arg, const char *campaign, const char *plugin,
+                                      const char *name, int64_t value),
+                           void *arg)
+{
+    gauges_foreach(e->gauges, cb, arg);
 }

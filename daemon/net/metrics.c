@@ -126,35 +126,17 @@ static void add_label(struct evbuffer *out, const char *v)
     }
 }
 
-static void render_budgets(struct engine *e, struct evbuffer *out)
+static void render_gauge(void *arg, const char *campaign, const char *plugin, const char *name,
+                         int64_t value)
 {
-    int head = 0;
-    const struct config *cfg = engine_config(e);
-    for (size_t i = 0; cfg && i < cfg->n_campaigns; i++) {
-        const struct campaign_cfg *cc = &cfg->campaigns[i];
-        if (strcmp(cc->plugin, "coupon") != 0)
-            continue;
-        int64_t budget;
-        if (ynode_resolve(ynode_get(cc->params, "budget"), &budget, NULL, NULL) != YS_INT)
-            continue;
-        if (!head) {
-            evbuffer_add_printf(out, "# HELP mktd_coupon_budget Coupons a campaign may issue "
-                                     "(its `budget` param).\n"
-                                     "# TYPE mktd_coupon_budget gauge\n"
-                                     "# HELP mktd_coupon_budget_left Coupons a campaign may still "
-                                     "issue.\n"
-                                     "# TYPE mktd_coupon_budget_left gauge\n");
-            head = 1;
-        }
-        int64_t spent = 0;
-        if (engine_counter(e, cc->id, NULL, "budget", &spent) < 0)
-            spent = 0;
-        int64_t left = budget > spent ? budget - spent : 0;
-        evbuffer_add_printf(out,
-                            "mktd_coupon_budget{campaign=\"%s\"} %" PRId64 "\n"
-                            "mktd_coupon_budget_left{campaign=\"%s\"} %" PRId64 "\n",
-                            cc->id, budget, cc->id, left);
-    }
+    struct evbuffer *out = arg;
+    evbuffer_add_printf(out, "mktd_plugin_gauge{campaign=\"");
+    add_label(out, campaign);
+    evbuffer_add_printf(out, "\",plugin=\"");
+    add_label(out, plugin);
+    evbuffer_add_printf(out, "\",name=\"");
+    add_label(out, name);
+    evbuffer_add_printf(out, "\"} %" PRId64 "\n", value);
 }
 
 void metrics_render(const struct metrics *m, struct engine *e, struct store *store,
@@ -262,5 +244,10 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                             "# TYPE mktd_wal_frames gauge\n"
                             "mktd_wal_frames %d\n",
                             ck.rounds, ck.restarts, ck.errors, ck.wal_frames);
-    render_budgets(e, out);
+    /* each plugin reports its own figures (gauge_set) */
+    evbuffer_add_printf(out,
+                        "# HELP mktd_plugin_gauge Figures plugins publish, by campaign, plugin "
+                        "and name (coupon: budget, budget_left).\n"
+                        "# TYPE mktd_plugin_gauge gauge\n");
+    engine_gauges_foreach(e, render_gauge, out);
 }
