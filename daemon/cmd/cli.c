@@ -16,6 +16,7 @@
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/util.h"
+#include "store/store.h"
 
 int cli_check(const char *config_path)
 {
@@ -151,68 +152,66 @@ int cli_send(const char *address, const char *file, int verbose)
 
 /* ---- actions ---- */
 
-int64_t print_actions(sqlite3 *db, int64_t since, const char *campaign, FILE *out)
+struct print_ctx {
+    FILE *out;
+    struct sbuf b;
+    int64_t last;
+};
+
+static int print_action(void *arg, const struct store_action *a)
 {
-    sqlite3_stmt *st;
-    const char *q = "SELECT seq, ts, campaign, kind, user, event_id, payload FROM actions "
-                    "WHERE seq > ?1 AND (?2 IS NULL OR campaign = ?2) ORDER BY seq";
-    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) {
-        fprintf(stderr, "mktd: %s\n", sqlite3_errmsg(db));
-        return -1;
+    struct print_ctx *p = arg;
+    struct sbuf *b = &p->b;
+    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
+    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
+    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
+    b->len = 0;
+    p->last = a->seq;
+    sb_fmt(b, "{\"seq\":%lld,\"ts\":%lld,\"campaign\":", (long long)a->seq, (long long)a->ts);
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            sb_str(b, names[i - 1]);
+        if (!vals[i])
+            sb_str(b, "null");
+        else
+            sb_json_str(b, vals[i], lens[i]);
     }
-    sqlite3_bind_int64(st, 1, since);
-    if (campaign)
-        sqlite3_bind_text(st, 2, campaign, -1, SQLITE_STATIC);
-    int64_t last = since;
-    struct sbuf b = {0};
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        b.len = 0;
-        last = sqlite3_column_int64(st, 0);
-        sb_fmt(&b, "{\"seq\":%lld,\"ts\":%lld,\"campaign\":", (long long)last,
-               (long long)sqlite3_column_int64(st, 1));
-        for (int col = 2; col <= 5; col++) {
-            static const char *const names[] = {"",           "",           "",
-                                                ",\"kind\":", ",\"user\":", ",\"event_id\":"};
-            sb_str(&b, names[col]);
-            if (sqlite3_column_type(st, col) == SQLITE_NULL)
-                sb_str(&b, "null");
-            else
-                sb_json_str(&b, (const char *)sqlite3_column_text(st, col),
-                            (size_t)sqlite3_column_bytes(st, col));
-        }
-        sb_str(&b, ",\"payload\":");
-        sb_str(&b, (const char *)sqlite3_column_text(st, 6));
-        sb_str(&b, "}\n");
-        fwrite(b.s, 1, b.len, out);
-    }
-    sb_free(&b);
-    sqlite3_finalize(st);
+    sb_str(b, ",\"payload\":");
+    sb_str(b, a->payload ? a->payload : "null");
+    sb_str(b, "}\n");
+    fwrite(b->s, 1, b->len, p->out);
+    return 0;
+}
+
+int64_t print_actions(struct store *st, int64_t since, const char *campaign, FILE *out)
+{
+    struct print_ctx p = {.out = out, .last = since};
+    int rc = store_actions_foreach(st, since, campaign, print_action, &p);
+    sb_free(&p.b);
     fflush(out);
-    if (rc != SQLITE_DONE) {
-        fprintf(stderr, "mktd: %s\n", sqlite3_errmsg(db));
+    if (rc < 0) {
+        fprintf(stderr, "mktd: %s\n", store_errmsg(st));
         return -1;
     }
-    return last;
+    return p.last;
 }
 
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow)
 {
-    sqlite3 *db;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(stderr, "mktd actions: %s: %s\n", db_path, db ? sqlite3_errmsg(db) : "cannot open");
-        sqlite3_close(db);
+    struct store *st;
+    char err[512];
+    if (store_open_readonly(db_path, &st, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mktd actions: %s\n", err);
         return 2;
     }
-    sqlite3_busy_timeout(db, 5000);
     int64_t last = since;
     for (;;) {
-        last = print_actions(db, last, campaign, stdout);
+        last = print_actions(st, last, campaign, stdout);
         if (last < 0 || !follow)
             break;
         struct timespec ts = {0, 200 * 1000000};
         nanosleep(&ts, NULL);
     }
-    sqlite3_close(db);
+    store_close(st);
     return last < 0 ? 2 : 0;
 }

@@ -2,7 +2,6 @@
 #ifndef MKTD_CLI_H
 #define MKTD_CLI_H
 
-#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -15,6 +14,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
 
 /* Prints actions with seq > since (of one campaign, when not NULL) as
  * NDJSON; returns the last seq printed (or since), or -1 on error. */
-int64_t print_actions(sqlite3 *db, int64_t since, const char *campaign, FILE *out);
+struct store;
+int64_t print_actions(struct store *st, int64_t since, const char *campaign, FILE *out);
 
 #endif

@@ -109,7 +109,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     }
     if (engine_commit(e) < 0)
         errors++;
-    print_actions(store_db(st), 0, NULL, stdout);
+    print_actions(st, 0, NULL, stdout);
     code = errors ? 1 : 0;
 out:
     engine_free(e);

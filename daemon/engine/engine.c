@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "engine/cond.h"
+#include "engine/gauges.h"
 #include "engine/ws.h"
 #include "lib/log.h"
 
@@ -198,6 +199,7 @@ void engine_free(struct engine *e)
         return;
     world_free(e->w);
     free_counted(e);
+    gauges_free(e->gauges); /* plugin gauges */
     queue_clear(e);
     free(e->q);
     actions_truncate(e, 0);
@@ -272,6 +274,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         snprintf(err, errlen, "database: the open batch could not be committed");
         return -EIO;
     }
+    size_t gmark = gauges_mark(e->gauges); /* gauges of on_load: shown once this commits */
     if (store_begin(st) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         return -EIO;
@@ -316,6 +319,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
             else
                 snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)",
                          c->cfg->id, c->cfg->plugin, rc);
+            gauges_drop(e->gauges, gmark);
             store_rollback(st);
             ws_rolled_back(e->ws);
             queue_clear(e);
@@ -328,6 +332,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     if (ws_flush(e->ws) < 0 || write_actions(e) < 0 || store_commit(st) < 0) {
         e->w = old;
         snprintf(err, errlen, "database: %s", store_errmsg(st));
+        gauges_drop(e->gauges, gmark);
         store_rollback(st);
         ws_rolled_back(e->ws);
         actions_truncate(e, 0);
@@ -337,6 +342,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     ws_committed(e->ws);
     e->stats.actions_total += e->n_act;
     actions_truncate(e, 0);
+    gauges_apply(e->gauges, 1); /* the new world's gauges replace the old one's */
     world_free(old);
     free_counted(e);
     store_counted_list(st, &e->counted, &e->n_counted);
@@ -344,6 +350,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     return 0;
 dberr:
     snprintf(err, errlen, "database: %s", store_errmsg(st));
+    gauges_drop(e->gauges, gmark);
     store_rollback(st);
     return -EIO;
 }
@@ -552,7 +559,7 @@ static void reapply_asides(struct engine *e, size_t from)
  * alone and the timer set aside; a storage error fails the caller. */
 static int fire_one(struct engine *e, struct campaign *c, const struct timer_row *r)
 {
-    size_t mark = ws_mark(e->ws), amark = e->n_act;
+    size_t mark = ws_mark(e->ws), amark = e->n_act, gmark = gauges_mark(e->gauges);
     unsigned flags = in_window(c->cfg, r->due) ? MKTD_F_ACTIVE : 0;
     struct mktd_ctx ctx;
     ctx_init(&ctx, e, c, r->due, NULL, 0);
@@ -581,6 +588,7 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
                  f->cfg->id, f->cfg->plugin, e->failed_rc);
     ws_undo_to(e->ws, mark);
     actions_truncate(e, amark);
+    gauges_drop(e->gauges, gmark);
     e->failed = NULL;
     log_msg(MKTD_LOG_ERROR, c->cfg->id, "timer %s of user %s set aside: %s", r->name, r->user,
             error);
@@ -636,10 +644,11 @@ static int batch_begin(struct engine *e)
 
 /* Takes back everything since the marks (a failed event or advance); the
  * timers set aside meanwhile stay set aside. */
-static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark, int64_t old_now,
-                    int64_t old_next_due)
+static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark,
+                    size_t gmark, int64_t old_now, int64_t old_next_due)
 {
     ws_undo_to(e->ws, mark);
+    gauges_drop(e->gauges, gmark);
     actions_truncate(e, amark);
     reapply_asides(e, aside_mark);
     e->now = old_now;
@@ -654,6 +663,7 @@ int engine_advance(struct engine *e, int64_t until)
         return -EIO;
     e->batch_n++;
     size_t mark = ws_mark(e->ws), amark = e->n_act, aside_mark = e->n_aside;
+    size_t gmark = gauges_mark(e->gauges);
     int64_t old_now = e->now, old_next_due = e->next_due;
     e->io_failed = 0;
     int rc = fire_timers(e, target);
@@ -662,7 +672,7 @@ int engine_advance(struct engine *e, int64_t until)
     queue_clear(e);
     if (rc < 0) {
         /* a storage error: the timers fire again later */
-        undo_to(e, mark, amark, aside_mark, old_now, old_next_due);
+        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
         return rc;
     }
     return 0;
@@ -733,6 +743,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         ts = ev->has_ts ? ev->ts : receipt_ms;
         target = receipt_ms;
     }
+    size_t gmark = gauges_mark(e->gauges); /* gauges set by this event */
     int rc = fire_timers(e, target);
     if (rc == 0)
         e->now = target;
@@ -758,7 +769,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
     queue_clear(e);
     if (rc < 0) {
-        undo_to(e, mark, amark, aside_mark, old_now, old_next_due);
+        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
         if (e->failed && !e->io_failed)
             snprintf(detail, detail_len,
                      "campaign %s (plugin %s) failed; nothing of the event was kept",
@@ -803,9 +814,11 @@ int engine_commit(struct engine *e)
         e->stats.actions_total += e->n_act;
         actions_truncate(e, 0);
         aside_clear(e);
+        gauges_apply(e->gauges, 0); /* the batch's gauges show from now on */
         return 0;
     }
     log_error("commit failed: %s", store_errmsg(e->st));
+    gauges_drop(e->gauges, 0);
     store_rollback(e->st);
     ws_rolled_back(e->ws);
     actions_truncate(e, 0);
@@ -855,4 +868,14 @@ int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p
     if (rc == 0)
         e->batch_n++;
     return rc;
+}
+
+/* ---- plugin gauges ---- */
+
+void engine_gauges_foreach(struct engine *e,
+                           void (*cb)(void *arg, const char *campaign, const char *plugin,
+                                      const char *name, int64_t value),
+                           void *arg)
+{
+    gauges_foreach(e->gauges, cb, arg);
 }

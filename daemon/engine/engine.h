@@ -79,6 +79,14 @@ struct engine_stats {
 };
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
+/* The figures plugins publish with gauge_set, as of the last commit: cb is
+ * called once per campaign and gauge name. A reload keeps only what the new
+ * config's plugins publish again (in on_load). */
+void engine_gauges_foreach(struct engine *e,
+                           void (*cb)(void *arg, const char *campaign, const char *plugin,
+                                      const char *name, int64_t value),
+                           void *arg);
+
 /* ---- direct looks and settings, for the SDK's test kit and tests ---- */
 /* 0 and the value, or -ENOENT; they see the batch's own changes. */
 int engine_timer(struct engine *e, const char *campaign, const char *user, const char *name,

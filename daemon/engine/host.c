@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "engine/gauges.h"
 #include "engine/hostcommon.h"
 #include "engine/internal.h"
 #include "engine/ws.h"
@@ -273,6 +274,8 @@ static int h_random_bytes(void *buf, size_t len)
     return 0;
 }
 
+static void host_fill_1_1(mktd_host *h); /* ABI 1.1 members, at the end of this file */
+
 const mktd_host *host_table(void)
 {
     static mktd_host h;
@@ -298,7 +301,43 @@ const mktd_host *host_table(void)
     h.unique_claim = h_unique_claim;
     h.unique_owner = h_unique_owner;
     h.random_bytes = h_random_bytes;
+    host_fill_1_1(&h);
     h.struct_size = sizeof(h);
     h.abi_version = MKTD_ABI_VERSION;
     return &h;
+}
+
+/* ---- ABI 1.1 (note comes from hostcommon.c) ---- */
+
+static int h_is_dry(mktd_ctx *ctx)
+{
+    return ctx->dry;
+}
+
+/* 1-64 bytes of [a-z0-9_]: a gauge name is a label value, kept plain. */
+static int gauge_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (n == 64 ||
+            !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n > 0;
+}
+
+static int h_gauge_set(mktd_ctx *ctx, const char *name, int64_t value)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    if (!name || !gauge_name_ok(name))
+        return -EINVAL;
+    struct engine *e = ctx->e;
+    if (!e->gauges)
+        e->gauges = gauges_new();
+    return gauges_set(e->gauges, ctx->c->cfg->id, ctx->c->cfg->plugin, name, value);
+}
+
+static void host_fill_1_1(mktd_host *h)
+{
+    h->is_dry = h_is_dry;
+    h->gauge_set = h_gauge_set;
 }

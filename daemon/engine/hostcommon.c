@@ -530,9 +530,12 @@ void ctx_base_reset(struct ctx_base *b)
     b->pool = NULL;
 }
 
+static void h_note(mktd_ctx *ctx, const char *fmt, ...);
+
 void hostcommon_fill(mktd_host *h)
 {
     h->log = h_log;
+    h->note = h_note; /* ABI 1.1 */
     h->node_get = h_node_get;
     h->node_kind = h_node_kind;
     h->node_len = h_node_len;
@@ -558,4 +561,18 @@ void hostcommon_fill(mktd_host *h)
     h->obj_str = h_obj_str;
     h->obj_int = h_obj_int;
     h->obj_json = h_obj_json;
+}
+
+/* ---- ABI 1.1 ---- */
+
+/* A plugin's reason for a decision: a debug line naming the campaign. The
+ * host's logger drops it before formatting unless its level is debug. */
+static void h_note(mktd_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    if (!ctx || !fmt || !BASE(ctx)->logv)
+        return;
+    va_start(ap, fmt);
+    BASE(ctx)->logv(MKTD_LOG_DEBUG, BASE(ctx)->campaign_id, fmt, ap);
+    va_end(ap);
 }

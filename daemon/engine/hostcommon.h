@@ -27,9 +27,10 @@ struct ctx_base {
 
 /* A mktd_event's priv is the event's props object (json_t *, may be NULL). */
 
-/* Fills the table's config, event, payload and log members. The caller
- * fills the rest (campaign, actions, clock, profile, state, counters, timers,
- * unique keys, random). */
+/* Fills the table's config, event, payload and log members (note too: a
+ * debug log line for now). The caller fills the rest (campaign, actions,
+ * clock, profile, state, counters, timers, unique keys, random, is_dry,
+ * gauge_set). */
 void hostcommon_fill(mktd_host *h);
 
 /* Call after each callback: releases what it handed out. */

@@ -72,6 +72,9 @@ struct engine {
     struct aside *aside;
     size_t n_aside, cap_aside;
     struct engine_stats stats;
+    /* figures plugins publish (gauge_set); made on first use, shown from
+     * the commit of the batch that set them (engine/gauges.h) */
+    struct gauges *gauges;
 };
 
 /* The campaign with this id in the running world, or NULL. */
@@ -88,6 +91,7 @@ struct mktd_ctx {
     int64_t now;          /* action ts */
     const char *event_id; /* the input event, NULL for timers */
     int depth;            /* depth of what is being handled */
+    int dry;              /* a dry run (is_dry); zeroed by ctx_init, set by the engine */
 };
 void ctx_init(struct mktd_ctx *ctx, struct engine *e, struct campaign *c, int64_t now,
               const char *event_id, int depth);

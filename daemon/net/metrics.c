@@ -1,7 +1,6 @@
 #include "net/metrics.h"
 
 #include <inttypes.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,13 +20,8 @@ void metrics_init(struct metrics *m, struct engine *e, struct store *store)
     struct engine_stats es;
     engine_stats(e, &es);
     memset(m, 0, sizeof(*m));
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_db(store), "SELECT coalesce(max(seq), 0) FROM actions", -1, &st,
-                           NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            m->action_seq = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
+    if (store_action_last_seq(store, &m->action_seq) < 0)
+        m->action_seq = 0;
     m->engine_actions = es.actions_total;
 }
 
@@ -40,8 +34,24 @@ void metrics_free(struct metrics *m)
     free(m->actions);
     m->actions = NULL;
     m->n_actions = 0;
-    sqlite3_finalize(m->actions_q);
-    m->actions_q = NULL;
+}
+
+static void count_actions(void *arg, const char *camp, const char *kind, uint64_t n)
+{
+    struct metrics *m = arg;
+    size_t i = 0;
+    while (i < m->n_actions &&
+           (strcmp(m->actions[i].campaign, camp) != 0 || strcmp(m->actions[i].kind, kind) != 0))
+        i++;
+    if (i == m->n_actions) {
+        m->actions = xrealloc(m->actions, (m->n_actions + 1) * sizeof(*m->actions));
+        m->actions[i].campaign = xstrdup(camp);
+        m->actions[i].kind = xstrdup(kind);
+        m->actions[i].n = 0;
+        m->n_actions++;
+    }
+    m->actions[i].n += n;
+    m->actions_committed += n;
 }
 
 void metrics_actions_update(struct metrics *m, struct engine *e, struct store *store)
@@ -51,39 +61,8 @@ void metrics_actions_update(struct metrics *m, struct engine *e, struct store *s
     if (es.actions_total == m->engine_actions || engine_batch_size(e))
         return;
     m->engine_actions = es.actions_total;
-    if (!m->actions_q &&
-        sqlite3_prepare_v3(store_db(store),
-                           "SELECT campaign, kind, count(*), max(seq) FROM actions WHERE seq > ?1 "
-                           "GROUP BY campaign, kind",
-                           -1, SQLITE_PREPARE_PERSISTENT, &m->actions_q, NULL) != SQLITE_OK)
-        return;
-    sqlite3_stmt *st = m->actions_q;
-    sqlite3_bind_int64(st, 1, m->action_seq);
     int64_t top = m->action_seq;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *camp = (const char *)sqlite3_column_text(st, 0);
-        const char *kind = (const char *)sqlite3_column_text(st, 1);
-        uint64_t n = (uint64_t)sqlite3_column_int64(st, 2);
-        int64_t seq = sqlite3_column_int64(st, 3);
-        if (!camp || !kind)
-            continue;
-        if (seq > top)
-            top = seq;
-        size_t i = 0;
-        while (i < m->n_actions &&
-               (strcmp(m->actions[i].campaign, camp) != 0 || strcmp(m->actions[i].kind, kind) != 0))
-            i++;
-        if (i == m->n_actions) {
-            m->actions = xrealloc(m->actions, (m->n_actions + 1) * sizeof(*m->actions));
-            m->actions[i].campaign = xstrdup(camp);
-            m->actions[i].kind = xstrdup(kind);
-            m->actions[i].n = 0;
-            m->n_actions++;
-        }
-        m->actions[i].n += n;
-        m->actions_committed += n;
-    }
-    sqlite3_reset(st);
+    store_action_counts_since(store, m->action_seq, count_actions, m, &top);
     m->action_seq = top;
 }
 
@@ -126,35 +105,17 @@ static void add_label(struct evbuffer *out, const char *v)
     }
 }
 
-static void render_budgets(struct engine *e, struct evbuffer *out)
+static void render_gauge(void *arg, const char *campaign, const char *plugin, const char *name,
+                         int64_t value)
 {
-    int head = 0;
-    const struct config *cfg = engine_config(e);
-    for (size_t i = 0; cfg && i < cfg->n_campaigns; i++) {
-        const struct campaign_cfg *cc = &cfg->campaigns[i];
-        if (strcmp(cc->plugin, "coupon") != 0)
-            continue;
-        int64_t budget;
-        if (ynode_resolve(ynode_get(cc->params, "budget"), &budget, NULL, NULL) != YS_INT)
-            continue;
-        if (!head) {
-            evbuffer_add_printf(out, "# HELP mktd_coupon_budget Coupons a campaign may issue "
-                                     "(its `budget` param).\n"
-                                     "# TYPE mktd_coupon_budget gauge\n"
-                                     "# HELP mktd_coupon_budget_left Coupons a campaign may still "
-                                     "issue.\n"
-                                     "# TYPE mktd_coupon_budget_left gauge\n");
-            head = 1;
-        }
-        int64_t spent = 0;
-        if (engine_counter(e, cc->id, NULL, "budget", &spent) < 0)
-            spent = 0;
-        int64_t left = budget > spent ? budget - spent : 0;
-        evbuffer_add_printf(out,
-                            "mktd_coupon_budget{campaign=\"%s\"} %" PRId64 "\n"
-                            "mktd_coupon_budget_left{campaign=\"%s\"} %" PRId64 "\n",
-                            cc->id, budget, cc->id, left);
-    }
+    struct evbuffer *out = arg;
+    evbuffer_add_printf(out, "mktd_plugin_gauge{campaign=\"");
+    add_label(out, campaign);
+    evbuffer_add_printf(out, "\",plugin=\"");
+    add_label(out, plugin);
+    evbuffer_add_printf(out, "\",name=\"");
+    add_label(out, name);
+    evbuffer_add_printf(out, "\"} %" PRId64 "\n", value);
 }
 
 void metrics_render(const struct metrics *m, struct engine *e, struct store *store,
@@ -262,5 +223,10 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                             "# TYPE mktd_wal_frames gauge\n"
                             "mktd_wal_frames %d\n",
                             ck.rounds, ck.restarts, ck.errors, ck.wal_frames);
-    render_budgets(e, out);
+    /* each plugin reports its own figures (gauge_set) */
+    evbuffer_add_printf(out,
+                        "# HELP mktd_plugin_gauge Figures plugins publish, by campaign, plugin "
+                        "and name (coupon: budget, budget_left).\n"
+                        "# TYPE mktd_plugin_gauge gauge\n");
+    engine_gauges_foreach(e, render_gauge, out);
 }

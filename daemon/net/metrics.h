@@ -10,8 +10,6 @@
 
 #define METRICS_BUCKETS 12
 
-struct sqlite3;
-
 /* Actions committed, by campaign and kind. */
 struct metrics_actions {
     char *campaign, *kind;
@@ -33,13 +31,11 @@ struct metrics {
     size_t n_actions;
     int64_t action_seq;
     uint64_t actions_committed;
-    uint64_t engine_actions;        /* engine.actions_total at the last update */
-    struct sqlite3_stmt *actions_q; /* prepared on first use */
+    uint64_t engine_actions; /* engine.actions_total at the last update */
 };
 
 /* Starts counting actions from the database's last one. */
 void metrics_init(struct metrics *m, struct engine *e, struct store *store);
-/* Before the store closes: it holds a statement on its database. */
 void metrics_free(struct metrics *m);
 int64_t metrics_now_us(void);
 void metrics_commit(struct metrics *m, int batch, int64_t us, int ok);

@@ -22,7 +22,6 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -757,9 +756,7 @@ static void reload(struct server *s)
         log_level = nc->log_level;
         if (nc->sync_full != s->sync_full) {
             /* between batches: no transaction is open */
-            const char *sql =
-                nc->sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
-            if (sqlite3_exec(store_db(s->st), sql, NULL, NULL, NULL) == SQLITE_OK)
+            if (store_set_synchronous(s->st, nc->sync_full) == 0)
                 s->sync_full = nc->sync_full;
             else
                 log_error("commit.synchronous: %s", store_errmsg(s->st));

@@ -222,16 +222,12 @@ struct store {
     struct checkpointer *ck;           /* NULL: SQLite checkpoints on commit */
     uint64_t lock_waits, lock_wait_us; /* waits for another connection's lock */
     struct timespec wait_start;        /* of the wait in progress */
+    sqlite3_stmt *rd[4]; /* the readers' statements (end of this file), prepared on first use */
 };
 
 const char *store_errmsg(struct store *s)
 {
     return sqlite3_errmsg(s->db);
-}
-
-struct sqlite3 *store_db(struct store *s)
-{
-    return s->db;
 }
 
 static int migrate(struct store *s, char *err, size_t errlen)
@@ -391,6 +387,8 @@ void store_close(struct store *s)
     checkpointer_stop(s->ck);
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(s->q[i]);
+    for (size_t i = 0; i < sizeof(s->rd) / sizeof(s->rd[0]); i++)
+        sqlite3_finalize(s->rd[i]); /* readers' statements */
     sqlite3_close(s->db);
     free(s);
 }
@@ -1025,5 +1023,120 @@ int store_events_foreach(struct store *s, void (*cb)(void *arg, const char *id, 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         cb(arg, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
     sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* ---- settings and readers outside the engine's batches ---- */
+
+int store_set_synchronous(struct store *s, int full)
+{
+    const char *q = full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+    return sqlite3_exec(s->db, q, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+        store_close(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 5000); /* the daemon's commits are short */
+    *out = s;
+    return 0;
+}
+
+enum { R_ACTIONS, R_LAST_SEQ, R_COUNTS, R__COUNT };
+_Static_assert(R__COUNT <= sizeof(((struct store *)0)->rd) / sizeof(sqlite3_stmt *),
+               "struct store has a slot for each reader's statement");
+
+static const char *const rd_sql[R__COUNT] = {
+    [R_ACTIONS] = "SELECT seq, ts, campaign, kind, user, event_id, payload FROM actions "
+                  "WHERE seq > ?1 AND (?2 IS NULL OR campaign = ?2) ORDER BY seq",
+    [R_LAST_SEQ] = "SELECT coalesce(max(seq), 0) FROM actions",
+    [R_COUNTS] = "SELECT campaign, kind, count(*), max(seq) FROM actions WHERE seq > ?1 "
+                 "GROUP BY campaign, kind",
+};
+
+static sqlite3_stmt *reader(struct store *s, int r)
+{
+    if (!s->rd[r] && sqlite3_prepare_v3(s->db, rd_sql[r], -1, SQLITE_PREPARE_PERSISTENT, &s->rd[r],
+                                        NULL) != SQLITE_OK)
+        return NULL;
+    return s->rd[r];
+}
+
+/* A text column, NULL for SQL NULL. */
+static const char *col_text(sqlite3_stmt *st, int col, size_t *len)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        *len = 0;
+        return NULL;
+    }
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    *len = (size_t)sqlite3_column_bytes(st, col);
+    return t;
+}
+
+int store_actions_foreach(struct store *s, int64_t since, const char *campaign,
+                          int (*cb)(void *arg, const struct store_action *a), void *arg)
+{
+    sqlite3_stmt *st = reader(s, R_ACTIONS);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, since);
+    bind_text(st, 2, campaign);
+    int rc = SQLITE_DONE, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_action a = {.seq = sqlite3_column_int64(st, 0),
+                                 .ts = sqlite3_column_int64(st, 1)};
+        a.campaign = col_text(st, 2, &a.campaign_len);
+        a.kind = col_text(st, 3, &a.kind_len);
+        a.user = col_text(st, 4, &a.user_len);
+        a.event_id = col_text(st, 5, &a.event_id_len);
+        a.payload = col_text(st, 6, &a.payload_len);
+        stop = cb(arg, &a);
+    }
+    done(st);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_action_last_seq(struct store *s, int64_t *seq)
+{
+    sqlite3_stmt *st = reader(s, R_LAST_SEQ);
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+int store_action_counts_since(struct store *s, int64_t since,
+                              void (*cb)(void *arg, const char *campaign, const char *kind,
+                                         uint64_t n),
+                              void *arg, int64_t *top)
+{
+    sqlite3_stmt *st = reader(s, R_COUNTS);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, since);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *camp = (const char *)sqlite3_column_text(st, 0);
+        const char *kind = (const char *)sqlite3_column_text(st, 1);
+        uint64_t n = (uint64_t)sqlite3_column_int64(st, 2);
+        int64_t seq = sqlite3_column_int64(st, 3);
+        if (!camp || !kind)
+            continue;
+        if (seq > *top)
+            *top = seq;
+        cb(arg, camp, kind, n);
+    }
+    done(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }

@@ -105,7 +105,38 @@ int store_campaign_seen(struct store *s, const char *id, const char *plugin);
 int store_config_record(struct store *s, const char *path, const char *text, size_t len,
                         int64_t at);
 
-struct sqlite3 *store_db(struct store *s);
+/* ---- outside the engine's batches ---- */
+
+/* commit.synchronous: FULL (1) or NORMAL (0). Call with no transaction open. */
+int store_set_synchronous(struct store *s, int full);
+
+/* Opens an existing database read-only, for a reader beside the daemon
+ * (`mktd actions`): no migration, no writes; a lock held by the daemon is
+ * waited for up to 5 s. Only the readers below work on it; store_close. */
+int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen);
+
+/* One row of the actions table (spec section 5). The strings are valid
+ * during the callback; each is NULL for SQL NULL (event_id of a timer's
+ * action), with its length in bytes. */
+struct store_action {
+    int64_t seq, ts;
+    const char *campaign, *kind, *user, *event_id, *payload;
+    size_t campaign_len, kind_len, user_len, event_id_len, payload_len;
+};
+/* Calls cb for every action with seq > since (of one campaign, when not
+ * NULL), by seq. A non-zero return from cb stops and is returned; else 0,
+ * or -EIO (store_errmsg says why). */
+int store_actions_foreach(struct store *s, int64_t since, const char *campaign,
+                          int (*cb)(void *arg, const struct store_action *a), void *arg);
+/* The largest action seq, 0 when there is none. */
+int store_action_last_seq(struct store *s, int64_t *seq);
+/* Calls cb once per campaign and kind with the number of actions of seq >
+ * since; *top is raised to the largest seq counted (left as it is when
+ * none). 0 or -EIO. */
+int store_action_counts_since(struct store *s, int64_t since,
+                              void (*cb)(void *arg, const char *campaign, const char *kind,
+                                         uint64_t n),
+                              void *arg, int64_t *top);
 
 /* ---- the engine's working set: per_user rows by their whole key ---- */
 /* The kinds of per_user rows (the column `kind`). */

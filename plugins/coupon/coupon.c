@@ -8,6 +8,9 @@
  *                <min_spend> <owner user>" (the user last: it may hold spaces)
  *   counters     per user "issued" (coupons ever issued to the user),
  *                campaign-wide "budget" (coupons ever issued)
+ *
+ * With a budget it publishes the gauges `budget` and `budget_left` (coupons
+ * it may still issue) for /metrics: on load and after each issue.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -174,6 +177,25 @@ static void coupon_destroy(void *data)
     free(data);
 }
 
+/* The budget gauges, given the coupons issued so far. A gauge is a figure
+ * for operators, never a reason to fail an event: errors are ignored. */
+static void publish_budget(mktd_ctx *ctx, const struct coupon *c, int64_t spent)
+{
+    if (c->budget < 0)
+        return;
+    (void)host->gauge_set(ctx, "budget", c->budget);
+    (void)host->gauge_set(ctx, "budget_left", c->budget > spent ? c->budget - spent : 0);
+}
+
+static int coupon_on_load(mktd_ctx *ctx, void *data, int first)
+{
+    const struct coupon *c = data;
+    (void)first;
+    if (c)
+        publish_budget(ctx, c, host->counter_get(ctx, NULL, "budget"));
+    return 0;
+}
+
 /* ---- code records ---- */
 
 static int rec_key(char *buf, size_t size, const char *code)
@@ -328,7 +350,7 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
 {
     char code[PREFIX_MAX + CODE_CHARS + 1];
     struct code_rec rec;
-    int64_t now;
+    int64_t now, spent;
     mktd_obj *o;
     int rc, tries;
 
@@ -353,11 +375,12 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
             return rc;
     }
 
-    rc = host->counter_add(ctx, NULL, "budget", 1, c->budget, NULL);
+    rc = host->counter_add(ctx, NULL, "budget", 1, c->budget, &spent);
     if (rc < 0)
         return rc;
     if (rc > 0) /* checked above; refused only if the host disagrees */
         return -EAGAIN;
+    publish_budget(ctx, c, spent);
 
     now = host->now(ctx);
     rec.redeemed = 0;
@@ -414,7 +437,7 @@ static const mktd_plugin coupon_plugin = {
     .destroy = coupon_destroy,
     .on_event = coupon_on_event,
     .on_timer = NULL,
-    .on_load = NULL,
+    .on_load = coupon_on_load,
 };
 
 MKTD_EXPORT const mktd_plugin *mktd_plugin_entry(const mktd_host *h)

@@ -774,6 +774,19 @@ static int h_random_bytes(void *buf, size_t len)
     return 0;
 }
 
+/* ABI 1.1, minimal for now: no dry runs; gauges are accepted, not kept. */
+static int h_is_dry(mktd_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static int h_gauge_set(mktd_ctx *ctx, const char *name, int64_t value)
+{
+    (void)value;
+    return ctx && name && *name ? 0 : -EINVAL;
+}
+
 /* ---- the host table ---- */
 
 static mktd_host host_table;
@@ -804,6 +817,8 @@ const mktd_host *mktd_mock_host(void)
         host_table.unique_claim = h_unique_claim;
         host_table.unique_owner = h_unique_owner;
         host_table.random_bytes = h_random_bytes;
+        host_table.is_dry = h_is_dry;
+        host_table.gauge_set = h_gauge_set;
         host_ready = 1;
     }
     return &host_table;

@@ -549,9 +549,11 @@ def test_metrics():
         assert v['mktd_actions_total{campaign="hits",kind="probe.hit"}'] == 6
         assert not any("probe.doomed" in k for k in v), "a rolled-back action is counted"
         assert v["mktd_actions_recorded_total"] == 11
-        assert v['mktd_coupon_budget{campaign="promo"}'] == 2
-        assert v['mktd_coupon_budget_left{campaign="promo"}'] == 0
+        assert v['mktd_plugin_gauge{campaign="promo",plugin="coupon",name="budget"}'] == 2
+        assert v['mktd_plugin_gauge{campaign="promo",plugin="coupon",name="budget_left"}'] == 0
         assert not any('campaign="plain"' in k and "budget" in k for k in v)
+        assert v['mktd_plugin_gauge{campaign="hits",plugin="probe",name="hits"}'] == 6
+        assert not any('name="doomed"' in k for k in v), "a gauge of a failed event shows"
         assert v["mktd_plugin_errors_total"] == 1
         assert v['mktd_events_total{status="internal"}'] == 1
         assert v['mktd_events_total{status="ok"}'] == 9
@@ -586,8 +588,62 @@ def test_metrics():
         d.start()
         st, text = d.http("GET", "/metrics")
         v = metric_lines(text)
-        assert v['mktd_coupon_budget_left{campaign="promo"}'] == 0
+        assert v['mktd_plugin_gauge{campaign="promo",plugin="coupon",name="budget_left"}'] == 0
         assert v["mktd_actions_recorded_total"] == 0  # counts this process's commits
+    finally:
+        d.stop()
+
+
+def test_plugin_gauges():
+    """Each plugin reports its own figures (gauge_set): they show once their
+    batch commits, never for an event that failed, and a reload shows what
+    the new config's plugins publish."""
+    campaigns = """
+- id: promo
+  plugin: coupon
+  when: {event: order.paid}
+  params: {value: 500, valid_for: 7d, budget: 3}
+- id: hits
+  plugin: probe
+  params: {emit_on: [page.view]}
+"""
+    g = 'mktd_plugin_gauge{campaign="%s",plugin="%s",name="%s"}'
+    d = Daemon(campaigns, http=True)
+    try:
+        v = metric_lines(d.http("GET", "/metrics")[1])
+        assert v[g % ("promo", "coupon", "budget")] == 3  # published on load
+        assert v[g % ("promo", "coupon", "budget_left")] == 3
+        # o3: promo issues a coupon (budget_left 0), then the probe fails the
+        # event, which undoes both; in the same batch as the others
+        a = d.send([ev("o1", "order.paid", "b1", order_id="o1", amount=1000),
+                    ev("o2", "order.paid", "b2", order_id="o2", amount=1000),
+                    ev("o3", "order.paid", "b3", order_id="o3", amount=1000, fail=True),
+                    ev("v1", "page.view", "u1"), ev("v2", "page.view", "u1")])
+        assert [x["status"] for x in a] == ["ok", "ok", "error", "ok", "ok"], a
+        assert len(d.actions("promo")) == 2
+        st, text = d.http("GET", "/metrics")
+        assert st == 200
+        assert "# TYPE mktd_plugin_gauge gauge" in text and "# HELP mktd_plugin_gauge " in text
+        v = metric_lines(text)
+        assert v[g % ("promo", "coupon", "budget")] == 3
+        assert v[g % ("promo", "coupon", "budget_left")] == 1
+        assert v[g % ("hits", "probe", "hits")] == 2
+        assert not any('name="doomed"' in k for k in v), text
+        # a restart: coupon publishes again on load, from its counter
+        assert d.stop() == 0
+        d.start()
+        v = metric_lines(d.http("GET", "/metrics")[1])
+        assert v[g % ("promo", "coupon", "budget_left")] == 1
+        # a reload: the new budget; the campaign gone, its gauges gone
+        assert reload_wait(d, campaigns.replace("budget: 3", "budget: 5").split("- id: hits")[0]) is True
+        v = metric_lines(d.http("GET", "/metrics")[1])
+        assert v[g % ("promo", "coupon", "budget")] == 5
+        assert v[g % ("promo", "coupon", "budget_left")] == 3
+        assert not any('campaign="hits"' in k for k in v), v
+        # without a budget, coupon publishes nothing
+        assert reload_wait(d, campaigns.replace(", budget: 3", "")) is True
+        v = metric_lines(d.http("GET", "/metrics")[1])
+        assert not any(k.startswith("mktd_plugin_gauge") and "promo" in k for k in v), v
     finally:
         d.stop()
 

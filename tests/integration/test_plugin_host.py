@@ -10,10 +10,21 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 
-from harness import PLUGINS, TEST_PLUGINS, Daemon, command, mktd, ok, slow
+from harness import PLUGINS, SRC, TEST_PLUGINS, Daemon, command, mktd, ok, slow
 
 T = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 LINE_COL = re.compile(r"mktd\.yaml:\d+:\d+: ")
+
+
+def host_abi():
+    """(major, minor) of the SDK header the daemon was built with."""
+    with open(os.path.join(SRC, "sdk/include/mktd/plugin.h")) as f:
+        text = f.read()
+    return tuple(int(re.search(r"#define MKTD_ABI_%s (\d+)" % w, text).group(1)) for w in ("MAJOR", "MINOR"))
+
+
+MAJOR, MINOR = host_abi()
+HOST = f"{MAJOR}.{MINOR}"
 
 
 def ev(id, type, user, ts=None, **props):
@@ -81,14 +92,53 @@ def test_abi_major_refused():
     refused("""
     - id: old
       plugin: abi_major
-    """, os.path.join(TEST_PLUGINS, "abi_major.so"), "2.0", "1.0")
+    """, os.path.join(TEST_PLUGINS, "abi_major.so"), "2.0", f"this mktd has ABI {HOST}")
 
 
 def test_abi_minor_refused():
     refused("""
     - id: newer
       plugin: abi_minor
-    """, os.path.join(TEST_PLUGINS, "abi_minor.so"), "1.1", "1.0")
+    """, os.path.join(TEST_PLUGINS, "abi_minor.so"), f"built for ABI {MAJOR}.{MINOR + 1}",
+            f"this mktd has ABI {HOST}")
+
+
+def test_abi_older_minor_loads():
+    # built for ABI 1.0 (a descriptor that ends at on_load): loads and runs
+    assert (MAJOR, MINOR) >= (1, 1)
+    d = Daemon("""
+    - id: old
+      plugin: abi_old
+    """)
+    try:
+        r = mktd("check", "-c", d.config)
+        assert r.returncode == 0, r.stderr
+        ok(d.send([ev("e1", "page.view", "u1", T)])[0], 1)
+        rows = d.actions()
+        assert kinds(rows) == [("old", "old.seen", "u1")], rows
+        assert rows[0]["payload"] == {"host_abi": HOST}, rows
+    finally:
+        assert d.stop() == 0
+
+
+def test_notes_at_debug_only():
+    # note (ABI 1.1): a debug line naming the campaign; nothing at info
+    camp = """
+    - id: p
+      plugin: probe
+      params: {emit_on: [go]}
+    """
+    for level, shown in (("debug", True), ("info", False)):
+        d = Daemon(camp, daemon="log: {level: %s}" % level)
+        try:
+            ok(d.send([ev("e1", "go", "u1", T)])[0], 1)
+        finally:
+            assert d.stop() == 0
+        lines = [l for l in d.log().splitlines() if "matched go of u1 (dry 0)" in l]
+        if shown:
+            assert len(lines) == 1 and "debug campaign=p: " in lines[0], d.log()
+        else:
+            assert lines == [], d.log()
 
 
 def test_no_entry_refused():

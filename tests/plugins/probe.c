@@ -40,8 +40,14 @@
  *
  * A timer that falls due records `probe.timer` {"due", "name", "now"} for
  * its user when the flags say MKTD_F_ACTIVE, and nothing otherwise; one
- * named in fail_timers records `probe.doomed`, state, a timer and a counter
- * as a failing event does, then fails with -EPROTO.
+ * named in fail_timers records `probe.doomed`, state, a timer, a counter and
+ * the gauge `doomed` as a failing event does, then fails with -EPROTO.
+ *
+ * ABI 1.1: each matched event gets a note "matched TYPE of USER (dry D)"
+ * (D from is_dry); a hit publishes the gauge `hits` (the campaign-wide
+ * total) and a doomed event the gauge `doomed` = 1, which must never show.
+ * on_load checks that gauge_set refuses a bad name (-EINVAL) and init that
+ * it refuses to run there (-EPERM); either failing fails the load.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -133,6 +139,8 @@ static int probe_init(mktd_ctx *ctx, const mktd_node *params, void **data)
     if (host->node_get(params, "rearm_after") &&
         host->get_duration(ctx, params, "rearm_after", 1, 0, 0, INT64_MAX / 4, &p->rearm_after) < 0)
         rc = -EINVAL;
+    if (host->gauge_set(ctx, "hits", 0) != -EPERM)
+        rc = host->config_error(ctx, NULL, "gauge_set ran in init");
     if (rc < 0) {
         free(p);
         return rc;
@@ -175,6 +183,8 @@ static int doom_user(mktd_ctx *ctx, const char *user, const char *seen, int err)
     if ((rc = host->timer_set(ctx, user, "doomed", host->now(ctx) + 1000)) < 0)
         return rc;
     if ((rc = host->counter_add(ctx, user, "doomed", 1, -1, NULL)) < 0)
+        return rc;
+    if ((rc = host->gauge_set(ctx, "doomed", 1)) < 0)
         return rc;
     return err;
 }
@@ -239,6 +249,8 @@ static int hit(mktd_ctx *ctx, const struct probe *p, const mktd_event *ev)
         return rc;
     if (rc == 1)
         total = host->counter_get(ctx, NULL, "hits");
+    if (rc == 0 && (rc = host->gauge_set(ctx, "hits", total)) < 0)
+        return rc;
     host->obj_int(o, "n", n);
     host->obj_int(o, "total", total);
     host->obj_str(o, "seen", ev->type);
@@ -272,6 +284,7 @@ static int probe_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsig
     int rc;
     if (!(flags & MKTD_F_MATCH))
         return 0;
+    host->note(ctx, "matched %s of %s (dry %d)", ev->type, ev->user, host->is_dry(ctx));
     if ((host->prop(ctx, ev, "fail", &v) == MKTD_T_BOOL && v.b) ||
         has_type(p->fail_on, p->n_fail_on, ev->type))
         return doom(ctx, ev);
@@ -309,7 +322,12 @@ static int probe_on_timer(mktd_ctx *ctx, void *data, const char *user, const cha
 
 static int probe_on_load(mktd_ctx *ctx, void *data, int first)
 {
+    (void)data;
     host->log(ctx, MKTD_LOG_DEBUG, "probe loaded (%s)", first ? "new" : "known");
+    if (host->gauge_set(ctx, "Bad-Name", 1) != -EINVAL || host->gauge_set(ctx, "", 1) != -EINVAL) {
+        host->log(ctx, MKTD_LOG_ERROR, "gauge_set took a bad name");
+        return -EPROTO;
+    }
     return 0;
 }
 

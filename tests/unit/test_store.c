@@ -174,6 +174,19 @@ static struct store *open_file(char *path)
     return s;
 }
 
+/* A connection of the test's own beside the store's (which it does not
+ * expose), for looking at tables and pragmas. */
+static sqlite3 *peek(const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+        exit(1);
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
 static void test_reopen_and_schema(void)
 {
     char path[] = "/tmp/mktd-store-XXXXXX";
@@ -193,8 +206,10 @@ static void test_reopen_and_schema(void)
     int64_t v = 0;
     CHECK_INT(store_meta_get(s, "clock_now", &v), 0);
     CHECK_INT(v, 123);
-    sqlite3_exec((sqlite3 *)store_db(s), "PRAGMA user_version = 99", NULL, NULL, NULL);
     store_close(s);
+    sqlite3 *db = peek(path);
+    CHECK_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
     CHECK(store_open(path, 0, &s, err, sizeof(err)) < 0); /* newer schema refused */
     CHECK(strstr(err, "99") != NULL);
     remove_db(path);
@@ -252,15 +267,17 @@ static void check_sound(const char *path, int rows)
     struct store *s;
     char err[256];
     CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    sqlite3 *db = peek(path);
     sqlite3_stmt *st;
-    sqlite3_prepare_v2(store_db(s), "SELECT count(*) FROM actions", -1, &st, NULL);
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM actions", -1, &st, NULL);
     CHECK_INT(sqlite3_step(st), SQLITE_ROW);
     CHECK_INT(sqlite3_column_int(st, 0), rows);
     sqlite3_finalize(st);
-    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
+    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
     CHECK_INT(sqlite3_step(st), SQLITE_ROW);
     CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
     sqlite3_finalize(st);
+    sqlite3_close(db);
     store_close(s);
 }
 
@@ -425,8 +442,9 @@ static void test_migrate_v1(void)
     struct store *s;
     char err[256];
     CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    sqlite3 *own = peek(path);
     sqlite3_stmt *st;
-    sqlite3_prepare_v2(store_db(s), "PRAGMA user_version", -1, &st, NULL);
+    sqlite3_prepare_v2(own, "PRAGMA user_version", -1, &st, NULL);
     CHECK_INT(sqlite3_step(st), SQLITE_ROW);
     CHECK_INT(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION);
     sqlite3_finalize(st);
@@ -464,19 +482,15 @@ static void test_migrate_v1(void)
     free(owner);
 
     /* the old names still read the same rows */
-    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM users"), 2);
-    CHECK_INT(count_rows(store_db(s),
-                         "SELECT count(*) FROM users WHERE id = 'u1' AND events = 3 AND "
-                         "orders = 1 AND spent = 500"),
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM users"), 2);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM users WHERE id = 'u1' AND events = 3 AND "
+                              "orders = 1 AND spent = 500"),
               1);
-    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM user_counts WHERE n = 2"), 1);
-    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM state WHERE campaign = 'c'"), 2);
-    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM counters WHERE n = 7 AND user = ''"),
-              1);
-    CHECK_INT(
-        count_rows(store_db(s), "SELECT count(*) FROM timers WHERE name = 'later' AND due = 900"),
-        1);
-    CHECK_INT(count_rows(store_db(s), "SELECT count(*) FROM actions"), 1);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM user_counts WHERE n = 2"), 1);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM state WHERE campaign = 'c'"), 2);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM counters WHERE n = 7 AND user = ''"), 1);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM timers WHERE name = 'later' AND due = 900"), 1);
+    CHECK_INT(count_rows(own, "SELECT count(*) FROM actions"), 1);
 
     /* and the store goes on writing to them */
     store_begin(s);
@@ -486,16 +500,104 @@ static void test_migrate_v1(void)
     CHECK_INT(store_count_inc(s, "u1", "page.view"), 0);
     CHECK_INT((int)store_count_get(s, "u1", "page.view"), 3);
     CHECK_INT(store_commit(s), 0);
-    sqlite3_prepare_v2(store_db(s), "PRAGMA integrity_check", -1, &st, NULL);
+    sqlite3_prepare_v2(own, "PRAGMA integrity_check", -1, &st, NULL);
     CHECK_INT(sqlite3_step(st), SQLITE_ROW);
     CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
     sqlite3_finalize(st);
+    sqlite3_close(own);
+    store_close(s);
+    remove_db(path);
+}
+
+/* The readers of the actions table: `mktd actions` (read-only, beside
+ * the daemon), simulate and /metrics. */
+struct rows {
+    char text[1024];
+    int n;
+};
+
+static int row_cb(void *arg, const struct store_action *a)
+{
+    struct rows *r = arg;
+    size_t len = strlen(r->text);
+    snprintf(r->text + len, sizeof(r->text) - len, "%lld %lld %s %s %s %s %s (%zu);",
+             (long long)a->seq, (long long)a->ts, a->campaign, a->kind, a->user,
+             a->event_id ? a->event_id : "NULL", a->payload, a->payload_len);
+    return ++r->n == 99 ? 7 : 0;
+}
+
+static void count_cb(void *arg, const char *campaign, const char *kind, uint64_t n)
+{
+    struct rows *r = arg;
+    size_t len = strlen(r->text);
+    snprintf(r->text + len, sizeof(r->text) - len, "%s/%s=%llu;", campaign, kind,
+             (unsigned long long)n);
+}
+
+static void test_action_readers(void)
+{
+    char path[] = "/tmp/mktd-store-XXXXXX", err[256];
+    close(mkstemp(path));
+    unlink(path);
+    struct store *s, *ro;
+    CHECK(store_open_readonly(path, &ro, err, sizeof(err)) < 0); /* no database yet */
+    CHECK(strstr(err, path) != NULL);
+    CHECK_INT(store_open(path, 0, &s, err, sizeof(err)), 0);
+    int64_t seq = -1, top = 0;
+    CHECK_INT(store_action_last_seq(s, &seq), 0);
+    CHECK_INT(seq, 0);
+    CHECK_INT(store_set_synchronous(s, 1), 0);
+    CHECK_INT(store_set_synchronous(s, 0), 0);
+    store_begin(s);
+    store_action_insert(s, 10, "c1", "k1", "u1", "e1", "{\"a\":1}", NULL);
+    store_action_insert(s, 5, "c2", "k2", "u2", NULL, "{}", NULL);
+    store_action_insert(s, 20, "c1", "k1", "u3", "e2", "{}", NULL);
+    CHECK_INT(store_commit(s), 0);
+    CHECK_INT(store_action_last_seq(s, &seq), 0);
+    CHECK_INT(seq, 3);
+
+    struct rows r = {"", 0};
+    CHECK_INT(store_action_counts_since(s, 0, count_cb, &r, &top), 0);
+    CHECK_STR(r.text, "c1/k1=2;c2/k2=1;");
+    CHECK_INT(top, 3);
+    r.text[0] = 0;
+    top = 2;
+    CHECK_INT(store_action_counts_since(s, 2, count_cb, &r, &top), 0);
+    CHECK_STR(r.text, "c1/k1=1;");
+    CHECK_INT(top, 3);
+    r.text[0] = 0;
+    CHECK_INT(store_action_counts_since(s, 3, count_cb, &r, &top), 0);
+    CHECK_STR(r.text, "");
+    CHECK_INT(top, 3);
+
+    /* read-only, beside the writer */
+    CHECK_INT(store_open_readonly(path, &ro, err, sizeof(err)), 0);
+    r = (struct rows){"", 0};
+    CHECK_INT(store_actions_foreach(ro, 0, NULL, row_cb, &r), 0);
+    CHECK_STR(r.text, "1 10 c1 k1 u1 e1 {\"a\":1} (7);2 5 c2 k2 u2 NULL {} (2);"
+                      "3 20 c1 k1 u3 e2 {} (2);");
+    r = (struct rows){"", 0};
+    CHECK_INT(store_actions_foreach(ro, 1, "c1", row_cb, &r), 0);
+    CHECK_STR(r.text, "3 20 c1 k1 u3 e2 {} (2);");
+    r = (struct rows){"", 98}; /* the callback's non-zero return stops the walk */
+    CHECK_INT(store_actions_foreach(ro, 0, NULL, row_cb, &r), 7);
+    CHECK_INT(r.n, 99);
+    store_begin(s); /* what the writer adds later is read on the next walk */
+    store_action_insert(s, 30, "c2", "k3", "u1", "e3", "{}", NULL);
+    CHECK_INT(store_commit(s), 0);
+    r = (struct rows){"", 0};
+    CHECK_INT(store_actions_foreach(ro, 3, NULL, row_cb, &r), 0);
+    CHECK_STR(r.text, "4 30 c2 k3 u1 e3 {} (2);");
+    CHECK_INT(store_action_last_seq(ro, &seq), 0);
+    CHECK_INT(seq, 4);
+    store_close(ro);
     store_close(s);
     remove_db(path);
 }
 
 int main(void)
 {
+    test_action_readers();
     test_ids_and_actions();
     test_savepoint_rollback();
     test_profile();

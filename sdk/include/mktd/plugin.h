@@ -12,6 +12,10 @@
  * table and the descriptor only grow at their end; struct_size tells each
  * side how much of the other it may read.
  *
+ * ABI 1.1 appends note, is_dry and gauge_set to the host table. A plugin
+ * built against 1.0 still loads and sees none of it; a plugin that uses
+ * them declares 1.1 (MKTD_ABI_VERSION does) and loads in hosts of 1.1 on.
+ *
  * Return convention: 0 or a negative errno value, unless a function says
  * otherwise. Strings handed to a callback by the host are valid until the
  * callback returns unless stated otherwise.
@@ -27,7 +31,7 @@ extern "C" {
 #endif
 
 #define MKTD_ABI_MAJOR 1
-#define MKTD_ABI_MINOR 0
+#define MKTD_ABI_MINOR 1
 #define MKTD_ABI_VERSION ((uint32_t)((MKTD_ABI_MAJOR << 16) | MKTD_ABI_MINOR))
 #define MKTD_ABI_MAJOR_OF(v) ((unsigned)((v) >> 16))
 #define MKTD_ABI_MINOR_OF(v) ((unsigned)((v)&0xffffu))
@@ -210,6 +214,24 @@ typedef struct mktd_host {
 
     /* ---- randomness from a cryptographic source ---- */
     int (*random_bytes)(void *buf, size_t len);
+
+    /* ---- ABI 1.1 ---- */
+    /* The plugin's reason for a decision ("budget spent", "not_owner"), in
+     * a sentence. Costs next to nothing when nobody listens: the text is
+     * formatted only when someone reads it (for now the daemon's log at
+     * level debug, naming the campaign). Usable in every callback. */
+    void (*note)(mktd_ctx *ctx, const char *fmt, ...) MKTD_PRINTF(2, 3);
+    /* 1 when the event being evaluated is a dry run: its effects are undone
+     * after it, whatever it does. A plugin skips claims that would show
+     * outside the run (coupon: no code is claimed). 0 otherwise. */
+    int (*is_dry)(mktd_ctx *ctx);
+    /* Publishes a figure of the campaign's own for /metrics, as
+     * mktd_plugin_gauge{campaign,plugin,name} (coupon: budget_left).
+     * name is 1-64 bytes of [a-z0-9_]. A value set during an event shows
+     * once its batch commits, and never when the event fails. A reload
+     * forgets every gauge: publish in on_load, then whenever it changes.
+     * 0, -EINVAL for a bad name, -EPERM in init. */
+    int (*gauge_set)(mktd_ctx *ctx, const char *name, int64_t value);
 } mktd_host;
 
 /* Plugin flags. */
