@@ -644,8 +644,8 @@ static int batch_begin(struct engine *e)
 
 /* Takes back everything since the marks (a failed event or advance); the
  * timers set aside meanwhile stay set aside. */
-static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark,
-                    size_t gmark, int64_t old_now, int64_t old_next_due)
+static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark, size_t gmark,
+                    int64_t old_now, int64_t old_next_due)
 {
     ws_undo_to(e->ws, mark);
     gauges_drop(e->gauges, gmark);
