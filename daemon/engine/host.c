@@ -100,6 +100,7 @@ static int h_users_foreach(mktd_ctx *ctx, int (*cb)(void *, const char *, const 
     return store_users_foreach(ctx->e->st, cb, arg);
 }
 
+/* val (and len) may be NULL: "does it exist". */
 static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const char **val,
                        size_t *len)
 {
@@ -109,9 +110,13 @@ static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const c
     int rc = store_state_get(ctx->e->st, ctx->c->cfg->id, user, key, &v, &n);
     if (rc < 0)
         return rc;
-    *val = keep(ctx, v, n);
     if (len)
         *len = n;
+    if (!val) {
+        free(v);
+        return 0;
+    }
+    *val = keep(ctx, v, n);
     return *val ? 0 : -ENOMEM;
 }
 
