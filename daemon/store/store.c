@@ -844,3 +844,35 @@ int store_timer_take(struct store *s, const char *campaign, const char *user, co
         return -EIO;
     return sqlite3_changes(s->db) == 1 ? 1 : 0;
 }
+
+int store_actions_since(struct store *s, int64_t since,
+                        int (*cb)(void *arg, const struct store_action *a), void *arg)
+{
+    /* A statement of its own: the callback may use the prepared ones. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT seq, ts, campaign, kind, user, event_id, payload FROM actions "
+                           "WHERE seq > ?1 ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, since);
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_action a = {
+            .seq = sqlite3_column_int64(st, 0),
+            .ts = sqlite3_column_int64(st, 1),
+            .campaign = (const char *)sqlite3_column_text(st, 2),
+            .kind = (const char *)sqlite3_column_text(st, 3),
+            .user = (const char *)sqlite3_column_text(st, 4),
+            .event_id = (const char *)sqlite3_column_text(st, 5),
+            .payload = (const char *)sqlite3_column_text(st, 6),
+        };
+        ret = cb(arg, &a);
+        if (ret)
+            break;
+    }
+    sqlite3_finalize(st);
+    if (ret)
+        return ret;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}

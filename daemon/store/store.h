@@ -43,6 +43,18 @@ int store_event_remember(struct store *s, const char *id);
 int store_action_insert(struct store *s, int64_t ts, const char *campaign, const char *kind,
                         const char *user, const char *event_id, const char *payload, int64_t *seq);
 
+/* One row of the actions table, as store_actions_since hands it out. */
+struct store_action {
+    int64_t seq, ts;
+    const char *campaign, *kind, *user;
+    const char *event_id; /* NULL for timer-driven actions */
+    const char *payload;  /* compact JSON */
+};
+/* Calls cb for every action with seq > since, in seq order (the strings
+ * live until cb returns). A non-zero return from cb stops and is returned. */
+int store_actions_since(struct store *s, int64_t since,
+                        int (*cb)(void *arg, const struct store_action *a), void *arg);
+
 /* Profile: updated for an input event, read for conditions and plugins. */
 int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
                          int64_t amount, mktd_profile *out);
