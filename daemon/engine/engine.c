@@ -27,7 +27,7 @@ static int campaign_init(struct campaign *c, struct errs *errs)
 {
     const struct campaign_cfg *cc = c->cfg;
     const mktd_plugin *d = &c->mod->d;
-    if ((d->flags & MKTD_PLUGIN_WHEN_REQUIRED) && !cc->has_when) {
+    if ((d->flags & MKTD_PLUGIN_WHEN_REQUIRED) && !cc->has_when && !cc->when_any) {
         yerr(errs, cc->node, "campaign %s: plugin %s requires `when`", cc->id, cc->plugin);
         return -EINVAL;
     }
@@ -127,6 +127,7 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     struct engine *e = xcalloc(1, sizeof(*e));
     e->st = st;
     e->clock_event = o->clock_event;
+    e->fixed_profiles = o->fixed_profiles;
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;
@@ -225,7 +226,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     /* on_load sees the new world as the running one. */
     struct world *old = e->w;
     e->w = w;
-    for (size_t i = 0; i < w->n; i++) {
+    for (size_t i = 0; i < w->n && !w->cfg->no_load; i++) {
         struct campaign *c = &w->c[i];
         int first = store_campaign_seen(st, c->cfg->id, c->cfg->plugin);
         if (first < 0) {
@@ -558,7 +559,8 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
             json_t *a = ev->props ? json_object_get(ev->props, "amount") : NULL;
             amount = json_is_integer(a) ? json_integer_value(a) : 0;
         }
-        rc = store_profile_update(st, ev->user, ts, is_order, amount, &prof);
+        if (!e->fixed_profiles)
+            rc = store_profile_update(st, ev->user, ts, is_order, amount, &prof);
         count_types(e, ev->user, ev->type, &rc);
     }
     if (rc == 0) {
@@ -569,7 +571,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
                           .depth = 0,
                           .source = NULL,
                           .priv = ev->props};
-        rc = dispatch(e, &mev, ev->props, &prof, e->now, ev->id);
+        rc = dispatch(e, &mev, ev->props, e->fixed_profiles ? NULL : &prof, e->now, ev->id);
         if (rc == 0)
             rc = run_chain(e, ev->id);
     }
@@ -638,4 +640,19 @@ int engine_state(struct engine *e, const char *campaign, const char *user, const
 int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p)
 {
     return store_profile_put(e->st, user, p);
+}
+
+int64_t engine_now(const struct engine *e)
+{
+    return e->now;
+}
+
+void engine_set_now(struct engine *e, int64_t now)
+{
+    e->now = now;
+}
+
+const mktd_host *engine_host(void)
+{
+    return host_table();
 }
