@@ -200,6 +200,9 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
     *out = e->stats;
 }
 
+static int run_chain(struct engine *e, const char *event_id);
+static void queue_clear(struct engine *e);
+
 int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
 {
     struct store *st = e->st;
@@ -239,6 +242,10 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         ctx_init(&ctx, e, c, e->now, NULL, 0);
         int rc = c->mod->d.on_load(&ctx, c->data, first);
         ctx_base_reset(&ctx.base);
+        /* its actions' internal events, now (not with the next event's) */
+        if (rc >= 0)
+            rc = run_chain(e, NULL);
+        queue_clear(e);
         if (rc < 0) {
             e->w = old;
             snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)", c->cfg->id,
