@@ -65,9 +65,15 @@ int mktd_mock_load(mktd_mock *m);
 void mktd_mock_auto_profile(mktd_mock *m, int on);
 void mktd_mock_set_profile(mktd_mock *m, const char *user, const mktd_profile *p);
 
-/* Plays one NDJSON event line ({"id","type","user","ts","props"}). Returns
- * 0, -EINVAL for a line the mock cannot read, or a plugin's negative error
- * (the event is then undone whole). */
+/* mktd_mock_event's answer to an id played before: nothing happened. */
+#define MKTD_MOCK_DUPLICATE 1
+
+/* Plays one NDJSON event line ({"id","type","user","ts","props"}) as the
+ * daemon reads it (spec sections 1 and 9; `id` may be left out: the mock
+ * then makes one up; `limits.max_future` does not apply). Returns 0,
+ * MKTD_MOCK_DUPLICATE for an id seen before, -EINVAL for a line the daemon
+ * would answer invalid_json or invalid_event, or -EIO when a plugin failed
+ * (the daemon's `internal`: the event is undone whole). */
 int mktd_mock_event(mktd_mock *m, const char *json_line);
 /* Fires every timer due at or before `until`, then sets now to it. */
 int mktd_mock_advance(mktd_mock *m, int64_t until);
