@@ -52,7 +52,8 @@ struct mktd_mock {
     struct errs errs;
     char *errs_text;
     char *dump;
-    char *state_val;
+    char **vals; /* mktd_mock_state's answers, until the next play */
+    size_t n_vals;
 };
 
 static void note(const char *fmt, ...) MKTD_PRINTF_FMT(1, 2);
@@ -234,6 +235,15 @@ static struct world *build(mktd_mock *m, int load)
     return w;
 }
 
+static void drop_vals(mktd_mock *m)
+{
+    for (size_t i = 0; i < m->n_vals; i++)
+        free(m->vals[i]);
+    free(m->vals);
+    m->vals = NULL;
+    m->n_vals = 0;
+}
+
 static void errs_clear(mktd_mock *m)
 {
     errs_free(&m->errs);
@@ -338,7 +348,7 @@ void mktd_mock_free(mktd_mock *m)
     free(m->acts);
     errs_clear(m);
     free(m->dump);
-    free(m->state_val);
+    drop_vals(m);
     free(m);
 }
 
@@ -455,6 +465,7 @@ void mktd_mock_set_when(mktd_mock *m, const char *id, const char *types)
 
 int mktd_mock_load(mktd_mock *m)
 {
+    drop_vals(m);
     int rc = rebuild(m, 1);
     read_actions(m);
     if (rc < 0 && m->errs.n)
@@ -516,6 +527,7 @@ static char *with_id(mktd_mock *m, const char *line)
 
 int mktd_mock_event(mktd_mock *m, const char *json_line)
 {
+    drop_vals(m);
     if (!json_line)
         return -EINVAL;
     struct event ev;
@@ -553,6 +565,7 @@ int mktd_mock_event(mktd_mock *m, const char *json_line)
 
 int mktd_mock_advance(mktd_mock *m, int64_t until)
 {
+    drop_vals(m);
     int rc = engine_advance(m->e, until);
     int crc = engine_commit(m->e);
     read_actions(m);
@@ -619,8 +632,8 @@ int mktd_mock_state(mktd_mock *m, const char *campaign, const char *user, const 
     int rc = engine_state(m->e, campaign, user, key, &v, &n);
     if (rc < 0)
         return rc;
-    free(m->state_val);
-    m->state_val = v;
+    m->vals = xrealloc(m->vals, (m->n_vals + 1) * sizeof(*m->vals));
+    m->vals[m->n_vals++] = v;
     if (val)
         *val = v;
     if (len)
