@@ -46,6 +46,10 @@ struct campaign_cfg {
     const struct ynode *params;    /* NULL when absent; owned by the doc */
     const struct ynode *node;      /* the campaign's map */
     const struct ynode *when_node; /* NULL when absent */
+    /* Set in code by the SDK's test kit, never from a file: without
+     * `when` the campaign matches every event, even when its plugin
+     * requires `when`. */
+    int when_any;
 };
 
 struct config {
@@ -72,6 +76,11 @@ struct config {
 
     struct campaign_cfg *campaigns;
     size_t n_campaigns;
+
+    /* Set in code by the SDK's test kit, never from a file: engine_swap
+     * calls no on_load and records no campaign as seen (the kit swaps in a
+     * new world for every change of its settings and loads on request). */
+    int no_load;
 };
 
 /* Loads and validates path. On failure adds every problem found

@@ -35,7 +35,7 @@ static int campaign_init(struct campaign *c, struct errs *errs)
 {
     const struct campaign_cfg *cc = c->cfg;
     const mktd_plugin *d = &c->mod->d;
-    if ((d->flags & MKTD_PLUGIN_WHEN_REQUIRED) && !cc->has_when) {
+    if ((d->flags & MKTD_PLUGIN_WHEN_REQUIRED) && !cc->has_when && !cc->when_any) {
         yerr(errs, cc->node, "campaign %s: plugin %s requires `when`", cc->id, cc->plugin);
         return -EINVAL;
     }
@@ -140,6 +140,7 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     e->st = st;
     e->clock_event = o->clock_event;
     e->ws = ws_new(st, o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET);
+    e->fixed_profiles = o->fixed_profiles;
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;
@@ -267,6 +268,9 @@ static int refresh_next_due(struct engine *e)
     return 0;
 }
 
+static int run_chain(struct engine *e, const char *event_id);
+static void queue_clear(struct engine *e);
+
 int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
 {
     struct store *st = e->st;
@@ -299,7 +303,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
     struct world *old = e->w;
     e->w = w;
     e->io_failed = 0;
-    for (size_t i = 0; i < w->n; i++) {
+    for (size_t i = 0; i < w->n && !w->cfg->no_load; i++) {
         struct campaign *c = &w->c[i];
         int first = store_campaign_seen(st, c->cfg->id, c->cfg->plugin);
         if (first < 0) {
@@ -312,6 +316,10 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         ctx_init(&ctx, e, c, e->now, NULL, 0);
         int rc = c->mod->d.on_load(&ctx, c->data, first);
         ctx_base_reset(&ctx.base);
+        /* its actions' internal events, now (not with the next event's) */
+        if (rc >= 0 && !e->io_failed)
+            rc = run_chain(e, NULL);
+        queue_clear(e);
         if (rc < 0 || e->io_failed) {
             e->w = old;
             if (e->io_failed)
@@ -328,7 +336,6 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
             return rc < 0 ? rc : -EIO;
         }
     }
-    queue_clear(e); /* on_load's actions raise no internal events */
     if (ws_flush(e->ws) < 0 || write_actions(e) < 0 || store_commit(st) < 0) {
         e->w = old;
         snprintf(err, errlen, "database: %s", store_errmsg(st));
@@ -749,7 +756,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         e->now = target;
     e->n_actions = 0;
     mktd_profile prof;
-    if (rc == 0)
+    if (rc == 0 && !e->fixed_profiles)
         rc = profile_update(e, ev, ts, &prof);
     if (rc == 0)
         rc = count_types(e, ev->user, ev->type);
@@ -761,7 +768,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
                           .depth = 0,
                           .source = NULL,
                           .priv = ev->props};
-        rc = dispatch(e, &mev, ev->props, &prof, e->now, ev->id);
+        rc = dispatch(e, &mev, ev->props, e->fixed_profiles ? NULL : &prof, e->now, ev->id);
         if (rc == 0)
             rc = run_chain(e, ev->id);
     }
@@ -878,4 +885,19 @@ void engine_gauges_foreach(struct engine *e,
                            void *arg)
 {
     gauges_foreach(e->gauges, cb, arg);
+}
+
+int64_t engine_now(const struct engine *e)
+{
+    return e->now;
+}
+
+void engine_set_now(struct engine *e, int64_t now)
+{
+    e->now = now;
+}
+
+const mktd_host *engine_host(void)
+{
+    return host_table();
 }

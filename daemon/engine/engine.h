@@ -35,6 +35,7 @@ const struct config *world_config(const struct world *w);
 struct engine_opts {
     int clock_event;     /* `clock: event` */
     size_t memory_bytes; /* the working set's budget; 0: the default */
+    int fixed_profiles;  /* events leave profiles alone (the SDK's test kit sets them) */
 };
 
 /* An engine over st (which it borrows). No world runs until engine_swap. */
@@ -98,5 +99,10 @@ int engine_state(struct engine *e, const char *campaign, const char *user, const
                  char **val, size_t *len);
 /* Sets a user's profile as if the events behind it had been seen. */
 int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p);
+/* The clock, and setting it (between batches; the next commit keeps it). */
+int64_t engine_now(const struct engine *e);
+void engine_set_now(struct engine *e, int64_t now);
+/* The host table plugins are handed (for plugins_register). */
+const mktd_host *engine_host(void);
 
 #endif

@@ -116,6 +116,7 @@ static int h_users_foreach(mktd_ctx *ctx, int (*cb)(void *, const char *, const 
     return store_users_foreach(ctx->e->st, cb, arg);
 }
 
+/* val (and len) may be NULL: "does it exist". */
 static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const char **val,
                        size_t *len)
 {

@@ -1,5 +1,5 @@
-/* Host API members shared by the daemon and the mock host: config nodes,
- * event properties and payload objects. */
+/* Host API members that do not depend on where a plugin runs: config
+ * nodes, event properties and payload objects. */
 #define _GNU_SOURCE
 #include "engine/hostcommon.h"
 

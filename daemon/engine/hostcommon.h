@@ -1,9 +1,9 @@
 /*
  * The parts of the host API that do not depend on where a plugin runs:
  * config accessors over YAML nodes, event properties, and JSON payload
- * objects. The daemon's host (host.c) and the SDK's mock host
- * (sdk/mock/mock.c) both fill their mktd_host tables from here, and both
- * define their mktd_ctx to begin with a struct ctx_base.
+ * objects. The host (host.c) fills its mktd_host table from here, and
+ * its mktd_ctx begins with a struct ctx_base. (The SDK's test kit runs
+ * the same host.)
  */
 #ifndef MKTD_HOSTCOMMON_H
 #define MKTD_HOSTCOMMON_H

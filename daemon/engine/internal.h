@@ -51,6 +51,7 @@ struct engine {
     struct ws *ws; /* the working set: all reads and changes of per-user data */
     struct world *w;
     int clock_event;
+    int fixed_profiles;
     int64_t now;       /* the clock; under `clock: event` the largest ts so far */
     int64_t saved_now; /* the clock as the database has it */
     int64_t next_due;  /* smallest timer due, INT64_MAX when none */

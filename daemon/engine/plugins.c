@@ -27,12 +27,58 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* Checks a descriptor against this host's ABI (`where` names its file, for
+ * messages) and keeps a copy of it. Returns NULL with a message in err. */
+static struct plugin_mod *check_and_keep(const mktd_plugin *d, const char *name, const char *where,
+                                         char *err, size_t errlen)
+{
+    unsigned pmaj = MKTD_ABI_MAJOR_OF(d->abi_version), pmin = MKTD_ABI_MINOR_OF(d->abi_version);
+    if (pmaj != MKTD_ABI_MAJOR || pmin > MKTD_ABI_MINOR) {
+        snprintf(err, errlen, "plugin '%s' (%s) was built for ABI %u.%u; this mktd has ABI %u.%u%s",
+                 name, where, pmaj, pmin, MKTD_ABI_MAJOR, MKTD_ABI_MINOR,
+                 pmaj != MKTD_ABI_MAJOR ? " (another major version)" : " (a newer minor version)");
+        return NULL;
+    }
+    if (d->struct_size < MIN_DESC_SIZE) {
+        snprintf(err, errlen,
+                 "plugin '%s' (%s): descriptor size %u is smaller than ABI %u needs (%zu)", name,
+                 where, d->struct_size, MKTD_ABI_MAJOR, (size_t)MIN_DESC_SIZE);
+        return NULL;
+    }
+    if (!d->name || strcmp(d->name, name) != 0 || !d->init) {
+        snprintf(err, errlen, "plugin '%s' (%s): descriptor %s", name, where,
+                 !d->init ? "has no init" : "names another plugin");
+        return NULL;
+    }
+    struct plugin_mod *m = xcalloc(1, sizeof(*m));
+    size_t n = d->struct_size < sizeof(m->d) ? d->struct_size : sizeof(m->d);
+    memcpy(&m->d, d, n);
+    m->name = xstrdup(name);
+    m->path = xstrdup(where);
+    return m;
+}
+
+static void keep(struct plugin_mod *m)
+{
+    mods = xrealloc(mods, (n_mods + 1) * sizeof(*mods));
+    mods[n_mods++] = m;
+}
+
+/* The newest module of that name: a registered one wins over a file. */
+static const struct plugin_mod *find(const char *name)
+{
+    for (size_t i = n_mods; i-- > 0;)
+        if (strcmp(mods[i]->name, name) == 0)
+            return mods[i];
+    return NULL;
+}
+
 const struct plugin_mod *plugins_load(const char *name, char *const *dirs, size_t n_dirs,
                                       const mktd_host *host, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < n_mods; i++)
-        if (strcmp(mods[i]->name, name) == 0)
-            return mods[i];
+    const struct plugin_mod *found = find(name);
+    if (found)
+        return found;
     if (!valid_name(name)) {
         snprintf(err, errlen, "plugin name '%s' is not [a-z0-9_-]{1,64}", name);
         return NULL;
@@ -75,42 +121,51 @@ const struct plugin_mod *plugins_load(const char *name, char *const *dirs, size_
         dlclose(dl);
         return NULL;
     }
-    unsigned pmaj = MKTD_ABI_MAJOR_OF(d->abi_version), pmin = MKTD_ABI_MINOR_OF(d->abi_version);
-    if (pmaj != MKTD_ABI_MAJOR || pmin > MKTD_ABI_MINOR) {
-        snprintf(err, errlen, "plugin '%s' (%s) was built for ABI %u.%u; this mktd has ABI %u.%u%s",
-                 name, path, pmaj, pmin, MKTD_ABI_MAJOR, MKTD_ABI_MINOR,
-                 pmaj != MKTD_ABI_MAJOR ? " (another major version)" : " (a newer minor version)");
+    struct plugin_mod *m = check_and_keep(d, name, path, err, errlen);
+    if (!m) {
         dlclose(dl);
         return NULL;
     }
-    if (d->struct_size < MIN_DESC_SIZE) {
-        snprintf(err, errlen,
-                 "plugin '%s' (%s): descriptor size %u is smaller than ABI %u needs (%zu)", name,
-                 path, d->struct_size, MKTD_ABI_MAJOR, (size_t)MIN_DESC_SIZE);
-        dlclose(dl);
-        return NULL;
-    }
-    if (!d->name || strcmp(d->name, name) != 0 || !d->init) {
-        snprintf(err, errlen, "plugin '%s' (%s): descriptor %s", name, path,
-                 !d->init ? "has no init" : "names another plugin");
-        dlclose(dl);
-        return NULL;
-    }
-    struct plugin_mod *m = xcalloc(1, sizeof(*m));
-    size_t n = d->struct_size < sizeof(m->d) ? d->struct_size : sizeof(m->d);
-    memcpy(&m->d, d, n);
-    m->name = xstrdup(name);
-    m->path = xstrdup(path);
     m->dl = dl;
-    mods = xrealloc(mods, (n_mods + 1) * sizeof(*mods));
-    mods[n_mods++] = m;
+    keep(m);
+    return m;
+}
+
+const struct plugin_mod *plugins_register(mktd_plugin_entry_fn entry, const mktd_host *host,
+                                          char *err, size_t errlen)
+{
+    static const char where[] = "in-process";
+    const mktd_plugin *d = entry ? entry(host) : NULL;
+    if (!d) {
+        snprintf(err, errlen, "plugin (%s): %s", where,
+                 entry ? "its entry returned no descriptor" : "no entry function");
+        return NULL;
+    }
+    const char *name = d->name ? d->name : "";
+    if (!valid_name(name)) {
+        snprintf(err, errlen, "plugin name '%s' is not [a-z0-9_-]{1,64}", name);
+        return NULL;
+    }
+    struct plugin_mod *m = check_and_keep(d, name, where, err, errlen);
+    if (!m)
+        return NULL;
+    /* The same descriptor again: the module registered before. */
+    const struct plugin_mod *prev = find(name);
+    if (prev && !prev->dl && memcmp(&prev->d, &m->d, sizeof(m->d)) == 0) {
+        free(m->name);
+        free(m->path);
+        free(m);
+        return prev;
+    }
+    keep(m);
     return m;
 }
 
 void plugins_unload_all(void)
 {
     for (size_t i = 0; i < n_mods; i++) {
-        dlclose(mods[i]->dl);
+        if (mods[i]->dl)
+            dlclose(mods[i]->dl);
         free(mods[i]->name);
         free(mods[i]->path);
         free(mods[i]);

@@ -671,23 +671,23 @@ static void test_unknown(void)
 {
     mktd_mock *m = mktd_mock_new();
 
-    /* another plugin first: A is still the first coupon campaign */
+    /* another plugin first: a is still the first coupon campaign */
     CHECK_INT(mktd_mock_add(m, offer_entry, "offers", NULL), 0);
-    add_ok(m, "A", "value: 500\nvalid_for: 1d\n");
-    add_ok(m, "B", "percent: 5\nvalid_for: 1d\n");
-    mktd_mock_set_when(m, "A", "order.paid");
-    mktd_mock_set_when(m, "B", "order.paid");
+    add_ok(m, "a", "value: 500\nvalid_for: 1d\n");
+    add_ok(m, "b", "percent: 5\nvalid_for: 1d\n");
+    mktd_mock_set_when(m, "a", "order.paid");
+    mktd_mock_set_when(m, "b", "order.paid");
     CHECK_INT(use(m, "u1", 1000, "NOSUCHCODE", ",\"amount\":5"), 0);
     CHECK_INT(mktd_mock_count(m), 1);
-    CHECK_STR(last(m)->campaign, "A");
+    CHECK_STR(last(m)->campaign, "a");
     check_last(m, "coupon.rejected", "u1", "{\"code\":\"NOSUCHCODE\",\"reason\":\"unknown\"}");
 
-    /* still so when A is disabled or outside its window */
-    mktd_mock_set_enabled(m, "A", 0);
-    mktd_mock_set_window(m, "B", 0, 10);
+    /* still so when a is disabled or outside its window */
+    mktd_mock_set_enabled(m, "a", 0);
+    mktd_mock_set_window(m, "b", 0, 10);
     CHECK_INT(use(m, "u1", 2000, "NOPE", ""), 0);
     CHECK_INT(mktd_mock_count(m), 2);
-    CHECK_STR(last(m)->campaign, "A");
+    CHECK_STR(last(m)->campaign, "a");
     check_last(m, "coupon.rejected", "u1", "{\"code\":\"NOPE\",\"reason\":\"unknown\"}");
     mktd_mock_free(m);
 }
@@ -730,29 +730,29 @@ static void test_two_campaigns(void)
     char ca[64], cb[64], want[256];
     size_t n;
 
-    add_ok(m, "A", "value: 500\nvalid_for: 1d\ncode_prefix: A-\n");
-    add_ok(m, "B", "percent: 20\nvalid_for: 1d\ncode_prefix: B-\n");
-    mktd_mock_set_when(m, "A", "order.paid");
-    mktd_mock_set_when(m, "B", "user.signup");
+    add_ok(m, "a", "value: 500\nvalid_for: 1d\ncode_prefix: A-\n");
+    add_ok(m, "b", "percent: 20\nvalid_for: 1d\ncode_prefix: B-\n");
+    mktd_mock_set_when(m, "a", "order.paid");
+    mktd_mock_set_when(m, "b", "user.signup");
     issue_one(m, "u1", 1000, ca, sizeof ca);
-    CHECK_STR(last(m)->campaign, "A");
+    CHECK_STR(last(m)->campaign, "a");
     CHECK_INT(play(m, "user.signup", "u1", 1000, NULL), 0);
-    CHECK_STR(last(m)->campaign, "B");
+    CHECK_STR(last(m)->campaign, "b");
     code_of(last(m), cb, sizeof cb);
     CHECK(strncmp(cb, "B-", 2) == 0);
 
-    /* A's code: only A acts */
+    /* a's code: only a acts */
     n = mktd_mock_count(m);
     CHECK_INT(use(m, "u1", 2000, ca, ""), 0);
     CHECK_INT(mktd_mock_count(m), n + 1);
-    CHECK_STR(last(m)->campaign, "A");
+    CHECK_STR(last(m)->campaign, "a");
     snprintf(want, sizeof want, "{\"code\":\"%s\"}", ca);
     check_last(m, "coupon.redeemed", "u1", want);
 
-    /* B's code: only B acts, though A is first */
+    /* b's code: only b acts, though a is first */
     CHECK_INT(use(m, "u2", 2000, cb, ""), 0);
     CHECK_INT(mktd_mock_count(m), n + 2);
-    CHECK_STR(last(m)->campaign, "B");
+    CHECK_STR(last(m)->campaign, "b");
     snprintf(want, sizeof want, "{\"code\":\"%s\",\"reason\":\"not_owner\"}", cb);
     check_last(m, "coupon.rejected", "u2", want);
     mktd_mock_free(m);
@@ -878,14 +878,14 @@ static void test_own_actions_unseen(void)
 
     /* a second campaign does see the first's actions, but not its own */
     m = mktd_mock_new();
-    add_ok(m, "A", "value: 300\nvalid_for: 7d\nper_user_limit: 10\n");
-    add_ok(m, "B", "value: 100\nvalid_for: 7d\nper_user_limit: 10\n");
-    mktd_mock_set_when(m, "A", "visit");
-    mktd_mock_set_when(m, "B", "coupon.issued");
+    add_ok(m, "a", "value: 300\nvalid_for: 7d\nper_user_limit: 10\n");
+    add_ok(m, "b", "value: 100\nvalid_for: 7d\nper_user_limit: 10\n");
+    mktd_mock_set_when(m, "a", "visit");
+    mktd_mock_set_when(m, "b", "coupon.issued");
     CHECK_INT(play(m, "visit", "u1", 1000, NULL), 0);
     CHECK_INT(mktd_mock_count(m), 2);
-    CHECK_STR(mktd_mock_action_at(m, 0)->campaign, "A");
-    CHECK_STR(mktd_mock_action_at(m, 1)->campaign, "B");
+    CHECK_STR(mktd_mock_action_at(m, 0)->campaign, "a");
+    CHECK_STR(mktd_mock_action_at(m, 1)->campaign, "b");
     mktd_mock_free(m);
 }
 

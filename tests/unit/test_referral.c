@@ -808,11 +808,13 @@ static void test_disabled(void)
     CHECK_STR(SINCE(m, mark), "referral.bound f {\"referrer\":\"a\"}\n");
     mktd_mock_free(m);
 
-    /* `when` plays no part: the campaign acts on its fixed inputs. */
+    /* `when` is refused (as the daemon refuses it in a config): the
+     * setting is kept as it was, and the campaign acts on its fixed inputs. */
     m = mk("commission: [1000]\n");
     if (!m)
         return;
     mktd_mock_set_when(m, "ref", "something.else");
+    CHECK(strstr(mktd_mock_errors(m), "takes no `when`") != NULL);
     signup(m, T0, "b", "a");
     CHECK_STR(SINCE(m, 0), "referral.bound b {\"referrer\":\"a\"}\n");
     mktd_mock_free(m);

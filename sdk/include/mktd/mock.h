@@ -1,9 +1,10 @@
 /*
- * mktd mock host — run a plugin in a unit test, without the daemon.
+ * mktd test kit (mock host) — run a plugin in a unit test, without the
+ * daemon.
  *
  * Link with libmktd_mock (pkg-config mktd-mock, or the CMake target
- * mktd::mock). The mock implements the whole host API in memory and plays
- * events the way the daemon does with `clock: event`:
+ * mktd::mock). The test kit runs the daemon's own engine over a throw-away
+ * in-memory database, as `mktd` runs with `clock: event`:
  *
  *   - before an event with ts T, timers due at or before max(now, T) fire in
  *     order of due time, then campaign order, then user id (bytes);
@@ -15,7 +16,10 @@
  *   - actions become internal events seen by the other campaigns,
  *     breadth-first, to depth 4;
  *   - when a callback fails, the event's actions, state, counters, timers,
- *     unique keys and clock move are undone, as the daemon's savepoint does.
+ *     unique keys and clock move are undone (the daemon's savepoint).
+ *
+ * The campaigns added make a config, checked by the daemon's config loader
+ * and swapped in at every change of their settings.
  */
 #ifndef MKTD_MOCK_H
 #define MKTD_MOCK_H
@@ -29,7 +33,7 @@ extern "C" {
 typedef struct mktd_mock mktd_mock;
 
 typedef struct mktd_mock_action {
-    int64_t seq; /* 1, 2, ... in recording order */
+    int64_t seq; /* the actions table's seq: 1, 2, ... in recording order */
     int64_t ts;
     const char *campaign;
     const char *kind;
@@ -38,36 +42,48 @@ typedef struct mktd_mock_action {
     const char *payload;  /* compact JSON, keys in the order the plugin added them */
 } mktd_mock_action;
 
-/* The host table the mock hands to plugins. */
+/* The host table plugins are handed (the daemon's). */
 const mktd_host *mktd_mock_host(void);
 
 mktd_mock *mktd_mock_new(void);
 void mktd_mock_free(mktd_mock *m);
 
 /* Adds a campaign running plugin p (from its entry function, called with
- * mktd_mock_host()). params_yaml is the YAML text of the `params:` map, or
- * NULL when the campaign has none. Returns 0, or -EINVAL with the errors
- * ("params:LINE:COL: message", one per line) in mktd_mock_errors(). */
+ * mktd_mock_host(); the plugin goes by its descriptor's name). id is a
+ * campaign id as the config takes it ([a-z0-9_-], 1-64). params_yaml is
+ * the YAML text of the `params:` map, or NULL when the campaign has none.
+ * Returns 0, or -EINVAL with the errors ("params:LINE:COL: message" or
+ * "campaign ID: message", one per line) in mktd_mock_errors(). */
 int mktd_mock_add(mktd_mock *m, mktd_plugin_entry_fn entry, const char *id,
                   const char *params_yaml);
 const char *mktd_mock_errors(mktd_mock *m);
 
-/* Campaign settings; by default enabled, no window, `when` matches all. */
+/* Campaign settings; by default enabled, no window, `when` matches all.
+ * A setting the daemon refuses (a `when` for a plugin that takes none) is
+ * printed and left as it was; its errors are in mktd_mock_errors(). */
 void mktd_mock_set_enabled(mktd_mock *m, const char *id, int enabled);
 void mktd_mock_set_window(mktd_mock *m, const char *id, int64_t starts, int64_t ends);
 /* Comma-separated event types the campaign's `when` names; NULL: all. */
 void mktd_mock_set_when(mktd_mock *m, const char *id, const char *types);
 
-/* Calls every campaign's on_load (first = 1 the first time for an id). */
+/* Calls every campaign's on_load (first = 1 the first time for an id);
+ * settings changes do not. Returns 0 or the failing on_load's error. */
 int mktd_mock_load(mktd_mock *m);
 
 /* Profile handling: automatic (default) or set by the test. */
 void mktd_mock_auto_profile(mktd_mock *m, int on);
+/* Sets user's profile (p NULL: nothing happens). */
 void mktd_mock_set_profile(mktd_mock *m, const char *user, const mktd_profile *p);
 
-/* Plays one NDJSON event line ({"id","type","user","ts","props"}). Returns
- * 0, -EINVAL for a line the mock cannot read, or a plugin's negative error
- * (the event is then undone whole). */
+/* mktd_mock_event's answer to an id played before: nothing happened. */
+#define MKTD_MOCK_DUPLICATE 1
+
+/* Plays one NDJSON event line ({"id","type","user","ts","props"}) as the
+ * daemon reads it (spec sections 1 and 9; `id` may be left out: the mock
+ * then makes one up; `limits.max_future` does not apply). Returns 0,
+ * MKTD_MOCK_DUPLICATE for an id seen before, -EINVAL for a line the daemon
+ * would answer invalid_json or invalid_event, or -EIO when a plugin failed
+ * (the daemon's `internal`: the event is undone whole). */
 int mktd_mock_event(mktd_mock *m, const char *json_line);
 /* Fires every timer due at or before `until`, then sets now to it. */
 int mktd_mock_advance(mktd_mock *m, int64_t until);

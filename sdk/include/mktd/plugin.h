@@ -185,7 +185,8 @@ typedef struct mktd_host {
                          int (*cb)(void *arg, const char *user, const mktd_profile *p), void *arg);
 
     /* ---- keyed state, per campaign and user (user NULL: campaign-wide) ---- */
-    /* 0 and *val (NUL-terminated, in ctx) or -ENOENT. */
+    /* 0 and *val (NUL-terminated, in ctx) or -ENOENT. val and len may be
+     * NULL: whether the key exists. */
     int (*state_get)(mktd_ctx *ctx, const char *user, const char *key, const char **val,
                      size_t *len);
     int (*state_put)(mktd_ctx *ctx, const char *user, const char *key, const void *val, size_t len);
