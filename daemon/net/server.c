@@ -40,6 +40,7 @@
 #include "lib/log.h"
 #include "net/ingest.h"
 #include "net/metrics.h"
+#include "store/dblock.h"
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
 #define OUT_LOW (1u << 20)  /* and resume below this */
@@ -77,6 +78,7 @@ struct server {
     struct event_base *base;
     char *config_path;
     struct store *st;
+    struct dblock *lock; /* one daemon per database */
     struct engine eng;
     struct evconnlistener **ls;
     size_t n_ls;
@@ -865,9 +867,18 @@ int server_run(const char *config_path)
     log_level = cfg->log_level;
     char err[512];
     addr_mkdir_parent(cfg->database);
+    /* before the database is opened (a migration writes) and before any
+     * socket is touched */
+    if (dblock_take(cfg->database, &s->lock, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
     if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0 ||
         store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
         store_close(s->st);
+        dblock_release(s->lock);
         log_error("database %s", err);
         world_free(w);
         free(s->config_path);
@@ -946,6 +957,7 @@ out:
     engine_close(&s->eng);
     metrics_free(&s->m);
     store_close(s->st);
+    dblock_release(s->lock);
     plugins_unload_all();
     free(s->config_path);
     return code;
