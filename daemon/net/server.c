@@ -522,6 +522,24 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(s->accept_retry_ev, &tv);
 }
 
+/* Whether something accepts connections on the Unix socket a: 1 yes, 0
+ * no (a stale socket file, safe to remove), or -errno when it cannot be
+ * told. A connection that is taken is closed at once. */
+static int unix_socket_live(const struct addr *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, &a->sa.sa, a->len);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS) /* EAGAIN: its backlog is full */
+        return 1;
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0;
+    return -e;
+}
+
 static int listen_all(struct server *s, const struct config *cfg)
 {
     s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
@@ -548,8 +566,22 @@ static int listen_all(struct server *s, const struct config *cfg)
         }
         if (a.family == AF_UNIX) {
             struct stat sb;
-            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+                /* left by a daemon that is gone, or another one's */
+                int live = unix_socket_live(&a);
+                if (live != 0) {
+                    if (live > 0)
+                        log_error("listen %s: another process (another mktd?) accepts "
+                                  "connections on %s; not taking it over",
+                                  cfg->listen[i], a.un.sun_path);
+                    else
+                        log_error("listen %s: cannot tell whether another process listens on "
+                                  "%s (%s); not removing it",
+                                  cfg->listen[i], a.un.sun_path, strerror(-live));
+                    return -EADDRINUSE;
+                }
                 unlink(a.un.sun_path);
+            }
             addr_mkdir_parent(a.un.sun_path);
         }
         if (a.family != AF_UNIX)

@@ -1,5 +1,7 @@
-"""Failure isolation (spec section 12): one daemon per database."""
+"""Failure isolation (spec section 12): one daemon per database, and no
+daemon takes over a live daemon's Unix socket."""
 import os
+import socket
 import subprocess
 
 from harness import Daemon, lines_of, mktd, ok, slow
@@ -123,3 +125,51 @@ def test_simulate_beside_a_running_daemon():
         assert d.db_rows("SELECT count(*) FROM events")[0][0] == 0
     finally:
         assert d.stop() == 0
+
+
+# ---- Unix sockets ----
+
+def test_live_unix_socket_is_not_taken_over():
+    """A daemon on another database whose config names a Unix socket a live
+    daemon listens on refuses to start, naming the path, and leaves the
+    socket alone (same file, still served)."""
+    d = Daemon(CAMP_PROBE)
+    other = Daemon(CAMP_PROBE, start=False)
+    try:
+        other.sock = d.sock
+        other.write_config(CAMP_PROBE)
+        before = sock_ident(d.sock)
+        other.start(wait=False)
+        rc = wait_exit(other.proc)
+        assert rc != 0, other.log()
+        assert d.sock in other.log() and "accepts connections" in other.log(), other.log()
+        assert sock_ident(d.sock) == before
+        ok(d.send([ev("d1")], unix=True)[0], 1)
+    finally:
+        other.stop()
+        assert d.stop() == 0
+
+
+def test_stale_unix_socket_is_replaced():
+    """The socket file of a daemon that is gone (SIGKILL: nothing removed
+    it) is removed and bound again by the next daemon, on any database."""
+    d = Daemon(CAMP_PROBE)
+    other = Daemon(CAMP_PROBE, start=False)
+    try:
+        d.kill9()
+        assert os.path.exists(d.sock)  # stale: nobody accepts on it
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            u.connect(d.sock)
+            raise AssertionError("the stale socket accepted a connection")
+        except ConnectionRefusedError:
+            pass
+        finally:
+            u.close()
+        other.sock = d.sock
+        other.write_config(CAMP_PROBE)
+        other.start()
+        ok(other.send([ev("e1")], unix=True)[0], 1)
+        assert other.db_rows("SELECT count(*) FROM events")[0][0] == 1
+    finally:
+        assert other.stop() == 0
