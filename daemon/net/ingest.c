@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/event.h"
+#include "store/store.h"
 
 const char *const ingest_status_name[IN__COUNT] = {
     [IN_NONE] = "none",
@@ -78,7 +79,10 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
     switch (event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo)) {
     case EV_OK:
         if (engine_batch_begin(e) < 0) {
-            snprintf(detail, sizeof(detail), "database unavailable");
+            const char *why;
+            store_write_failures(e->st, NULL, &why);
+            snprintf(detail, sizeof(detail),
+                     "database unavailable (%s); nothing of it was kept: send it again", why);
             st = IN_INTERNAL;
             break;
         }

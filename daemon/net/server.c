@@ -96,7 +96,14 @@ struct server {
     int64_t timer_retry_at; /* after a failed timer, not before this */
     int64_t batch_t0;       /* when the open batch took its first line (us) */
     int sync_full;          /* commit.synchronous in force */
-    int *act_fds;           /* sockets passed by the service manager, -1 once taken */
+    /* the database cannot be written (spec section 12) */
+    int unwritable;
+    int64_t unwritable_since;    /* wall ms */
+    int64_t unwritable_t0;       /* monotonic us */
+    uint64_t unwritable_fails0;  /* store_write_failures when it began */
+    char unwritable_reason[160]; /* the last failure's */
+    struct event *probe_ev;      /* tries a write while another process holds the lock */
+    int *act_fds;                /* sockets passed by the service manager, -1 once taken */
     size_t n_act_fds;
     struct metrics m;
 };
@@ -150,6 +157,79 @@ static void count_answers(struct sink *k)
     }
 }
 
+/* ---- a database that cannot be written ---- */
+
+/* While the database cannot be written (another process holds its write
+ * lock, the disk is full, an I/O error), the loop goes on: each event
+ * tries and fails fast (answered internal), everyone else is served, and
+ * the state is logged when it starts and when it ends, shown by
+ * /v1/health (503) and /metrics. It ends at the first commit that works. */
+#define LOCK_PATIENCE_US 100000 /* a lock held longer than this fails the batch */
+#define PROBE_MS 200            /* while locked: a write is tried this often */
+
+static void db_failed(struct server *s)
+{
+    int code;
+    const char *msg;
+    uint64_t fails = store_write_failures(s->st, &code, &msg);
+    snprintf(s->unwritable_reason, sizeof(s->unwritable_reason), "%s",
+             *msg ? msg : "commit failed");
+    if (!s->unwritable) {
+        s->unwritable = 1;
+        s->m.db_unwritable = 1;
+        s->unwritable_since = wall_ms();
+        s->unwritable_t0 = metrics_now_us();
+        s->unwritable_fails0 = fails ? fails - 1 : 0;
+        store_lock_patience(s->st, 0);
+        log_error("database %s cannot be written (%s): events are answered internal until a "
+                  "write succeeds",
+                  cfg_of(s)->database, s->unwritable_reason);
+    }
+    /* wall-clock timers wait too, rather than fail again at once */
+    s->timer_retry_at = wall_ms() + 1000;
+    /* A lock held by another process says nothing when it goes: a write is
+     * tried now and then, so the state ends without waiting for an event.
+     * (Other failures end at the next commit of events that works.) */
+    int c = code & 0xff;
+    if ((c == SQLITE_BUSY || c == SQLITE_LOCKED) && !evtimer_pending(s->probe_ev, NULL)) {
+        struct timeval tv = {0, PROBE_MS * 1000};
+        evtimer_add(s->probe_ev, &tv);
+    }
+}
+
+static void db_written(struct server *s)
+{
+    if (!s->unwritable)
+        return;
+    s->unwritable = 0;
+    s->m.db_unwritable = 0;
+    store_lock_patience(s->st, LOCK_PATIENCE_US);
+    evtimer_del(s->probe_ev);
+    log_info("database %s can be written again, after %.1f s and %llu failed writes",
+             cfg_of(s)->database, (double)(metrics_now_us() - s->unwritable_t0) / 1e6,
+             (unsigned long long)(store_write_failures(s->st, NULL, NULL) - s->unwritable_fails0));
+}
+
+/* An empty write transaction, between batches: does the lock come? */
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (!s->unwritable)
+        return;
+    if (s->eng.in_batch) { /* its commit tells */
+        struct timeval tv = {0, PROBE_MS * 1000};
+        evtimer_add(s->probe_ev, &tv);
+        return;
+    }
+    if (store_begin(s->st) == 0 && store_commit(s->st) == 0) {
+        db_written(s);
+        return;
+    }
+    if (!sqlite3_get_autocommit(store_db(s->st)))
+        store_rollback(s->st);
+    db_failed(s);
+}
+
 /* Commits the open batch and sends every waiting answer. */
 static void commit_and_flush(struct server *s)
 {
@@ -158,9 +238,12 @@ static void commit_and_flush(struct server *s)
         int64_t t0 = metrics_now_us();
         int rc = engine_batch_commit(&s->eng);
         metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
-        if (rc == 0)
+        if (rc == 0) {
             metrics_actions_update(&s->m, &s->eng);
+            db_written(s);
+        }
         if (rc < 0) {
+            db_failed(s);
             /* Nothing of the batch happened: no answer may say ok (each
              * sink's flush says so in its own way). */
             for (struct sink *k = s->dirty; k; k = k->next_dirty)
@@ -196,7 +279,10 @@ static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
     int was_open = s->eng.in_batch;
+    uint64_t fails = store_write_failures(s->st, NULL, NULL);
     enum ingest_status st = ingest_line(&s->eng, line, len, k->pending);
+    if (store_write_failures(s->st, NULL, NULL) != fails)
+        db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
         return;
     k->counts[st]++;
@@ -223,6 +309,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             s->timer_retry_at = wall_ms() + 1000;
         }
         s->eng.batch_n++;
+    } else {
+        db_failed(s);
     }
     commit_and_flush(s);
 }
@@ -649,11 +737,21 @@ static void http_events(struct evhttp_request *req, void *arg)
 static void http_health(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
+    struct sbuf j = {0};
+    const char *status = s->stopping ? "stopping" : s->unwritable ? "unwritable" : "ok";
+    sb_fmt(&j, "{\"status\":\"%s\"", status);
+    if (s->unwritable) {
+        sb_str(&j, ",\"reason\":");
+        sb_json_str(&j, s->unwritable_reason, strlen(s->unwritable_reason));
+        sb_fmt(&j, ",\"since\":%lld", (long long)s->unwritable_since);
+    }
+    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d}\n", s->eng.w->n, s->n_conns);
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"status\":\"%s\",\"campaigns\":%zu,\"connections\":%d}\n",
-                        s->stopping ? "stopping" : "ok", s->eng.w->n, s->n_conns);
+    evbuffer_add(b, j.s, j.len);
+    sb_free(&j);
+    int ok = !s->stopping && !s->unwritable;
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, s->stopping ? 503 : 200, "OK", b);
+    evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
 
@@ -933,6 +1031,7 @@ int server_run(const char *config_path)
     s->timer_ev = evtimer_new(s->base, timer_cb, s);
     s->stop_ev = evtimer_new(s->base, stop_check, s);
     s->accept_retry_ev = evtimer_new(s->base, accept_retry_cb, s);
+    s->probe_ev = evtimer_new(s->base, probe_cb, s);
     s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
@@ -955,6 +1054,8 @@ int server_run(const char *config_path)
         evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
+    /* from now on a lock held outside mktd fails a batch quickly */
+    store_lock_patience(s->st, LOCK_PATIENCE_US);
     log_info("mktd ready: %zu campaigns, clock %s, database %s", s->eng.w->n,
              cfg->clock_event ? "event" : "wall", cfg->database);
     notify("READY=1");
@@ -979,8 +1080,9 @@ out:
     free(s->ls);
     if (s->http)
         evhttp_free(s->http);
-    struct event *evs[] = {s->commit_ev,       s->timer_ev, s->stop_ev,  s->watchdog_ev,
-                           s->accept_retry_ev, s->sig_hup,  s->sig_term, s->sig_int};
+    struct event *evs[] = {s->commit_ev,   s->timer_ev,        s->stop_ev,
+                           s->watchdog_ev, s->accept_retry_ev, s->probe_ev,
+                           s->sig_hup,     s->sig_term,        s->sig_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
