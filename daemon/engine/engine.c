@@ -549,7 +549,7 @@ int engine_batch_commit(struct engine *e)
         e->saved_now = e->now;
         return 0;
     }
-    log_error("commit failed: %s", store_errmsg(e->st));
+    log_debug("commit failed: %s", store_errmsg(e->st)); /* the server logs the state */
     store_rollback(e->st);
     e->now = e->batch_now;
     e->next_due = store_timer_min(e->st);

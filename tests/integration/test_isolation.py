@@ -4,6 +4,7 @@ written (locked by another process, a full disk) fails only the events
 that need it, promptly, while everything else keeps being served."""
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -392,5 +393,8 @@ def test_full_disk_state_in_health_metrics_and_log():
         log = d.log()
         starts = log.count("cannot be written")
         assert starts >= 1 and log.count("can be written again") == starts, log
+        # not a line per failed batch: the errors logged are the starts
+        errors = [x for x in log.splitlines() if re.match(r"\S+ error[ :]", x)]
+        assert len(errors) == starts, errors[:5]
     finally:
         assert d.stop() == 0
