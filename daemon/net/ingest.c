@@ -84,6 +84,7 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
             snprintf(detail, sizeof(detail),
                      "database unavailable (%s); nothing of it was kept: send it again", why);
             st = IN_INTERNAL;
+            event_clear(&ev);
             break;
         }
         e->batch_n++;
