@@ -726,7 +726,10 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
 {
     *n_actions = 0;
     if (batch_begin(e) < 0) {
-        snprintf(detail, detail_len, "database unavailable: %s", store_errmsg(e->st));
+        const char *why;
+        store_write_failures(e->st, NULL, &why);
+        snprintf(detail, detail_len,
+                 "database unavailable (%s); nothing of it was kept: send it again", why);
         return ENG_INTERNAL;
     }
     e->batch_n++;
@@ -824,7 +827,7 @@ int engine_commit(struct engine *e)
         gauges_apply(e->gauges, 0); /* the batch's gauges show from now on */
         return 0;
     }
-    log_error("commit failed: %s", store_errmsg(e->st));
+    log_debug("commit failed: %s", store_errmsg(e->st)); /* the server logs the state */
     gauges_drop(e->gauges, 0);
     store_rollback(e->st);
     ws_rolled_back(e->ws);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/event.h"
+#include "store/store.h"
 
 const char *const ingest_status_name[IN__COUNT] = {
     [IN_NONE] = "none",

@@ -207,6 +207,16 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                         "# TYPE mktd_db_lock_wait_seconds_total counter\n"
                         "mktd_db_lock_wait_seconds_total %.6f\n",
                         waits, (double)wait_us / 1e6);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_db_unwritable 1 while the database cannot be written "
+                        "(locked by another process, disk full, I/O error).\n"
+                        "# TYPE mktd_db_unwritable gauge\n"
+                        "mktd_db_unwritable %d\n"
+                        "# HELP mktd_db_write_failures_total Transactions that could not begin "
+                        "or commit.\n"
+                        "# TYPE mktd_db_write_failures_total counter\n"
+                        "mktd_db_write_failures_total %" PRIu64 "\n",
+                        m->db_unwritable, store_write_failures(store, NULL, NULL));
     struct checkpointer_stats ck;
     if (store_checkpoint_stats(store, &ck) == 0)
         evbuffer_add_printf(out,

@@ -25,6 +25,7 @@ struct metrics {
     uint64_t reloads_ok, reloads_failed;
     uint64_t connections_total;
     int connections;
+    int db_unwritable; /* the database cannot be written (spec section 12) */
     /* actions committed since start, read after each commit that may have
      * added some (rows past action_seq) */
     struct metrics_actions *actions;

@@ -40,6 +40,7 @@
 #include "lib/log.h"
 #include "net/ingest.h"
 #include "net/metrics.h"
+#include "store/dblock.h"
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
 #define OUT_LOW (1u << 20)  /* and resume below this */
@@ -77,6 +78,7 @@ struct server {
     struct event_base *base;
     char *config_path;
     struct store *st;
+    struct dblock *lock; /* one daemon per database */
     struct engine *eng;
     struct evconnlistener **ls;
     size_t n_ls;
@@ -94,7 +96,14 @@ struct server {
     int64_t timer_retry_at; /* after a failed timer, not before this */
     int64_t batch_t0;       /* when the open batch took its first line (us) */
     int sync_full;          /* commit.synchronous in force */
-    int *act_fds;           /* sockets passed by the service manager, -1 once taken */
+    /* the database cannot be written (spec section 12) */
+    int unwritable;
+    int64_t unwritable_since;    /* wall ms */
+    int64_t unwritable_t0;       /* monotonic us */
+    uint64_t unwritable_fails0;  /* store_write_failures when it began */
+    char unwritable_reason[160]; /* the last failure's */
+    struct event *probe_ev;      /* tries a write while another process holds the lock */
+    int *act_fds;                /* sockets passed by the service manager, -1 once taken */
     size_t n_act_fds;
     struct metrics m;
 };
@@ -148,6 +157,76 @@ static void count_answers(struct sink *k)
     }
 }
 
+/* ---- a database that cannot be written ---- */
+
+/* While the database cannot be written (another process holds its write
+ * lock, the disk is full, an I/O error), the loop goes on: each event
+ * tries and fails fast (answered internal), everyone else is served, and
+ * the state is logged when it starts and when it ends, shown by
+ * /v1/health (503) and /metrics. It ends at the first commit that works. */
+#define LOCK_PATIENCE_US 100000 /* a lock held longer than this fails the batch */
+#define PROBE_MS 200            /* while locked: a write is tried this often */
+
+static void db_failed(struct server *s)
+{
+    int locked;
+    const char *msg;
+    uint64_t fails = store_write_failures(s->st, &locked, &msg);
+    snprintf(s->unwritable_reason, sizeof(s->unwritable_reason), "%s",
+             *msg ? msg : "commit failed");
+    if (!s->unwritable) {
+        s->unwritable = 1;
+        s->m.db_unwritable = 1;
+        s->unwritable_since = wall_ms();
+        s->unwritable_t0 = metrics_now_us();
+        s->unwritable_fails0 = fails ? fails - 1 : 0;
+        store_lock_patience(s->st, 0);
+        log_error("database %s cannot be written (%s): events are answered internal until a "
+                  "write succeeds",
+                  cfg_of(s)->database, s->unwritable_reason);
+    }
+    /* wall-clock timers wait too, rather than fail again at once */
+    s->timer_retry_at = wall_ms() + 1000;
+    /* A lock held by another process says nothing when it goes: a write is
+     * tried now and then, so the state ends without waiting for an event.
+     * (Other failures end at the next commit of events that works.) */
+    if (locked && !evtimer_pending(s->probe_ev, NULL)) {
+        struct timeval tv = {0, PROBE_MS * 1000};
+        evtimer_add(s->probe_ev, &tv);
+    }
+}
+
+static void db_written(struct server *s)
+{
+    if (!s->unwritable)
+        return;
+    s->unwritable = 0;
+    s->m.db_unwritable = 0;
+    store_lock_patience(s->st, LOCK_PATIENCE_US);
+    evtimer_del(s->probe_ev);
+    log_info("database %s can be written again, after %.1f s and %llu failed writes",
+             cfg_of(s)->database, (double)(metrics_now_us() - s->unwritable_t0) / 1e6,
+             (unsigned long long)(store_write_failures(s->st, NULL, NULL) - s->unwritable_fails0));
+}
+
+/* An empty write transaction, between batches: does the lock come? */
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    if (!s->unwritable)
+        return;
+    if (engine_batch_size(s->eng)) { /* its commit tells */
+        struct timeval tv = {0, PROBE_MS * 1000};
+        evtimer_add(s->probe_ev, &tv);
+        return;
+    }
+    if (store_try_write(s->st) == 0) {
+        db_written(s);
+        return;
+    }
+    db_failed(s);
+}
+
 /* Commits the open batch and sends every waiting answer. */
 static void commit_and_flush(struct server *s)
 {
@@ -156,9 +235,12 @@ static void commit_and_flush(struct server *s)
         int64_t t0 = metrics_now_us();
         int rc = engine_commit(s->eng);
         metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
-        if (rc == 0)
+        if (rc == 0) {
             metrics_actions_update(&s->m, s->eng, s->st);
+            db_written(s);
+        }
         if (rc < 0) {
+            db_failed(s);
             /* Nothing of the batch happened: no answer may say ok (each
              * sink's flush says so in its own way). */
             for (struct sink *k = s->dirty; k; k = k->next_dirty)
@@ -194,7 +276,10 @@ static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
     int was_open = engine_batch_size(s->eng) > 0;
+    uint64_t fails = store_write_failures(s->st, NULL, NULL);
     enum ingest_status st = ingest_line(s->eng, line, len, k->pending);
+    if (store_write_failures(s->st, NULL, NULL) != fails)
+        db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
         return;
     k->counts[st]++;
@@ -215,8 +300,12 @@ static void take_line(struct sink *k, const char *line, size_t len)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *s = arg;
+    uint64_t fails = store_write_failures(s->st, NULL, NULL);
     if (engine_advance(s->eng, wall_ms()) < 0) {
-        log_error("firing timers failed; they will be tried again in 1 s");
+        if (store_write_failures(s->st, NULL, NULL) != fails)
+            db_failed(s); /* the batch could not begin */
+        else
+            log_error("firing timers failed; they will be tried again in 1 s");
         s->timer_retry_at = wall_ms() + 1000;
     }
     commit_and_flush(s);
@@ -518,6 +607,24 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(s->accept_retry_ev, &tv);
 }
 
+/* Whether something accepts connections on the Unix socket a: 1 yes, 0
+ * no (a stale socket file, safe to remove), or -errno when it cannot be
+ * told. A connection that is taken is closed at once. */
+static int unix_socket_live(const struct addr *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, &a->sa.sa, a->len);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS) /* EAGAIN: its backlog is full */
+        return 1;
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0;
+    return -e;
+}
+
 static int listen_all(struct server *s, const struct config *cfg)
 {
     s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
@@ -544,8 +651,22 @@ static int listen_all(struct server *s, const struct config *cfg)
         }
         if (a.family == AF_UNIX) {
             struct stat sb;
-            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+                /* left by a daemon that is gone, or another one's */
+                int live = unix_socket_live(&a);
+                if (live != 0) {
+                    if (live > 0)
+                        log_error("listen %s: another process (another mktd?) accepts "
+                                  "connections on %s; not taking it over",
+                                  cfg->listen[i], a.un.sun_path);
+                    else
+                        log_error("listen %s: cannot tell whether another process listens on "
+                                  "%s (%s); not removing it",
+                                  cfg->listen[i], a.un.sun_path, strerror(-live));
+                    return -EADDRINUSE;
+                }
                 unlink(a.un.sun_path);
+            }
             addr_mkdir_parent(a.un.sun_path);
         }
         if (a.family != AF_UNIX)
@@ -613,11 +734,21 @@ static void http_events(struct evhttp_request *req, void *arg)
 static void http_health(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
+    struct sbuf j = {0};
+    const char *status = s->stopping ? "stopping" : s->unwritable ? "unwritable" : "ok";
+    sb_fmt(&j, "{\"status\":\"%s\"", status);
+    if (s->unwritable) {
+        sb_str(&j, ",\"reason\":");
+        sb_json_str(&j, s->unwritable_reason, strlen(s->unwritable_reason));
+        sb_fmt(&j, ",\"since\":%lld", (long long)s->unwritable_since);
+    }
+    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d}\n", engine_campaigns(s->eng), s->n_conns);
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"status\":\"%s\",\"campaigns\":%zu,\"connections\":%d}\n",
-                        s->stopping ? "stopping" : "ok", engine_campaigns(s->eng), s->n_conns);
+    evbuffer_add(b, j.s, j.len);
+    sb_free(&j);
+    int ok = !s->stopping && !s->unwritable;
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, s->stopping ? 503 : 200, "OK", b);
+    evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
 
@@ -864,9 +995,18 @@ int server_run(const char *config_path)
     log_level = cfg->log_level;
     char err[512];
     addr_mkdir_parent(cfg->database);
+    /* before the database is opened (a migration writes) and before any
+     * socket is touched */
+    if (dblock_take(cfg->database, &s->lock, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
     if (store_open(cfg->database, cfg->sync_full, &s->st, err, sizeof(err)) < 0 ||
         store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
         store_close(s->st);
+        dblock_release(s->lock);
         log_error("database %s", err);
         world_free(w);
         free(s->config_path);
@@ -894,6 +1034,7 @@ int server_run(const char *config_path)
     s->timer_ev = evtimer_new(s->base, timer_cb, s);
     s->stop_ev = evtimer_new(s->base, stop_check, s);
     s->accept_retry_ev = evtimer_new(s->base, accept_retry_cb, s);
+    s->probe_ev = evtimer_new(s->base, probe_cb, s);
     s->sig_hup = evsignal_new(s->base, SIGHUP, signal_cb, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
     s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
@@ -916,6 +1057,8 @@ int server_run(const char *config_path)
         evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
+    /* from now on a lock held outside mktd fails a batch quickly */
+    store_lock_patience(s->st, LOCK_PATIENCE_US);
     log_info("mktd ready: %zu campaigns, clock %s, database %s", engine_campaigns(s->eng),
              cfg->clock_event ? "event" : "wall", cfg->database);
     notify("READY=1");
@@ -940,8 +1083,9 @@ out:
     free(s->ls);
     if (s->http)
         evhttp_free(s->http);
-    struct event *evs[] = {s->commit_ev,       s->timer_ev, s->stop_ev,  s->watchdog_ev,
-                           s->accept_retry_ev, s->sig_hup,  s->sig_term, s->sig_int};
+    struct event *evs[] = {s->commit_ev,   s->timer_ev,        s->stop_ev,
+                           s->watchdog_ev, s->accept_retry_ev, s->probe_ev,
+                           s->sig_hup,     s->sig_term,        s->sig_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -950,6 +1094,7 @@ out:
     engine_free(s->eng);
     metrics_free(&s->m);
     store_close(s->st);
+    dblock_release(s->lock);
     plugins_unload_all();
     free(s->config_path);
     return code;

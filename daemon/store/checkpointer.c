@@ -53,6 +53,7 @@ struct checkpointer {
     int noted;      /* the writer committed since the last round began */
     int writing;    /* the writer is inside a transaction (holds its lock) */
     int backfilled; /* frames the last pass copied (counted from the WAL's start) */
+    int restarting; /* in a RESTART checkpoint: it may hold the writer lock */
     struct checkpointer_stats stats;
 };
 
@@ -81,7 +82,13 @@ static int waiting(const struct checkpointer *c)
 
 static int ckpt(struct checkpointer *c, int mode, int *nlog, int *done)
 {
-    return sqlite3_wal_checkpoint_v2(c->db, "main", mode, nlog, done);
+    int restart = mode == SQLITE_CHECKPOINT_RESTART;
+    if (restart)
+        __atomic_store_n(&c->restarting, 1, __ATOMIC_RELEASE);
+    int rc = sqlite3_wal_checkpoint_v2(c->db, "main", mode, nlog, done);
+    if (restart)
+        __atomic_store_n(&c->restarting, 0, __ATOMIC_RELEASE);
+    return rc;
 }
 
 /* One round: a pass, then, when the WAL is long, passes until a RESTART
@@ -233,6 +240,11 @@ void checkpointer_note(struct checkpointer *c, int frames)
 void checkpointer_writing(struct checkpointer *c, int open)
 {
     __atomic_store_n(&c->writing, open, __ATOMIC_RELEASE);
+}
+
+int checkpointer_restarting(struct checkpointer *c)
+{
+    return __atomic_load_n(&c->restarting, __ATOMIC_ACQUIRE);
 }
 
 void checkpointer_stop(struct checkpointer *c)

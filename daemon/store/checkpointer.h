@@ -16,6 +16,10 @@ int checkpointer_start(const char *path, struct checkpointer **out, char *err, s
 void checkpointer_note(struct checkpointer *c, int frames);
 /* From the writer: a transaction of its own is open (1) or not (0). */
 void checkpointer_writing(struct checkpointer *c, int open);
+/* Whether the thread is starting the WAL over, when it holds (or waits
+ * for) the writer lock: a writer that finds the lock taken then knows the
+ * wait is short. */
+int checkpointer_restarting(struct checkpointer *c);
 /* Stops the thread (after the pass in progress) and closes its connection. */
 void checkpointer_stop(struct checkpointer *c);
 

@@ -222,7 +222,11 @@ struct store {
     struct checkpointer *ck;           /* NULL: SQLite checkpoints on commit */
     uint64_t lock_waits, lock_wait_us; /* waits for another connection's lock */
     struct timespec wait_start;        /* of the wait in progress */
-    sqlite3_stmt *rd[4]; /* the readers' statements (end of this file), prepared on first use */
+    sqlite3_stmt *rd[4];     /* the readers' statements (end of this file), prepared on first use */
+    int64_t patience_us;     /* see store_lock_patience */
+    uint64_t write_failures; /* begins and commits that failed */
+    int write_errcode;       /* the last one's SQLite code */
+    char write_errmsg[160];  /* and message */
 };
 
 const char *store_errmsg(struct store *s)
@@ -282,23 +286,53 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-/* The loop waits out the checkpointer's short hold on the writer lock in
- * 100 us steps, for about 5 s at most; /metrics shows the waits. */
+/* How long a transaction waits for the writer lock (in 100 us steps).
+ * The checkpointer holds it only to start the WAL over, briefly and for a
+ * bounded time: that is waited out, for about 5 s at most. Anyone else (a
+ * process outside mktd in a write transaction) may hold it for as long as
+ * it likes: that is waited for as long as store_lock_patience says (5 s
+ * unless told otherwise; the daemon's loop waits far less, so that a
+ * batch fails fast, its events answered internal, and the loop goes on
+ * serving everyone else). /metrics shows the waits. */
+#define CHECKPOINTER_WAIT_US 5000000LL
+
+void store_lock_patience(struct store *s, int64_t us)
+{
+    s->patience_us = us;
+}
+
 static int busy_cb(void *arg, int tries)
 {
     struct store *s = arg;
     struct timespec a, b, ts = {0, 100 * 1000L};
     clock_gettime(CLOCK_MONOTONIC, &a);
+    int ckpt = s->ck && checkpointer_restarting(s->ck);
     if (tries == 0) {
+        if (s->patience_us <= 0 && !ckpt)
+            return 0; /* SQLITE_BUSY: the batch fails, its clients send again */
         s->lock_waits++;
         s->wait_start = a;
-    } else if (a.tv_sec - s->wait_start.tv_sec > 5) {
-        return 0; /* SQLITE_BUSY: the batch fails, its clients send again */
+    } else {
+        int64_t waited = (int64_t)(a.tv_sec - s->wait_start.tv_sec) * 1000000 +
+                         (a.tv_nsec - s->wait_start.tv_nsec) / 1000;
+        if (waited > (ckpt ? CHECKPOINTER_WAIT_US : s->patience_us))
+            return 0;
     }
     nanosleep(&ts, NULL);
     clock_gettime(CLOCK_MONOTONIC, &b);
     s->lock_wait_us += (uint64_t)((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
     return 1;
+}
+
+uint64_t store_write_failures(struct store *s, int *locked, const char **msg)
+{
+    if (locked) {
+        int c = s->write_errcode & 0xff;
+        *locked = c == SQLITE_BUSY || c == SQLITE_LOCKED;
+    }
+    if (msg)
+        *msg = s->write_errmsg;
+    return s->write_failures;
 }
 
 void store_lock_waits(struct store *s, uint64_t *waits, uint64_t *us)
@@ -329,6 +363,7 @@ int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out)
 int store_open(const char *path, int sync_full, struct store **out, char *err, size_t errlen)
 {
     struct store *s = xcalloc(1, sizeof(*s));
+    s->patience_us = 5000000;
     /* Each connection is used by one thread only (the loop, or the
      * checkpointer): no per-call locking, no global memory statistics. */
     static int configured;
@@ -434,6 +469,12 @@ static sqlite3_stmt *ckey(struct store *s, int q, const char *campaign, const ch
 static int txn(struct store *s, int q)
 {
     int rc = run(s, s->q[q]);
+    if (rc < 0 && q != Q_ROLLBACK) {
+        s->write_failures++;
+        s->write_errcode = sqlite3_extended_errcode(s->db);
+        snprintf(s->write_errmsg, sizeof(s->write_errmsg), "%s failed: %s",
+                 q == Q_BEGIN ? "begin" : "commit", sqlite3_errmsg(s->db));
+    }
     if (s->ck)
         checkpointer_writing(s->ck, !sqlite3_get_autocommit(s->db));
     return rc;
@@ -1139,4 +1180,13 @@ int store_action_counts_since(struct store *s, int64_t since,
     }
     done(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_try_write(struct store *s)
+{
+    if (store_begin(s) == 0 && store_commit(s) == 0)
+        return 0;
+    if (!sqlite3_get_autocommit(s->db))
+        store_rollback(s);
+    return -EIO;
 }

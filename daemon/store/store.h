@@ -26,6 +26,16 @@ int store_background_checkpoints(struct store *s, char *err, size_t errlen);
 struct checkpointer_stats;
 /* Times this connection waited for another's lock, and for how long. */
 void store_lock_waits(struct store *s, uint64_t *waits, uint64_t *us);
+/* How long a begin waits for a lock held by another process (not the
+ * checkpointer, which is waited out): 5 s after store_open; 0 fails at once. */
+void store_lock_patience(struct store *s, int64_t us);
+/* Begins and commits that failed so far; whether the last one failed for a
+ * lock held by another connection, and its message ("commit failed:
+ * database or disk is full"). */
+uint64_t store_write_failures(struct store *s, int *locked, const char **msg);
+/* An empty write transaction (between batches): 0 when the database can be
+ * written again. */
+int store_try_write(struct store *s);
 /* -ENOENT when checkpoints are SQLite's own. */
 int store_checkpoint_stats(struct store *s, struct checkpointer_stats *out);
 const char *store_errmsg(struct store *s);
