@@ -119,7 +119,7 @@ int main(int argc, char **argv)
             goto out;
         code = cli_send(address ? address : DEFAULT_ADDRESS, pos[npos - 1], verbose);
         free(address);
-    } else if (strcmp(cmd, "actions") == 0) {
+    } else if (strcmp(cmd, "actions") == 0 || strcmp(cmd, "timers") == 0) {
         char *cdb = NULL;
         if (npos) {
             usage(stderr);
@@ -127,17 +127,9 @@ int main(int argc, char **argv)
         }
         if (!db && config && from_config(config, NULL, &cdb) < 0)
             goto out;
-        code = cli_actions(db ? db : cdb ? cdb : DEFAULT_DB, since, campaign, follow);
-        free(cdb);
-    } else if (strcmp(cmd, "timers") == 0) {
-        char *cdb = NULL;
-        if (npos) {
-            usage(stderr);
-            goto out;
-        }
-        if (!db && config && from_config(config, NULL, &cdb) < 0)
-            goto out;
-        code = cli_timers(db ? db : cdb ? cdb : DEFAULT_DB, failed);
+        const char *path = db ? db : cdb ? cdb : DEFAULT_DB;
+        code =
+            cmd[0] == 'a' ? cli_actions(path, since, campaign, follow) : cli_timers(path, failed);
         free(cdb);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);

@@ -557,20 +557,15 @@ enum yscalar ynode_resolve(const struct ynode *n, int64_t *i, double *d, int *b)
     return YS_STR;
 }
 
-int ycheck_keys(struct errs *errs, const struct ynode *map, const char *const *allowed)
+char *yunknown_key(const struct ynode *map, const char *const *allowed, size_t *i)
 {
-    int refused = 0;
     if (!map || map->kind != Y_MAP || !allowed)
-        return 0;
-    for (size_t i = 0; i < map->n; i++) {
-        const struct ynode *k = map->keys[i];
+        return NULL;
+    for (; *i < map->n; (*i)++) {
+        const struct ynode *k = map->keys[*i];
         int ok = 0;
-        for (size_t a = 0; allowed[a]; a++) {
-            if (strlen(allowed[a]) == k->len && memcmp(allowed[a], k->str, k->len) == 0) {
-                ok = 1;
-                break;
-            }
-        }
+        for (size_t a = 0; allowed[a] && !ok; a++)
+            ok = strlen(allowed[a]) == k->len && memcmp(allowed[a], k->str, k->len) == 0;
         if (ok)
             continue;
         struct sbuf sb = {0};
@@ -579,8 +574,22 @@ int ycheck_keys(struct errs *errs, const struct ynode *map, const char *const *a
                 sb_str(&sb, ", ");
             sb_str(&sb, allowed[a]);
         }
-        yerr(errs, k, "unknown key '%s' (allowed: %s)", k->str, sb.s ? sb.s : "none");
+        char *msg = NULL;
+        if (asprintf(&msg, "unknown key '%s' (allowed: %s)", k->str, sb.s ? sb.s : "none") < 0)
+            abort();
         sb_free(&sb);
+        return msg;
+    }
+    return NULL;
+}
+
+int ycheck_keys(struct errs *errs, const struct ynode *map, const char *const *allowed)
+{
+    int refused = 0;
+    char *msg;
+    for (size_t i = 0; (msg = yunknown_key(map, allowed, &i)) != NULL; i++) {
+        yerr(errs, map->keys[i], "%s", msg);
+        free(msg);
         refused++;
     }
     return refused;

@@ -54,6 +54,9 @@ void yerr(struct errs *errs, const struct ynode *n, const char *fmt, ...) MKTD_P
 /* Refuses map keys not in the NULL-terminated list, naming the allowed
  * ones: "unknown key 'x' (allowed: a, b, c)". Returns the number refused. */
 int ycheck_keys(struct errs *errs, const struct ynode *map, const char *const *allowed);
+/* The message for the first key of map at or after *i not in allowed (its
+ * index left in *i), malloc'd; NULL when there is none. */
+char *yunknown_key(const struct ynode *map, const char *const *allowed, size_t *i);
 
 /* A node as compact JSON text (scalars resolved by the core schema);
  * malloc'd. Used for `offer` payloads and condition values. */

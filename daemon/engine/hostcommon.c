@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "engine/hostcommon.h"
 
+#include "engine/event.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -161,21 +163,10 @@ static int h_check_keys(mktd_ctx *ctx, const mktd_node *map, const char *const *
         return 0;
     if (m->kind != Y_MAP)
         return err(b, m, "must be a map");
-    for (size_t i = 0; i < m->n; i++) {
-        const struct ynode *k = m->keys[i];
-        int ok = 0;
-        for (size_t a = 0; allowed[a] && !ok; a++)
-            ok = strlen(allowed[a]) == k->len && memcmp(allowed[a], k->str, k->len) == 0;
-        if (ok)
-            continue;
-        struct sbuf sb = {0};
-        for (size_t a = 0; allowed[a]; a++) {
-            if (a)
-                sb_str(&sb, ", ");
-            sb_str(&sb, allowed[a]);
-        }
-        err(b, k, "unknown key '%s' (allowed: %s)", k->str, sb.s ? sb.s : "none");
-        sb_free(&sb);
+    char *msg;
+    for (size_t i = 0; (msg = yunknown_key(m, allowed, &i)) != NULL; i++) {
+        report(b, m->keys[i], msg);
+        free(msg);
         refused++;
     }
     return refused ? -EINVAL : 0;
@@ -397,23 +388,8 @@ static json_t *pool(struct ctx_base *b)
 
 static json_t *walk(const mktd_event *ev, const char *path)
 {
-    json_t *cur = ev ? (json_t *)(void *)ev->priv : NULL;
-    const char *p = path;
-    if (!cur || !path || !*path)
-        return NULL;
-    for (;;) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (!json_is_object(cur))
-            return NULL;
-        cur = json_object_getn(cur, p, len);
-        if (!cur)
-            return NULL;
-        if (!dot)
-            break;
-        p = dot + 1;
-    }
-    return json_is_null(cur) ? NULL : cur;
+    json_t *props = ev ? (json_t *)(void *)ev->priv : NULL;
+    return path && *path ? props_path(props, path) : NULL;
 }
 
 static mktd_type h_prop(mktd_ctx *ctx, const mktd_event *ev, const char *path, mktd_value *out)
