@@ -146,6 +146,40 @@ static int get_duration(struct cctx *c, const struct ynode *n, const char *name,
     return -1;
 }
 
+/* A size: an integer number of bytes, or a string like "64MB", "512KB",
+ * "1GB" (powers of 1024), within [min, max]. */
+static int get_size(struct cctx *c, const struct ynode *n, const char *name, int64_t min,
+                    int64_t max, int64_t *out)
+{
+    int64_t v = -1;
+    if (n->kind == Y_SCALAR && !is_null(n)) {
+        const char *s = n->str;
+        char *end;
+        errno = 0;
+        long long x = strtoll(s, &end, 10);
+        int64_t mul = 0;
+        if (end != s && errno == 0 && x >= 0) {
+            if (*end == 0)
+                mul = 1;
+            else if (strcmp(end, "KB") == 0)
+                mul = 1024;
+            else if (strcmp(end, "MB") == 0)
+                mul = 1024 * 1024;
+            else if (strcmp(end, "GB") == 0)
+                mul = 1024 * 1024 * 1024;
+        }
+        if (mul && x <= INT64_MAX / mul)
+            v = (int64_t)x * mul;
+    }
+    if (v < min || v > max) {
+        cerr(c, n, "%s: must be a size from %lld to %lld bytes, like 64MB, 512KB or 1GB", name,
+             (long long)min, (long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int get_bool(struct cctx *c, const struct ynode *n, const char *name, int *out)
 {
     int b;
@@ -290,7 +324,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
                                        "commit", "limits", "log",      NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes", "max_connections", "max_http_body",
-                                             "max_future", NULL};
+                                             "max_future",      "working_set",     NULL};
     static const char *const log_keys[] = {"level", NULL};
     static const char *const clocks[] = {"wall", "event", NULL};
     static const char *const syncs[] = {"normal", "full", NULL};
@@ -364,6 +398,9 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
                   &cfg->max_http_body);
         if ((n = get(m, "max_future")))
             get_duration(c, n, "limits.max_future", &cfg->max_future_ms);
+        if ((n = get(m, "working_set")))
+            get_size(c, n, "limits.working_set", (int64_t)1 << 20, (int64_t)1 << 40,
+                     &cfg->working_set);
     }
     if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
         check_keys(c, m, log_keys);

@@ -72,6 +72,7 @@ struct config {
     int max_connections;     /* default 1024, 1..1000000 */
     int64_t max_http_body;   /* default 16 MiB */
     int64_t max_future_ms;   /* default 1d */
+    int64_t working_set;     /* limits.working_set: the engine's memory budget; 0: default */
     int log_level;           /* MKTD_LOG_*; default info */
 
     struct campaign_cfg *campaigns;

@@ -139,7 +139,8 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     struct engine *e = xcalloc(1, sizeof(*e));
     e->st = st;
     e->clock_event = o->clock_event;
-    e->ws = ws_new(st, o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET);
+    e->ws_budget = o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET;
+    e->ws = ws_new(st, e->ws_budget);
     e->fixed_profiles = o->fixed_profiles;
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
@@ -256,6 +257,16 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
     out->ws_hits = w.hits;
     out->ws_misses = w.misses;
     out->ws_evictions = w.evictions;
+    out->ws_rows_written = w.flushed_rows;
+    out->ws_budget = e->ws_budget;
+    out->id_reads = w.id_reads;
+    out->id_filter_bytes = w.filter_bytes;
+}
+
+void engine_set_memory(struct engine *e, size_t bytes)
+{
+    e->ws_budget = bytes ? bytes : WS_DEFAULT_BUDGET;
+    ws_set_budget(e->ws, e->ws_budget);
 }
 
 /* Re-reads the next timer's due time after the working set was written. */

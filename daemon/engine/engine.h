@@ -72,11 +72,17 @@ int engine_commit(struct engine *e);
 int64_t engine_next_due(const struct engine *e);
 int engine_clock_event(const struct engine *e);
 
+/* The working set's memory budget (limits.working_set; 0: the default). */
+void engine_set_memory(struct engine *e, size_t bytes);
+
 struct engine_stats {
     uint64_t actions_total; /* actions committed since start */
     uint64_t plugin_errors; /* callbacks that failed */
     uint64_t timers_failed; /* timers set aside */
-    uint64_t ws_entries, ws_bytes, ws_hits, ws_misses, ws_evictions;
+    /* the working set: entries and bytes now; lookups found in memory or
+     * read from the store; entries dropped for the budget; rows written */
+    uint64_t ws_entries, ws_bytes, ws_budget, ws_hits, ws_misses, ws_evictions, ws_rows_written;
+    uint64_t id_reads, id_filter_bytes; /* event ids looked up in the store; the filter */
 };
 void engine_stats(const struct engine *e, struct engine_stats *out);
 

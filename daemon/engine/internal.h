@@ -49,6 +49,7 @@ struct aside {
 struct engine {
     struct store *st;
     struct ws *ws; /* the working set: all reads and changes of per-user data */
+    size_t ws_budget;
     struct world *w;
     int clock_event;
     int fixed_profiles;

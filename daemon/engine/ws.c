@@ -586,6 +586,11 @@ int ws_load_ids(struct ws *w)
     return 0;
 }
 
+void ws_set_budget(struct ws *w, size_t budget_bytes)
+{
+    w->budget = budget_bytes;
+}
+
 void ws_stats(const struct ws *w, struct ws_stats *out)
 {
     *out = w->stats;

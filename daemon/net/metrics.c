@@ -186,6 +186,41 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                         "mktd_actions_recorded_total %" PRIu64 "\n",
                         m->connections, m->connections_total, m->reloads_ok, m->reloads_failed,
                         es.plugin_errors, m->actions_committed);
+    evbuffer_add_printf(
+        out,
+        "# HELP mktd_timers_failed_total Timers set aside because their callback failed (mktd "
+        "timers --failed).\n"
+        "# TYPE mktd_timers_failed_total counter\n"
+        "mktd_timers_failed_total %" PRIu64 "\n"
+        "# HELP mktd_working_set_entries Per-user rows held in memory.\n"
+        "# TYPE mktd_working_set_entries gauge\n"
+        "mktd_working_set_entries %" PRIu64 "\n"
+        "# HELP mktd_working_set_bytes Memory the working set counts against its budget.\n"
+        "# TYPE mktd_working_set_bytes gauge\n"
+        "mktd_working_set_bytes %" PRIu64 "\n"
+        "# HELP mktd_working_set_budget_bytes The working set's budget (limits.working_set).\n"
+        "# TYPE mktd_working_set_budget_bytes gauge\n"
+        "mktd_working_set_budget_bytes %" PRIu64 "\n"
+        "# HELP mktd_working_set_lookups_total Lookups of per-user rows, by where they were "
+        "found.\n"
+        "# TYPE mktd_working_set_lookups_total counter\n"
+        "mktd_working_set_lookups_total{found=\"memory\"} %" PRIu64 "\n"
+        "mktd_working_set_lookups_total{found=\"store\"} %" PRIu64 "\n"
+        "# HELP mktd_working_set_evictions_total Rows dropped from memory to keep the budget.\n"
+        "# TYPE mktd_working_set_evictions_total counter\n"
+        "mktd_working_set_evictions_total %" PRIu64 "\n"
+        "# HELP mktd_working_set_rows_written_total Rows written at commits.\n"
+        "# TYPE mktd_working_set_rows_written_total counter\n"
+        "mktd_working_set_rows_written_total %" PRIu64 "\n"
+        "# HELP mktd_event_id_reads_total Event ids looked up in the database (the filter said "
+        "maybe).\n"
+        "# TYPE mktd_event_id_reads_total counter\n"
+        "mktd_event_id_reads_total %" PRIu64 "\n"
+        "# HELP mktd_event_id_filter_bytes The remembered-id filter's size.\n"
+        "# TYPE mktd_event_id_filter_bytes gauge\n"
+        "mktd_event_id_filter_bytes %" PRIu64 "\n",
+        es.timers_failed, es.ws_entries, es.ws_bytes, es.ws_budget, es.ws_hits, es.ws_misses,
+        es.ws_evictions, es.ws_rows_written, es.id_reads, es.id_filter_bytes);
     evbuffer_add_printf(out, "# HELP mktd_actions_total Actions committed by this process, by "
                              "campaign and kind.\n"
                              "# TYPE mktd_actions_total counter\n");

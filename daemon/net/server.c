@@ -885,6 +885,7 @@ static void reload(struct server *s)
         s->m.reloads_failed++;
     } else {
         log_level = nc->log_level;
+        engine_set_memory(s->eng, (size_t)nc->working_set);
         if (nc->sync_full != s->sync_full) {
             /* between batches: no transaction is open */
             if (store_set_synchronous(s->st, nc->sync_full) == 0)
@@ -1012,7 +1013,8 @@ int server_run(const char *config_path)
         free(s->config_path);
         return 1;
     }
-    struct engine_opts eo = {.clock_event = cfg->clock_event};
+    struct engine_opts eo = {.clock_event = cfg->clock_event,
+                             .memory_bytes = (size_t)cfg->working_set};
     if (engine_new(s->st, &eo, &s->eng, err, sizeof(err)) < 0) {
         log_error("%s", err);
         world_free(w);

@@ -65,6 +65,9 @@ def test_failing_timer_is_set_aside_and_others_go_on():
     assert all("failed on timer bad" in x["error"] and x["failed_at"] > 0 for x in lines)
     out = mktd("timers", "-c", d.config)
     assert out.returncode == 0 and out.stdout == "", (out.stdout, out.stderr)
+    m = d.metrics()
+    assert m["mktd_timers_failed_total"] == 2, m
+    assert m["mktd_plugin_errors_total"] == 2, m
     d.stop()
 
 
@@ -95,3 +98,25 @@ def test_pending_timers_listed():
     got = [json.loads(x) for x in out.stdout.splitlines()]
     assert got == [{"campaign": "p", "user": "u1", "name": "t", "due": T + 1000},
                    {"campaign": "p", "user": "u2", "name": "x", "due": T + 1010}], got
+
+
+def test_working_set_budget_config():
+    """limits.working_set takes a size; a bad one is refused at line:col;
+    the daemon runs within a small budget and /metrics shows it."""
+    d = Daemon(CAMPAIGNS, http=True, daemon="limits: {working_set: 1MB}")
+    ans = d.send([ev(f"g{i}", "go", f"user-{i}", T + i) for i in range(8000)])
+    assert all(a["status"] == "ok" for a in ans)
+    m = d.metrics()
+    assert m["mktd_working_set_budget_bytes"] == 1 << 20, m
+    assert m["mktd_working_set_bytes"] <= 1 << 20, m
+    assert m["mktd_working_set_evictions_total"] > 0, m
+    # evicted rows are read again: each user's hit counter goes on from 1
+    ans = d.send([ev(f"h{i}", "go", f"user-{i}", T + 5000 + i) for i in range(0, 8000, 800)])
+    assert all(a["status"] == "ok" for a in ans)
+    hits = [a["payload"]["n"] for a in d.actions() if a["event_id"].startswith("h")]
+    assert hits == [2] * 10, hits
+    d.stop()
+    bad = Daemon(CAMPAIGNS, start=False, daemon="limits: {working_set: 12XB}")
+    out = mktd("check", "-c", bad.config)
+    assert out.returncode == 1 and "limits.working_set: must be a size" in out.stderr, out.stderr
+    assert ":7:" in out.stderr or "mktd.yaml:" in out.stderr, out.stderr
