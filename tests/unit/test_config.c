@@ -604,7 +604,7 @@ static void test_config_daemon_errors(void)
             "(a plain integer is seconds)");
     CFG_ERR("daemon:\n  limits: {max_body: 5}\n",
             "t.yaml:2:12: unknown key 'max_body' (allowed: max_event_bytes, max_connections, "
-            "max_http_body, max_future)");
+            "max_http_body, max_future, working_set)");
     CFG_ERR("daemon:\n  listen: [\"tcp:127.0.0.1:0\", \"udp:x:1\", \"tcp::80\", \"unix:\"]\n",
             "t.yaml:2:12: listen: 'tcp:127.0.0.1:0' must be tcp:HOST:PORT (port 1-65535, IPv6 "
             "as [ADDR]) or unix:PATH\n"
