@@ -27,10 +27,13 @@ struct ws_ent {
     union ws_val v;
     uint8_t kind;
     uint8_t present;
-    uint8_t dirty; /* in w->dirty */
+    uint8_t dirty;  /* in w->dirty */
+    uint8_t stored; /* the store has the row: STORED_NO, _YES, or _UNKNOWN */
     uint16_t ulen, clen, klen;
     char k[]; /* user \0 campaign \0 key \0 */
 };
+
+enum { STORED_NO = 0, STORED_YES = 1, STORED_UNKNOWN = 2 };
 
 struct ws_undo {
     struct ws_ent *e;
@@ -261,6 +264,7 @@ static struct ws_ent *find(struct ws *w, int kind, const char *campaign, const c
         return NULL;
     }
     e->present = rc == 0;
+    e->stored = rc == 0 ? STORED_YES : STORED_NO;
     size_t b = h & w->mask;
     e->hnext = w->tab[b];
     w->tab[b] = e;
@@ -367,8 +371,14 @@ int ws_put_str(struct ws *w, int kind, const char *campaign, const char *user, c
     struct ws_ent *e = change(w, kind, campaign, user, key);
     if (!e)
         return -EIO;
-    if (kind == WS_EVENT && w->ids)
-        bloom_add(w->ids, key, strlen(key)); /* an undo leaves a false positive */
+    if (kind == WS_EVENT) { /* present is all there is to it */
+        if (w->ids)
+            bloom_add(w->ids, key, strlen(key)); /* an undo leaves a false positive */
+        memset(&e->v, 0, sizeof(e->v));
+        e->present = 1;
+        w->bytes += ent_bytes(e);
+        return 0;
+    }
     e->v.str.s = xmalloc(len + 1);
     if (len)
         memcpy(e->v.str.s, val, len);
@@ -469,8 +479,13 @@ static int write_ent(struct ws *w, struct ws_ent *e)
     default:
         break;
     }
-    if (!e->present)
-        return store_row_del(w->st, e->kind, campaign, user, key);
+    if (!e->present) {
+        if (e->stored == STORED_NO)
+            return 0;
+        int rc = store_row_del(w->st, e->kind, campaign, user, key);
+        e->stored = rc == 0 ? STORED_NO : STORED_UNKNOWN;
+        return rc;
+    }
     struct store_row r = {0};
     if (e->kind == WS_PROFILE) {
         r.profile = e->v.p;
@@ -480,7 +495,12 @@ static int write_ent(struct ws *w, struct ws_ent *e)
     } else {
         r.i = e->v.i;
     }
-    return store_row_put(w->st, e->kind, campaign, user, key, &r);
+    int how = e->stored == STORED_YES  ? STORE_UPDATE
+              : e->stored == STORED_NO ? STORE_INSERT
+                                       : STORE_UPSERT;
+    int rc = store_row_put(w->st, e->kind, campaign, user, key, &r, how);
+    e->stored = rc == 0 ? STORED_YES : STORED_UNKNOWN;
+    return rc;
 }
 
 int ws_flush(struct ws *w)
@@ -494,7 +514,8 @@ int ws_flush(struct ws *w)
         e->dirty = 0;
     }
     w->n_dirty = k;
-    qsort(w->dirty, w->n_dirty, sizeof(*w->dirty), cmp_ent);
+    if (w->n_dirty > 1)
+        qsort(w->dirty, w->n_dirty, sizeof(*w->dirty), cmp_ent);
     for (size_t i = 0; i < w->n_dirty; i++) {
         if (write_ent(w, w->dirty[i]) < 0) {
             /* the caller rolls back; every entry stays to be written */
@@ -546,6 +567,10 @@ void ws_committed(struct ws *w)
 
 void ws_rolled_back(struct ws *w)
 {
+    /* what the store has now is what it had before the batch, which the
+     * entries written since no longer know */
+    for (size_t i = 0; i < w->n_undo; i++)
+        w->undo[i].e->stored = STORED_UNKNOWN;
     ws_undo_to(w, 0);
     for (size_t i = 0; i < w->n_dirty; i++)
         w->dirty[i]->dirty = 0;

@@ -53,6 +53,8 @@ enum {
     Q_LIVE_ADD,
     Q_ROW_GET,
     Q_ROW_PUT,
+    Q_ROW_INSERT,
+    Q_ROW_UPDATE,
     Q_ROW_DEL,
     Q_EVENT_SEEN,
     Q_UNIQUE_DEL,
@@ -133,6 +135,11 @@ static const char *const sql[Q__COUNT] = {
                   "ON CONFLICT DO UPDATE SET v = excluded.v, events = excluded.events, "
                   "orders = excluded.orders, spent = excluded.spent, "
                   "first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+    [Q_ROW_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
+                     "first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [Q_ROW_UPDATE] = "UPDATE per_user SET v = ?5, events = ?6, orders = ?7, spent = ?8, "
+                     "first_seen = ?9, last_seen = ?10 "
+                     "WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
     [Q_ROW_DEL] =
         "DELETE FROM per_user WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
     [Q_EVENT_SEEN] = "SELECT 1 FROM events WHERE id = ?1",
@@ -943,9 +950,11 @@ int store_row_get(struct store *s, int kind, const char *campaign, const char *u
 }
 
 int store_row_put(struct store *s, int kind, const char *campaign, const char *user,
-                  const char *key, const struct store_row *r)
+                  const char *key, const struct store_row *r, int how)
 {
-    sqlite3_stmt *st = s->q[Q_ROW_PUT];
+    sqlite3_stmt *st = s->q[how == STORE_INSERT   ? Q_ROW_INSERT
+                            : how == STORE_UPDATE ? Q_ROW_UPDATE
+                                                  : Q_ROW_PUT];
     bind_text(st, 1, user);
     sqlite3_bind_int(st, 2, kind);
     bind_text(st, 3, campaign);

@@ -160,9 +160,12 @@ struct store_row {
 /* 0 and *out, -ENOENT when there is no such row, -EIO when it cannot be read. */
 int store_row_get(struct store *s, int kind, const char *campaign, const char *user,
                   const char *key, struct store_row *out);
-/* Inserts or replaces the row. */
+/* Writes the row: STORE_UPSERT inserts or replaces it; STORE_INSERT and
+ * STORE_UPDATE, when the caller knows whether it is there, cost one B-tree
+ * search instead of two. */
+enum { STORE_UPSERT = 0, STORE_INSERT = 1, STORE_UPDATE = 2 };
 int store_row_put(struct store *s, int kind, const char *campaign, const char *user,
-                  const char *key, const struct store_row *r);
+                  const char *key, const struct store_row *r, int how);
 int store_row_del(struct store *s, int kind, const char *campaign, const char *user,
                   const char *key);
 /* 1 when the event id was remembered by a committed batch, 0 when not, -EIO. */

@@ -43,7 +43,7 @@ static void test_read_through_and_undo(void)
 {
     struct store *s = open_store(":memory:");
     struct store_row r = {.i = 7};
-    CHECK_INT(store_row_put(s, STORE_COUNTER, "c", "u1", "n", &r), 0);
+    CHECK_INT(store_row_put(s, STORE_COUNTER, "c", "u1", "n", &r, STORE_UPSERT), 0);
     struct ws *w = ws_new(s, 1 << 20);
     int64_t v = 0;
     CHECK_INT(ws_get_int(w, WS_COUNTER, "c", "u1", "n", &v), 0);
@@ -111,6 +111,23 @@ static void test_rollback(void)
     CHECK_INT(ws_get_str(w, WS_UNIQUE, "code", "", "ABC", NULL, NULL), -ENOENT);
     CHECK_INT(ws_get_str(w, WS_EVENT, "", "", "e1", NULL, NULL), -ENOENT);
     CHECK_INT(stored_int(s, STORE_COUNTER, "c", "", "budget"), 5);
+    /* the next batch writes whatever the failed one had left in the store */
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", "", "budget", 7), 0);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", "u9", "new", 1), 0);
+    commit(s, w);
+    CHECK_INT(stored_int(s, STORE_COUNTER, "c", "", "budget"), 7);
+    CHECK_INT(stored_int(s, STORE_COUNTER, "c", "u9", "new"), 1);
+    /* a row deleted, then the delete undone after it reached the store */
+    CHECK_INT(store_begin(s), 0);
+    size_t mark = ws_mark(w);
+    CHECK_INT(ws_del(w, WS_COUNTER, "c", "u9", "new"), 0);
+    CHECK_INT(ws_flush(w), 0);
+    CHECK_INT(stored_int(s, STORE_COUNTER, "c", "u9", "new"), -1);
+    ws_undo_to(w, mark);
+    CHECK_INT(ws_flush(w), 0);
+    CHECK_INT(store_commit(s), 0);
+    ws_committed(w);
+    CHECK_INT(stored_int(s, STORE_COUNTER, "c", "u9", "new"), 1);
     ws_free(w);
     store_close(s);
 }
