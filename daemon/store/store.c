@@ -51,11 +51,6 @@ enum {
     Q_CONFIG_RECORD,
     Q_LIVE_CLEAR,
     Q_LIVE_ADD,
-    Q_ROW_GET,
-    Q_ROW_PUT,
-    Q_ROW_INSERT,
-    Q_ROW_UPDATE,
-    Q_ROW_DEL,
     Q_EVENT_SEEN,
     Q_UNIQUE_DEL,
     Q_TIMER_FAILED_ADD,
@@ -127,21 +122,6 @@ static const char *const sql[Q__COUNT] = {
     [Q_LIVE_CLEAR] = "DELETE FROM live",
     [Q_LIVE_ADD] = "INSERT OR IGNORE INTO live(campaign) VALUES (?1)",
     [Q_CONFIG_RECORD] = "INSERT INTO configs(loaded_at, path, hash, text) VALUES (?1, ?2, ?3, ?4)",
-    /* the engine's working set: one per_user row by its whole key */
-    [Q_ROW_GET] = "SELECT v, events, orders, spent, first_seen, last_seen FROM per_user "
-                  "WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
-    [Q_ROW_PUT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
-                  "first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
-                  "ON CONFLICT DO UPDATE SET v = excluded.v, events = excluded.events, "
-                  "orders = excluded.orders, spent = excluded.spent, "
-                  "first_seen = excluded.first_seen, last_seen = excluded.last_seen",
-    [Q_ROW_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
-                     "first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    [Q_ROW_UPDATE] = "UPDATE per_user SET v = ?5, events = ?6, orders = ?7, spent = ?8, "
-                     "first_seen = ?9, last_seen = ?10 "
-                     "WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
-    [Q_ROW_DEL] =
-        "DELETE FROM per_user WHERE user = ?1 AND kind = ?2 AND campaign = ?3 AND key = ?4",
     [Q_EVENT_SEEN] = "SELECT 1 FROM events WHERE id = ?1",
     [Q_UNIQUE_DEL] = "DELETE FROM uniques WHERE ns = ?1 AND key = ?2",
     [Q_TIMER_FAILED_ADD] =
@@ -230,6 +210,7 @@ struct store {
     uint64_t lock_waits, lock_wait_us; /* waits for another connection's lock */
     struct timespec wait_start;        /* of the wait in progress */
     sqlite3_stmt *rd[4];     /* the readers' statements (end of this file), prepared on first use */
+    sqlite3_stmt *row[5][5]; /* per_user rows by kind and ROW_*, prepared on first use */
     int64_t patience_us;     /* see store_lock_patience */
     uint64_t write_failures; /* begins and commits that failed */
     int write_errcode;       /* the last one's SQLite code */
@@ -431,6 +412,9 @@ void store_close(struct store *s)
         sqlite3_finalize(s->q[i]);
     for (size_t i = 0; i < sizeof(s->rd) / sizeof(s->rd[0]); i++)
         sqlite3_finalize(s->rd[i]); /* readers' statements */
+    for (int k = 0; k < 5; k++)
+        for (int o = 0; o < 5; o++)
+            sqlite3_finalize(s->row[k][o]);
     sqlite3_close(s->db);
     free(s);
 }
@@ -920,14 +904,54 @@ int store_timer_take(struct store *s, const char *campaign, const char *user, co
 
 /* ---- the engine's working set ---- */
 
+/* The statements for per_user rows, one set per kind with the kind written
+ * in: bound as a parameter, it would make SQLite prepare the statement
+ * again whenever its value changes (the partial index on timers depends on
+ * it). */
+enum { ROW_GET, ROW_UPSERT, ROW_INSERT, ROW_UPDATE, ROW_DEL };
+
+static const char *const row_sql[] = {
+    [ROW_GET] = "SELECT v, events, orders, spent, first_seen, last_seen FROM per_user "
+                "WHERE user = ?1 AND kind = %d AND campaign = ?3 AND key = ?4",
+    [ROW_UPSERT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
+                   "first_seen, last_seen) VALUES (?1, %d, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                   "ON CONFLICT DO UPDATE SET v = excluded.v, events = excluded.events, "
+                   "orders = excluded.orders, spent = excluded.spent, "
+                   "first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+    [ROW_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, v, events, orders, spent, "
+                   "first_seen, last_seen) VALUES (?1, %d, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ROW_UPDATE] = "UPDATE per_user SET v = ?5, events = ?6, orders = ?7, spent = ?8, "
+                   "first_seen = ?9, last_seen = ?10 "
+                   "WHERE user = ?1 AND kind = %d AND campaign = ?3 AND key = ?4",
+    [ROW_DEL] = "DELETE FROM per_user WHERE user = ?1 AND kind = %d AND campaign = ?3 AND key = ?4",
+};
+
+/* The statement with the row's key bound (?1 user, ?3 campaign, ?4 key);
+ * NULL when it cannot be prepared. */
+static sqlite3_stmt *row_stmt(struct store *s, int kind, int op, const char *campaign,
+                              const char *user, const char *key)
+{
+    if (kind < 0 || kind > 4)
+        return NULL;
+    sqlite3_stmt **st = &s->row[kind][op];
+    if (!*st) {
+        char q[512];
+        snprintf(q, sizeof(q), row_sql[op], kind);
+        if (sqlite3_prepare_v3(s->db, q, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+            return NULL;
+    }
+    bind_text(*st, 1, user);
+    bind_text(*st, 3, campaign);
+    bind_text(*st, 4, key);
+    return *st;
+}
+
 int store_row_get(struct store *s, int kind, const char *campaign, const char *user,
                   const char *key, struct store_row *out)
 {
-    sqlite3_stmt *st = s->q[Q_ROW_GET];
-    bind_text(st, 1, user);
-    sqlite3_bind_int(st, 2, kind);
-    bind_text(st, 3, campaign);
-    bind_text(st, 4, key);
+    sqlite3_stmt *st = row_stmt(s, kind, ROW_GET, campaign, user, key);
+    if (!st)
+        return -EIO;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         memset(out, 0, sizeof(*out));
@@ -952,13 +976,10 @@ int store_row_get(struct store *s, int kind, const char *campaign, const char *u
 int store_row_put(struct store *s, int kind, const char *campaign, const char *user,
                   const char *key, const struct store_row *r, int how)
 {
-    sqlite3_stmt *st = s->q[how == STORE_INSERT   ? Q_ROW_INSERT
-                            : how == STORE_UPDATE ? Q_ROW_UPDATE
-                                                  : Q_ROW_PUT];
-    bind_text(st, 1, user);
-    sqlite3_bind_int(st, 2, kind);
-    bind_text(st, 3, campaign);
-    bind_text(st, 4, key);
+    int op = how == STORE_INSERT ? ROW_INSERT : how == STORE_UPDATE ? ROW_UPDATE : ROW_UPSERT;
+    sqlite3_stmt *st = row_stmt(s, kind, op, campaign, user, key);
+    if (!st)
+        return -EIO;
     if (kind == STORE_PROFILE) {
         sqlite3_bind_int64(st, 6, r->profile.events);
         sqlite3_bind_int64(st, 7, r->profile.orders);
@@ -970,18 +991,17 @@ int store_row_put(struct store *s, int kind, const char *campaign, const char *u
     } else {
         sqlite3_bind_int64(st, 5, r->i);
     }
-    return run(s, st);
+    int rc = run(s, st);
+    if (rc == 0 && op == ROW_UPDATE && sqlite3_changes(s->db) == 0)
+        return store_row_put(s, kind, campaign, user, key, r, STORE_INSERT); /* not there */
+    return rc;
 }
 
 int store_row_del(struct store *s, int kind, const char *campaign, const char *user,
                   const char *key)
 {
-    sqlite3_stmt *st = s->q[Q_ROW_DEL];
-    bind_text(st, 1, user);
-    sqlite3_bind_int(st, 2, kind);
-    bind_text(st, 3, campaign);
-    bind_text(st, 4, key);
-    return run(s, st);
+    sqlite3_stmt *st = row_stmt(s, kind, ROW_DEL, campaign, user, key);
+    return st ? run(s, st) : -EIO;
 }
 
 int store_event_seen(struct store *s, const char *id)
