@@ -22,13 +22,14 @@ union ws_val {
 
 struct ws_ent {
     struct ws_ent *hnext;               /* hash chain */
-    struct ws_ent *lru_prev, *lru_next; /* most recently used first */
+    struct ws_ent *lru_prev, *lru_next; /* newest first; used ones go back to the front */
     uint64_t h;
     union ws_val v;
     uint8_t kind;
     uint8_t present;
     uint8_t dirty;  /* in w->dirty */
     uint8_t stored; /* the store has the row: STORED_NO, _YES, or _UNKNOWN */
+    uint8_t ref;    /* used since eviction last passed it */
     uint16_t ulen, clen, klen;
     char k[]; /* user \0 campaign \0 key \0 */
 };
@@ -246,7 +247,7 @@ static struct ws_ent *find(struct ws *w, int kind, const char *campaign, const c
         if (e->h == h && e->kind == kind && e->ulen == ul && e->clen == cl && e->klen == kl &&
             memcmp(e->k, w->kbuf, n) == 0) {
             w->stats.hits++;
-            lru_front(w, e);
+            e->ref = 1; /* a second chance when eviction comes by: no list moves on a hit */
             return e;
         }
     }
@@ -557,10 +558,19 @@ static void evict(struct ws *w, struct ws_ent *e)
 void ws_committed(struct ws *w)
 {
     forget_undo(w);
-    while (w->bytes > w->budget && w->lru_tail) {
+    /* CLOCK: the oldest entry goes unless it was used since it last came
+     * by, then it goes back to the front (each entry is looked at at most
+     * twice a pass) */
+    size_t looked = 0, n = w->n;
+    while (w->bytes > w->budget && w->lru_tail && looked++ < 2 * n) {
         struct ws_ent *e = w->lru_tail;
         if (e->dirty) /* not written yet (cannot happen after a flush) */
             break;
+        if (e->ref) {
+            e->ref = 0;
+            lru_front(w, e);
+            continue;
+        }
         evict(w, e);
     }
 }
