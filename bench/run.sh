@@ -93,19 +93,25 @@ wait_sock() {
     return 1
 }
 
-# mktd_start NAME SYNC: a fresh database and config in $run/NAME
+# mktd_start NAME SYNC: a fresh database and config in $run/NAME: the daemon
+# section below, then the frozen campaigns of bench/campaigns.yaml
 mktd_start() {
     local d=$run/$1
     rm -rf "$d"
     mkdir -p "$d"
-    sed -e "s#^  listen:.*#  listen: [\"unix:$d/mktd.sock\"]#" \
-        -e "s#^  http:.*#  http: \"127.0.0.1:$http_port\"#" \
-        -e "s#^  database:.*#  database: $d/mktd.db#" \
-        -e "s#^  plugin_dirs:.*#  plugin_dirs: [$rel/plugins]#" \
-        -e "s#^  clock:.*#  clock: event#" \
-        -e "s#synchronous: normal#synchronous: $2#" \
-        -e "s#level: info#level: warn#" \
-        "$repo/config/mktd.yaml" >"$d/bench.yaml"
+    cat >"$d/bench.yaml" <<EOF
+daemon:
+  listen: ["unix:$d/mktd.sock"]
+  http: "127.0.0.1:$http_port"
+  database: $d/mktd.db
+  plugin_dirs: [$rel/plugins]
+  clock: event
+  commit: {max_batch: 1024, max_delay_ms: 2, synchronous: $2}
+  limits: {max_event_bytes: 65536, max_connections: 1024, max_http_body: 16777216, max_future: 1d}
+  log: {level: warn}
+
+EOF
+    cat "$here/campaigns.yaml" >>"$d/bench.yaml"
     "$rel/mktd" -c "$d/bench.yaml" 2>"$d/mktd.log" &
     pid=$!
     wait_sock "$d/mktd.sock"
