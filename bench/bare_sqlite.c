@@ -10,7 +10,8 @@
  *
  * with prepared statements, in transactions of --batch (1,024) events,
  * journal_mode WAL, synchronous NORMAL (or FULL), a 64 MB page cache
- * (cache_size = -65536) and SQLite's automatic checkpoints at 1,000 pages.
+ * (cache_size = -65536) and SQLite's automatic checkpoints at 1,000 pages
+ * (--autocheckpoint N: at N pages; 0: none, the WAL grows to the end).
  *
  * The events come from loadgen's generator (bench/gen.h) with the same
  * options (--users, --new-users, --user-order, --run-id, --seed, --ids,
@@ -19,7 +20,8 @@
  *
  *   bare_sqlite --db PATH [--count N] [--batch N] [--sync normal|full]
  *               [--actions-per-event X] [--cache-mb N] [--no-users]
- *               [--report-every N] [generator options as loadgen's]
+ *               [--autocheckpoint PAGES] [--report-every N]
+ *               [generator options as loadgen's]
  *
  * Each batch's events are generated before its transaction starts; the
  * figures count the time spent in SQLite only. WAL bytes are counted from
@@ -58,17 +60,16 @@ static const char user_sql[] = "INSERT INTO users(id, events, last_seen) VALUES 
                                "ON CONFLICT(id) DO UPDATE SET events = events + 1, "
                                "last_seen = max(last_seen, excluded.last_seen)";
 
-#define AUTOCHECKPOINT 1000 /* pages, SQLite's default */
-
 /* Frames appended to the WAL, counted at each commit. */
 struct wal_count {
-    int prev; /* frames in the WAL after the last commit */
+    int autocheckpoint; /* pages; 0: never */
+    int prev;           /* frames in the WAL after the last commit */
     uint64_t frames;
     uint64_t checkpoints;
 };
 
 /* Replaces SQLite's own automatic-checkpoint hook and does what it does (a
- * passive checkpoint at 1,000 pages), counting frames on the way. After a
+ * passive checkpoint at 1,000 pages by default), counting frames on the way. After a
  * checkpoint that copied every frame, the next transaction writes the WAL
  * from its start again. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int npages)
@@ -76,7 +77,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int npages)
     struct wal_count *w = arg;
     w->frames += (uint64_t)(npages >= w->prev ? npages - w->prev : npages);
     w->prev = npages;
-    if (npages >= AUTOCHECKPOINT) {
+    if (w->autocheckpoint > 0 && npages >= w->autocheckpoint) {
         int nlog = 0, done = 0;
         if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &nlog, &done) ==
                 SQLITE_OK &&
@@ -129,7 +130,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bare_sqlite --db PATH [--count N] [--batch N] [--sync normal|full]\n"
                     "                   [--actions-per-event X] [--cache-mb N] [--no-users]\n"
-                    "                   [--report-every N] [--users N] [--new-users PCT]\n"
+                    "                   [--autocheckpoint PAGES] [--report-every N]\n"
+                    "                   [--users N] [--new-users PCT]\n"
                     "                   [--user-order random|seq] [--run-id ID] [--seed N]\n"
                     "                   [--ids seq|random] [--ts-start MS] [--ts-step MS]\n"
                     "                   [--mix KIND=W,...]\n");
@@ -139,7 +141,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *path = NULL, *sync = "normal";
-    long long count = 500000, batch = 1024, cache_mb = 64, report_every = 0;
+    long long count = 500000, batch = 1024, cache_mb = 64, report_every = 0, autockpt = 1000;
     int no_users = 0;
     double ape = 0.3;
     struct gen_opts go;
@@ -164,6 +166,8 @@ int main(int argc, char **argv)
             ape = atof(v);
         else if (strcmp(a, "--cache-mb") == 0)
             cache_mb = atoll(v);
+        else if (strcmp(a, "--autocheckpoint") == 0)
+            autockpt = atoll(v);
         else if (strcmp(a, "--report-every") == 0)
             report_every = atoll(v);
         else if (strcmp(a, "--users") == 0)
@@ -192,7 +196,7 @@ int main(int argc, char **argv)
         i++;
     }
     if (!path || count < 1 || batch < 1 || ape < 0 || cache_mb < 1 || report_every < 0 ||
-        go.users < 1 || strlen(go.run_id) > 64 ||
+        autockpt < 0 || autockpt > 1000000000 || go.users < 1 || strlen(go.run_id) > 64 ||
         (strcmp(sync, "normal") != 0 && strcmp(sync, "full") != 0))
         usage();
     static struct gen g;
@@ -227,7 +231,7 @@ int main(int argc, char **argv)
         sqlite3_step(q) == SQLITE_ROW)
         page_size = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
-    struct wal_count wc = {0};
+    struct wal_count wc = {.autocheckpoint = (int)autockpt};
     sqlite3_wal_hook(db, wal_hook, &wc);
 
     struct pending *pend = calloc((size_t)batch, sizeof(*pend));
@@ -239,7 +243,7 @@ int main(int argc, char **argv)
     long long rows = 0, n_actions = 0;
     char payload[160];
     double t_sql = 0, t_gen = 0;
-    long long mark_n = 0;
+    long long mark_n = 0, next_mark = report_every;
     double mark_t = 0;
     uint64_t mark_frames = 0;
     struct gen_event ge;
@@ -290,7 +294,7 @@ int main(int argc, char **argv)
         t_gen += t1 - t0;
         t_sql += t2 - t1;
         n += b;
-        while (report_every && n - mark_n >= report_every) {
+        if (report_every && n >= next_mark) {
             /* batches need not end on a multiple: the stretch is what it is */
             double dt = t_sql - mark_t;
             long long de = n - mark_n;
@@ -303,13 +307,16 @@ int main(int argc, char **argv)
             mark_n = n;
             mark_t = t_sql;
             mark_frames = wc.frames;
+            while (next_mark <= n)
+                next_mark += report_every;
         }
     }
     double wal_pe = (double)wc.frames * (double)(page_size + 24) / (double)count;
     printf("bare_sqlite: %lld events over %llu users (%lld action rows%s) in %.3f s of SQLite "
-           "(%.3f s generating), batch %lld, WAL, synchronous %s, cache %lld MB\n",
+           "(%.3f s generating), batch %lld, WAL, synchronous %s, cache %lld MB, automatic "
+           "checkpoints at %lld pages\n",
            count, (unsigned long long)g.n_seen, n_actions, usr ? ", user upserts" : "", t_sql,
-           t_gen, batch, sync, cache_mb);
+           t_gen, batch, sync, cache_mb, autockpt);
     printf("bare_sqlite: %.0f events/s, %.0f rows/s, %.0f WAL bytes per event (%llu frames, "
            "%llu checkpoints), database %.0f MB\n",
            count / t_sql, rows / t_sql, wal_pe, (unsigned long long)wc.frames,
