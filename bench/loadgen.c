@@ -38,6 +38,9 @@
  * --report-every N prints a PROGRESS line each N answers: the events/s and
  * WAL bytes per event of that stretch (a growth curve).
  *
+ * SIGTERM or SIGINT ends sending early: the answers still due are awaited
+ * and the figures printed as for a normal end.
+ *
  * The last line of output is machine-readable: RESULT key=value ...
  */
 #define _GNU_SOURCE
@@ -47,6 +50,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +121,7 @@ struct lg {
     int n_up, n_dead;
     struct gen g;
     struct event *tick;
+    struct event *sig_term, *sig_int;
     int64_t t_start, t_warm, t_stop, t_last_answer;
     int sending_done;
     uint64_t sent, answered, outstanding;
@@ -496,6 +501,20 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* SIGTERM, SIGINT: stop sending, drain, report. */
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct lg *lg = arg;
+    if (lg->sending_done)
+        return;
+    fprintf(stderr, "loadgen: signal %d: sending stopped after %llu events\n", (int)sig,
+            (unsigned long long)lg->sent);
+    lg->sending_done = 1;
+    if (!lg->t_stop)
+        lg->t_stop = now_us();
+    stop_if_done(lg);
+}
+
 /* ---- percentiles ---- */
 
 static double pct_ms(struct lg *lg, double q)
@@ -662,6 +681,10 @@ int main(int argc, char **argv)
     lg->tick = event_new(lg->base, -1, EV_PERSIST, tick_cb, lg);
     struct timeval ms = {0, 1000};
     event_add(lg->tick, &ms);
+    lg->sig_term = evsignal_new(lg->base, SIGTERM, signal_cb, lg);
+    lg->sig_int = evsignal_new(lg->base, SIGINT, signal_cb, lg);
+    event_add(lg->sig_term, NULL);
+    event_add(lg->sig_int, NULL);
 
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
@@ -770,6 +793,8 @@ int main(int argc, char **argv)
     }
     free(lg->c);
     event_free(lg->tick);
+    event_free(lg->sig_term);
+    event_free(lg->sig_int);
     event_base_free(lg->base);
     free(lg->hist);
     gen_free(&lg->g);

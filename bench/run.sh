@@ -194,42 +194,49 @@ db_mb() {
 # ---------------------------------------------------------------- large ----
 if [ "$large" = 1 ]; then
     large_users=$((large_count / 10))
-    large_gen="--count $large_count --users $large_users --new-users 10 --ids random --run-id L --seed 1"
+    large_gen="--users $large_users --new-users 10 --ids random --run-id L --seed 1"
     every=1000000
     [ "$large_count" -lt 5000000 ] && every=$((large_count / 5))
     say ""
     say "== large regime: $large_count events over $large_users users, random ids"
-    say "   (loadgen $large_gen), mktd then the bare loop over the same events"
+    say "   (loadgen --count $large_count $large_gen), mktd then the bare loop over the same events"
     mktd_start large normal
-    # a guard for the disk: the daemon is stopped if its WAL passes the limit
+    lg --unix "$sock" --count $large_count $large_gen --pid "$pid" --report-every $every \
+        --drain-timeout 600 >"$run/large/loadgen.txt" &
+    lgpid=$!
+    # A guard for the disk: when mktd's WAL passes the limit (default 30 GB),
+    # loadgen stops sending, and both runs cover the events sent so far.
     wal_limit=$((${MKTD_BENCH_WAL_LIMIT_GB:-30} * 1024 * 1024 * 1024))
     (
-        while kill -0 "$pid" 2>/dev/null; do
+        while kill -0 "$lgpid" 2>/dev/null; do
             w=$(stat -c %s "$run/large/mktd.db-wal" 2>/dev/null || echo 0)
             if [ "$w" -gt "$wal_limit" ]; then
-                echo "WAL past $wal_limit bytes: stopping mktd" >&2
-                kill -TERM "$pid"
+                echo "mktd's WAL passed $((wal_limit >> 30)) GB: loadgen stopped" >"$run/guard.txt"
+                kill -TERM "$lgpid"
                 break
             fi
-            sleep 2
+            sleep 1
         done
     ) &
     guard=$!
-    lg --unix "$sock" $large_gen --pid "$pid" --report-every $every --drain-timeout 600 \
-        >"$run/large/loadgen.txt" || true
-    large_db=$(db_mb large)
-    mktd_stop large
+    wait "$lgpid" || true
     kill "$guard" 2>/dev/null || true
     wait "$guard" 2>/dev/null || true
+    large_db=$(db_mb large)
+    mktd_stop large
     [ "$keep" = 1 ] || rm -f "$run/large/mktd.db"*
     f=$run/large/loadgen.txt
+    sent=$(res "$f" sent)
+    if [ -s "$run/guard.txt" ]; then
+        say "  $(cat "$run/guard.txt") after $sent events; the bare loop runs the same $sent"
+    fi
     say "  mktd: $(res "$f" eps) events/s over the run, $(res "$f" wal_b_per_ev) WAL bytes per" \
         "event, errors $(res "$f" errors), $(res "$f" users) users, actions/event" \
         "$(res "$f" actions_per_event), avg batch $(batch_avg large), daemon cpu" \
         "$(res "$f" daemon_cpu)%, waiting for a cpu $(res "$f" runq_pct)%, RSS $(res "$f" rss_mb) MB" \
         "(peak $(res "$f" hwm_mb)), database $large_db; $(wal_stats large)"
-    "$bb/bare_sqlite" --db "$run/bare.db" --sync normal --actions-per-event $bare_ape $large_gen \
-        --report-every $every >"$run/bare-large.txt"
+    "$bb/bare_sqlite" --db "$run/bare.db" --sync normal --actions-per-event $bare_ape \
+        --count "$sent" $large_gen --report-every $every >"$run/bare-large.txt"
     bare_db=$(du -m "$run/bare.db" | cut -f1)
     rm -f "$run/bare.db"*
     b=$run/bare-large.txt
