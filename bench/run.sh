@@ -16,13 +16,15 @@
 # With --large, only the large regime instead: 10,000,000 events (or
 # --large-count N) over N / 10 users (1,000,000), random 32-hex-digit ids;
 # mktd then bare_sqlite over the same events, with events/s and WAL bytes
-# per event for each 1,000,000 events (a growth curve). ~15+ minutes.
+# per event for each 1,000,000 events (a growth curve). ~30 minutes on 2
+# cores; a disk guard stops loadgen early if mktd's WAL passes
+# MKTD_BENCH_WAL_LIMIT_GB (default 30).
 #
 #   bench/run.sh [--quick] [--repeat N] [--workdir DIR] [--no-build] [--keep]
 #   bench/run.sh --large [--large-count N] [--workdir DIR] [--no-build] [--keep]
 #
 # --quick: ~1 minute (short runs, 100,000 users for the RSS run, 20,000 for
-# the sweep). Default: ~5 minutes on 2 cores. --repeat N runs each cached
+# the sweep). Default: ~6-7 minutes on 2 cores. --repeat N runs each cached
 # figure N times (default 2; --quick 1). Results go to stdout and
 # DIR/summary.txt (DIR/large.txt for --large).
 set -euo pipefail
