@@ -6,9 +6,9 @@
  *   loadgen (--unix PATH | --tcp HOST:PORT) [--conns N] [--window W]
  *           [--rate EVENTS/S] [--duration S | --count N] [--warmup S]
  *           [--users N] [--new-users PCT] [--user-order random|seq]
- *           [--run-id ID] [--seed N]
+ *           [--run-id ID] [--seed N] [--ids seq|random]
  *           [--ts-start MS] [--ts-step MS] [--mix KIND=W,...] [--pid PID]
- *           [--drain-timeout S] [--quiet]
+ *           [--report-every N] [--drain-timeout S] [--quiet]
  *
  * Users: with the random order (default), --new-users percent of the events
  * (default 5) are the signup of a new user, until --users (default 1,000,000)
@@ -20,14 +20,26 @@
  * among users already seen); later events are drawn by weight from
  * order.paid, order.refunded (of an earlier order of this run), coupon.used
  * (codes the shop reports; unknown to the daemon), page.view, app.open,
- * cart.add and search. Ids are "<run-id>-<n>", order ids "<run-id>-o<n>",
- * users "u<index>". ts = ts-start + n * ts-step, so with `clock: event` a run
- * is reproducible.
+ * cart.add and search. Ids are "<run-id>-<n>" (--ids random: 32 hex digits
+ * drawn from the seed and n), order ids "<run-id>-o<n>", users "u<index>".
+ * ts = ts-start + n * ts-step, so with `clock: event` a run is
+ * reproducible. The generator is bench/gen.h, shared with bare_sqlite:
+ * the same options make the same events there.
  *
  * Latency of an event: from the moment its line is handed to the connection's
  * output buffer (written at the next turn of the loop) to the moment its
  * answer line is read. Answers come back in order, so each connection keeps
  * a ring of send times.
+ *
+ * With --pid, the daemon's RSS, CPU, run-queue wait and an estimate of its
+ * WAL bytes per event: what its main thread (the event loop, which commits
+ * and so appends the WAL) passed to write calls, less the answer bytes read
+ * back; the checkpointer's copies into the database file are other threads.
+ * --report-every N prints a PROGRESS line each N answers: the events/s and
+ * WAL bytes per event of that stretch (a growth curve).
+ *
+ * SIGTERM or SIGINT ends sending early: the answers still due are awaited
+ * and the figures printed as for a normal end.
  *
  * The last line of output is machine-readable: RESULT key=value ...
  */
@@ -38,6 +50,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,30 +63,14 @@
 
 #include <arpa/inet.h>
 
+#include "gen.h"
+
 /* Latency histogram: 1 µs bins below 10 ms, 100 µs bins up to 60 s, then an
  * overflow bin. */
 #define HIST_FINE_US 10000
 #define HIST_COARSE_US 100
 #define HIST_MAX_US 60000000
 #define HIST_BINS (HIST_FINE_US + (HIST_MAX_US - HIST_FINE_US) / HIST_COARSE_US)
-
-enum kind {
-    K_SIGNUP,
-    K_ORDER,
-    K_REFUND,
-    K_COUPON,
-    K_PAGE_VIEW,
-    K_APP_OPEN,
-    K_CART_ADD,
-    K_SEARCH,
-    K__COUNT
-};
-
-static const char *const kind_name[K__COUNT] = {"signup",   "order",    "refund",   "coupon",
-                                                "pageview", "app_open", "cart_add", "search"};
-
-/* Weights of the events after a user's first; signups are not drawn. */
-static int weight[K__COUNT] = {0, 120, 15, 25, 550, 150, 100, 40};
 
 enum answer_kind {
     A_OK,
@@ -98,33 +95,12 @@ struct opts {
     double duration;
     uint64_t count;
     double warmup;
-    uint64_t users;
-    int seq_users;
-    int new_permille; /* random order: events that are a new user's signup */
-    const char *run_id;
-    uint64_t seed;
-    int64_t ts_start, ts_step;
+    struct gen_opts gen;
+    uint64_t report_every; /* a PROGRESS line every N answers */
     int pid;
+    int tid; /* the daemon's loop thread, for its write bytes: pid */
     double drain_timeout;
     int quiet;
-};
-
-struct order {
-    uint64_t user, n;
-    int64_t amount;
-};
-
-#define ORDER_RING 65536
-
-struct gen {
-    uint64_t rng;
-    uint64_t n; /* events generated */
-    uint8_t *seen;
-    uint64_t n_seen;
-    struct order orders[ORDER_RING];
-    uint64_t n_orders;
-    int total_weight;
-    uint64_t by_kind[K__COUNT];
 };
 
 struct lg;
@@ -145,6 +121,7 @@ struct lg {
     int n_up, n_dead;
     struct gen g;
     struct event *tick;
+    struct event *sig_term, *sig_int;
     int64_t t_start, t_warm, t_stop, t_last_answer;
     int sending_done;
     uint64_t sent, answered, outstanding;
@@ -160,6 +137,12 @@ struct lg {
     int rr;                     /* round robin for the rate mode */
     uint64_t cpu_ticks_start;   /* the daemon's cpu at the start */
     uint64_t run_ns0, wait_ns0; /* and its schedstat */
+    uint64_t bytes_in;          /* answer bytes read */
+    uint64_t wchar0;            /* the loop thread's write bytes at the start */
+    int have_wchar;
+    uint64_t next_mark; /* --report-every */
+    int64_t mark_t;
+    uint64_t mark_answered, mark_bytes_in, mark_wchar;
 };
 
 static int64_t now_us(void)
@@ -167,236 +150,6 @@ static int64_t now_us(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
-static uint64_t rnd(struct gen *g)
-{
-    /* xorshift64* */
-    uint64_t x = g->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    g->rng = x;
-    return x * 2685821657736338717ULL;
-}
-
-static uint64_t rnd_below(struct gen *g, uint64_t n)
-{
-    return n ? (rnd(g) >> 11) % n : 0;
-}
-
-/* ---- line building ---- */
-
-struct line {
-    char *p;
-    char buf[512];
-};
-
-static void put(struct line *l, const char *s)
-{
-    size_t n = strlen(s);
-    memcpy(l->p, s, n);
-    l->p += n;
-}
-
-static void put_u(struct line *l, uint64_t v)
-{
-    char tmp[24];
-    int i = 0;
-    do {
-        tmp[i++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (i)
-        *l->p++ = tmp[--i];
-}
-
-static void put_i(struct line *l, int64_t v)
-{
-    if (v < 0) {
-        *l->p++ = '-';
-        put_u(l, (uint64_t)(-v));
-    } else {
-        put_u(l, (uint64_t)v);
-    }
-}
-
-static int seen_get(struct gen *g, uint64_t u)
-{
-    return (g->seen[u >> 3] >> (u & 7)) & 1;
-}
-
-static void seen_set(struct gen *g, uint64_t u)
-{
-    g->seen[u >> 3] |= (uint8_t)(1u << (u & 7));
-}
-
-static enum kind draw_kind(struct gen *g)
-{
-    int r = (int)rnd_below(g, (uint64_t)g->total_weight);
-    for (int k = 1; k < K__COUNT; k++) {
-        if (r < weight[k])
-            return (enum kind)k;
-        r -= weight[k];
-    }
-    return K_PAGE_VIEW;
-}
-
-static const char code_chars[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-
-/* The next event line, newline included. Returns its length. */
-static size_t gen_line(struct lg *lg, struct line *l)
-{
-    struct gen *g = &lg->g;
-    const struct opts *o = &lg->o;
-    uint64_t n = g->n++;
-    uint64_t user;
-    if (o->seq_users)
-        user = n % o->users;
-    else if (g->n_seen < o->users &&
-             (g->n_seen == 0 || rnd_below(g, 1000) < (uint64_t)o->new_permille))
-        user = g->n_seen; /* a new user */
-    else
-        user = rnd_below(g, g->n_seen);
-    enum kind k;
-    if (!seen_get(g, user)) {
-        seen_set(g, user);
-        g->n_seen++;
-        k = K_SIGNUP;
-    } else {
-        k = draw_kind(g);
-        if (k == K_REFUND && g->n_orders == 0)
-            k = K_PAGE_VIEW;
-    }
-    struct order *ord = NULL;
-    if (k == K_REFUND) {
-        uint64_t have = g->n_orders < ORDER_RING ? g->n_orders : ORDER_RING;
-        ord = &g->orders[(g->n_orders - 1 - rnd_below(g, have)) % ORDER_RING];
-        user = ord->user;
-    }
-    g->by_kind[k]++;
-    int64_t ts = o->ts_start + (int64_t)n * o->ts_step;
-
-    l->p = l->buf;
-    put(l, "{\"id\":\"");
-    put(l, o->run_id);
-    put(l, "-");
-    put_u(l, n);
-    put(l, "\",\"type\":\"");
-    switch (k) {
-    case K_SIGNUP:
-        put(l, "user.signup");
-        break;
-    case K_ORDER:
-        put(l, "order.paid");
-        break;
-    case K_REFUND:
-        put(l, "order.refunded");
-        break;
-    case K_COUPON:
-        put(l, "coupon.used");
-        break;
-    case K_PAGE_VIEW:
-        put(l, "page.view");
-        break;
-    case K_APP_OPEN:
-        put(l, "app.open");
-        break;
-    case K_CART_ADD:
-        put(l, "cart.add");
-        break;
-    default:
-        put(l, "search");
-        break;
-    }
-    put(l, "\",\"user\":\"u");
-    put_u(l, user);
-    put(l, "\",\"ts\":");
-    put_i(l, ts);
-    put(l, ",\"props\":{");
-    switch (k) {
-    case K_SIGNUP: {
-        uint64_t ref = 0;
-        int has_ref = 0;
-        if (rnd_below(g, 100) < 60 && g->n_seen > 1) {
-            for (int tries = 0; tries < 4 && !has_ref; tries++) {
-                ref = o->seq_users ? rnd_below(g, n < o->users ? n : o->users)
-                                   : rnd_below(g, g->n_seen);
-                has_ref = ref != user && seen_get(g, ref);
-            }
-        }
-        if (has_ref) {
-            put(l, "\"referrer\":\"u");
-            put_u(l, ref);
-            put(l, "\",\"channel\":\"invite\"");
-        } else {
-            put(l, "\"channel\":\"organic\"");
-        }
-        break;
-    }
-    case K_ORDER: {
-        int64_t amount = rnd_below(g, 100) < 30 ? 10000 + (int64_t)rnd_below(g, 40000)
-                                                : 1000 + (int64_t)rnd_below(g, 9000);
-        uint64_t on = g->n_orders++;
-        struct order *slot = &g->orders[on % ORDER_RING];
-        slot->user = user;
-        slot->n = on;
-        slot->amount = amount;
-        put(l, "\"order_id\":\"");
-        put(l, o->run_id);
-        put(l, "-o");
-        put_u(l, on);
-        put(l, "\",\"amount\":");
-        put_i(l, amount);
-        put(l, ",\"currency\":\"CNY\",\"items\":");
-        put_u(l, 1 + rnd_below(g, 5));
-        break;
-    }
-    case K_REFUND:
-        put(l, "\"order_id\":\"");
-        put(l, o->run_id);
-        put(l, "-o");
-        put_u(l, ord->n);
-        put(l, "\"");
-        if (rnd_below(g, 100) < 30 && ord->amount > 1) {
-            put(l, ",\"amount\":");
-            put_i(l, 1 + (int64_t)rnd_below(g, (uint64_t)ord->amount / 2));
-        }
-        put(l, ",\"reason\":\"return\"");
-        break;
-    case K_COUPON: {
-        put(l, "\"code\":\"NEW-");
-        for (int i = 0; i < 13; i++)
-            *l->p++ = code_chars[rnd_below(g, sizeof(code_chars) - 1)];
-        put(l, "\",\"amount\":");
-        put_i(l, 5000 + (int64_t)rnd_below(g, 20000));
-        break;
-    }
-    case K_PAGE_VIEW:
-        put(l, "\"path\":\"/p/");
-        put_u(l, rnd_below(g, 50000));
-        put(l, "\",\"referrer_url\":\"https://search.example/\",\"ms_on_page\":");
-        put_u(l, rnd_below(g, 60000));
-        break;
-    case K_APP_OPEN:
-        put(l, rnd_below(g, 2) ? "\"platform\":\"ios\",\"version\":\"5.2.1\""
-                               : "\"platform\":\"android\",\"version\":\"5.2.0\"");
-        break;
-    case K_CART_ADD:
-        put(l, "\"sku\":\"SKU-");
-        put_u(l, rnd_below(g, 100000));
-        put(l, "\",\"qty\":");
-        put_u(l, 1 + rnd_below(g, 3));
-        put(l, ",\"price\":");
-        put_u(l, 100 + rnd_below(g, 20000));
-        break;
-    default:
-        put(l, "\"q\":\"winter jacket\",\"results\":");
-        put_u(l, rnd_below(g, 500));
-        break;
-    }
-    put(l, "}}\n");
-    return (size_t)(l->p - l->buf);
 }
 
 /* ---- the daemon's process ---- */
@@ -459,6 +212,62 @@ static int read_schedstat(int pid, uint64_t *run_ns, uint64_t *wait_ns)
     return ok ? 0 : -1;
 }
 
+/* Bytes a thread has passed to write calls (wchar of /proc/PID/task/TID/io). */
+static int read_wchar(int pid, int tid, uint64_t *out)
+{
+    char path[96], buf[128];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/io", pid, tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int found = -1;
+    while (fgets(buf, sizeof(buf), f)) {
+        if (strncmp(buf, "wchar:", 6) == 0) {
+            *out = strtoull(buf + 6, NULL, 10);
+            found = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* WAL bytes per event between two readings, or -1 */
+static double wal_per_event(uint64_t wchar, uint64_t bytes_in, uint64_t events)
+{
+    if (!events || wchar < bytes_in)
+        return -1;
+    return (double)(wchar - bytes_in) / (double)events;
+}
+
+/* A PROGRESS line each time the answers pass a multiple of --report-every. */
+static void progress(struct lg *lg, int64_t t)
+{
+    while (lg->o.report_every && lg->answered >= lg->next_mark) {
+        uint64_t w = 0;
+        double wpe = -1;
+        if (lg->have_wchar && read_wchar(lg->o.pid, lg->o.tid, &w) == 0)
+            wpe = wal_per_event(w - lg->mark_wchar, lg->bytes_in - lg->mark_bytes_in,
+                                lg->answered - lg->mark_answered);
+        long rss_kb = -1;
+        if (lg->o.pid)
+            read_status_kb(lg->o.pid, "VmRSS", &rss_kb);
+        double dt = (double)(t - lg->mark_t) / 1e6, all = (double)(t - lg->t_start) / 1e6;
+        printf("PROGRESS answered=%llu t_s=%.2f eps=%.0f cum_eps=%.0f wal_b_per_ev=%.0f "
+               "rss_mb=%.1f\n",
+               (unsigned long long)lg->answered, all,
+               dt > 0 ? (double)(lg->answered - lg->mark_answered) / dt : 0,
+               all > 0 ? (double)lg->answered / all : 0, wpe,
+               rss_kb >= 0 ? (double)rss_kb / 1024 : -1.0);
+        fflush(stdout);
+        lg->mark_t = t;
+        lg->mark_answered = lg->answered;
+        lg->mark_bytes_in = lg->bytes_in;
+        lg->mark_wchar = w;
+        lg->next_mark += lg->o.report_every;
+    }
+}
+
 /* ---- sending and answers ---- */
 
 static void stop_if_done(struct lg *lg);
@@ -479,9 +288,9 @@ static int may_send(struct lg *lg)
 /* One line onto connection c. */
 static void send_one(struct lg *lg, struct conn *c, int64_t t)
 {
-    struct line l;
-    size_t len = gen_line(lg, &l);
-    evbuffer_add(bufferevent_get_output(c->bev), l.buf, len);
+    struct gen_event ev;
+    gen_next(&lg->g, &ev);
+    evbuffer_add(bufferevent_get_output(c->bev), ev.line, ev.len);
     c->sent_us[c->tail & c->mask] = t;
     c->tail++;
     lg->sent++;
@@ -576,6 +385,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         used += len + 1;
     }
     evbuffer_drain(in, used);
+    lg->bytes_in += used;
+    progress(lg, t);
     pump(lg, c);
     stop_if_done(lg);
 }
@@ -610,7 +421,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             if (lg->o.pid) {
                 read_cpu_ticks(lg->o.pid, &lg->cpu_ticks_start);
                 read_schedstat(lg->o.pid, &lg->run_ns0, &lg->wait_ns0);
+                lg->have_wchar = read_wchar(lg->o.pid, lg->o.tid, &lg->wchar0) == 0;
+                lg->mark_wchar = lg->wchar0;
             }
+            lg->mark_t = lg->t_start;
+            lg->next_mark = lg->o.report_every;
             for (int i = 0; i < lg->o.conns; i++)
                 pump(lg, &lg->c[i]);
         }
@@ -686,6 +501,20 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* SIGTERM, SIGINT: stop sending, drain, report. */
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct lg *lg = arg;
+    if (lg->sending_done)
+        return;
+    fprintf(stderr, "loadgen: signal %d: sending stopped after %llu events\n", (int)sig,
+            (unsigned long long)lg->sent);
+    lg->sending_done = 1;
+    if (!lg->t_stop)
+        lg->t_stop = now_us();
+    stop_if_done(lg);
+}
+
 /* ---- percentiles ---- */
 
 static double pct_ms(struct lg *lg, double q)
@@ -712,49 +541,18 @@ static void usage(void)
     fprintf(stderr, "usage: loadgen (--unix PATH | --tcp HOST:PORT) [--conns N] [--window W]\n"
                     "               [--rate EVENTS/S] [--duration S | --count N] [--warmup S]\n"
                     "               [--users N] [--new-users PCT] [--user-order random|seq]\n"
-                    "               [--run-id ID] [--seed N]\n"
+                    "               [--run-id ID] [--seed N] [--ids seq|random]\n"
                     "               [--ts-start MS] [--ts-step MS] [--mix KIND=W,...] [--pid PID]\n"
-                    "               [--drain-timeout S] [--quiet]\n"
+                    "               [--report-every N] [--drain-timeout S] [--quiet]\n"
                     "kinds for --mix: order refund coupon pageview app_open cart_add search\n");
     exit(2);
-}
-
-static int parse_mix(const char *spec)
-{
-    char *dup = strdup(spec), *save = NULL;
-    for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq)
-            goto bad;
-        *eq = 0;
-        int k;
-        for (k = 1; k < K__COUNT; k++)
-            if (strcmp(tok, kind_name[k]) == 0)
-                break;
-        if (k == K__COUNT)
-            goto bad;
-        weight[k] = atoi(eq + 1);
-        if (weight[k] < 0)
-            goto bad;
-    }
-    free(dup);
-    return 0;
-bad:
-    fprintf(stderr, "loadgen: bad --mix %s\n", spec);
-    free(dup);
-    return -1;
 }
 
 static void parse(int argc, char **argv, struct opts *o)
 {
     o->conns = 4;
     o->window = 256;
-    o->users = 1000000;
-    o->new_permille = 50;
-    o->run_id = "r";
-    o->seed = 1;
-    o->ts_start = 1767225600000LL; /* 2026-01-01T00:00:00Z */
-    o->ts_step = 1;
+    gen_opts_default(&o->gen);
     o->drain_timeout = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -777,24 +575,30 @@ static void parse(int argc, char **argv, struct opts *o)
         else if (ARG("--warmup"))
             o->warmup = atof(v);
         else if (ARG("--users"))
-            o->users = strtoull(v, NULL, 10);
+            o->gen.users = strtoull(v, NULL, 10);
         else if (ARG("--new-users"))
-            o->new_permille = (int)(atof(v) * 10 + 0.5);
+            o->gen.new_permille = (int)(atof(v) * 10 + 0.5);
         else if (ARG("--user-order"))
-            o->seq_users = strcmp(v, "seq") == 0;
+            o->gen.seq_users = strcmp(v, "seq") == 0;
         else if (ARG("--run-id"))
-            o->run_id = v;
+            o->gen.run_id = v;
         else if (ARG("--seed"))
-            o->seed = strtoull(v, NULL, 10);
+            o->gen.seed = strtoull(v, NULL, 10);
+        else if (ARG("--ids")) {
+            if (strcmp(v, "seq") != 0 && strcmp(v, "random") != 0)
+                usage();
+            o->gen.random_ids = strcmp(v, "random") == 0;
+        } else if (ARG("--report-every"))
+            o->report_every = strtoull(v, NULL, 10);
         else if (ARG("--ts-start"))
-            o->ts_start = strtoll(v, NULL, 10);
+            o->gen.ts_start = strtoll(v, NULL, 10);
         else if (ARG("--ts-step"))
-            o->ts_step = strtoll(v, NULL, 10);
+            o->gen.ts_step = strtoll(v, NULL, 10);
         else if (ARG("--mix")) {
-            if (parse_mix(v) < 0)
+            if (gen_parse_mix(&o->gen, v) < 0)
                 exit(2);
         } else if (ARG("--pid"))
-            o->pid = atoi(v);
+            o->pid = o->tid = atoi(v);
         else if (ARG("--drain-timeout"))
             o->drain_timeout = atof(v);
         else if (strcmp(a, "--quiet") == 0)
@@ -803,8 +607,8 @@ static void parse(int argc, char **argv, struct opts *o)
             usage();
 #undef ARG
     }
-    if ((!o->unix_path) == (!o->tcp) || o->conns < 1 || o->window < 1 || o->users < 1 ||
-        strlen(o->run_id) > 64 || (!o->duration && !o->count))
+    if ((!o->unix_path) == (!o->tcp) || o->conns < 1 || o->window < 1 || o->gen.users < 1 ||
+        strlen(o->gen.run_id) > 64 || (!o->duration && !o->count))
         usage();
 }
 
@@ -842,16 +646,10 @@ int main(int argc, char **argv)
     parse(argc, argv, &lg->o);
     const struct opts *o = &lg->o;
 
-    lg->g.rng = o->seed * 0x9E3779B97F4A7C15ULL + 1;
-    lg->g.seen = calloc((size_t)(o->users / 8 + 1), 1);
-    for (int k = 1; k < K__COUNT; k++)
-        lg->g.total_weight += weight[k];
-    if (lg->g.total_weight <= 0) {
-        fprintf(stderr, "loadgen: the mix has no weight\n");
+    if (gen_init(&lg->g, &o->gen) < 0)
         return 2;
-    }
     lg->hist = calloc(HIST_BINS, sizeof(*lg->hist));
-    if (!lg->g.seen || !lg->hist) {
+    if (!lg->hist) {
         fprintf(stderr, "loadgen: out of memory\n");
         return 1;
     }
@@ -883,6 +681,10 @@ int main(int argc, char **argv)
     lg->tick = event_new(lg->base, -1, EV_PERSIST, tick_cb, lg);
     struct timeval ms = {0, 1000};
     event_add(lg->tick, &ms);
+    lg->sig_term = evsignal_new(lg->base, SIGTERM, signal_cb, lg);
+    lg->sig_int = evsignal_new(lg->base, SIGINT, signal_cb, lg);
+    event_add(lg->sig_term, NULL);
+    event_add(lg->sig_int, NULL);
 
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
@@ -909,8 +711,11 @@ int main(int argc, char **argv)
                       (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
 
     long rss_kb = -1, hwm_kb = -1;
-    double daemon_cpu = -1, run_s = 0, rq_pct = -1;
+    double daemon_cpu = -1, run_s = 0, rq_pct = -1, wal_pe = -1;
     if (o->pid) {
+        uint64_t wc1;
+        if (lg->have_wchar && read_wchar(o->pid, o->tid, &wc1) == 0)
+            wal_pe = wal_per_event(wc1 - lg->wchar0, lg->bytes_in, lg->answered);
         uint64_t t1;
         read_status_kb(o->pid, "VmRSS", &rss_kb);
         read_status_kb(o->pid, "VmHWM", &hwm_kb);
@@ -963,19 +768,24 @@ int main(int argc, char **argv)
                    "cpu %.0f%% of the time  %.0f answered events per cpu-second\n",
                    o->pid, (double)rss_kb / 1024, (double)hwm_kb / 1024, daemon_cpu, rq_pct,
                    run_s > 0 ? (double)lg->answered / run_s : 0);
+        if (wal_pe >= 0)
+            printf("wal         %.0f bytes per answered event (the loop thread's writes less "
+                   "the answers)\n",
+                   wal_pe);
         printf("loadgen     cpu %.0f%%\n", wall_s > 0 ? self_cpu / wall_s * 100 : 0);
     }
-    printf(
-        "RESULT eps=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f sent=%llu "
-        "answered=%llu errors=%llu unanswered=%llu conn_errors=%llu users=%llu "
-        "actions_per_event=%.4f rss_mb=%.1f hwm_mb=%.1f daemon_cpu=%.0f loadgen_cpu=%.0f "
-        "behind_s=%llu backlog=%llu runq_pct=%.0f eps_per_cpu=%.0f\n",
-        eps, p50, p99, p999, (double)lg->lat_max / 1000.0, (unsigned long long)lg->sent,
-        (unsigned long long)lg->answered, (unsigned long long)errors, (unsigned long long)lg->lost,
-        (unsigned long long)lg->conn_errors, (unsigned long long)lg->g.n_seen, apm,
-        rss_kb >= 0 ? (double)rss_kb / 1024 : -1.0, hwm_kb >= 0 ? (double)hwm_kb / 1024 : -1.0,
-        daemon_cpu, wall_s > 0 ? self_cpu / wall_s * 100 : 0, (unsigned long long)lg->window_full,
-        (unsigned long long)lg->backlog_max, rq_pct, run_s > 0 ? (double)lg->answered / run_s : 0);
+    printf("RESULT eps=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f sent=%llu "
+           "answered=%llu errors=%llu unanswered=%llu conn_errors=%llu users=%llu "
+           "actions_per_event=%.4f rss_mb=%.1f hwm_mb=%.1f daemon_cpu=%.0f loadgen_cpu=%.0f "
+           "behind_s=%llu backlog=%llu runq_pct=%.0f eps_per_cpu=%.0f wal_b_per_ev=%.0f\n",
+           eps, p50, p99, p999, (double)lg->lat_max / 1000.0, (unsigned long long)lg->sent,
+           (unsigned long long)lg->answered, (unsigned long long)errors,
+           (unsigned long long)lg->lost, (unsigned long long)lg->conn_errors,
+           (unsigned long long)lg->g.n_seen, apm, rss_kb >= 0 ? (double)rss_kb / 1024 : -1.0,
+           hwm_kb >= 0 ? (double)hwm_kb / 1024 : -1.0, daemon_cpu,
+           wall_s > 0 ? self_cpu / wall_s * 100 : 0, (unsigned long long)lg->window_full,
+           (unsigned long long)lg->backlog_max, rq_pct,
+           run_s > 0 ? (double)lg->answered / run_s : 0, wal_pe);
 
     for (int i = 0; i < o->conns; i++) {
         bufferevent_free(lg->c[i].bev);
@@ -983,8 +793,10 @@ int main(int argc, char **argv)
     }
     free(lg->c);
     event_free(lg->tick);
+    event_free(lg->sig_term);
+    event_free(lg->sig_int);
     event_base_free(lg->base);
     free(lg->hist);
-    free(lg->g.seen);
+    gen_free(&lg->g);
     return (lg->lost || lg->conn_errors || errors) ? 3 : 0;
 }
