@@ -269,10 +269,40 @@ void engine_set_memory(struct engine *e, size_t bytes)
     ws_set_budget(e->ws, e->ws_budget);
 }
 
+/* The write transaction opens only when something is to be written (a
+ * flush before a timer query, or the commit): evaluation reads outside it,
+ * so the writer lock is held briefly and the checkpointer finds the gaps
+ * it needs to start the WAL over. */
+static int write_begin(struct engine *e)
+{
+    if (e->txn)
+        return 0;
+    if (store_begin(e->st) < 0)
+        return -EIO;
+    e->txn = 1;
+    return 0;
+}
+
+static void write_end(struct engine *e, int commit_ok)
+{
+    if (!commit_ok && e->txn)
+        store_rollback(e->st);
+    e->txn = 0;
+}
+
+int engine_flush(struct engine *e)
+{
+    if (write_begin(e) < 0 || ws_flush(e->ws) < 0) {
+        e->io_failed = 1;
+        return -EIO;
+    }
+    return 0;
+}
+
 /* Re-reads the next timer's due time after the working set was written. */
 static int refresh_next_due(struct engine *e)
 {
-    if (ws_flush(e->ws) < 0 || store_timer_next(e->st, &e->next_due) < 0) {
+    if (engine_flush(e) < 0 || store_timer_next(e->st, &e->next_due) < 0) {
         e->io_failed = 1;
         return -EIO;
     }
@@ -290,7 +320,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         return -EIO;
     }
     size_t gmark = gauges_mark(e->gauges); /* gauges of on_load: shown once this commits */
-    if (store_begin(st) < 0) {
+    if (write_begin(e) < 0) {
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         return -EIO;
     }
@@ -339,7 +369,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
                 snprintf(err, errlen, "campaign %s: plugin %s failed to load (error %d)",
                          c->cfg->id, c->cfg->plugin, rc);
             gauges_drop(e->gauges, gmark);
-            store_rollback(st);
+            write_end(e, 0);
             ws_rolled_back(e->ws);
             queue_clear(e);
             actions_truncate(e, 0);
@@ -351,12 +381,13 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         e->w = old;
         snprintf(err, errlen, "database: %s", store_errmsg(st));
         gauges_drop(e->gauges, gmark);
-        store_rollback(st);
+        write_end(e, 0);
         ws_rolled_back(e->ws);
         actions_truncate(e, 0);
         store_timer_next(st, &e->next_due);
         return -EIO;
     }
+    write_end(e, 1);
     ws_committed(e->ws);
     e->stats.actions_total += e->n_act;
     actions_truncate(e, 0);
@@ -369,7 +400,7 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
 dberr:
     snprintf(err, errlen, "database: %s", store_errmsg(st));
     gauges_drop(e->gauges, gmark);
-    store_rollback(st);
+    write_end(e, 0);
     return -EIO;
 }
 
@@ -526,7 +557,7 @@ static int cmp_timer(const void *a, const void *b, void *arg)
  * working set is written first, so that the store's order is current. */
 static int next_timers(struct engine *e, int64_t until, struct timer_row **rows, size_t *n)
 {
-    if (ws_flush(e->ws) < 0 || store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0) {
+    if (engine_flush(e) < 0 || store_timers_upto(e->st, until, TIMER_BATCH, rows, n) < 0) {
         e->io_failed = 1;
         return -EIO;
     }
@@ -651,8 +682,6 @@ static int batch_begin(struct engine *e)
 {
     if (e->in_batch)
         return 0;
-    if (store_begin(e->st) < 0)
-        return -EIO;
     e->in_batch = 1;
     e->batch_n = 0;
     e->batch_now = e->now;
@@ -820,7 +849,14 @@ int engine_commit(struct engine *e)
     if (!e->in_batch)
         return 0;
     e->in_batch = 0;
-    int rc = ws_flush(e->ws);
+    if (!e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
+        !(e->clock_event && e->now != e->saved_now)) {
+        gauges_apply(e->gauges, 0);
+        return 1; /* nothing to write (duplicates, events that changed nothing) */
+    }
+    int rc = write_begin(e);
+    if (rc == 0)
+        rc = ws_flush(e->ws);
     if (rc == 0)
         rc = write_actions(e);
     for (size_t i = 0; rc == 0 && i < e->n_aside; i++) {
@@ -830,6 +866,7 @@ int engine_commit(struct engine *e)
     if (rc == 0 && e->clock_event && e->now != e->saved_now)
         rc = store_meta_set(e->st, "clock_now", e->now);
     if (rc == 0 && store_commit(e->st) == 0) {
+        write_end(e, 1);
         ws_committed(e->ws);
         e->saved_now = e->now;
         e->stats.actions_total += e->n_act;
@@ -840,7 +877,7 @@ int engine_commit(struct engine *e)
     }
     log_debug("commit failed: %s", store_errmsg(e->st)); /* the server logs the state */
     gauges_drop(e->gauges, 0);
-    store_rollback(e->st);
+    write_end(e, 0);
     ws_rolled_back(e->ws);
     actions_truncate(e, 0);
     aside_clear(e);

@@ -64,8 +64,9 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
 int engine_advance(struct engine *e, int64_t until);
 /* Events (and advances) in the open batch; 0 when none is open. */
 int engine_batch_size(const struct engine *e);
-/* Writes the batch in one transaction. On failure nothing of it happened
- * (memory is put back as it was) and -EIO is returned. */
+/* Writes the batch in one transaction: 0, or 1 when it had nothing to
+ * write (so the database was not touched). On failure nothing of it
+ * happened (memory is put back as it was) and -EIO is returned. */
 int engine_commit(struct engine *e);
 
 /* The smallest due time of a pending timer, INT64_MAX when none. */

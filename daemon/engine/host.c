@@ -111,7 +111,7 @@ static int h_users_foreach(mktd_ctx *ctx, int (*cb)(void *, const char *, const 
 {
     NEED_ENGINE(ctx, -EPERM);
     /* the store has every profile once the working set is written */
-    if (io(ctx, ws_flush(ctx->e->ws)) < 0)
+    if (engine_flush(ctx->e) < 0)
         return -EIO;
     return store_users_foreach(ctx->e->st, cb, arg);
 }

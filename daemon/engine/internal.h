@@ -65,8 +65,9 @@ struct engine {
     struct campaign *failed; /* the campaign whose plugin failed the event */
     int failed_rc;
     int io_failed; /* a store read or write failed: the event fails, whatever plugins say */
-    /* the batch: one transaction for many events */
+    /* the batch: many events, written in one transaction at commit */
     int in_batch;
+    int txn; /* the write transaction is open */
     int batch_n;
     int64_t batch_now, batch_next_due;
     struct action *act;
@@ -78,6 +79,11 @@ struct engine {
      * the commit of the batch that set them (engine/gauges.h) */
     struct gauges *gauges;
 };
+
+/* Writes the working set into the open write transaction (opening it):
+ * the store then answers ordered queries (timers, every user) as memory
+ * stands. -EIO, and the event fails. */
+int engine_flush(struct engine *e);
 
 /* The campaign with this id in the running world, or NULL. */
 struct campaign *engine_campaign(struct engine *e, const char *id);

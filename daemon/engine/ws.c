@@ -621,6 +621,11 @@ int ws_load_ids(struct ws *w)
     return 0;
 }
 
+size_t ws_dirty(const struct ws *w)
+{
+    return w->n_dirty;
+}
+
 void ws_set_budget(struct ws *w, size_t budget_bytes)
 {
     w->budget = budget_bytes;

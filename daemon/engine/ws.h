@@ -84,6 +84,9 @@ void ws_clear(struct ws *w);
  * costs no store read. */
 int ws_load_ids(struct ws *w);
 
+/* Entries changed since the last flush (some may be back to their stored
+ * value). */
+size_t ws_dirty(const struct ws *w);
 /* A new budget, kept from the next commit on. */
 void ws_set_budget(struct ws *w, size_t budget_bytes);
 void ws_stats(const struct ws *w, struct ws_stats *out);

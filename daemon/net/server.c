@@ -234,11 +234,11 @@ static void commit_and_flush(struct server *s)
     if (n > 0) {
         int64_t t0 = metrics_now_us();
         int rc = engine_commit(s->eng);
-        metrics_commit(&s->m, n, metrics_now_us() - t0, rc == 0);
-        if (rc == 0) {
+        metrics_commit(&s->m, n, metrics_now_us() - t0, rc >= 0);
+        if (rc >= 0)
             metrics_actions_update(&s->m, s->eng, s->st);
+        if (rc == 0) /* 1: nothing was written, which says nothing */
             db_written(s);
-        }
         if (rc < 0) {
             db_failed(s);
             /* Nothing of the batch happened: no answer may say ok (each
@@ -436,18 +436,27 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The sink's batch was not committed: each of its events is answered with
+ * an error, naming why, so that it may be sent again. */
+static void sink_uncommitted(struct sink *k)
+{
+    if (!k->failed)
+        return;
+    const char *why;
+    store_write_failures(k->srv->st, NULL, &why);
+    char detail[256];
+    snprintf(detail, sizeof(detail), "not committed (%s); nothing of it was kept: send it again",
+             *why ? why : "see the log");
+    int n = ingest_uncommitted(k->pending, detail);
+    k->counts[IN_INTERNAL] += (uint32_t)n;
+    k->counts[IN_OK] = k->counts[IN_DUPLICATE] = 0;
+    k->failed = 0;
+}
+
 static void conn_flush(struct sink *k)
 {
     struct conn *c = (struct conn *)k;
-    if (k->failed) {
-        /* each event of the batch is answered with an error: it may be
-         * sent again, on this connection */
-        int n = ingest_uncommitted(k->pending, "not committed (disk full? see the log); nothing "
-                                               "of it was kept: send it again");
-        k->counts[IN_INTERNAL] += (uint32_t)n;
-        k->counts[IN_OK] = k->counts[IN_DUPLICATE] = 0;
-        k->failed = 0;
-    }
+    sink_uncommitted(k);
     count_answers(k);
     if (!c->dead)
         bufferevent_write_buffer(c->bev, k->pending);
@@ -720,14 +729,11 @@ static void http_events(struct evhttp_request *req, void *arg)
     /* Answer now: commit what this body put in the batch. */
     if (h.sink.dirty)
         commit_and_flush(s);
-    if (h.sink.failed) {
-        evhttp_send_error(req, 503, "commit failed; send the body again");
-    } else {
-        count_answers(&h.sink);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                          "application/x-ndjson");
-        evhttp_send_reply(req, 200, "OK", h.sink.pending);
-    }
+    sink_uncommitted(&h.sink); /* each line then says so, as on a socket */
+    count_answers(&h.sink);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/x-ndjson");
+    evhttp_send_reply(req, 200, "OK", h.sink.pending);
     evbuffer_free(h.sink.pending);
 }
 

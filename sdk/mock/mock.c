@@ -569,7 +569,7 @@ int mktd_mock_advance(mktd_mock *m, int64_t until)
     int rc = engine_advance(m->e, until);
     int crc = engine_commit(m->e);
     read_actions(m);
-    return rc < 0 ? rc : crc;
+    return rc < 0 ? rc : crc < 0 ? crc : 0;
 }
 
 /* ---- looking at the results ---- */
