@@ -77,6 +77,10 @@ struct engine {
     /* figures plugins publish (gauge_set); made on first use, shown from
      * the commit of the batch that set them (engine/gauges.h) */
     struct gauges *gauges;
+    /* the input event being evaluated is a dry run (is_dry), and its
+     * explanation's entries when one is asked (else NULL) */
+    int dry;
+    json_t *explain;
 };
 
 /* The campaign with this id in the running world, or NULL. */

@@ -277,7 +277,7 @@ static void take_line(struct sink *k, const char *line, size_t len)
     struct server *s = k->srv;
     int was_open = engine_batch_size(s->eng) > 0;
     uint64_t fails = store_write_failures(s->st, NULL, NULL);
-    enum ingest_status st = ingest_line(s->eng, line, len, k->pending);
+    enum ingest_status st = ingest_line(s->eng, line, len, 0, k->pending);
     if (store_write_failures(s->st, NULL, NULL) != fails)
         db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
