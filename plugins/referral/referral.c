@@ -540,8 +540,10 @@ static int on_signup(mktd_ctx *ctx, const struct referral *r, const mktd_event *
     char key[48];
     int rc;
 
-    if (host->prop(ctx, ev, "referrer", &v) != MKTD_T_STRING || v.len == 0)
+    if (host->prop(ctx, ev, "referrer", &v) != MKTD_T_STRING || v.len == 0) {
+        host->note(ctx, "signup without a referrer");
         return 0;
+    }
     referrer = v.s;
 
     if (strcmp(referrer, user) == 0)
