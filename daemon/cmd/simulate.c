@@ -91,7 +91,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n')
             len--;
-        enum ingest_status s = ingest_line(e, line, len, answers);
+        enum ingest_status s = ingest_line(e, line, len, 0, answers);
         if (s != IN_NONE && s != IN_OK && s != IN_DUPLICATE) {
             errors++;
             size_t alen = evbuffer_get_length(answers);

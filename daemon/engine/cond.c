@@ -2,6 +2,8 @@
 #include "engine/cond.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/event.h"
@@ -210,8 +212,12 @@ int cond_eval(const struct cond *c, const struct cond_input *in)
     }
 }
 
-int when_matches(const struct campaign_cfg *c, const struct cond_input *in)
+/* The one implementation of `when`: 1 on a match; else 0, with *failed the
+ * first condition that failed, or NULL when the event type did. */
+static int when_check(const struct campaign_cfg *c, const struct cond_input *in,
+                      const struct cond **failed)
 {
+    *failed = NULL;
     if (!c->has_when)
         return 1;
     if (c->n_events) {
@@ -223,7 +229,106 @@ int when_matches(const struct campaign_cfg *c, const struct cond_input *in)
             return 0;
     }
     for (size_t i = 0; i < c->n_conds; i++)
-        if (!cond_eval(&c->conds[i], in))
+        if (!cond_eval(&c->conds[i], in)) {
+            *failed = &c->conds[i];
             return 0;
+        }
     return 1;
+}
+
+int when_matches(const struct campaign_cfg *c, const struct cond_input *in)
+{
+    const struct cond *failed;
+    return when_check(c, in, &failed);
+}
+
+/* ---- explaining ---- */
+
+#define SHOW_MAX 96 /* the most bytes of a value shown */
+
+/* JSON text of v, cut at SHOW_MAX bytes (on a character boundary, with
+ * "..."), into buf. */
+static void show_json(const json_t *v, char *buf, size_t len)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const char *t = s ? s : "?";
+    size_t n = strlen(t);
+    if (n > SHOW_MAX) {
+        n = SHOW_MAX;
+        while (n > 0 && ((unsigned char)t[n] & 0xc0) == 0x80)
+            n--;
+        snprintf(buf, len, "%.*s...", (int)n, t);
+    } else {
+        snprintf(buf, len, "%s", t);
+    }
+    free(s);
+}
+
+/* The value c looks at, as JSON (a new reference), or NULL when missing. */
+static json_t *seen_json(const struct cond *c, const struct cond_input *in)
+{
+    if (c->field == F_PROPS) {
+        json_t *j = props_path(in->props, c->arg ? c->arg : "");
+        return j ? json_incref(j) : NULL;
+    }
+    struct val v = resolve(c, in);
+    switch (v.k) {
+    case V_INT:
+        return json_integer(v.i);
+    case V_STR:
+        return json_stringn(v.s, v.len);
+    default: /* the other fields are integers or strings */
+        return NULL;
+    }
+}
+
+static const char *const op_name[] = {"eq",  "ne", "gt",     "gte",   "lt",
+                                      "lte", "in", "not_in", "exists"};
+
+static void field_name(const struct cond *c, char *buf, size_t len)
+{
+    static const char *const simple[] = {
+        [F_TYPE] = "type",
+        [F_USER_ID] = "user.id",
+        [F_USER_EVENTS] = "user.events",
+        [F_USER_ORDERS] = "user.orders",
+        [F_USER_SPENT] = "user.spent",
+        [F_USER_FIRST_SEEN] = "user.first_seen",
+        [F_USER_LAST_SEEN] = "user.last_seen",
+    };
+    if (c->field == F_PROPS)
+        snprintf(buf, len, "props.%s", c->arg ? c->arg : "");
+    else if (c->field == F_USER_COUNT)
+        snprintf(buf, len, "user.count.%s", c->arg ? c->arg : "");
+    else
+        snprintf(buf, len, "%s", simple[c->field]);
+}
+
+int when_explain(const struct campaign_cfg *c, const struct cond_input *in, char *buf, size_t len)
+{
+    const struct cond *f;
+    if (len)
+        buf[0] = 0;
+    if (when_check(c, in, &f))
+        return 1;
+    if (!f) {
+        snprintf(buf, len, "event %s not in when.event", in->type ? in->type : "?");
+        return 0;
+    }
+    char field[160], want[SHOW_MAX + 8] = "", seen[SHOW_MAX + 8];
+    field_name(f, field, sizeof field);
+    if (f->op != OP_EXISTS) {
+        want[0] = ' ';
+        show_json(f->value, want + 1, sizeof want - 1);
+    } else if (json_is_false(f->value)) {
+        snprintf(want, sizeof want, " false");
+    }
+    json_t *v = seen_json(f, in);
+    int have = v != NULL;
+    if (have)
+        show_json(v, seen, sizeof seen);
+    json_decref(v);
+    snprintf(buf, len, "%s %s%s: %s%s", field, op_name[f->op], want, have ? "is " : "",
+             have ? seen : "missing");
+    return 0;
 }

@@ -25,4 +25,10 @@ int cond_eval(const struct cond *c, const struct cond_input *in);
  * every condition of when.all); a campaign without `when` matches. */
 int when_matches(const struct campaign_cfg *c, const struct cond_input *in);
 
+/* when_matches, and when it is 0 the reason in buf (spec 10's not_matched
+ * details): "event T not in when.event", or the first condition that
+ * failed with the value it saw, "user.orders eq 1: is 3" ("...: missing"
+ * when absent). buf is "" on a match. */
+int when_explain(const struct campaign_cfg *c, const struct cond_input *in, char *buf, size_t len);
+
 #endif

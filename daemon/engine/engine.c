@@ -195,6 +195,19 @@ static void aside_clear(struct engine *e)
     e->n_aside = 0;
 }
 
+/* Drops the set-asides from n on (a dry run's: nothing of it stays). */
+static void aside_truncate(struct engine *e, size_t n)
+{
+    while (e->n_aside > n) {
+        struct aside *a = &e->aside[--e->n_aside];
+        free(a->campaign);
+        free(a->user);
+        free(a->name);
+        free(a->error);
+        e->stats.timers_failed--;
+    }
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)
@@ -208,6 +221,7 @@ void engine_free(struct engine *e)
     free(e->act);
     aside_clear(e);
     free(e->aside);
+    json_decref(e->explain);
     ws_free(e->ws);
     free(e);
 }
@@ -421,6 +435,108 @@ static int in_window(const struct campaign_cfg *cc, int64_t ts)
     return cc->enabled && ts >= cc->starts && ts <= cc->ends;
 }
 
+/* ---- explaining (spec 10) ---- */
+
+/* Whether campaign decisions are wanted: for an explanation, or for the
+ * log at level debug (one line each). Otherwise nothing of them is made. */
+static int explaining(const struct engine *e)
+{
+    return e->explain || log_level >= MKTD_LOG_DEBUG;
+}
+
+static const char *inactive_why(const struct campaign_cfg *cc, int64_t ts)
+{
+    if (!cc->enabled)
+        return "disabled";
+    return ts < cc->starts ? "before starts" : "after ends";
+}
+
+/* One campaign's decision on an event (ev) or a timer (name, user, depth
+ * 0): an entry of the explanation and a debug line. With detail NULL the
+ * outcome is `ran`, with n actions and the notes (taken; NULL: none). */
+static void decided(struct engine *e, const struct campaign *c, const mktd_event *ev,
+                    const char *name, const char *user, const char *outcome, const char *detail,
+                    int n, json_t *notes)
+{
+    int depth = ev ? ev->depth : 0;
+    if (e->explain) {
+        json_t *x = json_object();
+        json_object_set_new(x, "depth", json_integer(depth));
+        if (ev) {
+            json_object_set_new(x, "event", json_string(ev->type));
+        } else {
+            json_object_set_new(x, "timer", json_string(name));
+            json_object_set_new(x, "user", json_string(user));
+        }
+        json_object_set_new(x, "campaign", json_string(c->cfg->id));
+        json_object_set_new(x, "outcome", json_string(outcome));
+        if (detail) {
+            json_object_set_new(x, "detail", json_string(detail));
+        } else {
+            json_object_set_new(x, "actions", json_integer(n));
+            json_object_set_new(x, "notes", notes ? json_incref(notes) : json_array());
+        }
+        json_array_append_new(e->explain, x);
+    }
+    json_decref(notes);
+    if (log_level < MKTD_LOG_DEBUG)
+        return;
+    const char *what = ev ? "event" : "timer", *which = ev ? ev->type : name;
+    const char *who = ev ? ev->user : user;
+    if (detail)
+        log_msg(MKTD_LOG_DEBUG, c->cfg->id, "%s %s of user %s (depth %d): %s: %s", what, which, who,
+                depth, outcome, detail);
+    else
+        log_msg(MKTD_LOG_DEBUG, c->cfg->id, "%s %s of user %s (depth %d): %s: %d action(s)", what,
+                which, who, depth, outcome, n);
+}
+
+/* After a campaign's on_event: `ran` when it was called matched, or acted
+ * or noted on its own path (a redemption, a refund); else why not. */
+static void event_decided(struct engine *e, const struct campaign *c, const mktd_event *ev,
+                          const struct cond_input *in, unsigned flags, int n, struct ctx_base *b)
+{
+    if ((flags & MKTD_F_MATCH) || n > 0 || b->n_notes > 0) {
+        decided(e, c, ev, NULL, NULL, "ran", NULL, n, b->notes);
+        b->notes = NULL;
+    } else if (!(flags & MKTD_F_ACTIVE)) {
+        decided(e, c, ev, NULL, NULL, "inactive", inactive_why(c->cfg, ev->ts), 0, NULL);
+    } else {
+        char why[512];
+        when_explain(c->cfg, in, why, sizeof why);
+        decided(e, c, ev, NULL, NULL, "not_matched", why, 0, NULL);
+    }
+}
+
+/* After a timer's callback: `ran` when the campaign was active at the due
+ * time, or acted or noted anyway; else `inactive`. */
+static void timer_decided(struct engine *e, const struct campaign *c, const struct timer_row *r,
+                          unsigned flags, int n, struct ctx_base *b)
+{
+    if ((flags & MKTD_F_ACTIVE) || n > 0 || b->n_notes > 0) {
+        decided(e, c, NULL, r->name, r->user, "ran", NULL, n, b->notes);
+        b->notes = NULL;
+    } else {
+        decided(e, c, NULL, r->name, r->user, "inactive", inactive_why(c->cfg, r->due), 0, NULL);
+    }
+}
+
+/* A dry event's actions from index from on, for its answer. */
+static json_t *actions_json(const struct engine *e, size_t from)
+{
+    json_t *arr = json_array();
+    for (size_t i = from; i < e->n_act; i++) {
+        const struct action *a = &e->act[i];
+        json_t *payload = json_loads(a->payload, 0, NULL);
+        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s,s:o,s:o}", "ts", (json_int_t)a->ts,
+                                             "campaign", a->campaign, "kind", a->kind, "user",
+                                             a->user, "event_id",
+                                             a->event_id ? json_string(a->event_id) : json_null(),
+                                             "payload", payload ? payload : json_object()));
+    }
+    return arr;
+}
+
 /* An event of any depth, to every campaign in config order. */
 static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
                     const mktd_profile *known_profile, int64_t now, const char *event_id)
@@ -437,8 +553,11 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         struct campaign *c = &e->w->c[i];
         if (!c->mod->d.on_event)
             continue;
-        if (ev->source && strcmp(ev->source, c->cfg->id) == 0)
+        if (ev->source && strcmp(ev->source, c->cfg->id) == 0) {
+            if (explaining(e))
+                decided(e, c, ev, NULL, NULL, "skipped", "own action", 0, NULL);
             continue; /* blind to its own actions */
+        }
         unsigned flags = 0;
         if (in_window(c->cfg, ev->ts)) {
             flags |= MKTD_F_ACTIVE;
@@ -458,7 +577,13 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         }
         struct mktd_ctx ctx;
         ctx_init(&ctx, e, c, now, event_id, ev->depth);
+        ctx.dry = e->dry;
+        if (e->explain)
+            ctx.base.notes = json_array();
+        size_t acts = e->n_act;
         int rc = c->mod->d.on_event(&ctx, c->data, ev, flags);
+        if (rc >= 0 && !e->io_failed && explaining(e))
+            event_decided(e, c, ev, &in, flags, (int)(e->n_act - acts), &ctx.base);
         ctx_base_reset(&ctx.base);
         if (e->io_failed)
             return -EIO; /* a storage error, whatever the plugin made of it */
@@ -610,10 +735,16 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
 {
     size_t mark = ws_mark(e->ws), amark = e->n_act, gmark = gauges_mark(e->gauges);
     unsigned flags = in_window(c->cfg, r->due) ? MKTD_F_ACTIVE : 0;
+    size_t xmark = e->explain ? json_array_size(e->explain) : 0;
     struct mktd_ctx ctx;
     ctx_init(&ctx, e, c, r->due, NULL, 0);
+    ctx.dry = e->dry;
+    if (e->explain)
+        ctx.base.notes = json_array();
     e->failed = NULL;
     int rc = c->mod->d.on_timer(&ctx, c->data, r->user, r->name, r->due, flags);
+    if (rc >= 0 && !e->io_failed && explaining(e))
+        timer_decided(e, c, r, flags, (int)(e->n_act - amark), &ctx.base);
     ctx_base_reset(&ctx.base);
     if (rc < 0 && !e->io_failed) {
         e->stats.plugin_errors++;
@@ -642,6 +773,11 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
     log_msg(MKTD_LOG_ERROR, c->cfg->id, "timer %s of user %s set aside: %s", r->name, r->user,
             error);
     set_aside(e, r, error);
+    if (e->explain) { /* its decisions were undone with it */
+        while (json_array_size(e->explain) > xmark)
+            json_array_remove(e->explain, json_array_size(e->explain) - 1);
+        decided(e, c, NULL, r->name, r->user, "failed", error, 0, NULL);
+    }
     return 0;
 }
 
@@ -762,9 +898,12 @@ static int profile_update(struct engine *e, const struct event *ev, int64_t ts, 
 }
 
 enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t receipt_ms,
-                             int *n_actions, char *detail, size_t detail_len)
+                             int *n_actions, struct eng_report *rep, char *detail,
+                             size_t detail_len)
 {
     *n_actions = 0;
+    if (rep)
+        rep->actions = rep->explain = NULL;
     if (batch_begin(e) < 0) {
         const char *why;
         store_write_failures(e->st, NULL, &why);
@@ -794,10 +933,13 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         target = receipt_ms;
     }
     size_t gmark = gauges_mark(e->gauges); /* gauges set by this event */
+    e->dry = ev->dry;
+    e->explain = rep && ev->explain ? json_array() : NULL;
     int rc = fire_timers(e, target);
     if (rc == 0)
         e->now = target;
     e->n_actions = 0;
+    size_t own = e->n_act; /* the event's own actions start here */
     mktd_profile prof;
     if (rc == 0 && !e->fixed_profiles)
         rc = profile_update(e, ev, ts, &prof);
@@ -815,10 +957,14 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         if (rc == 0)
             rc = run_chain(e, ev->id);
     }
-    if (rc == 0)
+    if (rc == 0 && !ev->dry)
         rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
     queue_clear(e);
+    json_t *explain = e->explain;
+    e->explain = NULL;
+    e->dry = 0;
     if (rc < 0) {
+        json_decref(explain);
         undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
         if (e->failed && !e->io_failed)
             snprintf(detail, detail_len,
@@ -830,6 +976,18 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         return ENG_INTERNAL;
     }
     *n_actions = e->n_actions;
+    if (ev->dry) {
+        /* answered as it would have been; nothing of it stays, not even a
+         * timer that failed in it */
+        if (rep)
+            rep->actions = actions_json(e, own);
+        aside_truncate(e, aside_mark);
+        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
+    }
+    if (rep)
+        rep->explain = explain;
+    else
+        json_decref(explain);
     return ENG_OK;
 }
 

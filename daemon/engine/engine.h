@@ -53,12 +53,29 @@ size_t engine_campaigns(const struct engine *e);
 
 enum eng_result { ENG_OK, ENG_DUPLICATE, ENG_INTERNAL };
 
+/* What an event hands back besides its result, when it asks (spec 10).
+ * Both NULL otherwise; the caller owns them. */
+struct eng_report {
+    /* a dry event: its own and chained actions, in order, as objects
+     * {ts, campaign, kind, user, event_id, payload} */
+    json_t *actions;
+    /* explain: one entry per campaign decision, in evaluation order */
+    json_t *explain;
+};
+
 /* One decoded, valid input event into the batch (a batch opens with its
  * first event). receipt_ms is the wall time the line arrived. *n_actions
  * gets the actions the event caused (chain included). Its effects are kept
- * only once engine_commit succeeds. */
+ * only once engine_commit succeeds.
+ *
+ * ev->dry: evaluated exactly as the next real event would be (duplicate
+ * check, due timers, clock, profile, campaigns, chains), then all of it is
+ * undone: nothing stays of it, the id is not remembered, and a timer that
+ * fails inside it is not set aside. ev->explain: rep->explain gets the
+ * decisions. rep may be NULL (nothing is reported). */
 enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t receipt_ms,
-                             int *n_actions, char *detail, size_t detail_len);
+                             int *n_actions, struct eng_report *rep, char *detail,
+                             size_t detail_len);
 /* Fires every timer due at or before until and moves the clock there
  * (`clock: event`), as part of the batch. */
 int engine_advance(struct engine *e, int64_t until);

@@ -376,6 +376,12 @@ static enum ev_status check_fields(json_t *root, const struct decode_opts *o, st
     }
     if (check_builtin(json_string_value(type), props, detail, detail_len))
         return EV_INVALID_EVENT;
+    json_t *dry = field(root, "dry"), *explain = field(root, "explain");
+    if ((dry && !json_is_boolean(dry)) || (explain && !json_is_boolean(explain))) {
+        set_detail(detail, detail_len, "field '%s': must be true or false",
+                   dry && !json_is_boolean(dry) ? "dry" : "explain");
+        return EV_INVALID_EVENT;
+    }
 
     ev->id = json_string_value(id);
     ev->type = json_string_value(type);
@@ -383,6 +389,8 @@ static enum ev_status check_fields(json_t *root, const struct decode_opts *o, st
     ev->has_ts = ts != NULL;
     ev->ts = ms;
     ev->props = props;
+    ev->dry = json_is_true(dry);
+    ev->explain = json_is_true(explain);
     return EV_OK;
 }
 

@@ -16,6 +16,8 @@ struct event {
     int64_t ts;    /* ms >= 0, when has_ts */
     json_t *props; /* an object (borrowed from root), or NULL */
     json_t *root;  /* owns all of the above */
+    int dry;       /* `dry: true`: evaluated, answered, then undone (spec 10) */
+    int explain;   /* `explain: true`: the answer explains each campaign's decision */
 };
 
 struct decode_opts {

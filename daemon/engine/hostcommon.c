@@ -504,6 +504,8 @@ void ctx_base_reset(struct ctx_base *b)
         return;
     json_decref(b->pool);
     b->pool = NULL;
+    json_decref(b->notes);
+    b->notes = NULL;
 }
 
 static void h_note(mktd_ctx *ctx, const char *fmt, ...);
@@ -541,14 +543,33 @@ void hostcommon_fill(mktd_host *h)
 
 /* ---- ABI 1.1 ---- */
 
-/* A plugin's reason for a decision: a debug line naming the campaign. The
- * host's logger drops it before formatting unless its level is debug. */
+/* A plugin's reason for a decision: counted always; formatted only when an
+ * explanation collects it (b->notes) or the host's logger is at level
+ * debug (it drops the line before formatting otherwise). */
 static void h_note(mktd_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
-    if (!ctx || !fmt || !BASE(ctx)->logv)
+    if (!ctx || !fmt)
         return;
+    struct ctx_base *b = BASE(ctx);
+    b->n_notes++;
+    if (!b->notes) {
+        if (b->logv) {
+            va_start(ap, fmt);
+            b->logv(MKTD_LOG_DEBUG, b->campaign_id, fmt, ap);
+            va_end(ap);
+        }
+        return;
+    }
+    char *s = NULL;
     va_start(ap, fmt);
-    BASE(ctx)->logv(MKTD_LOG_DEBUG, BASE(ctx)->campaign_id, fmt, ap);
+    int n = vasprintf(&s, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    json_t *j = json_string(s);
+    json_array_append_new(b->notes, j ? j : json_string("(a note that is not UTF-8)"));
+    if (b->logv)
+        call_logv(b, MKTD_LOG_DEBUG, "%s", s);
+    free(s);
 }

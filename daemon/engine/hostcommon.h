@@ -23,6 +23,10 @@ struct ctx_base {
     json_t *pool;                      /* objects and strings handed out during one callback */
     /* Where log lines go: the host's logger. */
     void (*logv)(int level, const char *campaign, const char *fmt, va_list ap);
+    /* note(): how many the callback made (counted, never formatted), and
+     * when an explanation is asked (notes set by the caller) their text */
+    int n_notes;
+    json_t *notes;
 };
 
 /* A mktd_event's priv is the event's props object (json_t *, may be NULL). */
@@ -33,7 +37,7 @@ struct ctx_base {
  * gauge_set). */
 void hostcommon_fill(mktd_host *h);
 
-/* Call after each callback: releases what it handed out. */
+/* Call after each callback: releases what it handed out (and its notes). */
 void ctx_base_reset(struct ctx_base *b);
 
 /* The JSON object behind a mktd_obj, and a new reference to it. */

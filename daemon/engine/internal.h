@@ -78,6 +78,10 @@ struct engine {
     /* figures plugins publish (gauge_set); made on first use, shown from
      * the commit of the batch that set them (engine/gauges.h) */
     struct gauges *gauges;
+    /* the input event being evaluated is a dry run (is_dry), and its
+     * explanation's entries when one is asked (else NULL) */
+    int dry;
+    json_t *explain;
 };
 
 /* Writes the working set into the open write transaction (opening it):

@@ -17,8 +17,16 @@ const char *const ingest_status_name[IN__COUNT] = {
     [IN_INTERNAL] = "internal",
 };
 
+/* Appends ,"key":<v as compact JSON>. */
+static void add_json(struct sbuf *b, const char *key, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    sb_fmt(b, ",\"%s\":%s", key, text ? text : "[]");
+    free(text);
+}
+
 static void answer(struct evbuffer *out, const char *id, enum ingest_status st, int n_actions,
-                   const char *detail)
+                   const struct eng_report *rep, const char *detail)
 {
     struct sbuf b = {0};
     sb_str(&b, "{\"id\":");
@@ -28,7 +36,16 @@ static void answer(struct evbuffer *out, const char *id, enum ingest_status st, 
         sb_str(&b, "null");
     switch (st) {
     case IN_OK:
-        sb_fmt(&b, ",\"status\":\"ok\",\"actions\":%d}\n", n_actions);
+        sb_str(&b, ",\"status\":\"ok\"");
+        if (rep && rep->actions) {
+            sb_str(&b, ",\"dry\":true");
+            add_json(&b, "actions", rep->actions);
+        } else {
+            sb_fmt(&b, ",\"actions\":%d", n_actions);
+        }
+        if (rep && rep->explain)
+            add_json(&b, "explain", rep->explain);
+        sb_str(&b, "}\n");
         break;
     case IN_DUPLICATE:
         sb_str(&b, ",\"status\":\"duplicate\"}\n");
@@ -47,7 +64,7 @@ void ingest_too_large(struct evbuffer *out, int64_t limit)
 {
     char detail[96];
     snprintf(detail, sizeof(detail), "line longer than max_event_bytes (%lld)", (long long)limit);
-    answer(out, NULL, IN_TOO_LARGE, 0, detail);
+    answer(out, NULL, IN_TOO_LARGE, 0, NULL, detail);
 }
 
 static int blank(const char *s, size_t n)
@@ -58,7 +75,8 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, struct evbuffer *out)
+enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, unsigned flags,
+                               struct evbuffer *out)
 {
     const struct config *cfg = engine_config(e);
     if (len > 0 && line[len - 1] == '\r')
@@ -76,9 +94,13 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
     char *echo = NULL;
     enum ingest_status st;
     int n_actions = 0;
+    struct eng_report rep = {0};
     switch (event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo)) {
     case EV_OK:
-        switch (engine_event(e, &ev, now, &n_actions, detail, sizeof(detail))) {
+        /* the request's flags (HTTP ?dry=1&explain=1) win over the line's */
+        ev.dry |= (flags & INGEST_DRY) != 0;
+        ev.explain |= (flags & INGEST_EXPLAIN) != 0;
+        switch (engine_event(e, &ev, now, &n_actions, &rep, detail, sizeof(detail))) {
         case ENG_OK:
             st = IN_OK;
             break;
@@ -98,7 +120,9 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, s
         st = IN_INVALID_EVENT;
         break;
     }
-    answer(out, echo, st, n_actions, detail);
+    answer(out, echo, st, n_actions, &rep, detail);
+    json_decref(rep.actions);
+    json_decref(rep.explain);
     free(echo);
     return st;
 }

@@ -23,10 +23,16 @@ enum ingest_status {
 };
 extern const char *const ingest_status_name[IN__COUNT];
 
+/* Flags a whole request applies to each of its lines (HTTP ?dry=1,
+ * ?explain=1), whatever the line says. */
+#define INGEST_DRY 0x1u
+#define INGEST_EXPLAIN 0x2u
+
 /* Handles one line (its '\n' removed; a trailing '\r' is dropped here),
  * opening the engine's batch when an event is evaluated, and appends the
- * answer line to out. */
-enum ingest_status ingest_line(struct engine *e, const char *line, size_t len,
+ * answer line to out. A dry event's answer lists its actions ("dry":true);
+ * an explained one carries "explain". */
+enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, unsigned flags,
                                struct evbuffer *out);
 /* Appends the answer for a line longer than the limit. */
 void ingest_too_large(struct evbuffer *out, int64_t limit);

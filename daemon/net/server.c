@@ -19,6 +19,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -54,6 +55,7 @@ struct sink {
     int dirty;                  /* in srv->dirty */
     int failed;                 /* a commit of its events failed */
     uint32_t counts[IN__COUNT]; /* statuses of the pending answers */
+    unsigned flags;             /* INGEST_* applied to each line (HTTP ?dry=1&explain=1) */
     struct sink *next_dirty;
     void (*flush)(struct sink *); /* pending answers are committed: send them */
 };
@@ -277,7 +279,7 @@ static void take_line(struct sink *k, const char *line, size_t len)
     struct server *s = k->srv;
     int was_open = engine_batch_size(s->eng) > 0;
     uint64_t fails = store_write_failures(s->st, NULL, NULL);
-    enum ingest_status st = ingest_line(s->eng, line, len, k->pending);
+    enum ingest_status st = ingest_line(s->eng, line, len, k->flags, k->pending);
     if (store_write_failures(s->st, NULL, NULL) != fails)
         db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
@@ -697,6 +699,34 @@ static int listen_all(struct server *s, const struct config *cfg)
 /* An HTTP body's answers are sent whole, once all of it is committed. */
 static void http_flush(struct sink *k) {}
 
+/* The query's dry and explain (1/true or 0/false; absent: 0) as INGEST_*
+ * flags; -1 for another value. */
+static int http_flags(struct evhttp_request *req)
+{
+    static const struct {
+        const char *name;
+        unsigned flag;
+    } known[] = {{"dry", INGEST_DRY}, {"explain", INGEST_EXPLAIN}};
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq kv;
+    int flags = 0;
+    if (!q || !*q)
+        return 0;
+    if (evhttp_parse_query_str(q, &kv) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && flags >= 0; i++) {
+        const char *v = evhttp_find_header(&kv, known[i].name);
+        if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+            continue;
+        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+            flags |= (int)known[i].flag;
+        else
+            flags = -1;
+    }
+    evhttp_clear_headers(&kv);
+    return flags;
+}
+
 static void http_events(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
@@ -714,7 +744,15 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 413, "body larger than max_http_body");
         return;
     }
-    struct http_req h = {.sink = {.srv = s, .pending = evbuffer_new(), .flush = http_flush},
+    int flags = http_flags(req);
+    if (flags < 0) {
+        evhttp_send_error(req, 400, "dry and explain take 1 or 0");
+        return;
+    }
+    struct http_req h = {.sink = {.srv = s,
+                                  .pending = evbuffer_new(),
+                                  .flush = http_flush,
+                                  .flags = (unsigned)flags},
                          .req = req};
     const char *p = (const char *)evbuffer_pullup(body, -1);
     struct framer fr = {.max = cfg_of(s)->max_event_bytes};

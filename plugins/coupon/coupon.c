@@ -11,6 +11,11 @@
  *
  * With a budget it publishes the gauges `budget` and `budget_left` (coupons
  * it may still issue) for /metrics: on load and after each issue.
+ *
+ * In a dry run (is_dry) an issue claims no code and keeps no record: its
+ * payload has "code": null. The counters still go up as in a real issue
+ * (the host undoes them after the run), so a chain sees the same limits.
+ * Each refusal, and each rejected code, is noted (note) for explanations.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -253,6 +258,7 @@ static int rec_put(mktd_ctx *ctx, const char *code, const struct code_rec *rec)
 
 static int reject(mktd_ctx *ctx, const mktd_event *ev, const char *code, const char *reason)
 {
+    host->note(ctx, "code %s rejected: %s", code, reason);
     mktd_obj *o = host->obj_new(ctx);
     if (!o)
         return -ENOMEM;
@@ -348,21 +354,27 @@ static int make_code(const struct coupon *c, char *out, size_t size)
 
 static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
 {
-    char code[PREFIX_MAX + CODE_CHARS + 1];
+    char code[PREFIX_MAX + CODE_CHARS + 1] = "";
     struct code_rec rec;
     int64_t now, spent;
     mktd_obj *o;
     int rc, tries;
 
-    if (c->budget >= 0 && host->counter_get(ctx, NULL, "budget") >= c->budget)
+    int dry = host->is_dry(ctx);
+
+    if (c->budget >= 0 && host->counter_get(ctx, NULL, "budget") >= c->budget) {
+        host->note(ctx, "budget spent");
         return 0;
+    }
     /* the per-user limit checked and counted in one call (one lookup
      * fewer); what follows fails the whole event, which undoes it */
     rc = host->counter_add(ctx, ev->user, "issued", 1, c->per_user_limit, NULL);
+    if (rc > 0)
+        host->note(ctx, "per_user_limit reached");
     if (rc != 0)
         return rc < 0 ? rc : 0;
 
-    for (tries = 0;; tries++) {
+    for (tries = 0; !dry; tries++) {
         if (tries == CLAIM_TRIES)
             return -EEXIST;
         rc = make_code(c, code, sizeof code);
@@ -387,14 +399,17 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
     rec.expires_at = sat_add(now, c->valid_for);
     rec.min_spend = c->min_spend;
     rec.user = ev->user;
-    rc = rec_put(ctx, code, &rec);
+    rc = dry ? 0 : rec_put(ctx, code, &rec);
     if (rc < 0)
         return rc;
 
     o = host->obj_new(ctx);
     if (!o)
         return -ENOMEM;
-    host->obj_str(o, "code", code);
+    if (dry)
+        host->obj_json(o, "code", "null"); /* no code is claimed in a dry run */
+    else
+        host->obj_str(o, "code", code);
     if (c->percent > 0)
         host->obj_int(o, "percent", c->percent);
     else

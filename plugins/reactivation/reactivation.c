@@ -503,16 +503,25 @@ static int counts_as_activity(const struct params *p, const char *type)
 static int r_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
 {
     const struct params *p = data;
-    if (ev->depth != 0 || !(flags & MKTD_F_ACTIVE) || !counts_as_activity(p, ev->type))
+    if (ev->depth != 0 || !(flags & MKTD_F_ACTIVE))
         return 0;
+    if (!counts_as_activity(p, ev->type)) {
+        H->note(ctx, "%s is not an activity", ev->type);
+        return 0;
+    }
     const int64_t t = ev->ts;
     struct ustate st;
     int have = state_load(ctx, ev->user, &st);
     if (have < 0)
         return have;
     if (have) {
-        if (t <= st.a)
+        if (t <= st.a) {
+            H->note(ctx, "not later than the last activity");
             return 0;
+        }
+        if (st.g != GROUP_NONE && !(t >= st.t0 && t - st.t0 <= p->convert_within))
+            H->note(ctx, "no conversion: %s",
+                    t < st.t0 ? "before the last attempt" : "after convert_within");
         if (st.g != GROUP_NONE && t >= st.t0 && t - st.t0 <= p->convert_within) {
             mktd_obj *o = H->obj_new(ctx);
             if (!o)
@@ -540,21 +549,30 @@ static int r_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *n
     st.x = NO_TIME;  /* the timer is gone */
     if (st.d != NO_TIME && due < st.d) {
         /* early: the attempt is due later (activity came since) */
+        H->note(ctx, "early: activity came since; the attempt is due at %" PRId64, st.d);
         int rc = H->timer_set(ctx, user, TIMER_NAME, st.d);
         if (rc < 0)
             return rc;
         st.x = st.d;
         return state_store(ctx, user, &st);
     }
-    if (st.d == NO_TIME)
+    if (st.d == NO_TIME) {
+        H->note(ctx, "no attempt pending");
         return state_store(ctx, user, &st); /* nothing pending */
+    }
     if (st.k > p->max_attempts) {
         /* max_attempts was lowered by a reload: no more attempts this spell */
+        H->note(ctx, "max_attempts reached");
         return state_store(ctx, user, &st);
     }
+    if (!(flags & MKTD_F_ACTIVE))
+        H->note(ctx, "attempt %" PRId64 " skipped: campaign inactive at its time", st.k);
     if (flags & MKTD_F_ACTIVE) {
         const char *cid = H->campaign_id(ctx);
         int holdout = bucket_of(cid, user) < p->holdout;
+        if (holdout)
+            H->note(ctx, "holdout: bucket %d below holdout_percent %" PRId64, bucket_of(cid, user),
+                    p->holdout);
         mktd_obj *o = H->obj_new(ctx);
         if (!o)
             return -ENOMEM;

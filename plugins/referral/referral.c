@@ -502,6 +502,7 @@ static int emit_rejected(mktd_ctx *ctx, const char *user, const char *referrer, 
 {
     mktd_obj *o = host->obj_new(ctx);
 
+    host->note(ctx, "binding refused: %s", reason);
     host->obj_str(o, "referrer", referrer);
     host->obj_str(o, "reason", reason);
     return host->emit(ctx, "referral.rejected", user, o);
@@ -539,8 +540,10 @@ static int on_signup(mktd_ctx *ctx, const struct referral *r, const mktd_event *
     char key[48];
     int rc;
 
-    if (host->prop(ctx, ev, "referrer", &v) != MKTD_T_STRING || v.len == 0)
+    if (host->prop(ctx, ev, "referrer", &v) != MKTD_T_STRING || v.len == 0) {
+        host->note(ctx, "signup without a referrer");
         return 0;
+    }
     referrer = v.s;
 
     if (strcmp(referrer, user) == 0)
@@ -626,6 +629,8 @@ static int on_paid(mktd_ctx *ctx, const struct referral *r, const mktd_event *ev
     rc = host->state_get(ctx, NULL, key, &val, &len);
     if (rc != -ENOENT) {
         /* Seen before (or a lookup error): earns nothing. */
+        if (rc == 0)
+            host->note(ctx, "not a qualifying order: order_id seen before");
         free(key);
         return rc < 0 ? rc : 0;
     }
@@ -638,6 +643,12 @@ static int on_paid(mktd_ctx *ctx, const struct referral *r, const mktd_event *ev
         free(key);
         return bound;
     }
+    if (!bound)
+        host->note(ctx, "not a qualifying order: buyer not bound");
+    else if (amt.i < r->min_order)
+        host->note(ctx, "not a qualifying order: min_order");
+    else if (ev->ts > sat_add(b.ts, r->window))
+        host->note(ctx, "not a qualifying order: after window");
     if (bound && amt.i >= r->min_order && ev->ts <= sat_add(b.ts, r->window)) {
         const char *cur = b.referrer;
         int64_t first = 0;
@@ -647,6 +658,8 @@ static int on_paid(mktd_ctx *ctx, const struct referral *r, const mktd_event *ev
             int64_t c = mul_div(amt.i, r->rate[level - 1], RATE_MAX);
             struct binding up;
 
+            if (c <= 0)
+                host->note(ctx, "commission level %d: amount 0, not recorded", level);
             if (c > 0) {
                 mktd_obj *p = host->obj_new(ctx);
 
@@ -670,12 +683,16 @@ static int on_paid(mktd_ctx *ctx, const struct referral *r, const mktd_event *ev
             if (rc < 0)
                 goto out;
             cur = rc ? up.referrer : NULL;
+            if (!cur)
+                host->note(ctx, "commission level %d: no ancestor", level + 1);
         }
 
         /* The reward, on the referee's first qualifying order only. */
         rc = host->counter_add(ctx, buyer, "qualified", 1, -1, &first);
         if (rc < 0)
             goto out;
+        if (first != 1 && r->has_reward)
+            host->note(ctx, "reward: not the first qualifying order");
         if (first == 1 && r->has_reward) {
             int64_t share = mul_div(r->reward_amount, r->referrer_share, 100);
 
@@ -715,6 +732,8 @@ static int on_refunded(mktd_ctx *ctx, const struct referral *r, const mktd_event
     rc = host->state_get(ctx, NULL, key, &val, &len);
     if (rc < 0) {
         /* An order this campaign never saw paid: nothing to do. */
+        if (rc == -ENOENT)
+            host->note(ctx, "refund of an order never seen paid");
         free(key);
         return rc == -ENOENT ? 0 : rc;
     }
@@ -727,6 +746,10 @@ static int on_refunded(mktd_ctx *ctx, const struct referral *r, const mktd_event
     left = o.paid - o.refunded;
     refund = at == MKTD_T_INT && amt.i < left ? amt.i : left;
     rc = 0;
+    if (refund <= 0)
+        host->note(ctx, "refund: nothing left of the order");
+    else if (!r->clawback)
+        host->note(ctx, "refund: clawback is off");
     if (refund > 0) {
         o.refunded += refund;
         for (int i = 0; r->clawback && i < o.n; i++) {

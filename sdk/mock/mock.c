@@ -549,7 +549,7 @@ int mktd_mock_event(mktd_mock *m, const char *json_line)
         return -EINVAL;
     }
     int n_actions;
-    enum eng_result r = engine_event(m->e, &ev, wall_ms(), &n_actions, detail, sizeof detail);
+    enum eng_result r = engine_event(m->e, &ev, wall_ms(), &n_actions, NULL, detail, sizeof detail);
     int rc = engine_commit(m->e);
     event_clear(&ev);
     free(line2);

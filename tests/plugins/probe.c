@@ -44,7 +44,7 @@
  * the gauge `doomed` as a failing event does, then fails with -EPROTO.
  *
  * ABI 1.1: each matched event gets a note "matched TYPE of USER (dry D)"
- * (D from is_dry); a hit publishes the gauge `hits` (the campaign-wide
+ * (D from is_dry), each active timer "timer NAME fell due (dry D)"; a hit publishes the gauge `hits` (the campaign-wide
  * total) and a doomed event the gauge `doomed` = 1, which must never show.
  * on_load checks that gauge_set refuses a bad name (-EINVAL) and init that
  * it refuses to run there (-EPERM); either failing fails the load.
@@ -306,6 +306,7 @@ static int probe_on_timer(mktd_ctx *ctx, void *data, const char *user, const cha
     mktd_obj *o;
     if (!(flags & MKTD_F_ACTIVE))
         return 0;
+    host->note(ctx, "timer %s fell due (dry %d)", name, host->is_dry(ctx));
     if (has_type(p->fail_timers, p->n_fail_timers, name))
         return doom_user(ctx, user, name, -EPROTO);
     if (p->rearm_after >= 0 && strcmp(name, "t") == 0) {

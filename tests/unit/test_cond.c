@@ -423,6 +423,100 @@ static void test_when(void)
     json_decref(conds[1].value);
 }
 
+/* when_explain: the same verdict as when_matches, and the first failure in
+ * words (spec 10's not_matched details). */
+static void test_explain(void)
+{
+    char buf[256];
+    struct campaign_cfg c = {0};
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 1);
+    CHECK_STR(buf, "");
+
+    char *types[] = {"order.refunded", "user.signup"};
+    struct cond conds[4] = {
+        {.field = F_USER_ORDERS, .op = OP_EQ, .value = json_integer(2)},
+        {.field = F_PROPS, .arg = "i", .op = OP_GTE, .value = json_integer(5)},
+        {.field = F_PROPS, .arg = "s", .op = OP_IN, .value = json_pack("[s,s]", "abc", "x")},
+        {.field = F_USER_COUNT, .arg = "order.paid", .op = OP_LT, .value = json_integer(9)},
+    };
+    c.has_when = 1;
+    c.events = types;
+    c.n_events = 2;
+    c.conds = conds;
+    c.n_conds = 4;
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "event order.paid not in when.event");
+    types[0] = "order.paid";
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 1);
+    CHECK_STR(buf, "");
+
+    json_decref(conds[0].value);
+    conds[0].value = json_integer(1);
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "user.orders eq 1: is 2");
+    CHECK_INT(when_matches(&c, &in), 0);
+    conds[0].op = OP_NE;
+    conds[1].arg = "nope";
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.nope gte 5: missing");
+    conds[1].arg = "null"; /* null counts as missing */
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.null gte 5: missing");
+    conds[1].arg = "s"; /* a string is not comparable with a number */
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.s gte 5: is \"abc\"");
+    conds[1].arg = "obj";
+    conds[1].op = OP_EXISTS;
+    json_decref(conds[1].value);
+    conds[1].value = json_false();
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.obj exists false: is {\"k\":1}");
+    conds[1].arg = "nope";
+    json_decref(conds[1].value);
+    conds[1].value = json_true();
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.nope exists: missing");
+    conds[1].arg = "i";
+    conds[2].arg = "utf";
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "props.utf in [\"abc\",\"x\"]: is \"\xc3\xa9\"");
+    conds[2].arg = "s";
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 1);
+    json_decref(conds[3].value);
+    conds[3].value = json_integer(2);
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "user.count.order.paid lt 2: is 2");
+    CHECK_INT(when_matches(&c, &in), 0);
+    json_decref(conds[3].value);
+    conds[3].value = json_integer(9);
+    in.profile = NULL; /* a user never seen */
+    conds[0].field = F_USER_FIRST_SEEN;
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 1);
+    conds[0].op = OP_GT;
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK_STR(buf, "user.first_seen gt 1: missing");
+    reset_input();
+    /* long values are cut on a character boundary */
+    json_object_set_new(props, "long",
+                        json_string("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"));
+    conds[0] = (struct cond){.field = F_PROPS, .arg = "long", .op = OP_EQ, .value = conds[0].value};
+    CHECK_INT(when_explain(&c, &in, buf, sizeof buf), 0);
+    CHECK(strstr(buf, "...") != NULL);
+    json_t *j = json_string(buf); /* still UTF-8 */
+    CHECK(j != NULL);
+    json_decref(j);
+    json_object_del(props, "long");
+    for (size_t i = 0; i < 4; i++)
+        json_decref(conds[i].value);
+}
+
 int main(void)
 {
     setup_props();
@@ -434,6 +528,7 @@ int main(void)
     test_in();
     test_fields();
     test_when();
+    test_explain();
     json_decref(props);
     return check_done();
 }

@@ -889,6 +889,41 @@ static void test_own_actions_unseen(void)
     mktd_mock_free(m);
 }
 
+/* A dry run (spec 10) leaves nothing: no action, counter, code or
+ * redemption; the id is not remembered. */
+static void test_dry(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char code[64];
+
+    add_ok(m, "c", "value: 500\nvalid_for: 7d\nbudget: 1\n");
+    CHECK_INT(mktd_mock_event(m, "{\"id\":\"d1\",\"type\":\"visit\",\"user\":\"u1\",\"ts\":1000,"
+                                 "\"dry\":true}"),
+              0);
+    CHECK_INT(mktd_mock_count(m), 0);
+    CHECK_INT(mktd_mock_counter(m, "c", NULL, "budget"), 0);
+    CHECK_INT(mktd_mock_counter(m, "c", "u1", "issued"), 0);
+    /* the same id for real: not a duplicate */
+    CHECK_INT(mktd_mock_event(m, "{\"id\":\"d1\",\"type\":\"visit\",\"user\":\"u1\",\"ts\":1000}"),
+              0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    code_of(last(m), code, sizeof code);
+    CHECK(code[0] != '\0');
+    CHECK_INT(mktd_mock_counter(m, "c", NULL, "budget"), 1);
+
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"id\":\"d2\",\"type\":\"coupon.used\",\"user\":\"u1\",\"ts\":2000,\"dry\":true,"
+             "\"props\":{\"code\":\"%s\"}}",
+             code);
+    CHECK_INT(mktd_mock_event(m, line), 0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    CHECK_INT(use(m, "u1", 2000, code, ""), 0);
+    CHECK_INT(mktd_mock_count(m), 2);
+    CHECK_STR(last(m)->kind, "coupon.redeemed");
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_param_errors();
@@ -910,5 +945,6 @@ int main(void)
     test_used_without_code();
     test_chaining();
     test_own_actions_unseen();
+    test_dry();
     return check_done();
 }

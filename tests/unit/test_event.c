@@ -733,6 +733,52 @@ static void test_props_path(void)
     json_decref(p);
 }
 
+/* Spec 10: dry and explain are optional booleans; null is absent; any other
+ * type is invalid_event (a repeat at the top level too). */
+static void test_dry_explain(void)
+{
+    CHECK_INT(dec(ev_with("t", "")), EV_OK);
+    CHECK_INT(ev.dry, 0);
+    CHECK_INT(ev.explain, 0);
+    CHECK_INT(dec(ev_with("t", "\"dry\":true")), EV_OK);
+    CHECK_INT(ev.dry, 1);
+    CHECK_INT(ev.explain, 0);
+    CHECK_INT(dec(ev_with("t", "\"explain\":true")), EV_OK);
+    CHECK_INT(ev.dry, 0);
+    CHECK_INT(ev.explain, 1);
+    CHECK_INT(dec(ev_with("t", "\"dry\":true,\"explain\":true")), EV_OK);
+    CHECK_INT(ev.dry, 1);
+    CHECK_INT(ev.explain, 1);
+    CHECK_INT(dec(ev_with("t", "\"dry\":false,\"explain\":false")), EV_OK);
+    CHECK_INT(ev.dry, 0);
+    CHECK_INT(ev.explain, 0);
+    CHECK_INT(dec(ev_with("t", "\"dry\":null,\"explain\":null")), EV_OK);
+    CHECK_INT(ev.dry, 0);
+    CHECK_INT(ev.explain, 0);
+    /* inside props they are just props */
+    CHECK_INT(dec(ev_with("t", "\"props\":{\"dry\":true}")), EV_OK);
+    CHECK_INT(ev.dry, 0);
+
+    static const char *const bad[] = {"1", "0", "\"yes\"", "\"true\"", "[]", "{}", "1.0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char rest[64];
+        snprintf(rest, sizeof rest, "\"dry\":%s", bad[i]);
+        CHECK_INT(dec(ev_with("t", rest)), EV_INVALID_EVENT);
+        CHECK_DETAIL("field 'dry'");
+        CHECK_ECHO("e1");
+        snprintf(rest, sizeof rest, "\"explain\":%s", bad[i]);
+        CHECK_INT(dec(ev_with("t", rest)), EV_INVALID_EVENT);
+        CHECK_DETAIL("field 'explain'");
+    }
+    CHECK_INT(dec(ev_with("t", "\"dry\":true,\"dry\":true")), EV_INVALID_EVENT);
+    CHECK_DETAIL("duplicate key");
+    /* validity comes first: a dry event with a bad prop is still invalid */
+    CHECK_INT(dec(ev_with("order.paid", "\"dry\":true,\"props\":{\"order_id\":\"o\"}")),
+              EV_INVALID_EVENT);
+    CHECK_DETAIL("props.amount");
+    CHECK_INT(ev.dry, 0);
+}
+
 int main(void)
 {
     test_valid();
@@ -747,6 +793,7 @@ int main(void)
     test_nul_keys();
     test_depth();
     test_props_path();
+    test_dry_explain();
     event_clear(&ev);
     free(echo);
     /* event_clear on a cleared event is harmless. */

@@ -55,6 +55,16 @@ static void test_uncommitted(void)
                   &n);
     CHECK_INT(n, 0);
     free(out);
+
+    /* a dry answer (its actions and explanation included) waits for the
+     * commit like any other: not committed, it is internal too */
+    out = rewrite("{\"id\":\"q1\",\"status\":\"ok\",\"dry\":true,\"actions\":[{\"kind\":\"k\","
+                  "\"payload\":{\"code\":null}}],\"explain\":[]}\n",
+                  &n);
+    CHECK_INT(n, 1);
+    CHECK_STR(out, "{\"id\":\"q1\",\"status\":\"error\",\"error\":\"internal\",\"detail\":"
+                   "\"again\"}\n");
+    free(out);
 }
 
 int main(void)
