@@ -76,30 +76,28 @@ static void tally_bytes(struct tally *t, const char *p, size_t n, int verbose)
     }
 }
 
-int cli_send(const char *address, const char *file, int verbose)
+/* Sends what in_fd (or, when in_fd < 0, buf) holds to address, reading
+ * answers meanwhile (a client that never read would stall the daemon's
+ * answers and then itself); on_bytes gets what comes back. 0, or 2 when the
+ * address cannot be reached or written. */
+int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,
+                 void (*on_bytes)(void *arg, const char *p, size_t n), void *arg)
 {
-    int in = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        fprintf(stderr, "mktd send: %s: %s\n", file, strerror(errno));
-        return 2;
-    }
     char err[512];
     int fd = addr_connect(address, err, sizeof(err));
     if (fd < 0) {
-        fprintf(stderr, "mktd send: %s\n", err);
-        if (in)
-            close(in);
+        fprintf(stderr, "mktd %s: %s\n", who, err);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    struct tally t = {0};
-    static char out[1 << 16], ans[1 << 16];
-    size_t out_len = 0, out_off = 0;
-    int in_eof = 0, sock_eof = 0, wr_shut = 0, rc = 0;
+    static char chunk[1 << 16], ans[1 << 16];
+    const char *out = in_fd < 0 ? buf : chunk;
+    size_t out_len = in_fd < 0 ? buf_len : 0, out_off = 0;
+    int in_eof = in_fd < 0, sock_eof = 0, wr_shut = 0, rc = 0;
     while (!sock_eof) {
         if (!in_eof && out_off == out_len) {
-            ssize_t n = read(in, out, sizeof(out));
+            ssize_t n = read(in_fd, chunk, sizeof(chunk));
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
@@ -122,7 +120,7 @@ int cli_send(const char *address, const char *file, int verbose)
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t n = read(fd, ans, sizeof(ans));
             if (n > 0)
-                tally_bytes(&t, ans, (size_t)n, verbose);
+                on_bytes(arg, ans, (size_t)n);
             else if (n == 0 || (errno != EAGAIN && errno != EINTR))
                 sock_eof = 1;
         }
@@ -131,15 +129,39 @@ int cli_send(const char *address, const char *file, int verbose)
             if (n > 0)
                 out_off += (size_t)n;
             else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                fprintf(stderr, "mktd send: %s: %s\n", address, strerror(errno));
+                fprintf(stderr, "mktd %s: %s: %s\n", who, address, strerror(errno));
                 rc = 2;
                 break;
             }
         }
     }
+    close(fd);
+    return rc;
+}
+
+struct send_state {
+    struct tally t;
+    int verbose;
+};
+
+static void send_bytes(void *arg, const char *p, size_t n)
+{
+    struct send_state *s = arg;
+    tally_bytes(&s->t, p, n, s->verbose);
+}
+
+int cli_send(const char *address, const char *file, int verbose)
+{
+    int in = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        fprintf(stderr, "mktd send: %s: %s\n", file, strerror(errno));
+        return 2;
+    }
+    struct send_state ss = {.verbose = verbose};
+    int rc = cli_exchange("send", address, in, NULL, 0, send_bytes, &ss);
+    struct tally t = ss.t;
     if (t.line.len)
         tally_line(&t, t.line.s, t.line.len, verbose);
-    close(fd);
     if (in)
         close(in);
     sb_free(&t.line);

@@ -9,6 +9,12 @@ int cli_check(const char *config_path);
 int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
+int cli_explain(const char *address, const char *input);
+
+/* Sends in_fd's bytes (or buf's, when in_fd < 0) to address while reading
+ * the answers into on_bytes; 0, or 2 when it cannot connect or write. */
+int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,
+                 void (*on_bytes)(void *arg, const char *p, size_t n), void *arg);
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
                  char **plugin_dirs, size_t n_plugin_dirs);
 

@@ -22,6 +22,8 @@ static void usage(FILE *f)
                "                                    play an NDJSON file, print the actions\n"
                "  mktd send [-c FILE] [-v] [ADDRESS] FILE|-\n"
                "                                    send events, print a summary\n"
+               "  mktd explain [-c FILE] [ADDRESS] FILE|-|'JSON'\n"
+               "                                    what events would do (sent dry), and why\n"
                "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
                "                                    print actions as NDJSON\n"
                "  mktd timers [-c FILE] [--db PATH] [--failed]\n"
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
             goto out;
         }
         code = cli_simulate(config, pos[0], until, dirs, ndirs);
-    } else if (strcmp(cmd, "send") == 0) {
+    } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "explain") == 0) {
         char *address = NULL;
         if (npos < 1 || npos > 2) {
             usage(stderr);
@@ -117,7 +119,9 @@ int main(int argc, char **argv)
             address = xstrdup(pos[0]);
         else if (config && from_config(config, &address, NULL) < 0)
             goto out;
-        code = cli_send(address ? address : DEFAULT_ADDRESS, pos[npos - 1], verbose);
+        const char *to = address ? address : DEFAULT_ADDRESS;
+        code =
+            cmd[0] == 's' ? cli_send(to, pos[npos - 1], verbose) : cli_explain(to, pos[npos - 1]);
         free(address);
     } else if (strcmp(cmd, "actions") == 0 || strcmp(cmd, "timers") == 0) {
         char *cdb = NULL;

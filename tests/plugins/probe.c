@@ -44,10 +44,10 @@
  * the gauge `doomed` as a failing event does, then fails with -EPROTO.
  *
  * ABI 1.1: each matched event gets a note "matched TYPE of USER (dry D)"
- * (D from is_dry), each active timer "timer NAME fell due (dry D)"; a hit publishes the gauge `hits` (the campaign-wide
- * total) and a doomed event the gauge `doomed` = 1, which must never show.
- * on_load checks that gauge_set refuses a bad name (-EINVAL) and init that
- * it refuses to run there (-EPERM); either failing fails the load.
+ * (D from is_dry), each active timer "timer NAME fell due (dry D)"; a hit publishes the gauge
+ * `hits` (the campaign-wide total) and a doomed event the gauge `doomed` = 1, which must never
+ * show. on_load checks that gauge_set refuses a bad name (-EINVAL) and init that it refuses to run
+ * there (-EPERM); either failing fails the load.
  */
 #include <errno.h>
 #include <stdint.h>
