@@ -56,6 +56,8 @@ struct ws {
     struct ws_ent **dirty;
     size_t n_dirty, cap_dirty;
     uint64_t flushes;
+    struct ws_ent **ids_seen; /* event-id entries made since the last commit */
+    size_t n_ids_seen, cap_ids_seen;
     struct bloom *ids; /* every remembered event id; NULL until ws_load_ids */
     char *kbuf;        /* the key being looked up */
     size_t kcap;
@@ -111,6 +113,7 @@ void ws_free(struct ws *w)
     free(w->undo);
     free(w->dirty);
     free(w->kbuf);
+    free(w->ids_seen);
     bloom_free(w->ids);
     free(w);
 }
@@ -266,6 +269,13 @@ static struct ws_ent *find(struct ws *w, int kind, const char *campaign, const c
     }
     e->present = rc == 0;
     e->stored = rc == 0 ? STORED_YES : STORED_NO;
+    if (kind == WS_EVENT) { /* dropped at the commit: the filter and the store know them */
+        if (w->n_ids_seen == w->cap_ids_seen) {
+            w->cap_ids_seen = w->cap_ids_seen ? w->cap_ids_seen * 2 : 256;
+            w->ids_seen = xrealloc(w->ids_seen, w->cap_ids_seen * sizeof(*w->ids_seen));
+        }
+        w->ids_seen[w->n_ids_seen++] = e;
+    }
     size_t b = h & w->mask;
     e->hnext = w->tab[b];
     w->tab[b] = e;
@@ -555,14 +565,28 @@ static void evict(struct ws *w, struct ws_ent *e)
     ent_free(e);
 }
 
+/* Event ids need no place in memory once written: a new id is told by the
+ * filter, a repeated one by the store. */
+static void drop_ids(struct ws *w)
+{
+    for (size_t i = 0; i < w->n_ids_seen; i++)
+        if (!w->ids_seen[i]->dirty)
+            evict(w, w->ids_seen[i]);
+    w->n_ids_seen = 0;
+}
+
+/* At most this many entries are looked at per commit, so that the first
+ * commit over the budget does not stall the loop going over all of them. */
+#define EVICT_LOOKS 8192
+
 void ws_committed(struct ws *w)
 {
     forget_undo(w);
+    drop_ids(w);
     /* CLOCK: the oldest entry goes unless it was used since it last came
-     * by, then it goes back to the front (each entry is looked at at most
-     * twice a pass) */
-    size_t looked = 0, n = w->n;
-    while (w->bytes > w->budget && w->lru_tail && looked++ < 2 * n) {
+     * by, then it goes back to the front */
+    size_t looked = 0;
+    while (w->bytes > w->budget && w->lru_tail && looked++ < EVICT_LOOKS) {
         struct ws_ent *e = w->lru_tail;
         if (e->dirty) /* not written yet (cannot happen after a flush) */
             break;
@@ -586,11 +610,13 @@ void ws_rolled_back(struct ws *w)
         w->dirty[i]->dirty = 0;
     w->n_dirty = 0;
     forget_undo(w);
+    drop_ids(w);
 }
 
 void ws_clear(struct ws *w)
 {
     forget_undo(w);
+    w->n_ids_seen = 0;
     for (size_t i = 0; i < w->n_dirty; i++)
         w->dirty[i]->dirty = 0;
     w->n_dirty = 0;
