@@ -18,13 +18,8 @@ enum {
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
-    Q_SAVEPOINT,
-    Q_RELEASE,
-    Q_ROLLBACK_TO,
     Q_EVENT_INSERT,
     Q_ACTION_INSERT,
-    Q_PROFILE_INSERT,
-    Q_PROFILE_SET,
     Q_PROFILE_GET,
     Q_USERS_ALL,
     Q_COUNT_INC,
@@ -61,18 +56,9 @@ static const char *const sql[Q__COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
-    [Q_SAVEPOINT] = "SAVEPOINT ev",
-    [Q_RELEASE] = "RELEASE ev",
-    [Q_ROLLBACK_TO] = "ROLLBACK TO ev",
     [Q_EVENT_INSERT] = "INSERT OR IGNORE INTO events(id) VALUES (?1)",
     [Q_ACTION_INSERT] = "INSERT INTO actions(ts, campaign, kind, user, event_id, payload) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    /* read, then written back: an upsert with RETURNING costs about twice
-     * as much CPU (bench/README.md) */
-    [Q_PROFILE_INSERT] = "INSERT INTO per_user(user, kind, campaign, key, events, orders, spent, "
-                         "first_seen, last_seen) VALUES (?1, 0, '', '', ?2, ?3, ?4, ?5, ?6)",
-    [Q_PROFILE_SET] = "UPDATE per_user SET events = ?2, orders = ?3, spent = ?4, first_seen = ?5, "
-                      "last_seen = ?6 WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
     [Q_PROFILE_GET] = "SELECT events, orders, spent, first_seen, last_seen FROM per_user "
                       "WHERE user = ?1 AND kind = 0 AND campaign = '' AND key = ''",
     [Q_USERS_ALL] = "SELECT user, events, orders, spent, first_seen, last_seen FROM per_user "
@@ -483,20 +469,6 @@ int store_rollback(struct store *s)
 {
     return txn(s, Q_ROLLBACK);
 }
-int store_savepoint(struct store *s)
-{
-    return run(s, s->q[Q_SAVEPOINT]);
-}
-int store_release(struct store *s)
-{
-    return run(s, s->q[Q_RELEASE]);
-}
-int store_rollback_to(struct store *s)
-{
-    int rc = run(s, s->q[Q_ROLLBACK_TO]);
-    return rc ? rc : run(s, s->q[Q_RELEASE]);
-}
-
 int store_event_remember(struct store *s, const char *id)
 {
     sqlite3_stmt *st = s->q[Q_EVENT_INSERT];
@@ -530,56 +502,6 @@ static void read_profile(sqlite3_stmt *st, int col, mktd_profile *p)
     p->spent = sqlite3_column_int64(st, col + 2);
     p->first_seen = sqlite3_column_int64(st, col + 3);
     p->last_seen = sqlite3_column_int64(st, col + 4);
-}
-
-int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
-                         int64_t amount, mktd_profile *out)
-{
-    int64_t add = is_order && amount > 0 ? amount : 0;
-    mktd_profile p;
-    int rc = store_profile_get(s, user, &p);
-    if (rc == -ENOENT) {
-        p = (mktd_profile){.events = 1,
-                           .orders = is_order ? 1 : 0,
-                           .spent = add,
-                           .first_seen = ts,
-                           .last_seen = ts};
-    } else if (rc == 0) {
-        p.events++;
-        p.orders += is_order ? 1 : 0;
-        p.spent = p.spent > INT64_MAX - add ? INT64_MAX : p.spent + add;
-        p.first_seen = ts < p.first_seen ? ts : p.first_seen;
-        p.last_seen = ts > p.last_seen ? ts : p.last_seen;
-    } else {
-        return rc;
-    }
-    sqlite3_stmt *st = s->q[rc == -ENOENT ? Q_PROFILE_INSERT : Q_PROFILE_SET];
-    bind_text(st, 1, user);
-    sqlite3_bind_int64(st, 2, p.events);
-    sqlite3_bind_int64(st, 3, p.orders);
-    sqlite3_bind_int64(st, 4, p.spent);
-    sqlite3_bind_int64(st, 5, p.first_seen);
-    sqlite3_bind_int64(st, 6, p.last_seen);
-    if (run(s, st) < 0)
-        return -EIO;
-    *out = p;
-    return 0;
-}
-
-int store_profile_put(struct store *s, const char *user, const mktd_profile *p)
-{
-    mktd_profile old;
-    int rc = store_profile_get(s, user, &old);
-    if (rc < 0 && rc != -ENOENT)
-        return rc;
-    sqlite3_stmt *st = s->q[rc == -ENOENT ? Q_PROFILE_INSERT : Q_PROFILE_SET];
-    bind_text(st, 1, user);
-    sqlite3_bind_int64(st, 2, p->events);
-    sqlite3_bind_int64(st, 3, p->orders);
-    sqlite3_bind_int64(st, 4, p->spent);
-    sqlite3_bind_int64(st, 5, p->first_seen);
-    sqlite3_bind_int64(st, 6, p->last_seen);
-    return run(s, st) < 0 ? -EIO : 0;
 }
 
 int store_profile_get(struct store *s, const char *user, mktd_profile *out)

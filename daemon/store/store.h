@@ -1,6 +1,7 @@
 /* The SQLite store: every table the daemon keeps (spec section 5 and the
  * state behind the host API). One writer connection; the caller brackets
- * work in batches (a transaction) and events (a savepoint). */
+ * work in batches (a transaction); events are undone in the engine's
+ * memory, never here. */
 #ifndef MKTD_STORE_H
 #define MKTD_STORE_H
 
@@ -43,9 +44,6 @@ const char *store_errmsg(struct store *s);
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
-int store_savepoint(struct store *s);
-int store_release(struct store *s);
-int store_rollback_to(struct store *s); /* and release */
 
 /* 0 newly remembered, 1 seen before, <0 error. */
 int store_event_remember(struct store *s, const char *id);
@@ -53,11 +51,8 @@ int store_event_remember(struct store *s, const char *id);
 int store_action_insert(struct store *s, int64_t ts, const char *campaign, const char *kind,
                         const char *user, const char *event_id, const char *payload, int64_t *seq);
 
-/* Profile: updated for an input event, read for conditions and plugins. */
-int store_profile_update(struct store *s, const char *user, int64_t ts, int is_order,
-                         int64_t amount, mktd_profile *out);
+/* Profiles: kept by the engine (its working set), read here for on_load. */
 int store_profile_get(struct store *s, const char *user, mktd_profile *out); /* -ENOENT */
-int store_profile_put(struct store *s, const char *user, const mktd_profile *p);
 int store_users_foreach(struct store *s, int (*cb)(void *, const char *, const mktd_profile *),
                         void *arg);
 int store_count_inc(struct store *s, const char *user, const char *type);
