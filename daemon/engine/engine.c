@@ -814,15 +814,16 @@ static int fire_timers(struct engine *e, int64_t until)
     return 0;
 }
 
-static int batch_begin(struct engine *e)
+/* A batch opens with its first event (in memory: the write transaction
+ * waits for the commit). */
+static void batch_begin(struct engine *e)
 {
     if (e->in_batch)
-        return 0;
+        return;
     e->in_batch = 1;
     e->batch_n = 0;
     e->batch_now = e->now;
     e->batch_next_due = e->next_due;
-    return 0;
 }
 
 /* Takes back everything since the marks (a failed event or advance); the
@@ -842,8 +843,7 @@ static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_ma
 int engine_advance(struct engine *e, int64_t until)
 {
     int64_t target = e->clock_event && e->now > until ? e->now : until;
-    if (batch_begin(e) < 0)
-        return -EIO;
+    batch_begin(e);
     e->batch_n++;
     size_t mark = ws_mark(e->ws), amark = e->n_act, aside_mark = e->n_aside;
     size_t gmark = gauges_mark(e->gauges);
@@ -904,13 +904,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     *n_actions = 0;
     if (rep)
         rep->actions = rep->explain = NULL;
-    if (batch_begin(e) < 0) {
-        const char *why;
-        store_write_failures(e->st, NULL, &why);
-        snprintf(detail, detail_len,
-                 "database unavailable (%s); nothing of it was kept: send it again", why);
-        return ENG_INTERNAL;
-    }
+    batch_begin(e);
     e->batch_n++;
     e->io_failed = 0;
     e->failed = NULL;
@@ -1078,9 +1072,8 @@ int engine_state(struct engine *e, const char *campaign, const char *user, const
 
 int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p)
 {
-    int rc = batch_begin(e);
-    if (rc == 0)
-        rc = ws_put_profile(e->ws, user, p);
+    batch_begin(e);
+    int rc = ws_put_profile(e->ws, user, p);
     if (rc == 0)
         e->batch_n++;
     return rc;
