@@ -58,8 +58,9 @@ struct ws {
     uint64_t flushes;
     struct ws_ent **ids_seen; /* event-id entries made since the last commit */
     size_t n_ids_seen, cap_ids_seen;
-    struct bloom *ids; /* every remembered event id; NULL until ws_load_ids */
-    char *kbuf;        /* the key being looked up */
+    struct bloom *ids;  /* every remembered event id; NULL until ws_load_ids */
+    struct bloom *uniq; /* every claimed unique key (namespace \0 key); likewise */
+    char *kbuf;         /* the key being looked up */
     size_t kcap;
     struct ws_stats stats;
 };
@@ -115,6 +116,7 @@ void ws_free(struct ws *w)
     free(w->kbuf);
     free(w->ids_seen);
     bloom_free(w->ids);
+    bloom_free(w->uniq);
     free(w);
 }
 
@@ -213,6 +215,8 @@ static int load(struct ws *w, struct ws_ent *e)
         return rc < 0 ? -EIO : rc == 1 ? 0 : -ENOENT;
     }
     if (e->kind == WS_UNIQUE) {
+        if (w->uniq && !bloom_maybe(w->uniq, campaign, (size_t)e->clen + 1 + e->klen))
+            return -ENOENT; /* a new key (a fresh coupon code): no B-tree read */
         char *owner;
         int rc = store_unique_owner(w->st, campaign, key, &owner);
         if (rc == 0) {
@@ -390,6 +394,8 @@ int ws_put_str(struct ws *w, int kind, const char *campaign, const char *user, c
         w->bytes += ent_bytes(e);
         return 0;
     }
+    if (kind == WS_UNIQUE && w->uniq)
+        bloom_add(w->uniq, e->k + e->ulen + 1, (size_t)e->clen + 1 + e->klen);
     e->v.str.s = xmalloc(len + 1);
     if (len)
         memcpy(e->v.str.s, val, len);
@@ -629,13 +635,25 @@ static void add_id(void *arg, const char *id, size_t len)
     bloom_add(arg, id, len);
 }
 
+static void add_unique(void *arg, const char *ns, const char *key)
+{
+    size_t a = strlen(ns), b = strlen(key);
+    char *k = xmalloc(a + b + 1);
+    memcpy(k, ns, a + 1);
+    memcpy(k + a + 1, key, b);
+    bloom_add(arg, k, a + 1 + b);
+    free(k);
+}
+
 int ws_load_ids(struct ws *w)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    struct bloom *b = bloom_new((size_t)1 << 20);
-    if (store_events_foreach(w->st, add_id, b) < 0) {
+    struct bloom *b = bloom_new((size_t)1 << 20), *u = bloom_new((size_t)1 << 16);
+    if (store_events_foreach(w->st, add_id, b) < 0 ||
+        store_uniques_foreach(w->st, add_unique, u) < 0) {
         bloom_free(b);
+        bloom_free(u);
         return -EIO;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -644,6 +662,8 @@ int ws_load_ids(struct ws *w)
         log_info("remembered event ids read in %.1f s (%zu MB of filter)", s, bloom_bytes(b) >> 20);
     bloom_free(w->ids);
     w->ids = b;
+    bloom_free(w->uniq);
+    w->uniq = u;
     return 0;
 }
 

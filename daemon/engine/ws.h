@@ -80,8 +80,9 @@ void ws_rolled_back(struct ws *w);
 /* Drops every entry (nothing may be changed): the store is the truth. */
 void ws_clear(struct ws *w);
 
-/* Reads every remembered event id into a filter, so that an id never seen
- * costs no store read. */
+/* Reads every remembered event id and every claimed unique key into
+ * filters, so that an id never seen, or a fresh coupon code, costs no store
+ * read. */
 int ws_load_ids(struct ws *w);
 
 /* Entries changed since the last flush (some may be back to their stored

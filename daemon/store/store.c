@@ -1018,6 +1018,19 @@ int store_events_foreach(struct store *s, void (*cb)(void *arg, const char *id, 
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+int store_uniques_foreach(struct store *s, void (*cb)(void *arg, const char *ns, const char *key),
+                          void *arg)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT ns, key FROM uniques", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cb(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 /* ---- settings and readers outside the engine's batches ---- */
 
 int store_set_synchronous(struct store *s, int full)

@@ -168,6 +168,9 @@ int store_event_seen(struct store *s, const char *id);
 /* Calls cb for every remembered event id (to seed a filter at start). */
 int store_events_foreach(struct store *s, void (*cb)(void *arg, const char *id, size_t len),
                          void *arg);
+/* Calls cb for every claimed unique key (to seed a filter at start). */
+int store_uniques_foreach(struct store *s, void (*cb)(void *arg, const char *ns, const char *key),
+                          void *arg);
 /* Takes back a claim (a claim made in a batch that a later failure undid). */
 int store_unique_release(struct store *s, const char *ns, const char *key);
 /* The smallest due of the live campaigns' timers (INT64_MAX when none); -EIO. */

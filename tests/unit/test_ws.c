@@ -204,11 +204,18 @@ static void test_event_ids(void)
     struct ws *w = ws_new(s, 1 << 20);
     CHECK_INT(ws_load_ids(w), 0);
     CHECK_INT(ws_put_str(w, WS_EVENT, "", "", "seen-1", "", 0), 0);
+    CHECK_INT(ws_put_str(w, WS_UNIQUE, "coupon", "", "CODE1", "camp", 4), 0);
     commit(s, w);
     ws_free(w);
     w = ws_new(s, 1 << 20);
     CHECK_INT(ws_load_ids(w), 0);
     CHECK_INT(ws_get_str(w, WS_EVENT, "", "", "seen-1", NULL, NULL), 0);
+    /* a claimed key is found through its filter, an unclaimed one is not */
+    const char *owner = NULL;
+    CHECK_INT(ws_get_str(w, WS_UNIQUE, "coupon", "", "CODE1", &owner, NULL), 0);
+    CHECK_STR(owner, "camp");
+    CHECK_INT(ws_get_str(w, WS_UNIQUE, "coupon", "", "CODE2", NULL, NULL), -ENOENT);
+    CHECK_INT(ws_get_str(w, WS_UNIQUE, "other", "", "CODE1", NULL, NULL), -ENOENT);
     char id[32];
     for (int i = 0; i < 1000; i++) {
         snprintf(id, sizeof(id), "new-%d", i);
