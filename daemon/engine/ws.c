@@ -558,7 +558,8 @@ static void forget_undo(struct ws *w)
     }
 }
 
-static void evict(struct ws *w, struct ws_ent *e)
+/* Takes e out of memory (it is read again when needed). */
+static void forget(struct ws *w, struct ws_ent *e)
 {
     struct ws_ent **p = &w->tab[e->h & w->mask];
     while (*p != e)
@@ -567,8 +568,14 @@ static void evict(struct ws *w, struct ws_ent *e)
     lru_unlink(w, e);
     w->bytes -= ent_bytes(e);
     w->n--;
-    w->stats.evictions++;
     ent_free(e);
+}
+
+/* Drops e to keep the budget (counted). */
+static void evict(struct ws *w, struct ws_ent *e)
+{
+    w->stats.evictions++;
+    forget(w, e);
 }
 
 /* Event ids need no place in memory once written: a new id is told by the
@@ -577,7 +584,7 @@ static void drop_ids(struct ws *w)
 {
     for (size_t i = 0; i < w->n_ids_seen; i++)
         if (!w->ids_seen[i]->dirty)
-            evict(w, w->ids_seen[i]);
+            forget(w, w->ids_seen[i]); /* not an eviction: ids never stay */
     w->n_ids_seen = 0;
 }
 
