@@ -30,13 +30,12 @@ void ctx_init(struct mktd_ctx *ctx, struct engine *e, struct campaign *c, int64_
     ctx->depth = depth;
 }
 
-/* Keeps a copy of bytes alive until the callback returns. */
-static const char *keep(struct mktd_ctx *ctx, char *owned, size_t len)
+/* A copy of bytes, alive until the callback returns. */
+static const char *keep(struct mktd_ctx *ctx, const char *bytes, size_t len)
 {
     if (!ctx->base.pool)
         ctx->base.pool = json_array();
-    json_t *s = json_stringn_nocheck(owned, len);
-    free(owned);
+    json_t *s = json_stringn_nocheck(bytes, len);
     if (!s)
         return NULL;
     json_array_append_new(ctx->base.pool, s);
@@ -132,9 +131,7 @@ static int h_state_get(mktd_ctx *ctx, const char *user, const char *key, const c
         *len = n;
     if (!val) /* only whether it exists */
         return 0;
-    char *copy = xmalloc(n + 1);
-    memcpy(copy, v, n + 1);
-    *val = keep(ctx, copy, n);
+    *val = keep(ctx, v, n); /* one copy, kept until the callback returns */
     return *val ? 0 : -ENOMEM;
 }
 
@@ -241,7 +238,7 @@ static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const 
     int rc = io(ctx, ws_get_str(ctx->e->ws, WS_UNIQUE, ns, "", key, &owner, &n));
     if (rc < 0)
         return rc;
-    *campaign = keep(ctx, xstrdup(owner), n);
+    *campaign = keep(ctx, owner, n);
     return *campaign ? 0 : -ENOMEM;
 }
 
