@@ -182,6 +182,22 @@ static const char *const migrations[] = {
     "CREATE TABLE failed_timers (campaign TEXT NOT NULL, user TEXT NOT NULL, name TEXT NOT NULL,"
     "  due INTEGER NOT NULL, failed_at INTEGER NOT NULL, error TEXT NOT NULL,"
     "  PRIMARY KEY (campaign, user, name)) WITHOUT ROWID;",
+
+    /* 4: the tables of v1.1's reports, outputs and operations log, and an
+     * index that lets a frequency cap count a user's recent actions (spec
+     * 11). event_log: accepted input events kept for replay (spec 13);
+     * oplog: config loads, forget and export (spec 14); outputs: each
+     * webhook output's position in actions (spec 15). */
+    "CREATE INDEX actions_user_ts ON actions(user, ts);"
+    "CREATE TABLE event_log (seq INTEGER PRIMARY KEY, received_at INTEGER NOT NULL,"
+    "  id TEXT NOT NULL, type TEXT NOT NULL, user TEXT NOT NULL, ts INTEGER NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX event_log_received ON event_log(received_at);"
+    "CREATE TABLE oplog (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, op TEXT NOT NULL,"
+    "  who TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE TABLE outputs (id TEXT PRIMARY KEY, position INTEGER NOT NULL,"
+    "  delivered INTEGER NOT NULL DEFAULT 0, last_success INTEGER, last_error TEXT,"
+    "  last_error_at INTEGER) WITHOUT ROWID;",
 };
 
 const char *store_migration(int v)

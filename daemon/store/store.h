@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* The SQL that takes schema version v (0: an empty database) to v + 1;
  * NULL past the last. Tests build databases of older versions with it. */
