@@ -96,6 +96,16 @@ typedef struct mktd_profile {
 /* Flags passed to on_event and on_timer. */
 #define MKTD_F_ACTIVE 0x1u /* enabled, and ts within starts..ends */
 #define MKTD_F_MATCH 0x2u  /* ACTIVE, and the campaign's `when` holds (or it has none) */
+/* ABI 1.1: ACTIVE and `when` holds, but another campaign of this one's
+ * `group` has already recorded an action for this event or its chain; MATCH
+ * is clear. The campaign keeps its own bookkeeping (seen orders, refunds,
+ * redemptions) and records nothing for the event itself. */
+#define MKTD_F_EXCLUDED 0x4u
+
+/* ABI 1.1: what emit returns when a frequency cap (config `caps:`) keeps the
+ * action from being recorded. The plugin goes on as if it had not emitted
+ * (a 1.0 plugin gets 0). */
+#define MKTD_CAPPED 1
 
 /* Node kinds of the YAML config. */
 enum { MKTD_NODE_SCALAR = 1, MKTD_NODE_SEQ = 2, MKTD_NODE_MAP = 3 };
@@ -233,6 +243,24 @@ typedef struct mktd_host {
      * forgets every gauge: publish in on_load, then whenever it changes.
      * 0, -EINVAL for a bad name, -EPERM in init. */
     int (*gauge_set)(mktd_ctx *ctx, const char *name, int64_t value);
+    /* len random bytes for the action being decided (a coupon code): from
+     * the cryptographic source on one daemon; in cluster mode derived (an
+     * HMAC) from the event, so that a replayed partition decides alike.
+     * Prefer it to random_bytes for anything that ends up in an action. */
+    int (*random_for)(mktd_ctx *ctx, void *buf, size_t len);
+    /* Campaign-wide timers, not tied to a user (a group-buy's expiry):
+     * on_timer gets user NULL. Same rules as timer_set/timer_cancel. */
+    int (*timer_campaign_set)(mktd_ctx *ctx, const char *name, int64_t due);
+    int (*timer_campaign_cancel)(mktd_ctx *ctx, const char *name);
+    /* The campaign's state keys for user (NULL: campaign-wide) that start
+     * with prefix ("" for all), in byte order of the key, with their values
+     * (NUL-terminated, valid during the call): what the event has written
+     * so far included. A non-zero return from cb stops and is returned.
+     * -EPERM in init. Keep the lists short (a group's members, a user's
+     * points lots): each call reads them all. */
+    int (*state_iter)(mktd_ctx *ctx, const char *user, const char *prefix,
+                      int (*cb)(void *arg, const char *key, const char *val, size_t len),
+                      void *arg);
 } mktd_host;
 
 /* Plugin flags. */
@@ -263,6 +291,12 @@ typedef struct mktd_plugin {
     /* After a config holding this campaign is loaded (start or reload);
      * first is 1 when the campaign id is new to the database. May be NULL. */
     int (*on_load)(mktd_ctx *ctx, void *data, int first);
+    /* ABI 1.1: the user is forgotten (spec 14: `mktd forget`): rewrite
+     * every place of the campaign's own state that names user (a member
+     * list, a key of campaign-wide state) to pseudonym. The host has
+     * already deleted the user's own per-user state, counters and timers.
+     * May be NULL. A negative return fails the forget, undoing it all. */
+    int (*on_forget)(mktd_ctx *ctx, void *data, const char *user, const char *pseudonym);
 } mktd_plugin;
 
 /* The entry symbol every plugin exports. The host table outlives the plugin. */
