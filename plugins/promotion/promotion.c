@@ -421,10 +421,11 @@ static int promotion_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, u
         if (rc < 0)
             return rc;
     }
+    /* Excluded by its group (MKTD_F_EXCLUDED, MATCH clear): nothing is
+     * applied or remembered, and nothing noted, so that the explanation
+     * says `skipped` and who took the group. */
     if (flags & MKTD_F_MATCH)
         return apply(ctx, p, ev);
-    if (flags & MKTD_F_EXCLUDED)
-        host->note(ctx, "group taken: nothing applied");
     return 0;
 }
 

@@ -481,6 +481,39 @@ static void test_excluded_and_capped(void)
     mktd_mock_free(m);
 }
 
+/* The test kit's own groups and caps (spec 11). */
+static void test_group_and_caps(void)
+{
+    mktd_mock *m = mktd_mock_new();
+
+    add_ok(m, "a", "streak: 2\nreward: {from: a}\n");
+    add_ok(m, "b", "streak: 3\nreward: {from: b}\n");
+    mktd_mock_set_group(m, "a", "daily");
+    mktd_mock_set_group(m, "b", "daily");
+    for (int i = 0; i < 6; i++)
+        CHECK_INT(checkin(m, "u1", D0 + i * DAY_MS), 0);
+    /* day 2: a; day 3: b (a recorded nothing); day 4: a; day 6: a takes the
+     * group, b only counts its sixth day */
+    CHECK_STR(mktd_mock_dump(m, 0), "checkin.reward u1 {\"days\":2,\"reward\":{\"from\":\"a\"}}\n"
+                                    "checkin.reward u1 {\"days\":3,\"reward\":{\"from\":\"b\"}}\n"
+                                    "checkin.reward u1 {\"days\":4,\"reward\":{\"from\":\"a\"}}\n"
+                                    "checkin.reward u1 {\"days\":6,\"reward\":{\"from\":\"a\"}}\n");
+    CHECK_NOTE("run 6 on 2023-11-20: group taken, no reward");
+    CHECK_STR(run_state(m, "b", "u1"), "19681 6");
+    mktd_mock_free(m);
+
+    m = mktd_mock_new();
+    add_ok(m, "c", "streak: 1\n");
+    CHECK_INT(mktd_mock_set_caps(m, "[{id: weekly, kinds: [checkin.reward], max: 2, per: 7d}]"), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(checkin(m, "u1", D0 + i * DAY_MS), 0);
+    CHECK_NOTE("run 4 on 2023-11-18: checkin.reward capped");
+    CHECK_STR(mktd_mock_dump(m, 0), "checkin.reward u1 {\"days\":1,\"reward\":{}}\n"
+                                    "checkin.reward u1 {\"days\":2,\"reward\":{}}\n");
+    CHECK_STR(run_state(m, "c", "u1"), "19679 4");
+    mktd_mock_free(m);
+}
+
 /* A dry check-in answers and leaves the run as it was. */
 static void test_dry(void)
 {
@@ -506,23 +539,28 @@ static void test_dry(void)
 static void test_readme_example(void)
 {
     mktd_mock *m = mktd_mock_new();
-
-    add_ok(m, "daily-checkin", "streak: 3\nutc_offset: \"+08:00\"\nreward: {points: 30}\n");
     /* 2026-01-01T00:00:00Z = 08:00 local on the 1st */
     const int64_t J = 1767225600000LL;
-    CHECK_INT(checkin(m, "alice", J + 1 * HOUR_MS), 0);                /* 1st 09:00 */
-    CHECK_INT(checkin(m, "alice", J + 15 * HOUR_MS + 50 * MIN_MS), 0); /* 1st 23:50 */
-    CHECK_INT(checkin(m, "alice", J + 16 * HOUR_MS + 10 * MIN_MS), 0); /* 2nd 00:10 */
-    CHECK_INT(checkin(m, "alice", J + DAY_MS + 12 * HOUR_MS), 0);      /* 2nd 20:00 */
-    CHECK_INT(checkin(m, "alice", J + 2 * DAY_MS), 0);                 /* 3rd 08:00 */
-    CHECK_INT(checkin(m, "bob", J + 2 * DAY_MS + HOUR_MS), 0);         /* 3rd 09:00 */
-    CHECK_INT(checkin(m, "bob", J + 4 * DAY_MS), 0);                   /* 5th 08:00 */
-    CHECK_INT(checkin(m, "alice", J + 3 * DAY_MS), 0);                 /* 4th */
-    CHECK_INT(checkin(m, "alice", J + 4 * DAY_MS), 0);                 /* 5th */
-    CHECK_INT(checkin(m, "alice", J + 5 * DAY_MS), 0);                 /* 6th */
+
+    add_ok(m, "daily-checkin",
+           "streak: 3\nutc_offset: \"+08:00\"\nreward: {points: 30, label: \"3-day streak\"}\n");
+    CHECK_INT(checkin(m, "alice", J + 1 * HOUR_MS), 0);                           /* 1st 09:00 */
+    CHECK_INT(checkin(m, "alice", J + 15 * HOUR_MS + 50 * MIN_MS), 0);            /* 1st 23:50 */
+    CHECK_INT(checkin(m, "alice", J + 16 * HOUR_MS + 10 * MIN_MS), 0);            /* 2nd 00:10 */
+    CHECK_INT(checkin(m, "alice", J + DAY_MS + 12 * HOUR_MS), 0);                 /* 2nd 20:00 */
+    CHECK_INT(checkin(m, "alice", J + 2 * DAY_MS), 0);                            /* 3rd 08:00 */
+    CHECK_INT(checkin(m, "bob", J + 2 * DAY_MS + 15 * HOUR_MS + 30 * MIN_MS), 0); /* 3rd 23:30 */
+    CHECK_INT(checkin(m, "bob", J + 3 * DAY_MS + 16 * HOUR_MS + 30 * MIN_MS), 0); /* 5th 00:30 */
+    CHECK_INT(checkin(m, "alice", J + 3 * DAY_MS), 0);                            /* 4th 08:00 */
+    CHECK_INT(checkin(m, "alice", J + 4 * DAY_MS), 0);                            /* 5th 08:00 */
+    CHECK_INT(checkin(m, "alice", J + 2 * DAY_MS + 13 * HOUR_MS), 0);             /* 3rd 21:00 */
+    CHECK_NOTE("back-dated: 2026-01-03 is before the last counted day 2026-01-05");
+    CHECK_INT(checkin(m, "alice", J + 5 * DAY_MS), 0); /* 6th 08:00 */
     CHECK_STR(mktd_mock_dump(m, 0),
-              "checkin.reward alice {\"days\":3,\"reward\":{\"points\":30}}\n"
-              "checkin.reward alice {\"days\":6,\"reward\":{\"points\":30}}\n");
+              "checkin.reward alice {\"days\":3,\"reward\":{\"points\":30,\"label\":\"3-day "
+              "streak\"}}\n"
+              "checkin.reward alice {\"days\":6,\"reward\":{\"points\":30,\"label\":\"3-day "
+              "streak\"}}\n");
     CHECK_STR(run_state(m, "daily-checkin", "bob"), "20458 1");
     mktd_mock_free(m);
 }
@@ -539,6 +577,7 @@ int main(void)
     test_inactive();
     test_internal_ignored();
     test_excluded_and_capped();
+    test_group_and_caps();
     test_dry();
     test_readme_example();
     return check_done();

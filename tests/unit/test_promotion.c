@@ -631,7 +631,7 @@ static void test_excluded(void)
     exclude = 1;
     CHECK_INT(paid(m, "u1", 2000, "o2", 3000), 0);
     CHECK_INT(mktd_mock_count(m), 1);
-    CHECK_NOTE("group taken: nothing applied");
+    CHECK_STR(notes, ""); /* the engine explains it: skipped, group taken by ... */
     CHECK(!has_order(m, "p", "u1", "o2", NULL, 0));
     CHECK_INT(mktd_mock_counter(m, "p", NULL, "spent"), 500);
     CHECK_INT(mktd_mock_counter(m, "p", "u1", "applied"), 1);
@@ -686,6 +686,75 @@ static void test_capped(void)
     CHECK_INT(refunded(m, "u1", 4000, "o1", -1), 0);
     CHECK_INT(mktd_mock_count(m), 1);
     CHECK_NOTE("refund of order o1: nothing left to refund");
+    mktd_mock_free(m);
+}
+
+/* The test kit's own groups (spec 11): one discount per order among the
+ * group's campaigns, in config order; a campaign that records nothing
+ * (budget spent) leaves the group to the next. Refunds reverse whatever
+ * the group. */
+static void test_group(void)
+{
+    mktd_mock *m = mktd_mock_new();
+
+    add_ok(m, "a", "value: 500\nbudget: 500\n");
+    add_ok(m, "b", "percent: 10\n");
+    mktd_mock_set_group(m, "a", "checkout");
+    mktd_mock_set_group(m, "b", "checkout");
+    CHECK_INT(paid(m, "u1", 1000, "o1", 3000), 0);
+    CHECK_STR(mktd_mock_dump(m, 0),
+              "promotion.applied u1 {\"amount\":3000,\"discount\":500,\"order_id\":\"o1\"}\n");
+    /* a's note only: b notes nothing (the engine explains it as skipped) */
+    CHECK_STR(notes, "discount 500 on amount 3000\n");
+    CHECK(!has_order(m, "b", "u1", "o1", NULL, 0));
+    CHECK_INT(mktd_mock_counter(m, "b", NULL, "spent"), 0);
+    CHECK_INT(mktd_mock_counter(m, "b", "u1", "applied"), 0);
+    /* a's budget is spent: it records nothing, and b takes the order */
+    CHECK_INT(paid(m, "u2", 2000, "o2", 3000), 0);
+    CHECK_STR(mktd_mock_dump(m, 1),
+              "promotion.applied u2 {\"amount\":3000,\"discount\":300,\"order_id\":\"o2\"}\n");
+    /* refunds: each reverses its own */
+    CHECK_INT(refunded(m, "u1", 3000, "o1", -1), 0);
+    CHECK_STR(mktd_mock_dump(m, 2),
+              "promotion.reversed u1 {\"order_id\":\"o1\",\"discount\":500}\n");
+    CHECK_INT(refunded(m, "u2", 3000, "o2", -1), 0);
+    CHECK_STR(mktd_mock_dump(m, 3),
+              "promotion.reversed u2 {\"order_id\":\"o2\",\"discount\":300}\n");
+    /* the budget is back: a takes the group again */
+    CHECK_INT(paid(m, "u3", 4000, "o3", 3000), 0);
+    CHECK_STR(mktd_mock_dump(m, 4),
+              "promotion.applied u3 {\"amount\":3000,\"discount\":500,\"order_id\":\"o3\"}\n");
+    mktd_mock_free(m);
+}
+
+/* The test kit's own caps (spec 11): a capped promotion.applied is as if it
+ * had not been. */
+static void test_caps(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    const int64_t day = 86400000;
+
+    add_ok(m, "p", "value: 500\nbudget: 1000\nper_user_limit: 2\n");
+    CHECK_INT(mktd_mock_set_caps(m, "[{id: one-a-day, kinds: [promotion.applied], max: 1, "
+                                    "per: 1d}]"),
+              0);
+    CHECK_INT(paid(m, "u1", day, "o1", 3000), 0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    CHECK_INT(paid(m, "u1", day + 1000, "o2", 3000), 0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    CHECK_NOTE("promotion.applied capped: nothing counted");
+    CHECK(!has_order(m, "p", "u1", "o2", NULL, 0));
+    CHECK_INT(mktd_mock_counter(m, "p", NULL, "spent"), 500);
+    CHECK_INT(mktd_mock_counter(m, "p", "u1", "applied"), 1);
+    /* another user is not capped; the budget is then spent */
+    CHECK_INT(paid(m, "u2", day + 2000, "o3", 3000), 0);
+    CHECK_INT(mktd_mock_count(m), 2);
+    /* a reversal gives 500 back; o2 paid again two days on earns it */
+    CHECK_INT(refunded(m, "u2", day + 3000, "o3", -1), 0);
+    CHECK_INT(paid(m, "u1", 3 * day, "o2", 3000), 0);
+    CHECK_STR(mktd_mock_dump(m, 3),
+              "promotion.applied u1 {\"amount\":3000,\"discount\":500,\"order_id\":\"o2\"}\n");
+    CHECK_INT(mktd_mock_counter(m, "p", "u1", "applied"), 2);
     mktd_mock_free(m);
 }
 
@@ -793,6 +862,8 @@ int main(void)
     test_refund_inactive();
     test_excluded();
     test_capped();
+    test_group();
+    test_caps();
     test_dry();
     test_two_campaigns();
     test_readme_example();
