@@ -29,8 +29,6 @@
 
 #include <mktd/plugin.h>
 
-#define KEY_MAX 160 /* "o:" + an order id of at most 128 bytes */
-
 static const mktd_host *host;
 
 struct promotion {
@@ -168,23 +166,33 @@ static int promotion_on_load(mktd_ctx *ctx, void *data, int first)
 
 /* ---- order records ---- */
 
-static int order_key(char *buf, size_t size, const char *order_id)
+/* "o:<order_id>", malloc'd (an order id of another event type than
+ * order.paid may be of any length), or NULL. */
+static char *order_key(const char *order_id)
 {
-    int n = snprintf(buf, size, "o:%s", order_id);
-    return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
+    size_t n = strlen(order_id);
+    char *key = malloc(n + 3);
+
+    if (key) {
+        memcpy(key, "o:", 2);
+        memcpy(key + 2, order_id, n + 1);
+    }
+    return key;
 }
 
-/* 0 and *rec, -ENOENT, or another negative errno (a failed read fails the
- * event: it is never taken as absent). */
+/* 0 and *rec, -ENOENT, -EBADMSG for a record that does not read, or
+ * another negative errno (a failed read fails the event: it is never taken
+ * as absent). */
 static int order_get(mktd_ctx *ctx, const char *user, const char *order_id, struct order_rec *rec)
 {
-    char key[KEY_MAX];
+    char *key = order_key(order_id);
     const char *val = NULL;
-    int reversed;
+    int reversed, rc;
 
-    if (order_key(key, sizeof key, order_id) < 0)
-        return -ENOENT; /* too long to have been stored */
-    int rc = host->state_get(ctx, user, key, &val, NULL);
+    if (!key)
+        return -ENOMEM;
+    rc = host->state_get(ctx, user, key, &val, NULL);
+    free(key);
     if (rc < 0)
         return rc;
     if (!val || sscanf(val, "%" SCNd64 " %" SCNd64 " %" SCNd64 " %d", &rec->discount, &rec->amount,
@@ -197,16 +205,19 @@ static int order_get(mktd_ctx *ctx, const char *user, const char *order_id, stru
 static int order_put(mktd_ctx *ctx, const char *user, const char *order_id,
                      const struct order_rec *rec)
 {
-    char key[KEY_MAX], val[96];
-    int n;
+    char val[96];
+    char *key;
+    int n, rc;
 
-    if (order_key(key, sizeof key, order_id) < 0)
-        return -ENAMETOOLONG;
     n = snprintf(val, sizeof val, "%" PRId64 " %" PRId64 " %" PRId64 " %d", rec->discount,
                  rec->amount, rec->refunded, rec->reversed ? 1 : 0);
     if (n < 0 || (size_t)n >= sizeof val)
         return -EOVERFLOW;
-    return host->state_put(ctx, user, key, val, (size_t)n);
+    if (!(key = order_key(order_id)))
+        return -ENOMEM;
+    rc = host->state_put(ctx, user, key, val, (size_t)n);
+    free(key);
+    return rc;
 }
 
 /* ---- reversal ---- */
@@ -244,7 +255,12 @@ static int on_refund(mktd_ctx *ctx, const struct promotion *p, const mktd_event 
         host->note(ctx, "refund of order %s: nothing left to refund", order.s);
         return 0;
     }
-    if (host->prop(ctx, ev, "amount", &amount) == MKTD_T_INT) {
+    switch (host->prop(ctx, ev, "amount", &amount)) {
+    case MKTD_T_MISSING:
+        full = 1;
+        rec.refunded = rec.amount;
+        break;
+    case MKTD_T_INT:
         if (amount.i <= 0) {
             host->note(ctx, "refund of order %s: amount %" PRId64 " is not positive", order.s,
                        amount.i);
@@ -253,9 +269,10 @@ static int on_refund(mktd_ctx *ctx, const struct promotion *p, const mktd_event 
         /* a refund larger than what is left counts as what is left */
         full = amount.i >= left;
         rec.refunded = full ? rec.amount : rec.refunded + amount.i;
-    } else {
-        full = 1;
-        rec.refunded = rec.amount;
+        break;
+    default: /* an internal event's; an input refund's amount is checked */
+        host->note(ctx, "refund of order %s: amount is not an integer", order.s);
+        return 0;
     }
     if (!full) {
         host->note(ctx,

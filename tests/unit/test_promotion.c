@@ -89,6 +89,46 @@ static int noted(const char *what)
             fprintf(stderr, "  wanted note '%s' in:\n%s\n", what, notes);                          \
     } while (0)
 
+/* ---- a second plugin: on "tick" it records an order.refunded action of
+ * o1 whose amount is not an integer ---- */
+
+static const mktd_host *emitter_host;
+
+static int emitter_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
+{
+    mktd_obj *o;
+    (void)data;
+    if (!(flags & MKTD_F_MATCH) || strcmp(ev->type, "tick") != 0)
+        return 0;
+    o = emitter_host->obj_new(ctx);
+    emitter_host->obj_str(o, "order_id", "o1");
+    emitter_host->obj_json(o, "amount", "1.5");
+    return emitter_host->emit(ctx, "order.refunded", ev->user, o);
+}
+
+static int emitter_init(mktd_ctx *ctx, const mktd_node *params, void **data)
+{
+    (void)ctx;
+    (void)params;
+    *data = NULL;
+    return 0;
+}
+
+static const mktd_plugin emitter_plugin = {
+    .abi_version = MKTD_ABI_VERSION,
+    .struct_size = sizeof(mktd_plugin),
+    .name = "emitter",
+    .version = "test",
+    .init = emitter_init,
+    .on_event = emitter_on_event,
+};
+
+static const mktd_plugin *emitter_entry(const mktd_host *host)
+{
+    emitter_host = host;
+    return &emitter_plugin;
+}
+
 /* ---- helpers ---- */
 
 static int ev_seq;
@@ -206,7 +246,7 @@ static int count_lines(const char *s)
 static int has_order(mktd_mock *m, const char *campaign, const char *user, const char *order,
                      char *val, size_t size)
 {
-    char key[160];
+    char key[512];
     const char *v = NULL;
     size_t len = 0;
     snprintf(key, sizeof key, "o:%s", order);
@@ -345,6 +385,33 @@ static void test_other_events(void)
     CHECK_INT(play(m, "checkout", "u1", 1000, "{\"amount\":-5}"), 0);
     CHECK_NOTE("amount -5 is negative");
     CHECK_INT(mktd_mock_count(m), 2);
+    CHECK_INT(mktd_mock_counter(m, "p", NULL, "spent"), 500);
+
+    /* an order id longer than order.paid allows (any length elsewhere) */
+    {
+        char id[400], props[600], want[800];
+        memset(id, 'x', 300);
+        id[300] = '\0';
+        snprintf(props, sizeof props, "{\"order_id\":\"%s\",\"amount\":1000}", id);
+        CHECK_INT(play(m, "checkout", "u1", 2000, props), 0);
+        snprintf(want, sizeof want, "{\"amount\":1000,\"discount\":100,\"order_id\":\"%s\"}", id);
+        CHECK_STR(last(m)->payload, want);
+        CHECK(has_order(m, "p", "u1", id, NULL, 0));
+        CHECK_INT(play(m, "checkout", "u1", 2000, props), 0);
+        CHECK_INT(mktd_mock_count(m), 3);
+        snprintf(want, sizeof want, "order %s already applied", id);
+        CHECK_NOTE(want);
+    }
+    mktd_mock_free(m);
+
+    /* an internal refund whose amount is not an integer reverses nothing */
+    m = mktd_mock_new();
+    add_ok(m, "p", "value: 500\n");
+    CHECK_INT(mktd_mock_add(m, emitter_entry, "em", NULL), 0);
+    CHECK_INT(paid(m, "u1", 1000, "o1", 3000), 0);
+    CHECK_INT(play(m, "tick", "u1", 2000, NULL), 0);
+    CHECK_STR(mktd_mock_dump(m, 1), "order.refunded u1 {\"order_id\":\"o1\",\"amount\":1.5}\n");
+    CHECK_NOTE("refund of order o1: amount is not an integer");
     CHECK_INT(mktd_mock_counter(m, "p", NULL, "spent"), 500);
     mktd_mock_free(m);
 }
