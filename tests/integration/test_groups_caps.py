@@ -198,3 +198,67 @@ def test_check_refuses_group_on_referral_and_reactivation():
     assert r.returncode != 0
     assert "campaign ref: group: a referral campaign cannot be in a group" in r.stderr, r.stderr
     assert "campaign wb: group: a reactivation campaign cannot be in a group" in r.stderr, r.stderr
+
+
+def test_check_warns_about_typos_and_values_that_never_match():
+    camps = """
+- id: typo
+  plugin: coupon
+  when:
+    event: order.payed
+    all:
+      - {field: user.orders, op: eq, value: "1"}
+  params: {value: 100, valid_for: 1d}
+- id: big
+  plugin: coupon
+  when:
+    event: order.paid
+    all:
+      - {field: props.amount, op: gte, value: "10000"}
+      - {field: props.order_id, op: in, value: [a, 7]}
+      - {field: user.spent, op: gte, value: 10000}
+  params: {value: 100, valid_for: 1d}
+"""
+    top = "caps:\n  - {id: t, kinds: [coupon.issued, coupon.isued, referral.reward], max: 1, per: 1d}"
+    d = Daemon(camps, start=False, top=top)
+    r = mktd("check", "-c", d.config)
+    assert r.returncode == 0, r.stderr  # warnings only
+    assert "ok, 2 campaigns, 6 warnings" in r.stdout, r.stdout
+    w = r.stderr.splitlines()
+    c = d.config
+    # the line numbers are the generated file's: find them
+    lines = open(c).read().splitlines()
+
+    def at(text, col_of):
+        n = next(i for i, ln in enumerate(lines) if text in ln)
+        return f"{c}:{n + 1}:{lines[n].index(col_of) + 1}: warning: "
+
+    assert at("order.payed", "order.payed") + (
+        "when.event 'order.payed' is neither an event the built-in plugins use nor an action "
+        "kind of a configured plugin; did you mean 'order.paid'?") in w, w
+    assert at('value: "1"', '"1"') + (
+        'campaign typo: user.orders is an integer, so the string "1" never matches it '
+        "(write the number without quotes)") in w, w
+    assert at('value: "10000"', '"10000"') + (
+        'campaign big: props.amount is an integer, so the string "10000" never matches it '
+        "(write the number without quotes)") in w, w
+    assert at("[a, 7]", "7]") + (
+        "campaign big: props.order_id is a string, so this value never matches it") in w, w
+    assert at("coupon.isued", "coupon.isued") + (
+        "caps: kind 'coupon.isued' is not an action kind of any configured plugin; did you "
+        "mean 'coupon.issued'?") in w, w
+    assert at("referral.reward", "referral.reward") + (
+        "caps: kind 'referral.reward' is recorded by the plugin referral, which no campaign "
+        "uses") in w, w
+    # the daemon logs the same warnings when it starts
+    d.start()
+    d.stop()
+    assert "did you mean 'order.paid'?" in d.log(), d.log()
+
+
+def test_bundled_config_checks_without_warnings():
+    import os
+    from harness import SRC
+    r = mktd("check", "-c", os.path.join(SRC, "config", "mktd.yaml"), cwd=SRC)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr and "warning" not in r.stdout, r.stderr
