@@ -262,3 +262,21 @@ def test_bundled_config_checks_without_warnings():
     r = mktd("check", "-c", os.path.join(SRC, "config", "mktd.yaml"), cwd=SRC)
     assert r.returncode == 0, r.stderr
     assert "warning" not in r.stderr and "warning" not in r.stdout, r.stderr
+
+
+def test_checkout_example_plays_as_documented():
+    # docs/checkout.md's table: the worked example of groups and caps
+    import os
+    from harness import SRC
+    ex = os.path.join(SRC, "config", "examples")
+    r = mktd("simulate", "-c", os.path.join(ex, "checkout.yaml"),
+             os.path.join(ex, "checkout-events.ndjson"), cwd=SRC)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(ln) for ln in r.stdout.splitlines()]
+    assert [(a["event_id"], a["campaign"], a["user"]) for a in rows] == [
+        ("e1", "big-basket", "ann"), ("e1", "thank-you", "ann"),
+        ("e2", "first-order", "bob"), ("e2", "thank-you", "bob"),
+        ("e4", "big-basket", "ann"), ("e4", "thank-you", "ann")], rows
+    assert all(a["kind"] == "coupon.issued" for a in rows)
+    c = mktd("check", "-c", os.path.join(ex, "checkout.yaml"), cwd=SRC)
+    assert c.returncode == 0 and "warning" not in c.stderr, c.stderr
