@@ -862,8 +862,10 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
         ctx.base.notes = json_array();
     e->failed = NULL;
     groups_reset(e); /* the timer's chain is a chain of its own */
-    /* a campaign-wide timer (timer_campaign_set) is a timer of user "" */
-    int rc = c->mod->d.on_timer(&ctx, c->data, r->user[0] ? r->user : NULL, r->name, r->due, flags);
+    /* a campaign-wide timer is a timer of user "": a 1.1 plugin gets NULL
+     * for it, a 1.0 plugin "" as it always did */
+    const char *user = r->user[0] || MKTD_ABI_MINOR_OF(c->mod->d.abi_version) < 1 ? r->user : NULL;
+    int rc = c->mod->d.on_timer(&ctx, c->data, user, r->name, r->due, flags);
     if (rc >= 0 && !e->io_failed && explaining(e))
         timer_decided(e, c, r, flags, (int)(e->n_act - amark), &ctx.base);
     ctx_base_reset(&ctx.base);
