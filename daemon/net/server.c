@@ -21,7 +21,9 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +41,10 @@
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "net/auth.h"
 #include "net/ingest.h"
 #include "net/metrics.h"
+#include "net/tls.h"
 #include "store/dblock.h"
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
@@ -69,6 +73,16 @@ struct conn {
     int paused;       /* not reading: client is not reading its answers */
     int busy;         /* inside conn_read_lines: do not free */
     struct conn *prev, *next;
+    /* spec 14: who it is */
+    int tls;                /* accepted on a tls: listener */
+    int need_auth;          /* its first line must be {"auth":"TOKEN"} */
+    int rejected;           /* failed to authenticate: answered, then closed */
+    struct auth_wait *wait; /* its unauthorized answer, held back */
+    char token[129];        /* the token's name once authenticated ("": none) */
+    unsigned char hash[32]; /* its SHA-256 (by_cert: unused) */
+    int by_cert;            /* authenticated by a client certificate's CN */
+    char peer[64];          /* address, for the log and the throttle */
+    int port;
 };
 
 struct http_req {
@@ -83,8 +97,12 @@ struct server {
     struct dblock *lock; /* one daemon per database */
     struct engine *eng;
     struct evconnlistener **ls;
+    unsigned char *ls_kind; /* per listener: LS_* */
     size_t n_ls;
     struct evhttp *http;
+    struct evhttp *metrics_http; /* daemon.metrics: /metrics and /v1/health, no auth */
+    struct auth_gate auth;       /* daemon.auth: tokens, failed attempts */
+    SSL_CTX *tls_ctx;            /* daemon.tls, once loaded */
     struct conn *conns;
     int n_conns;
     int listeners_off;
@@ -279,7 +297,7 @@ static void take_line(struct sink *k, const char *line, size_t len)
     struct server *s = k->srv;
     int was_open = engine_batch_size(s->eng) > 0;
     uint64_t fails = store_write_failures(s->st, NULL, NULL);
-    enum ingest_status st = ingest_line(s->eng, line, len, k->flags, k->pending);
+    enum ingest_status st = ingest_line(s->eng, line, len, k->flags | INGEST_LIVE, k->pending);
     if (store_write_failures(s->st, NULL, NULL) != fails)
         db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
@@ -343,6 +361,9 @@ static void conn_free(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    auth_wait_cancel(&s->auth, c->wait);
+    if (c->tls && !c->dead)
+        tls_close_notify(c->bev);
     bufferevent_free(c->bev);
     evbuffer_free(c->sink.pending);
     free(c);
@@ -377,6 +398,136 @@ static void take_frame(struct sink *k, enum frame fr, const char *line, size_t l
     }
 }
 
+/* ---- who a connection is (spec 14; the rules live in net/auth.c) ---- */
+
+/* INGEST_* flags for what a token's scopes allow of events. */
+static unsigned scope_flags(unsigned scopes)
+{
+    if (scopes & AUTH_EVENTS)
+        return 0;
+    return scopes & AUTH_DRY ? INGEST_DRY_ONLY : INGEST_NO_EVENTS;
+}
+
+static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
+{
+    c->need_auth = 0;
+    c->by_cert = by_cert;
+    snprintf(c->token, sizeof(c->token), "%s", t->name);
+    memcpy(c->hash, t->hash, sizeof(c->hash));
+    c->sink.flags = scope_flags(t->scopes);
+    log_debug("connection from %s port %d: authenticated as %s%s", c->peer, c->port, t->name,
+              by_cert ? " (client certificate)" : "");
+}
+
+/* The held-back (or immediate) answer to a failed attempt: then closed. */
+static void conn_reject(void *arg)
+{
+    static const char no[] = "{\"status\":\"error\",\"error\":\"unauthorized\"}\n";
+    struct conn *c = arg;
+    c->wait = NULL;
+    if (c->dead) {
+        conn_maybe_close(c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_write(c->bev, no, sizeof(no) - 1);
+    c->closing = 1;
+    conn_maybe_close(c);
+}
+
+static void conn_fail(struct conn *c, const char *what)
+{
+    struct server *s = c->sink.srv;
+    c->need_auth = 0;
+    c->rejected = 1;
+    bufferevent_disable(c->bev, EV_READ);
+    c->wait =
+        auth_gate_fail(&s->auth, c->peer, c->port, c->tls ? "tls" : "tcp", what, conn_reject, c);
+}
+
+/* The first line of a connection that must authenticate. */
+static void conn_auth_line(struct conn *c, enum frame fr, const char *line, size_t len)
+{
+    struct server *s = c->sink.srv;
+    static const char head[] = "{\"status\":\"ok\",\"auth\":";
+    if (fr == FRAME_LINE) {
+        size_t n = len;
+        while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+            n--;
+        size_t i = 0;
+        while (i < n && (line[i] == ' ' || line[i] == '\t'))
+            i++;
+        if (i == n)
+            return; /* a blank line before it */
+    }
+    char *tok = NULL;
+    const struct auth_token *t = NULL;
+    if (fr == FRAME_LINE && auth_line_token(line, len, &tok) == 0) {
+        t = auth_token_check(s->auth.tokens, tok, strlen(tok));
+        OPENSSL_cleanse(tok, strlen(tok));
+        free(tok);
+        if (!t) {
+            conn_fail(c, "unknown token");
+            return;
+        }
+    }
+    if (!t) {
+        conn_fail(c, fr == FRAME_LINE ? "the first line is not {\"auth\":\"TOKEN\"}"
+                                      : "the first line is too long");
+        return;
+    }
+    conn_authed(c, t, 0);
+    struct sbuf b = {0};
+    sb_str(&b, head);
+    sb_json_str(&b, t->name, strlen(t->name));
+    sb_str(&b, "}\n");
+    bufferevent_write(c->bev, b.s, b.len);
+    sb_free(&b);
+}
+
+/* A TLS handshake is done: a verified client certificate names its token. */
+static void conn_tls_identity(struct conn *c)
+{
+    struct server *s = c->sink.srv;
+    char cn[256];
+    if (!c->need_auth)
+        return;
+    const struct auth_token *t = auth_gate_cert(&s->auth, c->bev, cn, sizeof(cn));
+    if (t) {
+        conn_authed(c, t, 1);
+    } else if (cn[0]) {
+        char what[320];
+        snprintf(what, sizeof(what), "client certificate CN '%s' names no token", cn);
+        conn_fail(c, what);
+    }
+}
+
+/* After a reload: connections follow their token's new scopes; one whose
+ * token is gone is closed once its answers are out. */
+static void conns_recheck(struct server *s)
+{
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (!c->token[0] || c->dead || c->rejected)
+            continue;
+        const struct auth_token *t = c->by_cert ? auth_token_named(s->auth.tokens, c->token)
+                                                : auth_token_by_hash(s->auth.tokens, c->hash);
+        if (t && strcmp(t->name, c->token) == 0) {
+            c->sink.flags = scope_flags(t->scopes);
+            continue;
+        }
+        log_warn("connection from %s port %d: token %s is no longer in the tokens file; closed",
+                 c->peer, c->port, c->token);
+        c->token[0] = 0;
+        c->rejected = 1;
+        c->closing = 1;
+        bufferevent_disable(c->bev, EV_READ);
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_maybe_close(c);
+    }
+}
+
 /* Takes every line the connection has buffered (at end of stream, the last
  * one without its newline too), unless its client is behind on answers. */
 static void conn_read_lines(struct conn *c, int eof)
@@ -384,7 +535,7 @@ static void conn_read_lines(struct conn *c, int eof)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     c->fr.max = cfg_of(c->sink.srv)->max_event_bytes;
     c->busy++;
-    while (!c->dead) {
+    while (!c->dead && !c->rejected) {
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH) {
             if (!c->paused) {
                 c->paused = 1;
@@ -399,7 +550,12 @@ static void conn_read_lines(struct conn *c, int eof)
             break;
         const char *line =
             fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
-        take_frame(&c->sink, fr, line, len);
+        if (c->need_auth)
+            conn_auth_line(c, fr, line, len);
+        else
+            take_frame(&c->sink, fr, line, len);
+        if (c->rejected)
+            break; /* the input was dropped */
         evbuffer_drain(in, drain);
     }
     c->busy--;
@@ -426,6 +582,15 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* a TLS handshake is done */
+        conn_tls_identity(c);
+        return;
+    }
+    if (c->tls && (what & BEV_EVENT_ERROR)) {
+        char why[256];
+        log_info("tls connection from %s port %d: %s", c->peer, c->port,
+                 tls_bev_error(bev, why, sizeof(why)));
+    }
     if (what & BEV_EVENT_EOF) {
         c->closing = 1;
         bufferevent_disable(bev, EV_READ);
@@ -467,6 +632,23 @@ static void conn_flush(struct sink *k)
     conn_maybe_close(c);
 }
 
+enum { LS_TCP, LS_UNIX, LS_TLS };
+
+static void peer_name(const struct sockaddr *sa, int len, char *buf, size_t buflen, int *port)
+{
+    *port = 0;
+    snprintf(buf, buflen, "unix");
+    if (sa && sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const void *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, buf, buflen);
+        *port = ntohs(in->sin_port);
+    } else if (sa && sa->sa_family == AF_INET6 && len >= (int)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, buf, buflen);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
 {
@@ -475,11 +657,26 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         evutil_closesocket(fd);
         return;
     }
+    int kind = LS_TCP;
+    for (size_t i = 0; i < s->n_ls; i++)
+        if (s->ls[i] == l)
+            kind = s->ls_kind[i];
+    struct bufferevent *bev = kind == LS_TLS
+                                  ? tls_bev_accept(s->base, s->tls_ctx, fd)
+                                  : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        log_error("accept: cannot set up the connection%s", kind == LS_TLS ? " (tls)" : "");
+        evutil_closesocket(fd);
+        return;
+    }
     struct conn *c = xcalloc(1, sizeof(*c));
     c->sink.srv = s;
     c->sink.pending = evbuffer_new();
     c->sink.flush = conn_flush;
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = bev;
+    c->tls = kind == LS_TLS;
+    c->need_auth = kind != LS_UNIX && s->auth.tokens;
+    peer_name(sa, len, c->peer, sizeof(c->peer), &c->port);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -597,6 +794,8 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     int on = 1;
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_listener_enable, &on);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_listener_enable, &on);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -614,6 +813,8 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     int off = 0;
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_listener_enable, &off);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_listener_enable, &off);
     struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
     evtimer_add(s->accept_retry_ev, &tv);
 }
@@ -636,9 +837,31 @@ static int unix_socket_live(const struct addr *a)
     return -e;
 }
 
+/* daemon.socket_mode and socket_group on a Unix socket we bound. */
+static int socket_perms(const struct config *cfg, const char *path)
+{
+    if (cfg->socket_mode && chmod(path, (mode_t)cfg->socket_mode) < 0) {
+        log_error("socket_mode %04o on %s: %s", (unsigned)cfg->socket_mode, path, strerror(errno));
+        return -1;
+    }
+    if (cfg->socket_group) {
+        struct group *g = getgrnam(cfg->socket_group);
+        if (!g) {
+            log_error("socket_group: no group named '%s'", cfg->socket_group);
+            return -1;
+        }
+        if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+            log_error("socket_group %s on %s: %s", cfg->socket_group, path, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int listen_all(struct server *s, const struct config *cfg)
 {
     s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
+    s->ls_kind = xcalloc(cfg->n_listen, 1);
     for (size_t i = 0; i < cfg->n_listen; i++) {
         struct addr a;
         char err[256];
@@ -656,6 +879,7 @@ static int listen_all(struct server *s, const struct config *cfg)
                 close(fd);
                 return -EIO;
             }
+            s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX : a.tls ? LS_TLS : LS_TCP;
             s->ls[s->n_ls++] = l;
             log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
             continue;
@@ -688,7 +912,10 @@ static int listen_all(struct server *s, const struct config *cfg)
             log_error("listen %s: %s", cfg->listen[i], strerror(errno));
             return -errno;
         }
+        s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX : a.tls ? LS_TLS : LS_TCP;
         s->ls[s->n_ls++] = l;
+        if (a.family == AF_UNIX && socket_perms(cfg, a.un.sun_path) < 0)
+            return -EPERM;
         log_info("listening on %s", cfg->listen[i]);
     }
     return 0;
@@ -744,11 +971,15 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 413, "body larger than max_http_body");
         return;
     }
+    unsigned scopes;
+    if (!auth_gate_http(&s->auth, req, AUTH_EVENTS | AUTH_DRY, &scopes))
+        return; /* answered: 401 or 403 */
     int flags = http_flags(req);
     if (flags < 0) {
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");
         return;
     }
+    flags |= (int)scope_flags(scopes);
     struct http_req h = {.sink = {.srv = s,
                                   .pending = evbuffer_new(),
                                   .flush = http_flush,
@@ -775,9 +1006,8 @@ static void http_events(struct evhttp_request *req, void *arg)
     evbuffer_free(h.sink.pending);
 }
 
-static void http_health(struct evhttp_request *req, void *arg)
+static void health_reply(struct server *s, struct evhttp_request *req)
 {
-    struct server *s = arg;
     struct sbuf j = {0};
     const char *status = s->stopping ? "stopping" : s->unwritable ? "unwritable" : "ok";
     sb_fmt(&j, "{\"status\":\"%s\"", status);
@@ -796,9 +1026,9 @@ static void http_health(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-static void http_metrics(struct evhttp_request *req, void *arg)
+static void metrics_reply(struct server *s, struct evhttp_request *req)
 {
-    struct server *s = arg;
+    s->m.auth_failures = s->auth.failures;
     if (engine_batch_size(s->eng))
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
@@ -809,13 +1039,65 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* GET /v1/health and /metrics need scope read on the main HTTP address,
+ * nothing on daemon.metrics. */
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    unsigned scopes;
+    if (auth_gate_http(&s->auth, req, AUTH_READ, &scopes))
+        health_reply(s, req);
+}
+
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    unsigned scopes;
+    if (auth_gate_http(&s->auth, req, AUTH_READ, &scopes))
+        metrics_reply(s, req);
+}
+
+static void open_health(struct evhttp_request *req, void *arg)
+{
+    health_reply(arg, req);
+}
+
+static void open_metrics(struct evhttp_request *req, void *arg)
+{
+    metrics_reply(arg, req);
+}
+
+/* daemon.metrics: an HTTP address of its own for scraping, without auth. */
+static int metrics_start(struct server *s, const struct config *cfg)
+{
+    char host[256];
+    int port;
+    if (!cfg->metrics)
+        return 0;
+    if (addr_host_port(cfg->metrics, host, sizeof(host), &port) < 0) {
+        log_error("metrics %s: expected HOST:PORT", cfg->metrics);
+        return -EINVAL;
+    }
+    s->metrics_http = evhttp_new(s->base);
+    evhttp_set_allowed_methods(s->metrics_http, EVHTTP_REQ_GET);
+    evhttp_set_cb(s->metrics_http, "/v1/health", open_health, s);
+    evhttp_set_cb(s->metrics_http, "/metrics", open_metrics, s);
+    if (!evhttp_bind_socket_with_handle(s->metrics_http, host, (ev_uint16_t)port)) {
+        log_error("metrics %s: cannot bind: %s", cfg->metrics, strerror(errno));
+        return -EIO;
+    }
+    log_info("metrics on %s", cfg->metrics);
+    return 0;
+}
+
 static int http_start(struct server *s, const struct config *cfg)
 {
     if (!cfg->http)
         return 0;
     char host[256];
-    int port;
-    if (addr_host_port(cfg->http, host, sizeof(host), &port) < 0) {
+    int port, https;
+    const char *hp = config_http_hostport(cfg->http, &https);
+    if (addr_host_port(hp, host, sizeof(host), &port) < 0) {
         log_error("http %s: expected HOST:PORT", cfg->http);
         return -EINVAL;
     }
@@ -825,9 +1107,11 @@ static int http_start(struct server *s, const struct config *cfg)
     evhttp_set_cb(s->http, "/v1/events", http_events, s);
     evhttp_set_cb(s->http, "/v1/health", http_health, s);
     evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    if (https)
+        evhttp_set_bevcb(s->http, tls_http_bevcb, &s->tls_ctx);
     char spec[300], err[256];
     struct addr a;
-    snprintf(spec, sizeof(spec), "tcp:%s", cfg->http);
+    snprintf(spec, sizeof(spec), "tcp:%s", hp);
     int fd = addr_parse(spec, &a, err, sizeof(err)) == 0 ? activation_take(s, &a) : -1;
     if (fd >= 0) {
         if (!evhttp_accept_socket_with_handle(s->http, fd)) {
@@ -876,6 +1160,12 @@ static int reload_allowed(struct server *s, const struct config *nc)
         what = "listen";
     else if (!same_str(oc->http, nc->http))
         what = "http";
+    else if (!same_str(oc->metrics, nc->metrics))
+        what = "metrics";
+    else if (!oc->tokens_file != !nc->tokens_file)
+        what = "auth"; /* turning auth on or off */
+    else if (!oc->tls_cert != !nc->tls_cert)
+        what = "tls";
     if (what) {
         log_error("reload refused: `%s` changed; that needs a restart", what);
         return 0;
@@ -895,6 +1185,24 @@ static int reload_allowed(struct server *s, const struct config *nc)
     return 1;
 }
 
+/* The tokens file and the TLS context of a config, read before anything
+ * is swapped in: a bad one fails the reload as a bad config does. */
+static int reload_security(const struct config *nc, struct auth_tokens **tok, SSL_CTX **tls,
+                           struct errs *errs)
+{
+    char err[512];
+    if (nc->tokens_file && !(*tok = auth_tokens_load(nc->tokens_file, err, sizeof(err)))) {
+        errs_add(errs, "%s", err);
+        return -1;
+    }
+    if (nc->tls_cert &&
+        !(*tls = tls_server_ctx(nc->tls_cert, nc->tls_key, nc->tls_client_ca, err, sizeof(err)))) {
+        errs_add(errs, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void reload(struct server *s)
 {
     if (s->stopping) {
@@ -907,12 +1215,16 @@ static void reload(struct server *s)
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
     struct world *w = NULL;
-    if (nc && reload_allowed(s, nc))
+    SSL_CTX *ntls = NULL;
+    struct auth_tokens *ntok = NULL;
+    if (nc && reload_allowed(s, nc) && reload_security(nc, &ntok, &ntls, &errs) == 0)
         w = world_build(nc, &errs);
     if (!w) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.msg[i]);
         log_error("reload failed; the running config stays");
+        auth_tokens_free(ntok);
+        SSL_CTX_free(ntls);
         if (nc)
             config_free(nc);
         errs_free(&errs);
@@ -926,8 +1238,24 @@ static void reload(struct server *s)
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("reload failed: %s; the running config stays", err);
         world_free(w);
+        auth_tokens_free(ntok);
+        SSL_CTX_free(ntls);
         s->m.reloads_failed++;
     } else {
+        /* the tokens file and the certificate are read again */
+        auth_tokens_free(s->auth.tokens);
+        s->auth.tokens = ntok;
+        conns_recheck(s);
+        if (ntls) {
+            SSL_CTX_free(s->tls_ctx); /* connections hold their own reference */
+            s->tls_ctx = ntls;
+        }
+        for (size_t i = 0; i < nc->n_listen; i++) {
+            struct addr a;
+            char aerr[256];
+            if (addr_parse(nc->listen[i], &a, aerr, sizeof(aerr)) == 0 && a.family == AF_UNIX)
+                socket_perms(nc, a.un.sun_path);
+        }
         log_level = nc->log_level;
         engine_set_memory(s->eng, (size_t)nc->working_set);
         if (nc->sync_full != s->sync_full) {
@@ -1089,10 +1417,24 @@ int server_run(const char *config_path)
     event_add(s->sig_int, NULL);
     s->sync_full = cfg->sync_full;
     metrics_init(&s->m, s->eng, s->st);
+    auth_gate_init(&s->auth, s->base);
+    {
+        struct errs serr = {0};
+        int src = reload_security(cfg, &s->auth.tokens, &s->tls_ctx, &serr);
+        for (size_t i = 0; i < serr.n; i++)
+            log_error("%s", serr.msg[i]);
+        errs_free(&serr);
+        if (src < 0)
+            goto out;
+        if (s->auth.tokens)
+            log_info("auth: %zu tokens from %s", s->auth.tokens->n, cfg->tokens_file);
+    }
     activation_init(s);
     int lrc = listen_all(s, cfg);
     if (lrc == 0)
         lrc = http_start(s, cfg);
+    if (lrc == 0)
+        lrc = metrics_start(s, cfg);
     activation_done(s);
     if (lrc < 0)
         goto out;
@@ -1101,6 +1443,8 @@ int server_run(const char *config_path)
         evconnlistener_set_error_cb(s->ls[i], accept_error_cb);
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
     /* from now on a lock held outside mktd fails a batch quickly */
@@ -1122,13 +1466,18 @@ int server_run(const char *config_path)
     code = 0;
     log_info("stopped");
 out:
+    auth_gate_free(&s->auth); /* answers held back go out now */
     while (s->conns)
         conn_free(s->conns);
     for (size_t i = 0; i < s->n_ls; i++)
         evconnlistener_free(s->ls[i]);
     free(s->ls);
+    free(s->ls_kind);
     if (s->http)
         evhttp_free(s->http);
+    if (s->metrics_http)
+        evhttp_free(s->metrics_http);
+    SSL_CTX_free(s->tls_ctx);
     struct event *evs[] = {s->commit_ev,   s->timer_ev,        s->stop_ev,
                            s->watchdog_ev, s->accept_retry_ev, s->probe_ev,
                            s->sig_hup,     s->sig_term,        s->sig_int};
