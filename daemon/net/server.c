@@ -47,9 +47,10 @@
 #include "net/tls.h"
 #include "store/dblock.h"
 
-#define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
-#define OUT_LOW (1u << 20)  /* and resume below this */
-#define STOP_FLUSH_MS 4000  /* on stop, time given to clients to take their answers */
+#define OUT_HIGH (4u << 20)    /* stop reading a client with this much unread */
+#define OUT_LOW (1u << 20)     /* and resume below this */
+#define STOP_FLUSH_MS 4000     /* on stop, time given to clients to take their answers */
+#define AUTH_LINE_TIMEOUT_S 10 /* from accept to the auth line (and a TLS handshake) */
 
 struct server;
 
@@ -83,6 +84,9 @@ struct conn {
     int by_cert;            /* authenticated by a client certificate's CN */
     char peer[64];          /* address, for the log and the throttle */
     int port;
+    int eof;              /* the peer finished sending */
+    int shut;             /* rejected: our side is shut, lingering */
+    struct event *linger; /* rejected: the longest we wait for the peer to go */
 };
 
 struct http_req {
@@ -362,7 +366,9 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     auth_wait_cancel(&s->auth, c->wait);
-    if (c->tls && !c->dead)
+    if (c->linger)
+        event_free(c->linger);
+    if (c->tls && !c->dead && !c->shut)
         tls_close_notify(c->bev);
     bufferevent_free(c->bev);
     evbuffer_free(c->sink.pending);
@@ -376,10 +382,52 @@ static void conn_free(struct conn *c)
     }
 }
 
+#define LINGER_MS 2000
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_maybe_close(struct conn *c);
+
+/* A rejected connection: once its last answer is out, our side is shut
+ * (TLS: close_notify, then FIN) and what the peer still sends is read and
+ * dropped until it goes (or LINGER_MS pass). Closing with unread input
+ * would reset the connection, and the peer could lose the answer. */
+static void conn_linger(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (c->wait || evbuffer_get_length(bufferevent_get_output(c->bev)))
+        return; /* the answer is held back, or not written yet */
+    if (c->eof) {
+        conn_free(c);
+        return;
+    }
+    if (c->shut)
+        return;
+    c->shut = 1;
+    if (c->tls)
+        tls_close_notify(c->bev);
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_enable(c->bev, EV_READ);
+    c->linger = evtimer_new(c->sink.srv->base, linger_cb, c);
+    struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+    evtimer_add(c->linger, &tv);
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    c->dead = 1;
+    conn_maybe_close(c);
+}
+
 static void conn_maybe_close(struct conn *c)
 {
     if (c->sink.dirty || c->busy)
         return;
+    if (c->rejected && !c->dead) {
+        conn_linger(c);
+        return;
+    }
     if (c->dead || (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
                     evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
         conn_free(c);
@@ -415,6 +463,7 @@ static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
     snprintf(c->token, sizeof(c->token), "%s", t->name);
     memcpy(c->hash, t->hash, sizeof(c->hash));
     c->sink.flags = scope_flags(t->scopes);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
     log_debug("connection from %s port %d: authenticated as %s%s", c->peer, c->port, t->name,
               by_cert ? " (client certificate)" : "");
 }
@@ -507,7 +556,9 @@ static void conn_tls_identity(struct conn *c)
  * token is gone is closed once its answers are out. */
 static void conns_recheck(struct server *s)
 {
-    for (struct conn *c = s->conns; c; c = c->next) {
+    struct conn *next;
+    for (struct conn *c = s->conns; c; c = next) {
+        next = c->next; /* c may be freed */
         if (!c->token[0] || c->dead || c->rejected)
             continue;
         const struct auth_token *t = c->by_cert ? auth_token_named(s->auth.tokens, c->token)
@@ -592,11 +643,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
                  tls_bev_error(bev, why, sizeof(why)));
     }
     if (what & BEV_EVENT_EOF) {
+        c->eof = 1;
         c->closing = 1;
         bufferevent_disable(bev, EV_READ);
         conn_read_lines(c, 1); /* the last line may lack its newline */
         conn_maybe_close(c);
     } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if ((what & BEV_EVENT_TIMEOUT) && c->need_auth)
+            log_info("connection from %s port %d: no auth line within %d s; closed", c->peer,
+                     c->port, AUTH_LINE_TIMEOUT_S);
         c->dead = 1; /* its answers have nowhere to go; its events stay */
         bufferevent_disable(bev, EV_READ | EV_WRITE);
         conn_maybe_close(c);
@@ -677,6 +732,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->tls = kind == LS_TLS;
     c->need_auth = kind != LS_UNIX && s->auth.tokens;
     peer_name(sa, len, c->peer, sizeof(c->peer), &c->port);
+    if (c->need_auth) { /* a client that never authenticates does not hold a slot */
+        struct timeval tv = {AUTH_LINE_TIMEOUT_S, 0};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -961,6 +1020,9 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 405, "POST only");
         return;
     }
+    unsigned scopes;
+    if (!auth_gate_http(&s->auth, req, AUTH_EVENTS | AUTH_DRY, &scopes))
+        return; /* answered: 401 or 403 */
     if (s->stopping) {
         evhttp_send_error(req, 503, "stopping");
         return;
@@ -971,9 +1033,6 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 413, "body larger than max_http_body");
         return;
     }
-    unsigned scopes;
-    if (!auth_gate_http(&s->auth, req, AUTH_EVENTS | AUTH_DRY, &scopes))
-        return; /* answered: 401 or 403 */
     int flags = http_flags(req);
     if (flags < 0) {
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");

@@ -270,3 +270,15 @@ def test_max_past_on_live_ingestion_only():
         assert d.stop() == 0
     r = mktd("check", "-c", "/dev/null")  # sanity: an empty config is fine
     assert r.returncode == 0, r.stderr
+
+
+def test_bad_tokens_file_stops_the_start():
+    d = SecureDaemon(start=False)
+    d.write_tokens(None, text="shop events " + "0" * 64 + "\nshop read " + "1" * 64 + "\n")
+    try:
+        d.start()
+        started = True
+    except RuntimeError:
+        started = False
+    assert not started and d.proc.returncode == 1
+    assert "tokens:2: the same name as token shop" in d.log(), d.log()
