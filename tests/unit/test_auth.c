@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "config/config.h"
 #include "net/auth.h"
 
 /* sha256("s3cret") and sha256("other") */
@@ -180,8 +181,123 @@ static void test_throttle(void)
     auth_throttle_free(&th);
 }
 
+/* The config keys of spec 14 (config/config.c). */
+static struct config *cfg(const char *name, const char *text, char **errors)
+{
+    struct errs e = {0};
+    struct config *c = config_load_string(name, text, strlen(text), &e);
+    *errors = errs_join(&e);
+    errs_free(&e);
+    return c;
+}
+
+#define CFG_OK(name, text, var)                                                                    \
+    do {                                                                                           \
+        char *e_;                                                                                  \
+        var = cfg(name, text, &e_);                                                                \
+        CHECK(var != NULL);                                                                        \
+        if (!var)                                                                                  \
+            fprintf(stderr, "  %s\n", e_);                                                         \
+        free(e_);                                                                                  \
+    } while (0)
+
+#define CFG_BAD(text, expected)                                                                    \
+    do {                                                                                           \
+        char *e_;                                                                                  \
+        struct config *c_ = cfg("t.yaml", text, &e_);                                              \
+        CHECK(c_ == NULL);                                                                         \
+        CHECK_STR(e_, expected);                                                                   \
+        config_free(c_);                                                                           \
+        free(e_);                                                                                  \
+    } while (0)
+
+static void test_config_keys(void)
+{
+    struct config *c;
+    CFG_OK("/etc/mktd/mktd.yaml",
+           "daemon:\n"
+           "  listen: [\"tls:0.0.0.0:7411\", \"tcp:[::]:7413\", \"unix:m.sock\"]\n"
+           "  http: \"https:0.0.0.0:7412\"\n"
+           "  metrics: \"0.0.0.0:9100\"\n"
+           "  auth: {tokens_file: tokens}\n"
+           "  tls: {cert: tls/s.pem, key: /keys/s.key, client_ca: ../ca.pem}\n"
+           "  socket_mode: \"0660\"\n"
+           "  limits: {max_past: 7d}\n",
+           c);
+    if (c) {
+        CHECK_STR(c->tokens_file, "/etc/mktd/tokens");
+        CHECK_STR(c->tls_cert, "/etc/mktd/tls/s.pem");
+        CHECK_STR(c->tls_key, "/keys/s.key");
+        CHECK_STR(c->tls_client_ca, "/etc/mktd/../ca.pem");
+        CHECK_STR(c->metrics, "0.0.0.0:9100");
+        CHECK_STR(c->http, "https:0.0.0.0:7412");
+        CHECK_INT(c->socket_mode, 0660);
+        CHECK_INT(c->max_past_ms, 7 * 86400000LL);
+        int tls = 0;
+        CHECK_STR(config_http_hostport(c->http, &tls), "0.0.0.0:7412");
+        CHECK_INT(tls, 1);
+        CHECK_STR(config_http_hostport("http:[::1]:80", &tls), "[::1]:80");
+        CHECK_INT(tls, 0);
+    }
+    config_free(c);
+    /* a config without a folder: paths as written; loopback needs no auth */
+    CFG_OK("mktd.yaml",
+           "daemon:\n"
+           "  listen: [\"tcp:127.1.2.3:1\", \"tcp:[::1]:2\", \"tcp:localhost:3\"]\n"
+           "  http: \"http:127.0.0.1:4\"\n"
+           "  tls: {cert: c.pem, key: k.pem}\n",
+           c);
+    if (c) {
+        CHECK_STR(c->tls_cert, "c.pem");
+        CHECK(c->tokens_file == NULL);
+        CHECK_INT(c->socket_mode, 0);
+        CHECK_INT(c->max_past_ms, 0);
+    }
+    config_free(c);
+
+    CFG_BAD("daemon:\n  listen: [\"tcp:0.0.0.0:1\", \"tcp:[::]:2\", \"tcp:10.0.0.1:3\"]\n",
+            "t.yaml:2:11: listen: 'tcp:0.0.0.0:1' is not a loopback address: it needs "
+            "daemon.auth (tokens_file), or listen on 127.0.0.1\n"
+            "t.yaml:2:11: listen: 'tcp:[::]:2' is not a loopback address: it needs daemon.auth "
+            "(tokens_file), or listen on 127.0.0.1\n"
+            "t.yaml:2:11: listen: 'tcp:10.0.0.1:3' is not a loopback address: it needs "
+            "daemon.auth (tokens_file), or listen on 127.0.0.1");
+    CFG_BAD("daemon:\n  listen: [\"tcp:127.0.0.1:1\"]\n  http: \"128.0.0.1:80\"\n",
+            "t.yaml:3:9: http: '128.0.0.1:80' is not a loopback address: it needs daemon.auth "
+            "(tokens_file), or listen on 127.0.0.1");
+    CFG_BAD("daemon:\n  listen: [\"tls:127.0.0.1:1\"]\n  http: \"https:127.0.0.1:2\"\n",
+            "t.yaml:2:11: listen: 'tls:127.0.0.1:1' needs daemon.tls (cert and key)\n"
+            "t.yaml:3:9: http: 'https:127.0.0.1:2' needs daemon.tls (cert and key)");
+    CFG_BAD("daemon:\n  socket_mode: 0660\n",
+            "t.yaml:2:16: socket_mode: must be a quoted octal mode from \"0001\" to \"0777\", "
+            "like \"0660\"");
+    CFG_BAD("daemon:\n  socket_mode: \"0669\"\n",
+            "t.yaml:2:16: socket_mode: must be a quoted octal mode from \"0001\" to \"0777\", "
+            "like \"0660\"");
+    CFG_BAD("daemon:\n  socket_mode: \"01777\"\n",
+            "t.yaml:2:16: socket_mode: must be a quoted octal mode from \"0001\" to \"0777\", "
+            "like \"0660\"");
+    CFG_BAD("daemon:\n  socket_group: \"no such group\"\n",
+            "t.yaml:2:17: socket_group: no group named 'no such group'");
+    CFG_BAD("daemon:\n  tls: {cert: c.pem, client_ca: ca.pem}\n",
+            "t.yaml:2:8: tls: needs both 'cert' and 'key' (PEM files)\n"
+            "t.yaml:2:33: tls.client_ca: needs daemon.auth (a client certificate's CN names a "
+            "token of its tokens file)");
+    CFG_BAD("daemon:\n  auth: {tokens: x}\n",
+            "t.yaml:2:10: unknown key 'tokens' (allowed: tokens_file)\n"
+            "t.yaml:2:9: auth: missing required key 'tokens_file'");
+    CFG_BAD("daemon:\n  metrics: \"https:127.0.0.1:9\"\n",
+            "t.yaml:2:12: metrics: 'https:127.0.0.1:9' must be HOST:PORT (plain HTTP)");
+    CFG_BAD("daemon:\n  limits: {max_past: 0}\n",
+            "t.yaml:2:22: limits.max_past: must be more than 0");
+    CFG_BAD("daemon:\n  limits: {max_past: soon}\n",
+            "t.yaml:2:22: limits.max_past: must be a duration like 250ms, 90s, 15m, 12h or 7d "
+            "(a plain integer is seconds)");
+}
+
 int main(void)
 {
+    test_config_keys();
     test_parse();
     test_bad_lines();
     test_lines_and_headers();
