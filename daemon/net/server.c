@@ -86,6 +86,7 @@ struct conn {
     char peer[64];          /* address, for the log and the throttle */
     int port;
     int eof;              /* the peer finished sending */
+    int handshaken;       /* its TLS handshake is done */
     int shut;             /* rejected: our side is shut, lingering */
     struct event *linger; /* rejected: the longest we wait for the peer to go */
 };
@@ -635,13 +636,24 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* a TLS handshake is done */
+        c->handshaken = 1;
         conn_tls_identity(c);
         return;
     }
     if (c->tls && (what & BEV_EVENT_ERROR)) {
-        char why[256];
-        log_info("tls connection from %s port %d: %s", c->peer, c->port,
-                 tls_bev_error(bev, why, sizeof(why)));
+        char why[256], what_s[300];
+        tls_bev_error(bev, why, sizeof(why));
+        if (!c->handshaken && cfg_of(c->sink.srv)->tls_client_ca) {
+            /* no certificate, or one client_ca did not sign: a failed
+             * attempt (counted and logged; the handshake's alert is its
+             * answer, which cannot wait) */
+            snprintf(what_s, sizeof(what_s), "tls handshake: %s", why);
+            c->sink.srv->auth.failures++;
+            log_warn("auth: failed attempt from %s port %d (tls): %s", c->peer, c->port, what_s);
+        } else {
+            log_msg(c->handshaken ? MKTD_LOG_DEBUG : MKTD_LOG_INFO, NULL,
+                    "tls connection from %s port %d: %s", c->peer, c->port, why);
+        }
     }
     if (what & BEV_EVENT_EOF) {
         c->eof = 1;

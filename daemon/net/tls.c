@@ -120,12 +120,21 @@ void tls_close_notify(struct bufferevent *bev)
 
 const char *tls_bev_error(struct bufferevent *bev, char *buf, size_t len)
 {
-    unsigned long e, last = 0;
-    while ((e = bufferevent_get_openssl_error(bev)))
-        last = e;
-    if (!last)
+    /* libevent queues SSL_get_error()'s code too (no library set): the
+     * first one with a library is OpenSSL's reason */
+    unsigned long e, best = 0, any = 0;
+    while ((e = bufferevent_get_openssl_error(bev))) {
+        if (!best && ERR_GET_LIB(e))
+            best = e;
+        any = any ? any : e;
+    }
+    if (!best && !any)
         return ssl_reason(buf, len);
-    ERR_error_string_n(last, buf, len);
+    if (!best) {
+        snprintf(buf, len, "%s", any == SSL_ERROR_SYSCALL ? "connection lost" : "protocol error");
+        return buf;
+    }
+    ERR_error_string_n(best, buf, len);
     return buf;
 }
 

@@ -97,6 +97,8 @@ def test_client_certificates_name_tokens():
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
             refused = True
         assert refused
+        # a failed attempt, logged and counted
+        assert "(tls): tls handshake:" in d.log(), d.log()
         # a certificate from another CA: refused too
         other = Certs()
         alien = c.issue("shop-alien", ca=other.ca, ca_key=other.ca_key)
@@ -115,6 +117,10 @@ def test_client_certificates_name_tokens():
         ok(json.loads(text.splitlines()[0]), 1)
         st, _ = d.http_auth("GET", "/metrics", context=c.client_context(shop))
         assert st == 403  # shop has events, not read
+        st, text = d.http_auth("GET", "/metrics", context=c.client_context(c.issue("grafana")))
+        assert st == 200, (st, text)
+        # stranger, no certificate, another CA's
+        assert "mktd_auth_failures_total 3" in text, text
         assert [x["event_id"] for x in d.actions()] == ["c1", "c7"]
     finally:
         assert d.stop() == 0
