@@ -439,6 +439,39 @@ const struct auth_token *auth_gate_cert(struct auth_gate *g, struct bufferevent 
     return auth_token_named(g->tokens, cn);
 }
 
+int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const struct auth_token **t,
+                   const char **what)
+{
+    size_t i = 0, n = len;
+    while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    while (i < n && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    if (i == n)
+        return 0;
+    char *tok;
+    *t = NULL;
+    if (auth_line_token(line, len, &tok) < 0) {
+        *what = "the first line is not {\"auth\":\"TOKEN\"}";
+        return -1;
+    }
+    *t = auth_token_check(g->tokens, tok, strlen(tok));
+    OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    if (!*t) {
+        *what = "unknown token";
+        return -1;
+    }
+    return 1;
+}
+
+void auth_ok_line(const struct auth_token *t, struct sbuf *b)
+{
+    sb_str(b, "{\"status\":\"ok\",\"auth\":");
+    sb_json_str(b, t->name, strlen(t->name));
+    sb_str(b, "}\n");
+}
+
 static void http_answer(struct evhttp_request *req, int code, const char *reason,
                         const char *detail)
 {

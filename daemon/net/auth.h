@@ -60,6 +60,9 @@ static inline int auth_allows_event(unsigned scopes, int dry)
 /* "events,read" into buf. */
 const char *auth_scopes_str(unsigned scopes, char *buf, size_t len);
 
+/* The answer to a failed auth line, after which the connection closes. */
+#define AUTH_UNAUTHORIZED_LINE "{\"status\":\"error\",\"error\":\"unauthorized\"}\n"
+
 /* The TCP auth line `{"auth":"TOKEN"}` (no other key): 0 and the token
  * (malloc'd) or -1. */
 int auth_line_token(const char *line, size_t len, char **token);
@@ -121,6 +124,15 @@ struct auth_wait *auth_gate_fail(struct auth_gate *g, const char *peer, int port
                                  const char *transport, const char *what, void (*answer)(void *arg),
                                  void *arg);
 void auth_wait_cancel(struct auth_gate *g, struct auth_wait *w);
+
+/* The first line of a connection that must authenticate: 1 and *t for a
+ * known token, 0 for a blank line (skipped), -1 and *what (for the log) for
+ * anything else. */
+int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const struct auth_token **t,
+                   const char **what);
+/* Appends {"status":"ok","auth":NAME} and a newline. */
+struct sbuf;
+void auth_ok_line(const struct auth_token *t, struct sbuf *b);
 
 /* An HTTP request needing any of the scopes in need: 1 to go on (*scopes
  * set: the token's, or AUTH_ALL without auth), 0 when it has been answered

@@ -23,7 +23,6 @@
 #include <event2/listener.h>
 #include <grp.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,7 +472,7 @@ static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
 /* The held-back (or immediate) answer to a failed attempt: then closed. */
 static void conn_reject(void *arg)
 {
-    static const char no[] = "{\"status\":\"error\",\"error\":\"unauthorized\"}\n";
+    static const char no[] = AUTH_UNAUTHORIZED_LINE;
     struct conn *c = arg;
     c->wait = NULL;
     if (c->dead) {
@@ -500,41 +499,19 @@ static void conn_fail(struct conn *c, const char *what)
 /* The first line of a connection that must authenticate. */
 static void conn_auth_line(struct conn *c, enum frame fr, const char *line, size_t len)
 {
-    struct server *s = c->sink.srv;
-    static const char head[] = "{\"status\":\"ok\",\"auth\":";
-    if (fr == FRAME_LINE) {
-        size_t n = len;
-        while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-            n--;
-        size_t i = 0;
-        while (i < n && (line[i] == ' ' || line[i] == '\t'))
-            i++;
-        if (i == n)
-            return; /* a blank line before it */
-    }
-    char *tok = NULL;
-    const struct auth_token *t = NULL;
-    if (fr == FRAME_LINE && auth_line_token(line, len, &tok) == 0) {
-        t = auth_token_check(s->auth.tokens, tok, strlen(tok));
-        OPENSSL_cleanse(tok, strlen(tok));
-        free(tok);
-        if (!t) {
-            conn_fail(c, "unknown token");
-            return;
-        }
-    }
-    if (!t) {
-        conn_fail(c, fr == FRAME_LINE ? "the first line is not {\"auth\":\"TOKEN\"}"
-                                      : "the first line is too long");
-        return;
-    }
-    conn_authed(c, t, 0);
-    struct sbuf b = {0};
-    sb_str(&b, head);
-    sb_json_str(&b, t->name, strlen(t->name));
-    sb_str(&b, "}\n");
-    bufferevent_write(c->bev, b.s, b.len);
-    sb_free(&b);
+    const struct auth_token *t;
+    const char *what;
+    int rc = fr == FRAME_LINE ? auth_gate_line(&c->sink.srv->auth, line, len, &t, &what)
+                              : (what = "the first line is too long", -1);
+    if (rc < 0) {
+        conn_fail(c, what);
+    } else if (rc > 0) {
+        conn_authed(c, t, 0);
+        struct sbuf b = {0};
+        auth_ok_line(t, &b);
+        bufferevent_write(c->bev, b.s, b.len);
+        sb_free(&b);
+    } /* else a blank line before it */
 }
 
 /* A TLS handshake is done: a verified client certificate names its token. */

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "lib/util.h"
 #include "net/auth.h"
 
 /* sha256("s3cret") and sha256("other") */
@@ -151,6 +152,32 @@ static void test_lines_and_headers(void)
     CHECK(auth_allows_event(AUTH_EVENTS, 0) && auth_allows_event(AUTH_EVENTS, 1));
     CHECK(!auth_allows_event(AUTH_DRY, 0) && auth_allows_event(AUTH_DRY, 1));
     CHECK(!auth_allows_event(AUTH_READ | AUTH_ADMIN, 1));
+}
+
+static void test_gate_line(void)
+{
+    struct auth_gate g;
+    auth_gate_init(&g, NULL);
+    g.tokens = parse("shop events " H_S3CRET "\n");
+    const struct auth_token *t = NULL;
+    const char *what = NULL;
+    CHECK_INT(auth_gate_line(&g, " \t\r", 3, &t, &what), 0);
+    CHECK_INT(auth_gate_line(&g, "", 0, &t, &what), 0);
+    const char *ok = "  {\"auth\": \"s3cret\"}\r";
+    CHECK_INT(auth_gate_line(&g, ok, strlen(ok), &t, &what), 1);
+    CHECK(t && strcmp(t->name, "shop") == 0);
+    struct sbuf b = {0};
+    auth_ok_line(t, &b);
+    CHECK_STR(b.s, "{\"status\":\"ok\",\"auth\":\"shop\"}\n");
+    sb_free(&b);
+    const char *bad = "{\"auth\":\"s3cre\"}";
+    CHECK_INT(auth_gate_line(&g, bad, strlen(bad), &t, &what), -1);
+    CHECK(t == NULL);
+    CHECK_STR(what, "unknown token");
+    const char *ev = "{\"id\":\"e1\",\"type\":\"t\",\"user\":\"u\"}";
+    CHECK_INT(auth_gate_line(&g, ev, strlen(ev), &t, &what), -1);
+    CHECK_STR(what, "the first line is not {\"auth\":\"TOKEN\"}");
+    auth_gate_free(&g);
 }
 
 static void test_throttle(void)
@@ -301,6 +328,7 @@ int main(void)
     test_parse();
     test_bad_lines();
     test_lines_and_headers();
+    test_gate_line();
     test_throttle();
     return check_done();
 }
