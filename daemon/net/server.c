@@ -677,7 +677,7 @@ static void conn_flush(struct sink *k)
     conn_maybe_close(c);
 }
 
-enum { LS_TCP, LS_UNIX, LS_TLS };
+enum { LS_TCP, LS_UNIX, LS_TLS, LS_UNIX_PASSED /* by the service manager */ };
 
 static void peer_name(const struct sockaddr *sa, int len, char *buf, size_t buflen, int *port)
 {
@@ -720,7 +720,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->sink.flush = conn_flush;
     c->bev = bev;
     c->tls = kind == LS_TLS;
-    c->need_auth = kind != LS_UNIX && s->auth.tokens;
+    c->need_auth = kind != LS_UNIX && kind != LS_UNIX_PASSED && s->auth.tokens;
     peer_name(sa, len, c->peer, sizeof(c->peer), &c->port);
     if (c->need_auth) { /* a client that never authenticates does not hold a slot */
         struct timeval tv = {AUTH_LINE_TIMEOUT_S, 0};
@@ -928,7 +928,7 @@ static int listen_all(struct server *s, const struct config *cfg)
                 close(fd);
                 return -EIO;
             }
-            s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX : a.tls ? LS_TLS : LS_TCP;
+            s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX_PASSED : a.tls ? LS_TLS : LS_TCP;
             s->ls[s->n_ls++] = l;
             log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
             continue;
@@ -1300,10 +1300,11 @@ static void reload(struct server *s)
             SSL_CTX_free(s->tls_ctx); /* connections hold their own reference */
             s->tls_ctx = ntls;
         }
-        for (size_t i = 0; i < nc->n_listen; i++) {
+        /* the listen list is the same (reload_allowed): ls[i] is listen[i] */
+        for (size_t i = 0; i < nc->n_listen && i < s->n_ls; i++) {
             struct addr a;
             char aerr[256];
-            if (addr_parse(nc->listen[i], &a, aerr, sizeof(aerr)) == 0 && a.family == AF_UNIX)
+            if (s->ls_kind[i] == LS_UNIX && addr_parse(nc->listen[i], &a, aerr, sizeof(aerr)) == 0)
                 socket_perms(nc, a.un.sun_path);
         }
         log_level = nc->log_level;

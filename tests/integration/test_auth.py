@@ -237,10 +237,9 @@ def test_socket_mode_applies():
     d = Daemon(daemon='socket_mode: "0600"')
     try:
         assert stat.S_IMODE(os.stat(d.sock).st_mode) == 0o600
-    finally:
-        assert d.stop() == 0
-    d = Daemon(daemon='socket_mode: "0660"')
-    try:
+        # a reload applies a new mode
+        d.extra = 'socket_mode: "0660"'
+        assert reload_wait(d, "[]") is True
         assert stat.S_IMODE(os.stat(d.sock).st_mode) == 0o660
     finally:
         assert d.stop() == 0
