@@ -245,6 +245,28 @@ def test_socket_mode_applies():
         assert d.stop() == 0
 
 
+def _other_group():
+    """A group this process may give its files to, other than its own when
+    it can: a supplementary one, or any (root); else its own."""
+    import grp
+    mine = os.getegid()
+    others = [g for g in os.getgroups() if g != mine]
+    if not others and os.geteuid() == 0:
+        others = [g.gr_gid for g in grp.getgrall() if g.gr_gid != mine]
+    gid = others[0] if others else mine
+    return grp.getgrgid(gid).gr_name, gid
+
+
+def test_socket_group_applies():
+    name, gid = _other_group()
+    d = Daemon(daemon=f'socket_mode: "0660"\nsocket_group: "{name}"')
+    try:
+        st = os.stat(d.sock)
+        assert st.st_gid == gid and stat.S_IMODE(st.st_mode) == 0o660, (st, name, gid)
+    finally:
+        assert d.stop() == 0
+
+
 def test_max_past_on_live_ingestion_only():
     d = Daemon(COUPON, clock="wall", daemon="limits: {max_past: 7d}")
     try:
