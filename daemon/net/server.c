@@ -609,6 +609,9 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     conn_maybe_close(c);
 }
 
+/* A failed attempt whose answer has gone already. */
+static void answered(void *arg) {}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
@@ -622,11 +625,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         tls_bev_error(bev, why, sizeof(why));
         if (!c->handshaken && cfg_of(c->sink.srv)->tls_client_ca) {
             /* no certificate, or one client_ca did not sign: a failed
-             * attempt (counted and logged; the handshake's alert is its
-             * answer, which cannot wait) */
+             * attempt (logged, counted, and it counts towards the
+             * address's free ones; the handshake's alert was its answer,
+             * which cannot wait) */
             snprintf(what_s, sizeof(what_s), "tls handshake: %s", why);
-            c->sink.srv->auth.failures++;
-            log_warn("auth: failed attempt from %s port %d (tls): %s", c->peer, c->port, what_s);
+            auth_gate_fail(&c->sink.srv->auth, c->peer, c->port, "tls", what_s, answered, NULL);
         } else {
             log_msg(c->handshaken ? MKTD_LOG_DEBUG : MKTD_LOG_INFO, NULL,
                     "tls connection from %s port %d: %s", c->peer, c->port, why);
