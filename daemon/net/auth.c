@@ -439,15 +439,18 @@ const struct auth_token *auth_gate_cert(struct auth_gate *g, struct bufferevent 
     return auth_token_named(g->tokens, cn);
 }
 
+static int blank_line(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+            return 0;
+    return 1;
+}
+
 int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const struct auth_token **t,
                    const char **what)
 {
-    size_t i = 0, n = len;
-    while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-        n--;
-    while (i < n && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    if (i == n)
+    if (blank_line(line, len))
         return 0;
     char *tok;
     *t = NULL;
@@ -465,11 +468,26 @@ int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const stru
     return 1;
 }
 
-void auth_ok_line(const struct auth_token *t, struct sbuf *b)
+void auth_ok_line(const char *name, struct sbuf *b)
 {
     sb_str(b, "{\"status\":\"ok\",\"auth\":");
-    sb_json_str(b, t->name, strlen(t->name));
+    if (name)
+        sb_json_str(b, name, strlen(name));
+    else
+        sb_str(b, "null");
     sb_str(b, "}\n");
+}
+
+int auth_line_kind(const char *line, size_t len)
+{
+    if (blank_line(line, len))
+        return 0;
+    char *tok;
+    if (len > 1024 || auth_line_token(line, len, &tok) < 0)
+        return -1;
+    OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+    return 1;
 }
 
 static void http_answer(struct evhttp_request *req, int code, const char *reason,

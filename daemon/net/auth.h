@@ -130,9 +130,12 @@ void auth_wait_cancel(struct auth_gate *g, struct auth_wait *w);
  * anything else. */
 int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const struct auth_token **t,
                    const char **what);
-/* Appends {"status":"ok","auth":NAME} and a newline. */
+/* Appends {"status":"ok","auth":NAME} (NULL: null) and a newline. */
 struct sbuf;
-void auth_ok_line(const struct auth_token *t, struct sbuf *b);
+void auth_ok_line(const char *name, struct sbuf *b);
+/* Where no token is needed: 1 when the line is an auth line (answered ok
+ * and otherwise ignored), 0 when blank, -1 for anything else. */
+int auth_line_kind(const char *line, size_t len);
 
 /* An HTTP request needing any of the scopes in need: 1 to go on (*scopes
  * set: the token's, or AUTH_ALL without auth), 0 when it has been answered

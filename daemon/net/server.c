@@ -86,6 +86,7 @@ struct conn {
     int port;
     int eof;              /* the peer finished sending */
     int handshaken;       /* its TLS handshake is done */
+    int spoke;            /* a non-blank line was taken */
     int shut;             /* rejected: our side is shut, lingering */
     struct event *linger; /* rejected: the longest we wait for the peer to go */
 };
@@ -507,11 +508,33 @@ static void conn_auth_line(struct conn *c, enum frame fr, const char *line, size
         conn_fail(c, what);
     } else if (rc > 0) {
         conn_authed(c, t, 0);
+        c->spoke = 1;
         struct sbuf b = {0};
-        auth_ok_line(t, &b);
+        auth_ok_line(t->name, &b);
         bufferevent_write(c->bev, b.s, b.len);
         sb_free(&b);
     } /* else a blank line before it */
+}
+
+/* Where no token is needed (a Unix socket, no daemon.auth, a client
+ * certificate), an auth line as the first line is answered ok (with the
+ * certificate's token name, else null) and ignored: clients may carry
+ * their tokens before auth is turned on. 1 when line was one. */
+static int conn_auth_echo(struct conn *c, enum frame fr, const char *line, size_t len)
+{
+    if (c->spoke)
+        return 0;
+    int kind = fr == FRAME_LINE ? auth_line_kind(line, len) : -1;
+    if (kind == 0)
+        return 0; /* blank: no answer, not the first line yet */
+    c->spoke = 1;
+    if (kind < 0)
+        return 0;
+    struct sbuf b = {0};
+    auth_ok_line(c->token[0] ? c->token : NULL, &b);
+    bufferevent_write(c->bev, b.s, b.len);
+    sb_free(&b);
+    return 1;
 }
 
 /* A TLS handshake is done: a verified client certificate names its token. */
@@ -582,7 +605,7 @@ static void conn_read_lines(struct conn *c, int eof)
             fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
         if (c->need_auth)
             conn_auth_line(c, fr, line, len);
-        else
+        else if (!conn_auth_echo(c, fr, line, len))
             take_frame(&c->sink, fr, line, len);
         if (c->rejected)
             break; /* the input was dropped */

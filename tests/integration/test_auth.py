@@ -47,6 +47,10 @@ def test_http_needs_a_token_with_the_scope():
         # the Unix socket relies on file permissions: no token
         a = d.send([paid("u-1", user="u2")], unix=True)
         ok(a[0], 1)
+        # an auth line there is answered ok and ignored (auth null: not needed)
+        a = d.send([{"auth": "anything"}, paid("u-2", user="u3")], unix=True)
+        assert a[0] == {"status": "ok", "auth": None}, a
+        ok(a[1], 1)
     finally:
         assert d.stop() == 0
 
@@ -120,6 +124,24 @@ def test_tcp_auth_line():
         s.sendall(lines_of([paid("t4", user="u9")]))
         ok(read_lines(s, 1)[0], 1)
         s.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_auth_line_without_auth_configured():
+    """Clients may carry their tokens before auth is turned on."""
+    d = Daemon(COUPON)
+    try:
+        a = d.send([{"auth": SHOP}, paid("n1"), {"auth": SHOP}])
+        assert a[0] == {"status": "ok", "auth": None}, a
+        ok(a[1], 1)
+        # only the first line may be one; later it is an event like any other
+        assert a[2]["status"] == "error" and a[2]["error"] == "invalid_event", a
+        ev = os.path.join(d.dir, "ev.ndjson")
+        with open(ev, "w") as f:
+            f.write(json.dumps(paid("n2", user="u2")) + "\n")
+        r = mktd("send", "--token", SHOP, f"tcp:127.0.0.1:{d.port}", ev)
+        assert r.returncode == 0 and "1 answered: 1 ok (1 actions)" in r.stdout, (r.stdout, r.stderr)
     finally:
         assert d.stop() == 0
 

@@ -87,6 +87,12 @@ def test_client_certificates_name_tokens():
         s.sendall(lines_of([paid("c1")]))
         ok(read_lines(s, 1)[0], 1)
         s.close()
+        # an auth line there is answered with the certificate's token name
+        s = c.tls_connect(d.tls_port, cert=shop)
+        s.sendall(lines_of([{"auth": "whatever"}, paid("c1")]))
+        a = read_lines(s, 2)
+        assert a[0] == {"status": "ok", "auth": "shop"} and a[1]["status"] == "duplicate", a
+        s.close()
         # its scopes apply: dry only
         s = c.tls_connect(d.tls_port, cert=tester)
         s.sendall(lines_of([paid("c2", user="u2"), paid("c3", user="u3", dry=True)]))
@@ -161,9 +167,12 @@ def test_send_with_token_and_ca():
         # plain TCP with a token; the dry-only token's real events are forbidden
         r = mktd("send", "--token", DRY, f"tcp:127.0.0.1:{d.port}", ev)
         assert r.returncode == 1 and "forbidden" in r.stderr, (r.stdout, r.stderr)
-        # the Unix socket needs none
+        # the Unix socket needs none, and takes one
         r = mktd("send", f"unix:{d.sock}", ev)
         assert "2 duplicate" in r.stdout, r.stdout
+        r = mktd("send", "--token", SHOP, f"unix:{d.sock}", ev)
+        assert r.returncode == 0 and "2 answered: 0 ok (0 actions), 2 duplicate" in r.stdout, \
+            (r.stdout, r.stderr)
         assert len(d.actions()) == 2
     finally:
         assert d.stop() == 0

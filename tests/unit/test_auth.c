@@ -167,9 +167,16 @@ static void test_gate_line(void)
     CHECK_INT(auth_gate_line(&g, ok, strlen(ok), &t, &what), 1);
     CHECK(t && strcmp(t->name, "shop") == 0);
     struct sbuf b = {0};
-    auth_ok_line(t, &b);
+    auth_ok_line(t->name, &b);
     CHECK_STR(b.s, "{\"status\":\"ok\",\"auth\":\"shop\"}\n");
+    b.len = 0;
+    auth_ok_line(NULL, &b);
+    CHECK_STR(b.s, "{\"status\":\"ok\",\"auth\":null}\n");
     sb_free(&b);
+    CHECK_INT(auth_line_kind(" \r", 2), 0);
+    CHECK_INT(auth_line_kind(ok, strlen(ok)), 1);
+    CHECK_INT(auth_line_kind("{\"auth\":1}", 10), -1);
+    CHECK_INT(auth_line_kind("{\"id\":\"x\"}", 10), -1);
     const char *bad = "{\"auth\":\"s3cre\"}";
     CHECK_INT(auth_gate_line(&g, bad, strlen(bad), &t, &what), -1);
     CHECK(t == NULL);
