@@ -193,6 +193,12 @@ def test_reload_reads_the_tokens_file_again():
         assert d.http_auth("POST", "/v1/events", token="rotated-shop-token", body=b"")[0] == 200
         st, text = d.http_auth("GET", "/metrics", token=READ)
         assert metric_lines(text)['mktd_reloads_total{outcome="failed"}'] == 1
+        # turning auth off takes a restart
+        d.write_tokens(new)
+        d.extra = ""
+        assert reload_wait(d, "[]") is False
+        assert "reload refused: `auth` changed" in d.log(), d.log()
+        assert d.http_auth("POST", "/v1/events", body=b"")[0] == 401
     finally:
         assert d.stop() == 0
 
