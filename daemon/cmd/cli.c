@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -17,7 +18,34 @@
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/util.h"
+#include "net/auth.h"
+#include "net/tls.h"
 #include "store/store.h"
+
+/* The tokens file and the TLS files read as the daemon would (spec 14). */
+static int check_security(const struct config *cfg)
+{
+    char err[512];
+    int rc = 0;
+    if (cfg->tokens_file) {
+        struct auth_tokens *t = auth_tokens_load(cfg->tokens_file, err, sizeof(err));
+        if (!t) {
+            fprintf(stderr, "%s\n", err);
+            rc = -1;
+        }
+        auth_tokens_free(t);
+    }
+    if (cfg->tls_cert) {
+        SSL_CTX *ctx =
+            tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
+        if (!ctx) {
+            fprintf(stderr, "%s: %s\n", cfg->path, err);
+            rc = -1;
+        }
+        SSL_CTX_free(ctx);
+    }
+    return rc;
+}
 
 int cli_check(const char *config_path)
 {
@@ -30,6 +58,9 @@ int cli_check(const char *config_path)
             fprintf(stderr, "%s\n", errs.msg[i]);
         if (cfg)
             config_free(cfg);
+        code = 1;
+    } else if (check_security(cfg) < 0) {
+        world_free(w);
         code = 1;
     } else {
         struct errs warnings = {0};
@@ -85,26 +116,149 @@ static void tally_bytes(struct tally *t, const char *p, size_t n, int verbose)
     }
 }
 
+/* --token and --ca (set by main before send or explain). */
+static const char *cli_token, *cli_ca;
+
+void cli_set_auth(const char *token, const char *ca)
+{
+    cli_token = token;
+    cli_ca = ca;
+}
+
+/* One connection: a plain socket, or TLS over it. */
+struct cconn {
+    int fd;
+    SSL *ssl;
+};
+
+/* read(2)/write(2) alike: >0 bytes, 0 end of stream, -1 with errno
+ * (EAGAIN: try again once poll says so). */
+static ssize_t cconn_io(struct cconn *c, int wr, void *p, size_t n)
+{
+    if (!c->ssl)
+        return wr ? write(c->fd, p, n) : read(c->fd, p, n);
+    ERR_clear_error();
+    int r = wr ? SSL_write(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n))
+               : SSL_read(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n));
+    if (r > 0)
+        return r;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0 || !wr)
+            return 0; /* the peer closed without close_notify */
+        return -1;
+    default:
+        if (!wr)
+            return 0; /* an unexpected end: nothing more comes */
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+/* Writes all of p (blocking socket), for the auth line. */
+static int cconn_write_all(struct cconn *c, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = cconn_io(c, 1, (void *)p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The first line back, when a token was sent, is the auth answer: it is
+ * taken out of the stream here. */
+struct auth_filter {
+    void (*on_bytes)(void *arg, const char *p, size_t n);
+    void *arg;
+    int want; /* still reading the auth answer */
+    int denied;
+    struct sbuf line;
+};
+
+static void filter_bytes(struct auth_filter *f, const char *p, size_t n)
+{
+    if (f->want) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) + 1 : n;
+        sb_add(&f->line, p, take);
+        p += take;
+        n -= take;
+        if (!nl)
+            return;
+        f->want = 0;
+        if (!memmem(f->line.s, f->line.len, "\"status\":\"ok\"", 13))
+            f->denied = 1;
+    }
+    if (n && !f->denied)
+        f->on_bytes(f->arg, p, n);
+}
+
 /* Sends what in_fd (or, when in_fd < 0, buf) holds to address, reading
  * answers meanwhile (a client that never read would stall the daemon's
  * answers and then itself); on_bytes gets what comes back. 0, or 2 when the
- * address cannot be reached or written. */
+ * address cannot be reached or written, or the token is refused. */
 int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,
                  void (*on_bytes)(void *arg, const char *p, size_t n), void *arg)
 {
     char err[512];
+    struct addr a;
+    if (addr_parse(address, &a, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mktd %s: %s: %s\n", who, address, err);
+        return 2;
+    }
     int fd = addr_connect(address, err, sizeof(err));
     if (fd < 0) {
         fprintf(stderr, "mktd %s: %s\n", who, err);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    struct cconn cc = {.fd = fd};
+    SSL_CTX *ctx = NULL;
+    if (a.tls) {
+        char host[256];
+        int port;
+        addr_host_port(address + 4, host, sizeof(host), &port);
+        if (!(ctx = tls_client_ctx(cli_ca, err, sizeof(err))) ||
+            !(cc.ssl = tls_client_connect(ctx, fd, host, err, sizeof(err)))) {
+            fprintf(stderr, "mktd %s: %s: %s\n", who, address, err);
+            SSL_CTX_free(ctx);
+            close(fd);
+            return 2;
+        }
+    }
+    struct auth_filter f = {.on_bytes = on_bytes, .arg = arg};
+    int rc = 0;
+    if (cli_token) {
+        struct sbuf line = {0};
+        sb_str(&line, "{\"auth\":");
+        sb_json_str(&line, cli_token, strlen(cli_token));
+        sb_str(&line, "}\n");
+        int w = cconn_write_all(&cc, line.s, line.len);
+        sb_free(&line);
+        if (w < 0) {
+            fprintf(stderr, "mktd %s: %s: %s\n", who, address, strerror(errno));
+            rc = 2;
+            goto out;
+        }
+        f.want = 1;
+    }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     static char chunk[1 << 16], ans[1 << 16];
     const char *out = in_fd < 0 ? buf : chunk;
     size_t out_len = in_fd < 0 ? buf_len : 0, out_off = 0;
-    int in_eof = in_fd < 0, sock_eof = 0, wr_shut = 0, rc = 0;
-    while (!sock_eof) {
+    int in_eof = in_fd < 0, sock_eof = 0, wr_shut = 0;
+    while (!sock_eof && !f.denied) {
         if (!in_eof && out_off == out_len) {
             ssize_t n = read(in_fd, chunk, sizeof(chunk));
             if (n < 0 && errno == EINTR)
@@ -117,24 +271,33 @@ int cli_exchange(const char *who, const char *address, int in_fd, const char *bu
             }
         }
         if (in_eof && out_off == out_len && !wr_shut) {
-            shutdown(fd, SHUT_WR);
-            wr_shut = 1;
+            /* end of input: half-close (TLS: close_notify; answers still come) */
+            if (cc.ssl) {
+                ERR_clear_error();
+                int r = SSL_shutdown(cc.ssl);
+                int e = r < 0 ? SSL_get_error(cc.ssl, r) : 0;
+                wr_shut = r >= 0 || (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ);
+            } else {
+                shutdown(fd, SHUT_WR);
+                wr_shut = 1;
+            }
         }
+        int buffered = cc.ssl && SSL_pending(cc.ssl) > 0;
         struct pollfd p = {.fd = fd, .events = POLLIN | (out_off < out_len ? POLLOUT : 0)};
-        if (poll(&p, 1, -1) < 0) {
+        if (!buffered && poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            ssize_t n = read(fd, ans, sizeof(ans));
+        if (buffered || (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = cconn_io(&cc, 0, ans, sizeof(ans));
             if (n > 0)
-                on_bytes(arg, ans, (size_t)n);
+                filter_bytes(&f, ans, (size_t)n);
             else if (n == 0 || (errno != EAGAIN && errno != EINTR))
                 sock_eof = 1;
         }
         if ((p.revents & POLLOUT) && out_off < out_len) {
-            ssize_t n = write(fd, out + out_off, out_len - out_off);
+            ssize_t n = cconn_io(&cc, 1, (void *)(out + out_off), out_len - out_off);
             if (n > 0)
                 out_off += (size_t)n;
             else if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -144,6 +307,18 @@ int cli_exchange(const char *who, const char *address, int in_fd, const char *bu
             }
         }
     }
+    if (f.want || f.denied) {
+        fprintf(stderr, "mktd %s: %s: the token was refused%s%.*s\n", who, address,
+                f.line.len ? ": " : "",
+                (int)(f.line.len && f.line.s[f.line.len - 1] == '\n' ? f.line.len - 1 : f.line.len),
+                f.line.s ? f.line.s : "");
+        rc = 2;
+    }
+out:
+    sb_free(&f.line);
+    if (cc.ssl)
+        SSL_free(cc.ssl);
+    SSL_CTX_free(ctx);
     close(fd);
     return rc;
 }

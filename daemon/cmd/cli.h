@@ -11,6 +11,9 @@ int cli_actions(const char *db_path, int64_t since, const char *campaign, int fo
 int cli_timers(const char *db_path, int failed);
 int cli_explain(const char *address, const char *input);
 
+/* --token TOKEN (sent first as {"auth":TOKEN}) and --ca FILE (to verify a
+ * tls: address's certificate) for cli_exchange; NULL: none. */
+void cli_set_auth(const char *token, const char *ca);
 /* Sends in_fd's bytes (or buf's, when in_fd < 0) to address while reading
  * the answers into on_bytes; 0, or 2 when it cannot connect or write. */
 int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,

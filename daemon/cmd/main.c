@@ -20,9 +20,9 @@ static void usage(FILE *f)
                "  mktd check -c FILE                validate the config and load its plugins\n"
                "  mktd simulate -c FILE [--until TIME] [--plugin-dir DIR] EVENTS\n"
                "                                    play an NDJSON file, print the actions\n"
-               "  mktd send [-c FILE] [-v] [ADDRESS] FILE|-\n"
+               "  mktd send [-c FILE] [-v] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-\n"
                "                                    send events, print a summary\n"
-               "  mktd explain [-c FILE] [ADDRESS] FILE|-|'JSON'\n"
+               "  mktd explain [-c FILE] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-|'JSON'\n"
                "                                    what events would do (sent dry), and why\n"
                "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
                "                                    print actions as NDJSON\n"
@@ -55,6 +55,7 @@ int main(int argc, char **argv)
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "run";
     int first = strcmp(cmd, "run") == 0 && !(argc > 1 && strcmp(argv[1], "run") == 0) ? 1 : 2;
     const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL;
+    const char *token = NULL, *ca = NULL;
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
     size_t npos = 0, ndirs = 0;
@@ -73,6 +74,10 @@ int main(int argc, char **argv)
             campaign = argv[++i];
         else if (strcmp(a, "--until") == 0 && more)
             until = argv[++i];
+        else if (strcmp(a, "--token") == 0 && more)
+            token = argv[++i];
+        else if (strcmp(a, "--ca") == 0 && more)
+            ca = argv[++i];
         else if (strcmp(a, "--plugin-dir") == 0 && more)
             dirs[ndirs++] = argv[++i];
         else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0)
@@ -120,6 +125,9 @@ int main(int argc, char **argv)
         else if (config && from_config(config, &address, NULL) < 0)
             goto out;
         const char *to = address ? address : DEFAULT_ADDRESS;
+        if (!token)
+            token = getenv("MKTD_TOKEN");
+        cli_set_auth(token && *token ? token : NULL, ca);
         code =
             cmd[0] == 's' ? cli_send(to, pos[npos - 1], verbose) : cli_explain(to, pos[npos - 1]);
         free(address);

@@ -7,6 +7,7 @@
 #include "config/config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -275,7 +276,7 @@ static int host_port_ok(const char *s)
 
 static int listen_ok(const char *s)
 {
-    if (strncmp(s, "tcp:", 4) == 0)
+    if (strncmp(s, "tcp:", 4) == 0 || strncmp(s, "tls:", 4) == 0)
         return host_port_ok(s + 4);
     if (strncmp(s, "unix:", 5) == 0) {
         size_t n = strlen(s + 5);
@@ -316,15 +317,175 @@ static int type_ok(const char *s)
     return type_ok_n(s, strlen(s));
 }
 
+/* ---- safe to expose (spec 14) ---- */
+
+const char *config_http_hostport(const char *addr, int *tls)
+{
+    int t = strncmp(addr, "https:", 6) == 0;
+    if (tls)
+        *tls = t;
+    if (t)
+        return addr + 6;
+    if (strncmp(addr, "http:", 5) == 0)
+        return addr + 5;
+    return addr;
+}
+
+/* A path as written in the config, resolved against the config file's
+ * folder when relative (malloc'd). */
+static char *resolve_path(const struct config *cfg, const char *p)
+{
+    const char *slash = cfg->path ? strrchr(cfg->path, '/') : NULL;
+    if (p[0] == '/' || !slash)
+        return xstrdup(p);
+    struct sbuf b = {0};
+    sb_add(&b, cfg->path, (size_t)(slash - cfg->path) + 1);
+    sb_str(&b, p);
+    return b.s;
+}
+
+static void get_path(struct cctx *c, const struct ynode *map, const char *key, const char *name,
+                     const struct config *cfg, char **out)
+{
+    const struct ynode *n = get(map, key);
+    char *s;
+    if (n && get_string(c, n, name, &s) == 0) {
+        *out = resolve_path(cfg, s);
+        free(s);
+    }
+}
+
+/* HOST of HOST:PORT is a loopback address: 127.0.0.0/8, ::1, localhost. */
+static int loopback(const char *hostport)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    size_t n = colon ? (size_t)(colon - hostport) : strlen(hostport);
+    if (n >= sizeof(host))
+        return 0;
+    memcpy(host, hostport, n);
+    host[n] = 0;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return 1;
+    int a, b, cc, dd;
+    char tail;
+    return sscanf(host, "%d.%d.%d.%d%c", &a, &b, &cc, &dd, &tail) == 4 && a == 127 && b >= 0 &&
+           b <= 255 && cc >= 0 && cc <= 255 && dd >= 0 && dd <= 255;
+}
+
+static void parse_security(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    static const char *const auth_keys[] = {"tokens_file", NULL};
+    static const char *const tls_keys[] = {"cert", "key", "client_ca", NULL};
+    const struct ynode *n, *m;
+
+    if ((m = want_map(c, ynode_get(d, "auth"), "auth"))) {
+        check_keys(c, m, auth_keys);
+        get_path(c, m, "tokens_file", "auth.tokens_file", cfg, &cfg->tokens_file);
+        if (!get(m, "tokens_file"))
+            cerr(c, m, "auth: missing required key 'tokens_file'");
+    }
+    const struct ynode *tls = want_map(c, ynode_get(d, "tls"), "tls");
+    if (tls) {
+        check_keys(c, tls, tls_keys);
+        get_path(c, tls, "cert", "tls.cert", cfg, &cfg->tls_cert);
+        get_path(c, tls, "key", "tls.key", cfg, &cfg->tls_key);
+        get_path(c, tls, "client_ca", "tls.client_ca", cfg, &cfg->tls_client_ca);
+        if (!get(tls, "cert") || !get(tls, "key"))
+            cerr(c, tls, "tls: needs both 'cert' and 'key' (PEM files)");
+        if ((n = get(tls, "client_ca")) && !get(d, "auth"))
+            cerr(c, n,
+                 "tls.client_ca: needs daemon.auth (a client certificate's CN names a token of "
+                 "its tokens file)");
+    }
+    if ((n = get(d, "socket_mode"))) {
+        int quoted = n->kind == Y_SCALAR && !n->plain;
+        long v = -1;
+        if (quoted && n->len >= 3 && n->len <= 4 && strspn(n->str, "01234567") == n->len)
+            v = strtol(n->str, NULL, 8);
+        if (v <= 0 || v > 0777)
+            cerr(c, n,
+                 "socket_mode: must be a quoted octal mode from \"0001\" to \"0777\", like "
+                 "\"0660\"");
+        else
+            cfg->socket_mode = (int)v;
+    }
+    if ((n = get(d, "socket_group"))) {
+        char *s;
+        if (get_string(c, n, "socket_group", &s) == 0) {
+            if (!getgrnam(s)) {
+                cerr(c, n, "socket_group: no group named '%s'", s);
+                free(s);
+            } else {
+                cfg->socket_group = s;
+            }
+        }
+    }
+    if ((n = get(d, "metrics"))) {
+        char *s;
+        if (get_string(c, n, "metrics", &s) == 0) {
+            int t;
+            const char *hp = config_http_hostport(s, &t);
+            if (t || !host_port_ok(hp)) {
+                cerr(c, n, "metrics: '%s' must be HOST:PORT (plain HTTP)", s);
+                free(s);
+            } else {
+                cfg->metrics = xstrdup(hp);
+                free(s);
+            }
+        }
+    }
+    if ((m = ynode_get(d, "limits")) && m->kind == Y_MAP && (n = get(m, "max_past"))) {
+        int64_t ms;
+        if (get_duration(c, n, "limits.max_past", &ms) == 0) {
+            if (ms <= 0)
+                cerr(c, n, "limits.max_past: must be more than 0");
+            else
+                cfg->max_past_ms = ms;
+        }
+    }
+    /* TLS addresses need daemon.tls; a non-loopback address needs auth */
+    int https = 0;
+    if (cfg->http)
+        config_http_hostport(cfg->http, &https);
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const char *a = cfg->listen[i];
+        int is_tls = strncmp(a, "tls:", 4) == 0;
+        if (is_tls && !tls)
+            cerr(c, ynode_get(d, "listen"), "listen: '%s' needs daemon.tls (cert and key)", a);
+        if ((is_tls || strncmp(a, "tcp:", 4) == 0) && !loopback(a + 4) && !cfg->tokens_file)
+            cerr(c, ynode_get(d, "listen"),
+                 "listen: '%s' is not a loopback address: it needs daemon.auth "
+                 "(tokens_file), or listen on 127.0.0.1",
+                 a);
+    }
+    if (cfg->http) {
+        const struct ynode *hn = ynode_get(d, "http");
+        if (https && !tls)
+            cerr(c, hn, "http: '%s' needs daemon.tls (cert and key)", cfg->http);
+        if (!loopback(config_http_hostport(cfg->http, NULL)) && !cfg->tokens_file)
+            cerr(c, hn,
+                 "http: '%s' is not a loopback address: it needs daemon.auth (tokens_file), "
+                 "or listen on 127.0.0.1",
+                 cfg->http);
+    }
+}
+
 /* ---- daemon ---- */
 
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
-    static const char *const keys[] = {"listen", "http",   "database", "plugin_dirs", "clock",
-                                       "commit", "limits", "log",      NULL};
+    static const char *const keys[] = {
+        "listen", "http", "database", "plugin_dirs", "clock",       "commit",       "limits",
+        "log",    "auth", "tls",      "metrics",     "socket_mode", "socket_group", NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
-    static const char *const limit_keys[] = {"max_event_bytes", "max_connections", "max_http_body",
-                                             "max_future",      "working_set",     NULL};
+    static const char *const limit_keys[] = {"max_event_bytes",
+                                             "max_connections",
+                                             "max_http_body",
+                                             "max_future",
+                                             "working_set",
+                                             "max_past",
+                                             NULL};
     static const char *const log_keys[] = {"level", NULL};
     static const char *const clocks[] = {"wall", "event", NULL};
     static const char *const syncs[] = {"normal", "full", NULL};
@@ -341,8 +502,9 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
         char **v;
         size_t nv;
         if (get_strings(c, n, "listen", listen_ok,
-                        "must be tcp:HOST:PORT (port 1-65535, IPv6 as [ADDR]) or unix:PATH", &v,
-                        &nv) == 0) {
+                        "must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, IPv6 as [ADDR]) or "
+                        "unix:PATH",
+                        &v, &nv) == 0) {
             strv_free(cfg->listen, cfg->n_listen);
             cfg->listen = v;
             cfg->n_listen = nv;
@@ -351,10 +513,13 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
     if ((n = get(d, "http"))) {
         char *s;
         if (get_string(c, n, "http", &s) == 0) {
-            if (host_port_ok(s)) {
+            if (host_port_ok(config_http_hostport(s, NULL))) {
                 cfg->http = s;
             } else {
-                cerr(c, n, "http: '%s' must be HOST:PORT (port 1-65535, IPv6 as [ADDR])", s);
+                cerr(c, n,
+                     "http: '%s' must be HOST:PORT or https:HOST:PORT (port 1-65535, IPv6 as "
+                     "[ADDR])",
+                     s);
                 free(s);
             }
         }
@@ -409,6 +574,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
             cfg->log_level = lv[i];
         }
     }
+    parse_security(c, d, cfg);
 }
 
 /* ---- conditions ---- */
@@ -799,6 +965,12 @@ void config_free(struct config *c)
     strv_free(c->listen, c->n_listen);
     free(c->http);
     free(c->database);
+    free(c->tokens_file);
+    free(c->socket_group);
+    free(c->tls_cert);
+    free(c->tls_key);
+    free(c->tls_client_ca);
+    free(c->metrics);
     strv_free(c->plugin_dirs, c->n_plugin_dirs);
     for (size_t i = 0; i < c->n_campaigns; i++)
         campaign_clear(&c->campaigns[i]);

@@ -92,6 +92,16 @@ struct config {
     int64_t working_set;     /* limits.working_set: the engine's memory budget; 0: default */
     int log_level;           /* MKTD_LOG_*; default info */
 
+    /* Safe to expose (spec 14); paths resolved against the config's folder */
+    char *tokens_file;   /* daemon.auth.tokens_file; NULL: no auth */
+    int socket_mode;     /* daemon.socket_mode ("0660"); 0: absent */
+    char *socket_group;  /* daemon.socket_group; NULL: absent */
+    char *tls_cert;      /* daemon.tls.cert; NULL: no daemon.tls */
+    char *tls_key;       /* daemon.tls.key */
+    char *tls_client_ca; /* daemon.tls.client_ca; NULL: absent */
+    char *metrics;       /* daemon.metrics (HOST:PORT); NULL: absent */
+    int64_t max_past_ms; /* limits.max_past; 0: absent */
+
     struct campaign_cfg *campaigns;
     size_t n_campaigns;
     char **groups; /* the distinct `group` names, in order of first use */
@@ -113,6 +123,9 @@ struct config *config_load_string(const char *name, const char *text, size_t len
                                   struct errs *errs);
 void config_free(struct config *c);
 
+/* "https:HOST:PORT" or "http:HOST:PORT" or "HOST:PORT" (an HTTP address):
+ * HOST:PORT, and *tls set for https. */
+const char *config_http_hostport(const char *addr, int *tls);
 /* Whether the cap counts actions of this kind (reactivation.holdout counts
  * where reactivation.offer is named: the same decision). */
 int cap_counts(const struct cap_cfg *cap, const char *kind);

@@ -367,6 +367,13 @@ static enum ev_status check_fields(json_t *root, const struct decode_opts *o, st
                        o->max_future_ms);
             return EV_INVALID_EVENT;
         }
+        if (o && o->max_past_ms > 0 && ms < sat_add(o->wall_now_ms, -o->max_past_ms)) {
+            set_detail(detail, detail_len,
+                       "field 'ts': more than limits.max_past (%" PRId64
+                       " ms) behind the wall clock; replay history with mktd simulate",
+                       o->max_past_ms);
+            return EV_INVALID_EVENT;
+        }
     }
 
     json_t *props = field(root, "props");

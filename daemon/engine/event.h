@@ -23,6 +23,7 @@ struct event {
 struct decode_opts {
     int64_t wall_now_ms;   /* for max_future */
     int64_t max_future_ms; /* ts > wall_now + this: invalid_event */
+    int64_t max_past_ms;   /* ts < wall_now - this: invalid_event; 0: no limit */
 };
 
 /* Decodes one line (no line ending; may contain anything). Returns EV_OK and

@@ -49,11 +49,12 @@ int addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
         a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
         return 0;
     }
-    if (strncmp(s, "tcp:", 4) == 0) {
+    if (strncmp(s, "tcp:", 4) == 0 || strncmp(s, "tls:", 4) == 0) {
         char host[256];
         int port;
+        a->tls = s[1] == 'l';
         if (addr_host_port(s + 4, host, sizeof(host), &port) < 0) {
-            snprintf(err, errlen, "expected tcp:HOST:PORT");
+            snprintf(err, errlen, "expected %.3s:HOST:PORT", s);
             return -EINVAL;
         }
         if (strcmp(host, "localhost") == 0)
@@ -75,7 +76,7 @@ int addr_parse(const char *s, struct addr *a, char *err, size_t errlen)
         snprintf(err, errlen, "'%s' is not an IP address", host);
         return -EINVAL;
     }
-    snprintf(err, errlen, "expected tcp:HOST:PORT or unix:PATH");
+    snprintf(err, errlen, "expected tcp:HOST:PORT, tls:HOST:PORT or unix:PATH");
     return -EINVAL;
 }
 

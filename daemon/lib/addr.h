@@ -1,4 +1,5 @@
-/* Addresses as written in `listen`: "tcp:HOST:PORT" and "unix:PATH". */
+/* Addresses as written in `listen`: "tcp:HOST:PORT", "tls:HOST:PORT" (TCP
+ * with TLS on it) and "unix:PATH". */
 #ifndef MKTD_ADDR_H
 #define MKTD_ADDR_H
 
@@ -17,6 +18,7 @@ struct addr {
     } sa;
 #define un sa.un
     socklen_t len;
+    int tls; /* tls:HOST:PORT */
 };
 
 int addr_parse(const char *s, struct addr *a, char *err, size_t errlen);

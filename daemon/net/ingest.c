@@ -15,6 +15,7 @@ const char *const ingest_status_name[IN__COUNT] = {
     [IN_INVALID_EVENT] = "invalid_event",
     [IN_TOO_LARGE] = "too_large",
     [IN_INTERNAL] = "internal",
+    [IN_FORBIDDEN] = "forbidden",
 };
 
 /* Appends ,"key":<v as compact JSON>. */
@@ -88,7 +89,10 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, u
         return IN_TOO_LARGE;
     }
     int64_t now = wall_ms();
-    struct decode_opts o = {.wall_now_ms = now, .max_future_ms = cfg->max_future_ms};
+    int live = (flags & INGEST_LIVE) != 0;
+    struct decode_opts o = {.wall_now_ms = now,
+                            .max_future_ms = live ? cfg->max_future_ms : INT64_MAX,
+                            .max_past_ms = live ? cfg->max_past_ms : 0};
     struct event ev;
     char detail[256] = "";
     char *echo = NULL;
@@ -100,6 +104,16 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, u
         /* the request's flags (HTTP ?dry=1&explain=1) win over the line's */
         ev.dry |= (flags & INGEST_DRY) != 0;
         ev.explain |= (flags & INGEST_EXPLAIN) != 0;
+        if ((flags & INGEST_NO_EVENTS) || ((flags & INGEST_DRY_ONLY) && !ev.dry)) {
+            snprintf(detail, sizeof(detail), "%s",
+                     flags & INGEST_NO_EVENTS
+                         ? "this token may not send events (it needs scope events or dry)"
+                         : "this token may send dry events only (scope dry): send it with "
+                           "\"dry\":true");
+            st = IN_FORBIDDEN;
+            event_clear(&ev);
+            break;
+        }
         switch (engine_event(e, &ev, now, &n_actions, &rep, detail, sizeof(detail))) {
         case ENG_OK:
             st = IN_OK;

@@ -19,6 +19,7 @@ enum ingest_status {
     IN_INVALID_EVENT,
     IN_TOO_LARGE,
     IN_INTERNAL,
+    IN_FORBIDDEN, /* the connection's token may not send this event (spec 18) */
     IN__COUNT
 };
 extern const char *const ingest_status_name[IN__COUNT];
@@ -27,6 +28,14 @@ extern const char *const ingest_status_name[IN__COUNT];
  * ?explain=1), whatever the line says. */
 #define INGEST_DRY 0x1u
 #define INGEST_EXPLAIN 0x2u
+/* Set by the daemon: live ingestion, where limits.max_future and max_past
+ * apply to an explicit ts (never in simulate). */
+#define INGEST_LIVE 0x4u
+/* The sender's token has scope dry alone: a real event is answered
+ * `forbidden` and never reaches the engine. */
+#define INGEST_DRY_ONLY 0x8u
+/* The sender's token has neither events nor dry: every event is forbidden. */
+#define INGEST_NO_EVENTS 0x10u
 
 /* Handles one line (its '\n' removed; a trailing '\r' is dropped here),
  * opening the engine's batch when an event is evaluated, and appends the

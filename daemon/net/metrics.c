@@ -196,6 +196,11 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                         "mktd_actions_recorded_total %" PRIu64 "\n",
                         m->connections, m->connections_total, m->reloads_ok, m->reloads_failed,
                         es.plugin_errors, m->actions_committed);
+    evbuffer_add_printf(out,
+                        "# HELP mktd_auth_failures_total Failed authentication attempts.\n"
+                        "# TYPE mktd_auth_failures_total counter\n"
+                        "mktd_auth_failures_total %" PRIu64 "\n",
+                        m->auth_failures);
     evbuffer_add_printf(
         out,
         "# HELP mktd_timers_failed_total Timers set aside because their callback failed (mktd "

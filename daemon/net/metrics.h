@@ -24,6 +24,7 @@ struct metrics {
     uint64_t batch_bucket[METRICS_BUCKETS + 1]; /* batch sizes */
     uint64_t reloads_ok, reloads_failed;
     uint64_t connections_total;
+    uint64_t auth_failures; /* failed authentication attempts (spec 14) */
     int connections;
     int db_unwritable; /* the database cannot be written (spec section 12) */
     /* actions committed since start, read after each commit that may have

@@ -21,6 +21,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,13 +41,16 @@
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "net/auth.h"
 #include "net/ingest.h"
 #include "net/metrics.h"
+#include "net/tls.h"
 #include "store/dblock.h"
 
-#define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
-#define OUT_LOW (1u << 20)  /* and resume below this */
-#define STOP_FLUSH_MS 4000  /* on stop, time given to clients to take their answers */
+#define OUT_HIGH (4u << 20)    /* stop reading a client with this much unread */
+#define OUT_LOW (1u << 20)     /* and resume below this */
+#define STOP_FLUSH_MS 4000     /* on stop, time given to clients to take their answers */
+#define AUTH_LINE_TIMEOUT_S 10 /* from accept to the auth line (and a TLS handshake) */
 
 struct server;
 
@@ -70,6 +74,21 @@ struct conn {
     int paused;       /* not reading: client is not reading its answers */
     int busy;         /* inside conn_read_lines: do not free */
     struct conn *prev, *next;
+    /* spec 14: who it is */
+    int tls;                /* accepted on a tls: listener */
+    int need_auth;          /* its first line must be {"auth":"TOKEN"} */
+    int rejected;           /* failed to authenticate: answered, then closed */
+    struct auth_wait *wait; /* its unauthorized answer, held back */
+    char token[129];        /* the token's name once authenticated ("": none) */
+    unsigned char hash[32]; /* its SHA-256 (by_cert: unused) */
+    int by_cert;            /* authenticated by a client certificate's CN */
+    char peer[64];          /* address, for the log and the throttle */
+    int port;
+    int eof;              /* the peer finished sending */
+    int handshaken;       /* its TLS handshake is done */
+    int spoke;            /* a non-blank line was taken */
+    int shut;             /* rejected: our side is shut, lingering */
+    struct event *linger; /* rejected: the longest we wait for the peer to go */
 };
 
 struct http_req {
@@ -84,8 +103,12 @@ struct server {
     struct dblock *lock; /* one daemon per database */
     struct engine *eng;
     struct evconnlistener **ls;
+    unsigned char *ls_kind; /* per listener: LS_* */
     size_t n_ls;
     struct evhttp *http;
+    struct evhttp *metrics_http; /* daemon.metrics: /metrics and /v1/health, no auth */
+    struct auth_gate auth;       /* daemon.auth: tokens, failed attempts */
+    SSL_CTX *tls_ctx;            /* daemon.tls, once loaded */
     struct conn *conns;
     int n_conns;
     int listeners_off;
@@ -280,7 +303,7 @@ static void take_line(struct sink *k, const char *line, size_t len)
     struct server *s = k->srv;
     int was_open = engine_batch_size(s->eng) > 0;
     uint64_t fails = store_write_failures(s->st, NULL, NULL);
-    enum ingest_status st = ingest_line(s->eng, line, len, k->flags, k->pending);
+    enum ingest_status st = ingest_line(s->eng, line, len, k->flags | INGEST_LIVE, k->pending);
     if (store_write_failures(s->st, NULL, NULL) != fails)
         db_failed(s); /* the batch could not begin */
     if (st == IN_NONE)
@@ -344,6 +367,11 @@ static void conn_free(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    auth_wait_cancel(&s->auth, c->wait);
+    if (c->linger)
+        event_free(c->linger);
+    if (c->tls && !c->dead && !c->shut)
+        tls_close_notify(c->bev);
     bufferevent_free(c->bev);
     evbuffer_free(c->sink.pending);
     free(c);
@@ -356,10 +384,52 @@ static void conn_free(struct conn *c)
     }
 }
 
+#define LINGER_MS 2000
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_maybe_close(struct conn *c);
+
+/* A rejected connection: once its last answer is out, our side is shut
+ * (TLS: close_notify, then FIN) and what the peer still sends is read and
+ * dropped until it goes (or LINGER_MS pass). Closing with unread input
+ * would reset the connection, and the peer could lose the answer. */
+static void conn_linger(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (c->wait || evbuffer_get_length(bufferevent_get_output(c->bev)))
+        return; /* the answer is held back, or not written yet */
+    if (c->eof) {
+        conn_free(c);
+        return;
+    }
+    if (c->shut)
+        return;
+    c->shut = 1;
+    if (c->tls)
+        tls_close_notify(c->bev);
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_enable(c->bev, EV_READ);
+    c->linger = evtimer_new(c->sink.srv->base, linger_cb, c);
+    struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+    evtimer_add(c->linger, &tv);
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    c->dead = 1;
+    conn_maybe_close(c);
+}
+
 static void conn_maybe_close(struct conn *c)
 {
     if (c->sink.dirty || c->busy)
         return;
+    if (c->rejected && !c->dead) {
+        conn_linger(c);
+        return;
+    }
     if (c->dead || (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
                     evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
         conn_free(c);
@@ -378,6 +448,139 @@ static void take_frame(struct sink *k, enum frame fr, const char *line, size_t l
     }
 }
 
+/* ---- who a connection is (spec 14; the rules live in net/auth.c) ---- */
+
+/* INGEST_* flags for what a token's scopes allow of events. */
+static unsigned scope_flags(unsigned scopes)
+{
+    if (scopes & AUTH_EVENTS)
+        return 0;
+    return scopes & AUTH_DRY ? INGEST_DRY_ONLY : INGEST_NO_EVENTS;
+}
+
+static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
+{
+    c->need_auth = 0;
+    c->by_cert = by_cert;
+    snprintf(c->token, sizeof(c->token), "%s", t->name);
+    memcpy(c->hash, t->hash, sizeof(c->hash));
+    c->sink.flags = scope_flags(t->scopes);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    log_debug("connection from %s port %d: authenticated as %s%s", c->peer, c->port, t->name,
+              by_cert ? " (client certificate)" : "");
+}
+
+/* The held-back (or immediate) answer to a failed attempt: then closed. */
+static void conn_reject(void *arg)
+{
+    static const char no[] = AUTH_UNAUTHORIZED_LINE;
+    struct conn *c = arg;
+    c->wait = NULL;
+    if (c->dead) {
+        conn_maybe_close(c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_write(c->bev, no, sizeof(no) - 1);
+    c->closing = 1;
+    conn_maybe_close(c);
+}
+
+static void conn_fail(struct conn *c, const char *what)
+{
+    struct server *s = c->sink.srv;
+    c->need_auth = 0;
+    c->rejected = 1;
+    bufferevent_disable(c->bev, EV_READ);
+    c->wait =
+        auth_gate_fail(&s->auth, c->peer, c->port, c->tls ? "tls" : "tcp", what, conn_reject, c);
+}
+
+/* The first line of a connection that must authenticate. */
+static void conn_auth_line(struct conn *c, enum frame fr, const char *line, size_t len)
+{
+    const struct auth_token *t;
+    const char *what;
+    int rc = fr == FRAME_LINE ? auth_gate_line(&c->sink.srv->auth, line, len, &t, &what)
+                              : (what = "the first line is too long", -1);
+    if (rc < 0) {
+        conn_fail(c, what);
+    } else if (rc > 0) {
+        conn_authed(c, t, 0);
+        c->spoke = 1;
+        struct sbuf b = {0};
+        auth_ok_line(t->name, &b);
+        bufferevent_write(c->bev, b.s, b.len);
+        sb_free(&b);
+    } /* else a blank line before it */
+}
+
+/* Where no token is needed (a Unix socket, no daemon.auth, a client
+ * certificate), an auth line as the first line is answered ok (with the
+ * certificate's token name, else null) and ignored: clients may carry
+ * their tokens before auth is turned on. 1 when line was one. */
+static int conn_auth_echo(struct conn *c, enum frame fr, const char *line, size_t len)
+{
+    if (c->spoke)
+        return 0;
+    int kind = fr == FRAME_LINE ? auth_line_kind(line, len) : -1;
+    if (kind == 0)
+        return 0; /* blank: no answer, not the first line yet */
+    c->spoke = 1;
+    if (kind < 0)
+        return 0;
+    struct sbuf b = {0};
+    auth_ok_line(c->token[0] ? c->token : NULL, &b);
+    bufferevent_write(c->bev, b.s, b.len);
+    sb_free(&b);
+    return 1;
+}
+
+/* A TLS handshake is done: a verified client certificate names its token. */
+static void conn_tls_identity(struct conn *c)
+{
+    struct server *s = c->sink.srv;
+    char cn[256];
+    if (!c->need_auth)
+        return;
+    const struct auth_token *t = auth_gate_cert(&s->auth, c->bev, cn, sizeof(cn));
+    if (t) {
+        conn_authed(c, t, 1);
+    } else if (cn[0]) {
+        char what[320];
+        snprintf(what, sizeof(what), "client certificate CN '%s' names no token", cn);
+        conn_fail(c, what);
+    }
+}
+
+/* After a reload: connections follow their token's new scopes; one whose
+ * token is gone is closed once its answers are out. */
+static void conns_recheck(struct server *s)
+{
+    struct conn *next;
+    for (struct conn *c = s->conns; c; c = next) {
+        next = c->next; /* c may be freed */
+        if (!c->token[0] || c->dead || c->rejected)
+            continue;
+        const struct auth_token *t = c->by_cert ? auth_token_named(s->auth.tokens, c->token)
+                                                : auth_token_by_hash(s->auth.tokens, c->hash);
+        if (t && strcmp(t->name, c->token) == 0) {
+            c->sink.flags = scope_flags(t->scopes);
+            continue;
+        }
+        log_warn("connection from %s port %d: token %s is no longer in the tokens file; closed",
+                 c->peer, c->port, c->token);
+        c->token[0] = 0;
+        c->rejected = 1;
+        c->closing = 1;
+        bufferevent_disable(c->bev, EV_READ);
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_maybe_close(c);
+    }
+}
+
 /* Takes every line the connection has buffered (at end of stream, the last
  * one without its newline too), unless its client is behind on answers. */
 static void conn_read_lines(struct conn *c, int eof)
@@ -385,7 +588,7 @@ static void conn_read_lines(struct conn *c, int eof)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     c->fr.max = cfg_of(c->sink.srv)->max_event_bytes;
     c->busy++;
-    while (!c->dead) {
+    while (!c->dead && !c->rejected) {
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH) {
             if (!c->paused) {
                 c->paused = 1;
@@ -400,7 +603,12 @@ static void conn_read_lines(struct conn *c, int eof)
             break;
         const char *line =
             fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
-        take_frame(&c->sink, fr, line, len);
+        if (c->need_auth)
+            conn_auth_line(c, fr, line, len);
+        else if (!conn_auth_echo(c, fr, line, len))
+            take_frame(&c->sink, fr, line, len);
+        if (c->rejected)
+            break; /* the input was dropped */
         evbuffer_drain(in, drain);
     }
     c->busy--;
@@ -424,15 +632,42 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     conn_maybe_close(c);
 }
 
+/* A failed attempt whose answer has gone already. */
+static void answered(void *arg) {}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* a TLS handshake is done */
+        c->handshaken = 1;
+        conn_tls_identity(c);
+        return;
+    }
+    if (c->tls && (what & BEV_EVENT_ERROR)) {
+        char why[256], what_s[300];
+        tls_bev_error(bev, why, sizeof(why));
+        if (!c->handshaken && cfg_of(c->sink.srv)->tls_client_ca) {
+            /* no certificate, or one client_ca did not sign: a failed
+             * attempt (logged, counted, and it counts towards the
+             * address's free ones; the handshake's alert was its answer,
+             * which cannot wait) */
+            snprintf(what_s, sizeof(what_s), "tls handshake: %s", why);
+            auth_gate_fail(&c->sink.srv->auth, c->peer, c->port, "tls", what_s, answered, NULL);
+        } else {
+            log_msg(c->handshaken ? MKTD_LOG_DEBUG : MKTD_LOG_INFO, NULL,
+                    "tls connection from %s port %d: %s", c->peer, c->port, why);
+        }
+    }
     if (what & BEV_EVENT_EOF) {
+        c->eof = 1;
         c->closing = 1;
         bufferevent_disable(bev, EV_READ);
         conn_read_lines(c, 1); /* the last line may lack its newline */
         conn_maybe_close(c);
     } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if ((what & BEV_EVENT_TIMEOUT) && c->need_auth)
+            log_info("connection from %s port %d: no auth line within %d s; closed", c->peer,
+                     c->port, AUTH_LINE_TIMEOUT_S);
         c->dead = 1; /* its answers have nowhere to go; its events stay */
         bufferevent_disable(bev, EV_READ | EV_WRITE);
         conn_maybe_close(c);
@@ -468,6 +703,23 @@ static void conn_flush(struct sink *k)
     conn_maybe_close(c);
 }
 
+enum { LS_TCP, LS_UNIX, LS_TLS, LS_UNIX_PASSED /* by the service manager */ };
+
+static void peer_name(const struct sockaddr *sa, int len, char *buf, size_t buflen, int *port)
+{
+    *port = 0;
+    snprintf(buf, buflen, "unix");
+    if (sa && sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const void *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, buf, buflen);
+        *port = ntohs(in->sin_port);
+    } else if (sa && sa->sa_family == AF_INET6 && len >= (int)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, buf, buflen);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
 {
@@ -476,11 +728,30 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         evutil_closesocket(fd);
         return;
     }
+    int kind = LS_TCP;
+    for (size_t i = 0; i < s->n_ls; i++)
+        if (s->ls[i] == l)
+            kind = s->ls_kind[i];
+    struct bufferevent *bev = kind == LS_TLS
+                                  ? tls_bev_accept(s->base, s->tls_ctx, fd)
+                                  : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        log_error("accept: cannot set up the connection%s", kind == LS_TLS ? " (tls)" : "");
+        evutil_closesocket(fd);
+        return;
+    }
     struct conn *c = xcalloc(1, sizeof(*c));
     c->sink.srv = s;
     c->sink.pending = evbuffer_new();
     c->sink.flush = conn_flush;
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = bev;
+    c->tls = kind == LS_TLS;
+    c->need_auth = kind != LS_UNIX && kind != LS_UNIX_PASSED && s->auth.tokens;
+    peer_name(sa, len, c->peer, sizeof(c->peer), &c->port);
+    if (c->need_auth) { /* a client that never authenticates does not hold a slot */
+        struct timeval tv = {AUTH_LINE_TIMEOUT_S, 0};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -598,6 +869,8 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     int on = 1;
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_listener_enable, &on);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_listener_enable, &on);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -615,6 +888,8 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     int off = 0;
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_listener_enable, &off);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_listener_enable, &off);
     struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
     evtimer_add(s->accept_retry_ev, &tv);
 }
@@ -637,9 +912,31 @@ static int unix_socket_live(const struct addr *a)
     return -e;
 }
 
+/* daemon.socket_mode and socket_group on a Unix socket we bound. */
+static int socket_perms(const struct config *cfg, const char *path)
+{
+    if (cfg->socket_mode && chmod(path, (mode_t)cfg->socket_mode) < 0) {
+        log_error("socket_mode %04o on %s: %s", (unsigned)cfg->socket_mode, path, strerror(errno));
+        return -1;
+    }
+    if (cfg->socket_group) {
+        struct group *g = getgrnam(cfg->socket_group);
+        if (!g) {
+            log_error("socket_group: no group named '%s'", cfg->socket_group);
+            return -1;
+        }
+        if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+            log_error("socket_group %s on %s: %s", cfg->socket_group, path, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int listen_all(struct server *s, const struct config *cfg)
 {
     s->ls = xcalloc(cfg->n_listen, sizeof(*s->ls));
+    s->ls_kind = xcalloc(cfg->n_listen, 1);
     for (size_t i = 0; i < cfg->n_listen; i++) {
         struct addr a;
         char err[256];
@@ -657,6 +954,7 @@ static int listen_all(struct server *s, const struct config *cfg)
                 close(fd);
                 return -EIO;
             }
+            s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX_PASSED : a.tls ? LS_TLS : LS_TCP;
             s->ls[s->n_ls++] = l;
             log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
             continue;
@@ -689,7 +987,10 @@ static int listen_all(struct server *s, const struct config *cfg)
             log_error("listen %s: %s", cfg->listen[i], strerror(errno));
             return -errno;
         }
+        s->ls_kind[s->n_ls] = a.family == AF_UNIX ? LS_UNIX : a.tls ? LS_TLS : LS_TCP;
         s->ls[s->n_ls++] = l;
+        if (a.family == AF_UNIX && socket_perms(cfg, a.un.sun_path) < 0)
+            return -EPERM;
         log_info("listening on %s", cfg->listen[i]);
     }
     return 0;
@@ -735,6 +1036,9 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 405, "POST only");
         return;
     }
+    unsigned scopes;
+    if (!auth_gate_http(&s->auth, req, AUTH_EVENTS | AUTH_DRY, &scopes))
+        return; /* answered: 401 or 403 */
     if (s->stopping) {
         evhttp_send_error(req, 503, "stopping");
         return;
@@ -750,6 +1054,7 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");
         return;
     }
+    flags |= (int)scope_flags(scopes);
     struct http_req h = {.sink = {.srv = s,
                                   .pending = evbuffer_new(),
                                   .flush = http_flush,
@@ -776,9 +1081,8 @@ static void http_events(struct evhttp_request *req, void *arg)
     evbuffer_free(h.sink.pending);
 }
 
-static void http_health(struct evhttp_request *req, void *arg)
+static void health_reply(struct server *s, struct evhttp_request *req)
 {
-    struct server *s = arg;
     struct sbuf j = {0};
     const char *status = s->stopping ? "stopping" : s->unwritable ? "unwritable" : "ok";
     sb_fmt(&j, "{\"status\":\"%s\"", status);
@@ -797,9 +1101,9 @@ static void http_health(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-static void http_metrics(struct evhttp_request *req, void *arg)
+static void metrics_reply(struct server *s, struct evhttp_request *req)
 {
-    struct server *s = arg;
+    s->m.auth_failures = s->auth.failures;
     if (engine_batch_size(s->eng))
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
@@ -810,13 +1114,65 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* GET /v1/health and /metrics need scope read on the main HTTP address,
+ * nothing on daemon.metrics. */
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    unsigned scopes;
+    if (auth_gate_http(&s->auth, req, AUTH_READ, &scopes))
+        health_reply(s, req);
+}
+
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    unsigned scopes;
+    if (auth_gate_http(&s->auth, req, AUTH_READ, &scopes))
+        metrics_reply(s, req);
+}
+
+static void open_health(struct evhttp_request *req, void *arg)
+{
+    health_reply(arg, req);
+}
+
+static void open_metrics(struct evhttp_request *req, void *arg)
+{
+    metrics_reply(arg, req);
+}
+
+/* daemon.metrics: an HTTP address of its own for scraping, without auth. */
+static int metrics_start(struct server *s, const struct config *cfg)
+{
+    char host[256];
+    int port;
+    if (!cfg->metrics)
+        return 0;
+    if (addr_host_port(cfg->metrics, host, sizeof(host), &port) < 0) {
+        log_error("metrics %s: expected HOST:PORT", cfg->metrics);
+        return -EINVAL;
+    }
+    s->metrics_http = evhttp_new(s->base);
+    evhttp_set_allowed_methods(s->metrics_http, EVHTTP_REQ_GET);
+    evhttp_set_cb(s->metrics_http, "/v1/health", open_health, s);
+    evhttp_set_cb(s->metrics_http, "/metrics", open_metrics, s);
+    if (!evhttp_bind_socket_with_handle(s->metrics_http, host, (ev_uint16_t)port)) {
+        log_error("metrics %s: cannot bind: %s", cfg->metrics, strerror(errno));
+        return -EIO;
+    }
+    log_info("metrics on %s", cfg->metrics);
+    return 0;
+}
+
 static int http_start(struct server *s, const struct config *cfg)
 {
     if (!cfg->http)
         return 0;
     char host[256];
-    int port;
-    if (addr_host_port(cfg->http, host, sizeof(host), &port) < 0) {
+    int port, https;
+    const char *hp = config_http_hostport(cfg->http, &https);
+    if (addr_host_port(hp, host, sizeof(host), &port) < 0) {
         log_error("http %s: expected HOST:PORT", cfg->http);
         return -EINVAL;
     }
@@ -826,9 +1182,11 @@ static int http_start(struct server *s, const struct config *cfg)
     evhttp_set_cb(s->http, "/v1/events", http_events, s);
     evhttp_set_cb(s->http, "/v1/health", http_health, s);
     evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    if (https)
+        evhttp_set_bevcb(s->http, tls_http_bevcb, &s->tls_ctx);
     char spec[300], err[256];
     struct addr a;
-    snprintf(spec, sizeof(spec), "tcp:%s", cfg->http);
+    snprintf(spec, sizeof(spec), "tcp:%s", hp);
     int fd = addr_parse(spec, &a, err, sizeof(err)) == 0 ? activation_take(s, &a) : -1;
     if (fd >= 0) {
         if (!evhttp_accept_socket_with_handle(s->http, fd)) {
@@ -877,6 +1235,12 @@ static int reload_allowed(struct server *s, const struct config *nc)
         what = "listen";
     else if (!same_str(oc->http, nc->http))
         what = "http";
+    else if (!same_str(oc->metrics, nc->metrics))
+        what = "metrics";
+    else if (!oc->tokens_file != !nc->tokens_file)
+        what = "auth"; /* turning auth on or off */
+    else if (!oc->tls_cert != !nc->tls_cert)
+        what = "tls";
     if (what) {
         log_error("reload refused: `%s` changed; that needs a restart", what);
         return 0;
@@ -896,6 +1260,24 @@ static int reload_allowed(struct server *s, const struct config *nc)
     return 1;
 }
 
+/* The tokens file and the TLS context of a config, read before anything
+ * is swapped in: a bad one fails the reload as a bad config does. */
+static int reload_security(const struct config *nc, struct auth_tokens **tok, SSL_CTX **tls,
+                           struct errs *errs)
+{
+    char err[512];
+    if (nc->tokens_file && !(*tok = auth_tokens_load(nc->tokens_file, err, sizeof(err)))) {
+        errs_add(errs, "%s", err);
+        return -1;
+    }
+    if (nc->tls_cert &&
+        !(*tls = tls_server_ctx(nc->tls_cert, nc->tls_key, nc->tls_client_ca, err, sizeof(err)))) {
+        errs_add(errs, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void reload(struct server *s)
 {
     if (s->stopping) {
@@ -908,12 +1290,16 @@ static void reload(struct server *s)
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
     struct world *w = NULL;
-    if (nc && reload_allowed(s, nc))
+    SSL_CTX *ntls = NULL;
+    struct auth_tokens *ntok = NULL;
+    if (nc && reload_allowed(s, nc) && reload_security(nc, &ntok, &ntls, &errs) == 0)
         w = world_build(nc, &errs);
     if (!w) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.msg[i]);
         log_error("reload failed; the running config stays");
+        auth_tokens_free(ntok);
+        SSL_CTX_free(ntls);
         if (nc)
             config_free(nc);
         errs_free(&errs);
@@ -928,8 +1314,25 @@ static void reload(struct server *s)
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("reload failed: %s; the running config stays", err);
         world_free(w);
+        auth_tokens_free(ntok);
+        SSL_CTX_free(ntls);
         s->m.reloads_failed++;
     } else {
+        /* the tokens file and the certificate are read again */
+        auth_tokens_free(s->auth.tokens);
+        s->auth.tokens = ntok;
+        conns_recheck(s);
+        if (ntls) {
+            SSL_CTX_free(s->tls_ctx); /* connections hold their own reference */
+            s->tls_ctx = ntls;
+        }
+        /* the listen list is the same (reload_allowed): ls[i] is listen[i] */
+        for (size_t i = 0; i < nc->n_listen && i < s->n_ls; i++) {
+            struct addr a;
+            char aerr[256];
+            if (s->ls_kind[i] == LS_UNIX && addr_parse(nc->listen[i], &a, aerr, sizeof(aerr)) == 0)
+                socket_perms(nc, a.un.sun_path);
+        }
         log_level = nc->log_level;
         engine_set_memory(s->eng, (size_t)nc->working_set);
         if (nc->sync_full != s->sync_full) {
@@ -1092,10 +1495,24 @@ int server_run(const char *config_path)
     event_add(s->sig_int, NULL);
     s->sync_full = cfg->sync_full;
     metrics_init(&s->m, s->eng, s->st);
+    auth_gate_init(&s->auth, s->base);
+    {
+        struct errs serr = {0};
+        int src = reload_security(cfg, &s->auth.tokens, &s->tls_ctx, &serr);
+        for (size_t i = 0; i < serr.n; i++)
+            log_error("%s", serr.msg[i]);
+        errs_free(&serr);
+        if (src < 0)
+            goto out;
+        if (s->auth.tokens)
+            log_info("auth: %zu tokens from %s", s->auth.tokens->n, cfg->tokens_file);
+    }
     activation_init(s);
     int lrc = listen_all(s, cfg);
     if (lrc == 0)
         lrc = http_start(s, cfg);
+    if (lrc == 0)
+        lrc = metrics_start(s, cfg);
     activation_done(s);
     if (lrc < 0)
         goto out;
@@ -1104,6 +1521,8 @@ int server_run(const char *config_path)
         evconnlistener_set_error_cb(s->ls[i], accept_error_cb);
     if (s->http)
         evhttp_foreach_bound_socket(s->http, http_set_error_cb, NULL);
+    if (s->metrics_http)
+        evhttp_foreach_bound_socket(s->metrics_http, http_set_error_cb, NULL);
     start_watchdog(s);
     reschedule_timer(s);
     /* from now on a lock held outside mktd fails a batch quickly */
@@ -1125,13 +1544,18 @@ int server_run(const char *config_path)
     code = 0;
     log_info("stopped");
 out:
+    auth_gate_free(&s->auth); /* answers held back go out now */
     while (s->conns)
         conn_free(s->conns);
     for (size_t i = 0; i < s->n_ls; i++)
         evconnlistener_free(s->ls[i]);
     free(s->ls);
+    free(s->ls_kind);
     if (s->http)
         evhttp_free(s->http);
+    if (s->metrics_http)
+        evhttp_free(s->metrics_http);
+    SSL_CTX_free(s->tls_ctx);
     struct event *evs[] = {s->commit_ev,   s->timer_ev,        s->stop_ev,
                            s->watchdog_ev, s->accept_retry_ev, s->probe_ev,
                            s->sig_hup,     s->sig_term,        s->sig_int};

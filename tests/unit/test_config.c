@@ -537,12 +537,12 @@ static void test_config_defaults(void)
         CHECK_INT(c->log_level, MKTD_LOG_WARN);
     }
     config_free(c);
-    c = cfg_ok("daemon: {listen: [], http: \"[::]:80\", limits: {max_future: 250ms}, "
+    c = cfg_ok("daemon: {listen: [], http: \"[::1]:80\", limits: {max_future: 250ms}, "
                "log: {level: error}}\n");
     CHECK(c != NULL);
     if (c) {
         CHECK_INT(c->n_listen, 0);
-        CHECK_STR(c->http, "[::]:80");
+        CHECK_STR(c->http, "[::1]:80");
         CHECK_INT(c->max_future_ms, 250);
         CHECK_INT(c->log_level, MKTD_LOG_ERROR);
     }
@@ -570,7 +570,7 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon: 5\n", "t.yaml:1:9: daemon: must be a map");
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
-            "clock, commit, limits, log)");
+            "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group)");
     CFG_ERR("daemon:\n  commit:\n    max_batch: 0\n",
             "t.yaml:3:16: commit.max_batch: must be an integer from 1 to 1000000");
     CFG_ERR("daemon:\n  commit: {max_batch: 1000001}\n",
@@ -604,22 +604,29 @@ static void test_config_daemon_errors(void)
             "(a plain integer is seconds)");
     CFG_ERR("daemon:\n  limits: {max_body: 5}\n",
             "t.yaml:2:12: unknown key 'max_body' (allowed: max_event_bytes, max_connections, "
-            "max_http_body, max_future, working_set)");
+            "max_http_body, max_future, working_set, max_past)");
     CFG_ERR("daemon:\n  listen: [\"tcp:127.0.0.1:0\", \"udp:x:1\", \"tcp::80\", \"unix:\"]\n",
-            "t.yaml:2:12: listen: 'tcp:127.0.0.1:0' must be tcp:HOST:PORT (port 1-65535, IPv6 "
+            "t.yaml:2:12: listen: 'tcp:127.0.0.1:0' must be tcp:HOST:PORT, tls:HOST:PORT (port "
+            "1-65535, IPv6 "
             "as [ADDR]) or unix:PATH\n"
-            "t.yaml:2:31: listen: 'udp:x:1' must be tcp:HOST:PORT (port 1-65535, IPv6 as [ADDR]) "
+            "t.yaml:2:31: listen: 'udp:x:1' must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, "
+            "IPv6 as [ADDR]) "
             "or unix:PATH\n"
-            "t.yaml:2:42: listen: 'tcp::80' must be tcp:HOST:PORT (port 1-65535, IPv6 as [ADDR]) "
+            "t.yaml:2:42: listen: 'tcp::80' must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, "
+            "IPv6 as [ADDR]) "
             "or unix:PATH\n"
-            "t.yaml:2:53: listen: 'unix:' must be tcp:HOST:PORT (port 1-65535, IPv6 as [ADDR]) or "
+            "t.yaml:2:53: listen: 'unix:' must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, IPv6 "
+            "as [ADDR]) or "
             "unix:PATH");
     CFG_ERR("daemon:\n  listen: [\"tcp:::1:80\", \"tcp:h:65536\", \"tcp:h:8x\"]\n",
-            "t.yaml:2:12: listen: 'tcp:::1:80' must be tcp:HOST:PORT (port 1-65535, IPv6 as "
+            "t.yaml:2:12: listen: 'tcp:::1:80' must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, "
+            "IPv6 as "
             "[ADDR]) or unix:PATH\n"
-            "t.yaml:2:26: listen: 'tcp:h:65536' must be tcp:HOST:PORT (port 1-65535, IPv6 as "
+            "t.yaml:2:26: listen: 'tcp:h:65536' must be tcp:HOST:PORT, tls:HOST:PORT (port "
+            "1-65535, IPv6 as "
             "[ADDR]) or unix:PATH\n"
-            "t.yaml:2:41: listen: 'tcp:h:8x' must be tcp:HOST:PORT (port 1-65535, IPv6 as "
+            "t.yaml:2:41: listen: 'tcp:h:8x' must be tcp:HOST:PORT, tls:HOST:PORT (port 1-65535, "
+            "IPv6 as "
             "[ADDR]) or unix:PATH");
     CFG_ERR("daemon:\n  listen: {a: 1}\n",
             "t.yaml:2:11: listen: must be a string or a list of strings");
@@ -627,7 +634,8 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon:\n  listen: []\n",
             "t.yaml:2:11: listen: empty, and no http address: no way to send events");
     CFG_ERR("daemon:\n  http: \"localhost\"\n",
-            "t.yaml:2:9: http: 'localhost' must be HOST:PORT (port 1-65535, IPv6 as [ADDR])");
+            "t.yaml:2:9: http: 'localhost' must be HOST:PORT or https:HOST:PORT (port 1-65535, "
+            "IPv6 as [ADDR])");
     CFG_ERR("daemon:\n  database: \"\"\n",
             "t.yaml:2:13: database: must be a non-empty string without NUL");
     CFG_ERR("daemon:\n  database: [a]\n", "t.yaml:2:13: database: must be a string");
@@ -651,7 +659,7 @@ static void test_config_daemon_errors(void)
             "  bogus: 1\n"
             "campaigns: 5\n",
             "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
-            "clock, commit, limits, log)\n"
+            "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group)\n"
             "t.yaml:2:10: clock: must be wall or event\n"
             "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
             "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"

@@ -9,7 +9,7 @@
 #define NOW 1793491200000LL /* 2026-11-01T00:00:00Z */
 #define DAY 86400000LL
 
-static struct decode_opts opts = {NOW, DAY};
+static struct decode_opts opts = {NOW, DAY, 0};
 static char detail[256];
 static char *echo;
 static struct event ev;
