@@ -10,6 +10,10 @@ int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
 int cli_explain(const char *address, const char *input);
+/* mktd outputs: lists the outputs (cfg, when not NULL, gives their filters
+ * for the lag), or with from, rewinds output id to deliver from that seq. */
+struct config;
+int cli_outputs(const char *db_path, const struct config *cfg, const char *from, const char *id);
 
 /* Sends in_fd's bytes (or buf's, when in_fd < 0) to address while reading
  * the answers into on_bytes; 0, or 2 when it cannot connect or write. */

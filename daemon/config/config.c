@@ -695,12 +695,13 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_campaigns; i++)
         campaign_clear(&c->campaigns[i]);
     free(c->campaigns);
+    outputs_cfg_free(c->outputs, c->n_outputs);
     free(c);
 }
 
 struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
 {
-    static const char *const keys[] = {"daemon", "campaigns", NULL};
+    static const char *const keys[] = {"daemon", "campaigns", "outputs", NULL};
     struct errs local = {0};
     struct cctx c = {errs ? errs : &local, 0, ""};
     struct config *cfg = xcalloc(1, sizeof(*cfg));
@@ -751,6 +752,8 @@ struct config *config_load_string(const char *name, const char *text, size_t len
                 parse_campaign(&c, camps->items[i], i, cfg);
         }
     }
+    c.nerr +=
+        outputs_cfg_parse(ynode_get(root, "outputs"), name, c.errs, &cfg->outputs, &cfg->n_outputs);
 out:
     errs_free(&local);
     if (c.nerr) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/outputs.h"
 #include "config/yaml.h"
 #include "lib/util.h"
 
@@ -77,6 +78,9 @@ struct config {
 
     struct campaign_cfg *campaigns;
     size_t n_campaigns;
+
+    struct output_cfg *outputs; /* `outputs:` (config/outputs.h) */
+    size_t n_outputs;
 
     /* Set in code by the SDK's test kit, never from a file: engine_swap
      * calls no on_load and records no campaign as seen (the kit swaps in a

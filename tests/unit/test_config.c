@@ -566,7 +566,7 @@ static void test_config_daemon_errors(void)
 {
     CFG_ERR("- a\n", "t.yaml:1:1: the config must be a map with keys daemon and campaigns");
     CFG_ERR("daemon: {}\nextra: 1\n",
-            "t.yaml:2:1: unknown key 'extra' (allowed: daemon, campaigns)");
+            "t.yaml:2:1: unknown key 'extra' (allowed: daemon, campaigns, outputs)");
     CFG_ERR("daemon: 5\n", "t.yaml:1:9: daemon: must be a map");
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
