@@ -321,7 +321,7 @@ static int type_ok(const char *s)
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
     static const char *const keys[] = {"listen", "http",   "database", "plugin_dirs", "clock",
-                                       "commit", "limits", "log",      NULL};
+                                       "commit", "limits", "log",      "retention",   NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes", "max_connections", "max_http_body",
                                              "max_future",      "working_set",     NULL};
@@ -401,6 +401,15 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
         if ((n = get(m, "working_set")))
             get_size(c, n, "limits.working_set", (int64_t)1 << 20, (int64_t)1 << 40,
                      &cfg->working_set);
+    }
+    if ((m = want_map(c, ynode_get(d, "retention"), "retention"))) {
+        static const char *const retention_keys[] = {"actions", NULL};
+        check_keys(c, m, retention_keys);
+        if ((n = get(m, "actions")) &&
+            get_duration(c, n, "retention.actions", &cfg->retention_actions_ms) == 0 &&
+            cfg->retention_actions_ms < 3600000) {
+            cerr(c, n, "retention.actions: must be at least 1h");
+        }
     }
     if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
         check_keys(c, m, log_keys);

@@ -65,16 +65,17 @@ struct config {
     char *database;     /* default "var/mktd.db" */
     char **plugin_dirs; /* default {"build/plugins"} */
     size_t n_plugin_dirs;
-    int clock_event;         /* clock: event */
-    int max_batch;           /* commit.max_batch, default 1024, 1..1000000 */
-    int max_delay_ms;        /* commit.max_delay_ms, default 2, 0..10000 */
-    int sync_full;           /* commit.synchronous: full */
-    int64_t max_event_bytes; /* default 65536, 64..16 MiB */
-    int max_connections;     /* default 1024, 1..1000000 */
-    int64_t max_http_body;   /* default 16 MiB */
-    int64_t max_future_ms;   /* default 1d */
-    int64_t working_set;     /* limits.working_set: the engine's memory budget; 0: default */
-    int log_level;           /* MKTD_LOG_*; default info */
+    int clock_event;              /* clock: event */
+    int max_batch;                /* commit.max_batch, default 1024, 1..1000000 */
+    int max_delay_ms;             /* commit.max_delay_ms, default 2, 0..10000 */
+    int sync_full;                /* commit.synchronous: full */
+    int64_t max_event_bytes;      /* default 65536, 64..16 MiB */
+    int max_connections;          /* default 1024, 1..1000000 */
+    int64_t max_http_body;        /* default 16 MiB */
+    int64_t max_future_ms;        /* default 1d */
+    int64_t working_set;          /* limits.working_set: the engine's memory budget; 0: default */
+    int log_level;                /* MKTD_LOG_*; default info */
+    int64_t retention_actions_ms; /* daemon.retention.actions; 0: actions are kept for ever */
 
     struct campaign_cfg *campaigns;
     size_t n_campaigns;

@@ -42,6 +42,7 @@
 #include "net/ingest.h"
 #include "net/metrics.h"
 #include "out/out.h"
+#include "out/retention.h"
 #include "store/dblock.h"
 
 #define OUT_HIGH (4u << 20) /* stop reading a client with this much unread */
@@ -110,6 +111,7 @@ struct server {
     size_t n_act_fds;
     struct metrics m;
     struct outs *outs; /* webhook outputs (out/out.h) */
+    struct retention *retention;
 };
 
 static const struct config *cfg_of(struct server *s)
@@ -809,6 +811,11 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     struct evbuffer *b = evbuffer_new();
     metrics_render(&s->m, s->eng, s->st, b);
     outs_metrics(s->outs, b);
+    evbuffer_add_printf(
+        b,
+        "# HELP mktd_actions_pruned_total Actions deleted by retention since start.\n"
+        "# TYPE mktd_actions_pruned_total counter\nmktd_actions_pruned_total %llu\n",
+        (unsigned long long)retention_pruned(s->retention));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -946,6 +953,7 @@ static void reload(struct server *s)
         if (s->http)
             evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
         outs_configure(s->outs, nc);
+        retention_configure(s->retention, nc);
         log_info("reloaded: %zu campaigns in %.1f ms", world_campaigns(w),
                  (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
@@ -1101,6 +1109,8 @@ int server_run(const char *config_path)
         goto out;
     }
     outs_configure(s->outs, cfg);
+    s->retention = retention_new(s->base, s->st, s->outs);
+    retention_configure(s->retention, cfg);
     activation_init(s);
     int lrc = listen_all(s, cfg);
     if (lrc == 0)
@@ -1147,6 +1157,7 @@ out:
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
+    retention_free(s->retention);
     outs_free(s->outs);
     if (s->base)
         event_base_free(s->base);

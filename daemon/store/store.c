@@ -217,7 +217,7 @@ struct store {
     uint64_t write_failures; /* begins and commits that failed */
     int write_errcode;       /* the last one's SQLite code */
     char write_errmsg[160];  /* and message */
-    sqlite3_stmt *outq[10];  /* outputs' statements (store_output_*), prepared on first use */
+    sqlite3_stmt *outq[12];  /* outputs' statements (store_output_*), prepared on first use */
 };
 
 const char *store_errmsg(struct store *s)
@@ -1185,6 +1185,7 @@ enum {
     O_ACTIONS,
     O_LIST,
     O_COUNT,
+    O_PRUNE_UPTO,
     O_PRUNE,
     O_MIN_POS,
     O__COUNT
@@ -1210,8 +1211,9 @@ static const char *const out_sql[O__COUNT] = {
     [O_LIST] = "SELECT id, position, delivered, last_success, last_error, last_error_at "
                "FROM outputs ORDER BY id",
     [O_COUNT] = "SELECT count(*) FROM actions WHERE seq > ?1 AND seq <= ?2 AND " OUT_FILTER,
-    [O_PRUNE] = "DELETE FROM actions WHERE seq IN (SELECT seq FROM actions WHERE seq <= ?1 "
-                "AND ts < ?2 ORDER BY seq LIMIT ?3)",
+    [O_PRUNE_UPTO] = "SELECT max(seq) FROM (SELECT seq FROM actions WHERE seq > ?1 AND seq <= ?2 "
+                     "ORDER BY seq LIMIT ?3)",
+    [O_PRUNE] = "DELETE FROM actions WHERE seq > ?1 AND seq <= ?2 AND ts < ?3",
     [O_MIN_POS] = "SELECT min(position) FROM outputs WHERE id IN (SELECT value FROM json_each(?1))",
 };
 
@@ -1379,14 +1381,29 @@ int store_outputs_min_position(struct store *s, const char *ids_json, int64_t *p
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-int store_actions_prune(struct store *s, int64_t max_seq, int64_t before_ts, int limit)
+int store_actions_prune(struct store *s, int64_t after, int64_t max_seq, int64_t before_ts,
+                        int limit, int64_t *upto)
 {
-    sqlite3_stmt *st = out_write(s, O_PRUNE);
+    sqlite3_stmt *st = out_stmt(s, O_PRUNE_UPTO);
     if (!st)
         return -EIO;
-    sqlite3_bind_int64(st, 1, max_seq);
-    sqlite3_bind_int64(st, 2, before_ts);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, max_seq);
     sqlite3_bind_int(st, 3, limit);
+    int rc = sqlite3_step(st);
+    *upto = after;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *upto = sqlite3_column_int64(st, 0);
+    done(st);
+    if (rc != SQLITE_ROW)
+        return -EIO;
+    if (*upto == after)
+        return 0;
+    if (!(st = out_write(s, O_PRUNE)))
+        return -EIO;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, *upto);
+    sqlite3_bind_int64(st, 3, before_ts);
     if (run(s, st) < 0)
         return -EIO;
     return sqlite3_changes(s->db);

@@ -223,8 +223,10 @@ int store_outputs_list(struct store *s, void (*cb)(void *arg, const struct store
 /* The smallest position among the outputs named in ids_json (a JSON array);
  * INT64_MAX when none of them has a row. */
 int store_outputs_min_position(struct store *s, const char *ids_json, int64_t *pos);
-/* Retention: deletes up to limit actions with seq <= max_seq and ts <
- * before_ts, oldest seq first. Returns how many, or -EIO. */
-int store_actions_prune(struct store *s, int64_t max_seq, int64_t before_ts, int limit);
+/* Retention: looks at up to limit actions with after < seq <= max_seq (by
+ * seq) and deletes those of them with ts < before_ts. *upto: the last seq
+ * looked at (after when there was none). Returns how many went, or -EIO. */
+int store_actions_prune(struct store *s, int64_t after, int64_t max_seq, int64_t before_ts,
+                        int limit, int64_t *upto);
 
 #endif

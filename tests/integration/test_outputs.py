@@ -375,3 +375,47 @@ def test_check_reports_bad_outputs():
         assert r.returncode == 0, r.stderr
     finally:
         rec.close()
+
+
+def test_retention_keeps_undelivered_and_last_actions():
+    rec = Receiver()
+    d = OutDaemon(out_yaml(rec, extra=", batch: 2"), http=True,
+                  daemon="retention: {actions: 1d}")
+    old = 1600000000000  # 2020: older than a day
+
+    def pruned():
+        return d.metrics()["mktd_actions_pruned_total"]
+
+    def wait_pruned(n):
+        deadline = time.time() + slow(15)
+        while pruned() < n:
+            assert time.time() < deadline, (pruned(), d.actions())
+            time.sleep(0.05)
+        assert pruned() == n
+
+    try:
+        evs = [dict(e, ts=old + i) for i, e in enumerate(hits("e", 5))]
+        for x in d.send(evs[:2]):
+            ok(x, 1)
+        wait_rows(d, "SELECT position FROM outputs", [(2,)])
+        rec.status = 500
+        for x in d.send(evs[2:]):
+            ok(x, 1)
+        # delivered and old: pruned; old but not delivered: kept
+        wait_pruned(2)
+        assert [a["seq"] for a in d.actions()] == [3, 4, 5]
+        rec.status = 200
+        rec.wait(rows_in(5))
+        # all delivered: the last action stays all the same (seq goes on from it)
+        wait_pruned(4)
+        assert [a["seq"] for a in d.actions()] == [5]
+        for x in d.send([{"id": "f0", "type": "hit.a", "user": "u1", "ts": int(time.time() * 1000)}]):
+            ok(x, 1)
+        wait_pruned(5)
+        acts = d.actions()
+        assert [a["seq"] for a in acts] == [6] and acts[0]["event_id"] == "f0"
+        assert [x["seq"] for x in rec.delivered()] == [1, 2, 3, 4, 5, 6]
+        assert "retention: " in d.log()
+    finally:
+        assert d.stop() == 0
+        rec.close()

@@ -570,7 +570,7 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon: 5\n", "t.yaml:1:9: daemon: must be a map");
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
-            "clock, commit, limits, log)");
+            "clock, commit, limits, log, retention)");
     CFG_ERR("daemon:\n  commit:\n    max_batch: 0\n",
             "t.yaml:3:16: commit.max_batch: must be an integer from 1 to 1000000");
     CFG_ERR("daemon:\n  commit: {max_batch: 1000001}\n",
@@ -651,7 +651,7 @@ static void test_config_daemon_errors(void)
             "  bogus: 1\n"
             "campaigns: 5\n",
             "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
-            "clock, commit, limits, log)\n"
+            "clock, commit, limits, log, retention)\n"
             "t.yaml:2:10: clock: must be wall or event\n"
             "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
             "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"

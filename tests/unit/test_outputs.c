@@ -228,9 +228,16 @@ static void test_store(void)
     CHECK_INT(p, 0);
     CHECK(store_outputs_min_position(st, "[\"nope\"]", &p) == 0);
     CHECK(p == INT64_MAX);
-    CHECK_INT(store_actions_prune(st, 2, 1002, 100), 2);
-    CHECK_INT(store_actions_prune(st, 4, 1003, 100), 1); /* ts 1003 stays */
-    CHECK(store_action_last_seq(st, &seq) == 0 && seq == 4);
+    int64_t upto = -1;
+    CHECK_INT(store_actions_prune(st, 0, 3, 1002, 1, &upto), 1); /* looks at seq 1 only */
+    CHECK_INT(upto, 1);
+    CHECK_INT(store_actions_prune(st, 1, 3, 1002, 100, &upto), 1); /* 2; 3 is not older */
+    CHECK_INT(upto, 3);
+    CHECK_INT(store_actions_prune(st, 3, 3, 5000, 100, &upto), 0); /* nothing after 3 */
+    CHECK_INT(upto, 3);
+    CHECK_INT(store_actions_prune(st, 0, 4, 5000, 100, &upto), 2); /* 3 and 4 */
+    CHECK_INT(upto, 4);
+    CHECK(store_action_last_seq(st, &seq) == 0 && seq == 0);
     store_close(st);
 }
 
