@@ -9,6 +9,7 @@
  * from the first action every SWEEP_MS (actions age meanwhile). */
 #include "out/retention.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "lib/log.h"
@@ -35,8 +36,11 @@ struct retention {
 
 int64_t retention_cap_window_ms(const struct config *cfg)
 {
-    (void)cfg; /* caps (spec 11) are not in the config yet: then their longest `per` */
-    return 0;
+    int64_t w = 0; /* a cap counts actions with ts in (ts - per, ts + per) */
+    for (size_t i = 0; i < cfg->n_caps; i++)
+        if (cfg->caps[i].per_ms > w)
+            w = cfg->caps[i].per_ms;
+    return w;
 }
 
 static void schedule(struct retention *r, int64_t ms)

@@ -22,8 +22,8 @@ void retention_configure(struct retention *r, const struct config *cfg);
 uint64_t retention_pruned(const struct retention *r);
 
 /* The longest window over which frequency caps (spec 11) count a user's
- * actions, in ms: retention keeps every action younger than it. 0 while the
- * config has no caps. */
+ * actions (the largest `per`), in ms: retention keeps every action younger
+ * than it. 0 when the config has no caps. */
 int64_t retention_cap_window_ms(const struct config *cfg);
 
 #endif

@@ -228,5 +228,16 @@ int store_outputs_min_position(struct store *s, const char *ids_json, int64_t *p
  * looked at (after when there was none). Returns how many went, or -EIO. */
 int store_actions_prune(struct store *s, int64_t after, int64_t max_seq, int64_t before_ts,
                         int limit, int64_t *upto);
+/* Calls cb for the campaign's state keys of user (NULL: campaign-wide)
+ * starting with prefix, in key order, as the store has them (flush the
+ * working set first). A non-zero return from cb stops and is returned;
+ * -EIO when the rows cannot be read. */
+int store_state_prefix(struct store *s, const char *campaign, const char *user, const char *prefix,
+                       int (*cb)(void *arg, const char *key, const char *val, size_t len),
+                       void *arg);
+/* *n: the user's recorded actions of the kinds (a JSON array of strings)
+ * with after < ts < before (a frequency cap's window). 0 or -EIO. */
+int store_cap_count(struct store *s, const char *user, const char *kinds_json, int64_t after,
+                    int64_t before, int64_t *n);
 
 #endif

@@ -47,6 +47,12 @@ class Receiver:
                     if isinstance(st, list):
                         st = 200
                     hang = rec.hang
+                    # recorded as it arrives (mktd sends the next request only
+                    # after this one's answer); a hung request's client gives
+                    # up: it counts as no answer (0)
+                    rec.requests.append({"status": 0 if hang else st, "headers": dict(self.headers),
+                                         "body": body})
+                    rec.cond.notify_all()
                 if hang:
                     time.sleep(hang)
                 try:
@@ -55,11 +61,6 @@ class Receiver:
                     self.end_headers()
                 except OSError:
                     pass
-                with rec.cond:
-                    # a hung request's client gave up: it counts as no answer (0)
-                    rec.requests.append({"status": 0 if hang else st, "headers": dict(self.headers),
-                                         "body": body})
-                    rec.cond.notify_all()
 
             def log_message(self, *args):
                 pass

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "config/config.h"
 #include "out/out.h"
+#include "out/retention.h"
 #include "store/store.h"
 
 static char dir[] = "/tmp/mktd-outputs-XXXXXX";
@@ -164,6 +165,30 @@ static void test_errors(void)
             "DIR/c.yaml:2:44: output a: batch: must be an integer from 1 to 10000");
 }
 
+/* Retention keeps what the longest cap counts. */
+static void test_cap_window(void)
+{
+    char *errs;
+    struct config *c = load("caps:\n"
+                            "  - {id: touches, kinds: [coupon.issued], max: 2, per: 7d}\n"
+                            "  - {id: daily, kinds: [coupon.issued], max: 1, per: 1d}\n",
+                            &errs);
+    CHECK_STR(errs, "");
+    free(errs);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_INT(retention_cap_window_ms(c), 7 * 86400000LL);
+    config_free(c);
+    c = load("daemon: {retention: {actions: 400d}}\n", &errs);
+    CHECK(c && retention_cap_window_ms(c) == 0 && c->retention_actions_ms == 400 * 86400000LL);
+    free(errs);
+    config_free(c);
+    OUT_ERR("daemon: {retention: {actions: 30m}}\n",
+            "DIR/c.yaml:1:31: retention.actions: must be at least 1h");
+    OUT_ERR("daemon: {retention: {events: 1d}}\n",
+            "DIR/c.yaml:1:22: unknown key 'events' (allowed: actions)");
+}
+
 static int collect(void *arg, const struct store_action *a)
 {
     struct sbuf *b = arg;
@@ -264,6 +289,7 @@ int main(void)
     test_parse();
     test_errors();
     test_store();
+    test_cap_window();
     test_signature();
     const char *names[] = {"s", "s2", "empty"};
     for (size_t i = 0; i < 3; i++) {
