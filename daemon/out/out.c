@@ -302,8 +302,9 @@ static void failed(struct out *o, const char *why)
         delay = RETRY_MAX_MS;
     o->retry_at = now + delay;
     if (o->failures == 1 || o->failures % 10 == 0)
-        log_warn("output %s: delivering seq %lld-%lld failed (%s); try %d again in %lld ms", o->id,
-                 (long long)o->first, (long long)o->last, why, o->failures + 1, (long long)delay);
+        log_warn(
+            "output %s: delivering seq %lld-%lld failed (%s); trying again in %lld ms (try %d)",
+            o->id, (long long)o->first, (long long)o->last, why, (long long)delay, o->failures + 1);
     if (store_output_failed(o->os->st, o->id, why, now) < 0)
         log_debug("output %s: its error could not be recorded now", o->id);
     schedule(o, delay);

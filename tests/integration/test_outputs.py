@@ -51,7 +51,7 @@ class Receiver:
                     # after this one's answer); a hung request's client gives
                     # up: it counts as no answer (0)
                     rec.requests.append({"status": 0 if hang else st, "headers": dict(self.headers),
-                                         "body": body})
+                                         "body": body, "path": self.path})
                     rec.cond.notify_all()
                 if hang:
                     time.sleep(hang)
@@ -294,6 +294,14 @@ def test_new_output_starts_at_end_and_rewind():
         assert r.returncode == 0, r.stderr
         rec.wait(rows_in(2 + 5))
         assert [x["seq"] for x in rec.delivered()] == [5, 6, 2, 3, 4, 5, 6]
+        # a reload that changes the url keeps the position
+        d.set_outputs(f'- {{id: late, url: "{rec.url("/v2")}", secret_file: secret}}')
+        d.reload()
+        for x in d.send(hits("h", 1)):
+            ok(x, 1)
+        reqs = rec.wait(rows_in(2 + 5 + 1))
+        assert reqs[-1]["path"] == "/v2" and [x["seq"] for x in rec.delivered()][-1] == 7
+        assert all(r["path"] == "/hook" for r in reqs[:-1])
         # an unknown output is refused
         r = mktd("outputs", "--db", d.db, "--from", "2", "nope")
         assert r.returncode != 0 and "no output nope" in r.stderr
