@@ -10,6 +10,10 @@ int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
 int cli_explain(const char *address, const char *input);
+/* mktd outputs: lists the outputs (cfg, when not NULL, gives their filters
+ * for the lag), or with from, rewinds output id to deliver from that seq. */
+struct config;
+int cli_outputs(const char *db_path, const struct config *cfg, const char *from, const char *id);
 
 /* --token TOKEN (sent first as {"auth":TOKEN}) and --ca FILE (to verify a
  * tls: address's certificate) for cli_exchange; NULL: none. */

@@ -28,6 +28,9 @@ static void usage(FILE *f)
                "                                    print actions as NDJSON\n"
                "  mktd timers [-c FILE] [--db PATH] [--failed]\n"
                "                                    print pending timers, or those set aside\n"
+               "  mktd outputs [-c FILE] [--db PATH] [--from SEQ ID]\n"
+               "                                    webhook outputs: position, lag, last success\n"
+               "                                    and error; --from: deliver ID from SEQ on\n"
                "  mktd --version\n");
 }
 
@@ -50,11 +53,35 @@ static int from_config(const char *path, char **address, char **db)
     return 0;
 }
 
+/* mktd outputs: the database (--db, or the config's) and the config's
+ * outputs (for each one's filters), when -c is given. */
+static int outputs_cmd(const char *config, const char *db, const char *from, const char *id,
+                       size_t npos)
+{
+    struct config *cfg = NULL;
+    if (npos > 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (config) {
+        struct errs errs = {0};
+        cfg = config_load(config, &errs);
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msg[i]);
+        errs_free(&errs);
+        if (!cfg)
+            return 2;
+    }
+    int code = cli_outputs(db ? db : cfg ? cfg->database : DEFAULT_DB, cfg, from, id);
+    config_free(cfg);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "run";
     int first = strcmp(cmd, "run") == 0 && !(argc > 1 && strcmp(argv[1], "run") == 0) ? 1 : 2;
-    const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL;
+    const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL, *from = NULL;
     const char *token = NULL, *ca = NULL;
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
@@ -72,6 +99,8 @@ int main(int argc, char **argv)
             since = strtoll(argv[++i], NULL, 10);
         else if (strcmp(a, "--campaign") == 0 && more)
             campaign = argv[++i];
+        else if (strcmp(a, "--from") == 0 && more)
+            from = argv[++i];
         else if (strcmp(a, "--until") == 0 && more)
             until = argv[++i];
         else if (strcmp(a, "--token") == 0 && more)
@@ -143,6 +172,8 @@ int main(int argc, char **argv)
         code =
             cmd[0] == 'a' ? cli_actions(path, since, campaign, follow) : cli_timers(path, failed);
         free(cdb);
+    } else if (strcmp(cmd, "outputs") == 0) {
+        code = outputs_cmd(config, db, from, npos ? pos[0] : NULL, npos);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);
         usage(stderr);

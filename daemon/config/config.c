@@ -476,8 +476,8 @@ static void parse_security(struct cctx *c, const struct ynode *d, struct config 
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
     static const char *const keys[] = {
-        "listen", "http", "database", "plugin_dirs", "clock",       "commit",       "limits",
-        "log",    "auth", "tls",      "metrics",     "socket_mode", "socket_group", NULL};
+        "listen", "http", "database", "plugin_dirs", "clock",        "commit",    "limits", "log",
+        "auth",   "tls",  "metrics",  "socket_mode", "socket_group", "retention", NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes",
                                              "max_connections",
@@ -566,6 +566,15 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
         if ((n = get(m, "working_set")))
             get_size(c, n, "limits.working_set", (int64_t)1 << 20, (int64_t)1 << 40,
                      &cfg->working_set);
+    }
+    if ((m = want_map(c, ynode_get(d, "retention"), "retention"))) {
+        static const char *const retention_keys[] = {"actions", NULL};
+        check_keys(c, m, retention_keys);
+        if ((n = get(m, "actions")) &&
+            get_duration(c, n, "retention.actions", &cfg->retention_actions_ms) == 0 &&
+            cfg->retention_actions_ms < 3600000) {
+            cerr(c, n, "retention.actions: must be at least 1h");
+        }
     }
     if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
         check_keys(c, m, log_keys);
@@ -975,6 +984,7 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_campaigns; i++)
         campaign_clear(&c->campaigns[i]);
     free(c->campaigns);
+    outputs_cfg_free(c->outputs, c->n_outputs);
     strv_free(c->groups, c->n_groups);
     for (size_t i = 0; i < c->n_caps; i++) {
         free(c->caps[i].id);
@@ -987,7 +997,7 @@ void config_free(struct config *c)
 
 struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
 {
-    static const char *const keys[] = {"daemon", "campaigns", "caps", NULL};
+    static const char *const keys[] = {"daemon", "campaigns", "caps", "outputs", NULL};
     struct errs local = {0};
     struct cctx c = {errs ? errs : &local, 0, ""};
     struct config *cfg = xcalloc(1, sizeof(*cfg));
@@ -1038,6 +1048,8 @@ struct config *config_load_string(const char *name, const char *text, size_t len
                 parse_campaign(&c, camps->items[i], i, cfg);
         }
     }
+    c.nerr +=
+        outputs_cfg_parse(ynode_get(root, "outputs"), name, c.errs, &cfg->outputs, &cfg->n_outputs);
     parse_caps(&c, ynode_get(root, "caps"), cfg);
 out:
     errs_free(&local);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/outputs.h"
 #include "config/yaml.h"
 #include "lib/util.h"
 
@@ -81,16 +82,17 @@ struct config {
     char *database;     /* default "var/mktd.db" */
     char **plugin_dirs; /* default {"build/plugins"} */
     size_t n_plugin_dirs;
-    int clock_event;         /* clock: event */
-    int max_batch;           /* commit.max_batch, default 1024, 1..1000000 */
-    int max_delay_ms;        /* commit.max_delay_ms, default 2, 0..10000 */
-    int sync_full;           /* commit.synchronous: full */
-    int64_t max_event_bytes; /* default 65536, 64..16 MiB */
-    int max_connections;     /* default 1024, 1..1000000 */
-    int64_t max_http_body;   /* default 16 MiB */
-    int64_t max_future_ms;   /* default 1d */
-    int64_t working_set;     /* limits.working_set: the engine's memory budget; 0: default */
-    int log_level;           /* MKTD_LOG_*; default info */
+    int clock_event;              /* clock: event */
+    int max_batch;                /* commit.max_batch, default 1024, 1..1000000 */
+    int max_delay_ms;             /* commit.max_delay_ms, default 2, 0..10000 */
+    int sync_full;                /* commit.synchronous: full */
+    int64_t max_event_bytes;      /* default 65536, 64..16 MiB */
+    int max_connections;          /* default 1024, 1..1000000 */
+    int64_t max_http_body;        /* default 16 MiB */
+    int64_t max_future_ms;        /* default 1d */
+    int64_t working_set;          /* limits.working_set: the engine's memory budget; 0: default */
+    int log_level;                /* MKTD_LOG_*; default info */
+    int64_t retention_actions_ms; /* daemon.retention.actions; 0: actions are kept for ever */
 
     /* Safe to expose (spec 14); paths resolved against the config's folder */
     char *tokens_file;   /* daemon.auth.tokens_file; NULL: no auth */
@@ -108,6 +110,9 @@ struct config {
     size_t n_groups;
     struct cap_cfg *caps;
     size_t n_caps;
+
+    struct output_cfg *outputs; /* `outputs:` (config/outputs.h) */
+    size_t n_outputs;
 
     /* Set in code by the SDK's test kit, never from a file: engine_swap
      * calls no on_load and records no campaign as seen (the kit swaps in a

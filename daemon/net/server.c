@@ -45,6 +45,8 @@
 #include "net/ingest.h"
 #include "net/metrics.h"
 #include "net/tls.h"
+#include "out/out.h"
+#include "out/retention.h"
 #include "store/dblock.h"
 
 #define OUT_HIGH (4u << 20)    /* stop reading a client with this much unread */
@@ -132,6 +134,8 @@ struct server {
     int *act_fds;                /* sockets passed by the service manager, -1 once taken */
     size_t n_act_fds;
     struct metrics m;
+    struct outs *outs; /* webhook outputs (out/out.h) */
+    struct retention *retention;
 };
 
 static const struct config *cfg_of(struct server *s)
@@ -261,9 +265,12 @@ static void commit_and_flush(struct server *s)
         int64_t t0 = metrics_now_us();
         int rc = engine_commit(s->eng);
         metrics_commit(&s->m, n, metrics_now_us() - t0, rc >= 0);
+        uint64_t acted = s->m.actions_committed;
         if (rc >= 0)
             metrics_actions_update(&s->m, s->eng, s->st);
-        if (rc == 0) /* 1: nothing was written, which says nothing */
+        if (s->m.actions_committed != acted)
+            outs_wake(s->outs); /* deliver them */
+        if (rc == 0)            /* 1: nothing was written, which says nothing */
             db_written(s);
         if (rc < 0) {
             db_failed(s);
@@ -1108,6 +1115,12 @@ static void metrics_reply(struct server *s, struct evhttp_request *req)
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
     metrics_render(&s->m, s->eng, s->st, b);
+    outs_metrics(s->outs, b);
+    evbuffer_add_printf(
+        b,
+        "# HELP mktd_actions_pruned_total Actions deleted by retention since start.\n"
+        "# TYPE mktd_actions_pruned_total counter\nmktd_actions_pruned_total %llu\n",
+        (unsigned long long)retention_pruned(s->retention));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -1344,6 +1357,8 @@ static void reload(struct server *s)
         }
         if (s->http)
             evhttp_set_max_body_size(s->http, (ev_ssize_t)nc->max_http_body);
+        outs_configure(s->outs, nc);
+        retention_configure(s->retention, nc);
         log_info("reloaded: %zu campaigns in %.1f ms", world_campaigns(w),
                  (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
@@ -1507,6 +1522,13 @@ int server_run(const char *config_path)
         if (s->auth.tokens)
             log_info("auth: %zu tokens from %s", s->auth.tokens->n, cfg->tokens_file);
     }
+    if (outs_new(s->base, s->st, &s->outs, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    outs_configure(s->outs, cfg);
+    s->retention = retention_new(s->base, s->st, s->outs);
+    retention_configure(s->retention, cfg);
     activation_init(s);
     int lrc = listen_all(s, cfg);
     if (lrc == 0)
@@ -1562,6 +1584,8 @@ out:
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
+    retention_free(s->retention);
+    outs_free(s->outs);
     if (s->base)
         event_base_free(s->base);
     engine_free(s->eng);

@@ -224,6 +224,7 @@ struct store {
     uint64_t write_failures; /* begins and commits that failed */
     int write_errcode;       /* the last one's SQLite code */
     char write_errmsg[160];  /* and message */
+    sqlite3_stmt *outq[12];  /* outputs' statements (store_output_*), prepared on first use */
 };
 
 const char *store_errmsg(struct store *s)
@@ -421,6 +422,8 @@ void store_close(struct store *s)
         sqlite3_finalize(s->q[i]);
     for (size_t i = 0; i < sizeof(s->rd) / sizeof(s->rd[0]); i++)
         sqlite3_finalize(s->rd[i]); /* readers' statements */
+    for (size_t i = 0; i < sizeof(s->outq) / sizeof(s->outq[0]); i++)
+        sqlite3_finalize(s->outq[i]);
     for (int k = 0; k < 5; k++)
         for (int o = 0; o < 5; o++)
             sqlite3_finalize(s->row[k][o]);
@@ -1246,4 +1249,239 @@ int store_cap_count(struct store *s, const char *user, const char *kinds_json, i
         *n = sqlite3_column_int64(st, 0);
     done(st);
     return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* ---- outputs (spec section 15) ---- */
+
+enum {
+    O_GET,
+    O_CREATE,
+    O_ADVANCE,
+    O_FAILED,
+    O_REWIND,
+    O_ACTIONS,
+    O_LIST,
+    O_COUNT,
+    O_PRUNE_UPTO,
+    O_PRUNE,
+    O_MIN_POS,
+    O__COUNT
+};
+_Static_assert(O__COUNT <= sizeof(((struct store *)0)->outq) / sizeof(sqlite3_stmt *),
+               "struct store has a slot for each output statement");
+
+/* Filters are JSON arrays of strings, or NULL for all. */
+#define OUT_FILTER                                                                                 \
+    "(?3 IS NULL OR kind IN (SELECT value FROM json_each(?3))) AND "                               \
+    "(?4 IS NULL OR campaign IN (SELECT value FROM json_each(?4)))"
+
+static const char *const out_sql[O__COUNT] = {
+    [O_GET] = "SELECT position FROM outputs WHERE id = ?1",
+    [O_CREATE] = "INSERT OR IGNORE INTO outputs(id, position) VALUES (?1, ?2)",
+    [O_ADVANCE] = "UPDATE outputs SET position = ?3, delivered = delivered + ?4, "
+                  "last_success = CASE WHEN ?5 > 0 THEN ?5 ELSE last_success END "
+                  "WHERE id = ?1 AND position = ?2",
+    [O_FAILED] = "UPDATE outputs SET last_error = ?2, last_error_at = ?3 WHERE id = ?1",
+    [O_REWIND] = "UPDATE outputs SET position = ?2 WHERE id = ?1",
+    [O_ACTIONS] = "SELECT seq, ts, campaign, kind, user, event_id, payload FROM actions "
+                  "WHERE seq > ?1 AND seq <= ?2 AND " OUT_FILTER " ORDER BY seq LIMIT ?5",
+    [O_LIST] = "SELECT id, position, delivered, last_success, last_error, last_error_at "
+               "FROM outputs ORDER BY id",
+    [O_COUNT] = "SELECT count(*) FROM actions WHERE seq > ?1 AND seq <= ?2 AND " OUT_FILTER,
+    [O_PRUNE_UPTO] = "SELECT max(seq) FROM (SELECT seq FROM actions WHERE seq > ?1 AND seq <= ?2 "
+                     "ORDER BY seq LIMIT ?3)",
+    [O_PRUNE] = "DELETE FROM actions WHERE seq > ?1 AND seq <= ?2 AND ts < ?3",
+    [O_MIN_POS] = "SELECT min(position) FROM outputs WHERE id IN (SELECT value FROM json_each(?1))",
+};
+
+static sqlite3_stmt *out_stmt(struct store *s, int q)
+{
+    if (!s->outq[q] && sqlite3_prepare_v3(s->db, out_sql[q], -1, SQLITE_PREPARE_PERSISTENT,
+                                          &s->outq[q], NULL) != SQLITE_OK)
+        return NULL;
+    return s->outq[q];
+}
+
+/* Writes here are single statements outside the engine's batches; one
+ * made while a batch's transaction is open would join it: refused. */
+static sqlite3_stmt *out_write(struct store *s, int q)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        return NULL;
+    return out_stmt(s, q);
+}
+
+int store_output_get(struct store *s, const char *id, int64_t *position)
+{
+    sqlite3_stmt *st = out_stmt(s, O_GET);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *position = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_output_create(struct store *s, const char *id, int64_t position)
+{
+    sqlite3_stmt *st = out_write(s, O_CREATE);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, position);
+    return run(s, st);
+}
+
+int store_output_advance(struct store *s, const char *id, int64_t from, int64_t to, int64_t n,
+                         int64_t at)
+{
+    sqlite3_stmt *st = out_write(s, O_ADVANCE);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, to);
+    sqlite3_bind_int64(st, 4, n);
+    sqlite3_bind_int64(st, 5, at);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+int store_output_failed(struct store *s, const char *id, const char *error, int64_t at)
+{
+    sqlite3_stmt *st = out_write(s, O_FAILED);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, id);
+    bind_text(st, 2, error);
+    sqlite3_bind_int64(st, 3, at);
+    return run(s, st);
+}
+
+int store_output_rewind(struct store *s, const char *id, int64_t position)
+{
+    sqlite3_stmt *st = out_write(s, O_REWIND);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, position);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+static void bind_filters(sqlite3_stmt *st, const char *kinds_json, const char *campaigns_json)
+{
+    bind_text(st, 3, kinds_json);
+    bind_text(st, 4, campaigns_json);
+}
+
+int store_output_actions(struct store *s, int64_t after, int64_t upto, const char *kinds_json,
+                         const char *campaigns_json, int limit,
+                         int (*cb)(void *arg, const struct store_action *a), void *arg)
+{
+    sqlite3_stmt *st = out_stmt(s, O_ACTIONS);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    bind_filters(st, kinds_json, campaigns_json);
+    sqlite3_bind_int(st, 5, limit);
+    int rc = SQLITE_DONE, stop = 0;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_action a = {.seq = sqlite3_column_int64(st, 0),
+                                 .ts = sqlite3_column_int64(st, 1)};
+        a.campaign = col_text(st, 2, &a.campaign_len);
+        a.kind = col_text(st, 3, &a.kind_len);
+        a.user = col_text(st, 4, &a.user_len);
+        a.event_id = col_text(st, 5, &a.event_id_len);
+        a.payload = col_text(st, 6, &a.payload_len);
+        stop = cb(arg, &a);
+    }
+    done(st);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_output_count(struct store *s, int64_t after, int64_t upto, const char *kinds_json,
+                       const char *campaigns_json, int64_t *n)
+{
+    sqlite3_stmt *st = out_stmt(s, O_COUNT);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    bind_filters(st, kinds_json, campaigns_json);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+int store_outputs_list(struct store *s, void (*cb)(void *arg, const struct store_output *o),
+                       void *arg)
+{
+    sqlite3_stmt *st = out_stmt(s, O_LIST);
+    if (!st)
+        return -EIO;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len;
+        struct store_output o = {.position = sqlite3_column_int64(st, 1),
+                                 .delivered = sqlite3_column_int64(st, 2),
+                                 .last_success = sqlite3_column_int64(st, 3),
+                                 .last_error_at = sqlite3_column_int64(st, 5)};
+        o.id = col_text(st, 0, &len);
+        o.last_error = col_text(st, 4, &len);
+        if (o.id)
+            cb(arg, &o);
+    }
+    done(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_outputs_min_position(struct store *s, const char *ids_json, int64_t *pos)
+{
+    sqlite3_stmt *st = out_stmt(s, O_MIN_POS);
+    if (!st)
+        return -EIO;
+    bind_text(st, 1, ids_json);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *pos = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+int store_actions_prune(struct store *s, int64_t after, int64_t max_seq, int64_t before_ts,
+                        int limit, int64_t *upto)
+{
+    sqlite3_stmt *st = out_stmt(s, O_PRUNE_UPTO);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, max_seq);
+    sqlite3_bind_int(st, 3, limit);
+    int rc = sqlite3_step(st);
+    *upto = after;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *upto = sqlite3_column_int64(st, 0);
+    done(st);
+    if (rc != SQLITE_ROW)
+        return -EIO;
+    if (*upto == after)
+        return 0;
+    if (!(st = out_write(s, O_PRUNE)))
+        return -EIO;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, *upto);
+    sqlite3_bind_int64(st, 3, before_ts);
+    if (run(s, st) < 0)
+        return -EIO;
+    return sqlite3_changes(s->db);
 }

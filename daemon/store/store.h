@@ -190,6 +190,44 @@ int store_timers_list(const char *db_path, int failed, store_timer_cb cb, void *
 int store_timer_set_aside(struct store *s, const char *campaign, const char *user, const char *name,
                           int64_t due, int64_t at, const char *error);
 
+/* ---- outputs (spec section 15): each webhook output's position ---- */
+/* Writes here are single statements made between the engine's batches
+ * (-EIO while a batch's transaction is open). Filters are JSON arrays of
+ * strings (kinds, campaigns), or NULL for all. */
+/* 0 and *position, -ENOENT when the output has no row yet, -EIO. */
+int store_output_get(struct store *s, const char *id, int64_t *position);
+/* Records a new output at position (nothing when it has a row). */
+int store_output_create(struct store *s, const char *id, int64_t position);
+/* Moves the output from position `from` to `to`, n actions more delivered,
+ * last success at `at` (0: not a delivery). 1 when moved, 0 when its
+ * position is no longer `from` (rewound meanwhile), -EIO. */
+int store_output_advance(struct store *s, const char *id, int64_t from, int64_t to, int64_t n,
+                         int64_t at);
+int store_output_failed(struct store *s, const char *id, const char *error, int64_t at);
+/* Sets the position (`mktd outputs --from`): 0, -ENOENT, -EIO. */
+int store_output_rewind(struct store *s, const char *id, int64_t position);
+/* Up to limit actions with after < seq <= upto matching the filters, by seq. */
+int store_output_actions(struct store *s, int64_t after, int64_t upto, const char *kinds_json,
+                         const char *campaigns_json, int limit,
+                         int (*cb)(void *arg, const struct store_action *a), void *arg);
+/* How many actions with after < seq <= upto match the filters. */
+int store_output_count(struct store *s, int64_t after, int64_t upto, const char *kinds_json,
+                       const char *campaigns_json, int64_t *n);
+/* One row of the outputs table; strings valid during the callback. */
+struct store_output {
+    const char *id, *last_error;                              /* last_error: NULL when none */
+    int64_t position, delivered, last_success, last_error_at; /* 0: never */
+};
+int store_outputs_list(struct store *s, void (*cb)(void *arg, const struct store_output *o),
+                       void *arg);
+/* The smallest position among the outputs named in ids_json (a JSON array);
+ * INT64_MAX when none of them has a row. */
+int store_outputs_min_position(struct store *s, const char *ids_json, int64_t *pos);
+/* Retention: looks at up to limit actions with after < seq <= max_seq (by
+ * seq) and deletes those of them with ts < before_ts. *upto: the last seq
+ * looked at (after when there was none). Returns how many went, or -EIO. */
+int store_actions_prune(struct store *s, int64_t after, int64_t max_seq, int64_t before_ts,
+                        int limit, int64_t *upto);
 /* Calls cb for the campaign's state keys of user (NULL: campaign-wide)
  * starting with prefix, in key order, as the store has them (flush the
  * working set first). A non-zero return from cb stops and is returned;
