@@ -809,6 +809,53 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+static server_report_fn report_fn;
+
+void server_set_report(server_report_fn fn)
+{
+    report_fn = fn;
+}
+
+/* GET /report and /v1/report: figures of committed work, read on a
+ * read-only connection of their own (aggregate queries: a million actions
+ * take about a second). */
+static void http_report(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_send_error(req, 405, "GET only");
+        return;
+    }
+    if (!report_fn) {
+        evhttp_send_error(req, 404, "no report");
+        return;
+    }
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq kv = {0}; /* empty (the parser initializes it too) */
+    if (q && *q && evhttp_parse_query_str(q, &kv) < 0) {
+        evhttp_send_error(req, 400, "bad query");
+        return;
+    }
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    int html = path && strcmp(path, "/report") == 0;
+    if (engine_batch_size(s->eng))
+        commit_and_flush(s);
+    struct sbuf out = {0};
+    int st = report_fn(cfg_of(s)->database, evhttp_find_header(&kv, "since"),
+                       evhttp_find_header(&kv, "until"), evhttp_find_header(&kv, "campaign"), html,
+                       &out);
+    evhttp_clear_headers(&kv);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, out.s ? out.s : "", out.len);
+    sb_free(&out);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      st != 200 ? "text/plain; charset=utf-8"
+                      : html    ? "text/html; charset=utf-8"
+                                : "application/json");
+    evhttp_send_reply(req, st, st == 200 ? "OK" : st == 400 ? "Bad Request" : "Error", b);
+    evbuffer_free(b);
+}
+
 static int http_start(struct server *s, const struct config *cfg)
 {
     if (!cfg->http)
@@ -825,6 +872,8 @@ static int http_start(struct server *s, const struct config *cfg)
     evhttp_set_cb(s->http, "/v1/events", http_events, s);
     evhttp_set_cb(s->http, "/v1/health", http_health, s);
     evhttp_set_cb(s->http, "/metrics", http_metrics, s);
+    evhttp_set_cb(s->http, "/report", http_report, s);
+    evhttp_set_cb(s->http, "/v1/report", http_report, s);
     char spec[300], err[256];
     struct addr a;
     snprintf(spec, sizeof(spec), "tcp:%s", cfg->http);
