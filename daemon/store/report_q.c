@@ -89,11 +89,13 @@ int rq_coupons_issued(struct store *s, const struct rq_range *r,
 {
     sqlite3_stmt *st = prep(
         s,
-        "WITH iss AS (SELECT campaign, json_extract(payload, '$.code') AS code, " VALUE_OF(
+        "WITH iss AS MATERIALIZED (SELECT campaign, json_extract(payload, '$.code') AS "
+        "code, " VALUE_OF(
             "payload") " AS v, json_type(payload, '$.percent') IS NOT NULL AS pct "
                        "FROM actions WHERE kind = 'coupon.issued' AND " PERIOD
                        " AND json_valid(payload)), "
-                       "red AS (SELECT DISTINCT campaign, json_extract(payload, '$.code') AS code "
+                       "red AS MATERIALIZED (SELECT DISTINCT campaign, json_extract(payload, "
+                       "'$.code') AS code "
                        "FROM actions WHERE kind = 'coupon.redeemed' AND ts < ?2 "
                        "AND (?3 IS NULL OR campaign = ?3) AND json_valid(payload)) "
                        "SELECT iss.campaign, count(*), sum(iss.v), sum(iss.pct), count(red.code) "
@@ -115,17 +117,18 @@ int rq_coupons_redeemed(struct store *s, const struct rq_range *r,
                         void (*cb)(void *arg, const char *campaign, int64_t n, int64_t value),
                         void *arg)
 {
-    sqlite3_stmt *st =
-        prep(s,
-             "WITH red AS (SELECT campaign, json_extract(payload, '$.code') AS code FROM actions "
-             "WHERE kind = 'coupon.redeemed' AND " PERIOD " AND json_valid(payload)), "
-             "iss AS (SELECT campaign, json_extract(payload, '$.code') AS code, " VALUE_OF(
-                 "payload") " AS v FROM actions WHERE kind = 'coupon.issued' AND ts < ?2 "
-                            "AND campaign IN (SELECT campaign FROM red) AND json_valid(payload)) "
-                            "SELECT red.campaign, count(*), coalesce(sum(iss.v), 0) FROM red "
-                            "LEFT JOIN iss ON iss.campaign = red.campaign AND iss.code = red.code "
-                            "GROUP BY red.campaign",
-             r);
+    sqlite3_stmt *st = prep(
+        s,
+        "WITH red AS MATERIALIZED (SELECT campaign, json_extract(payload, '$.code') AS code FROM "
+        "actions "
+        "WHERE kind = 'coupon.redeemed' AND " PERIOD " AND json_valid(payload)), "
+        "iss AS MATERIALIZED (SELECT campaign, json_extract(payload, '$.code') AS code, " VALUE_OF(
+            "payload") " AS v FROM actions WHERE kind = 'coupon.issued' AND ts < ?2 "
+                       "AND campaign IN (SELECT campaign FROM red) AND json_valid(payload)) "
+                       "SELECT red.campaign, count(*), coalesce(sum(iss.v), 0) FROM red "
+                       "LEFT JOIN iss ON iss.campaign = red.campaign AND iss.code = red.code "
+                       "GROUP BY red.campaign",
+        r);
     if (!st)
         return -EIO;
     int rc;
@@ -161,17 +164,19 @@ int rq_reactivation(struct store *s, const struct rq_range *r,
                                int64_t x),
                     void *arg)
 {
-    sqlite3_stmt *st = prep(
-        s,
-        "WITH dec AS (SELECT DISTINCT campaign, user, substr(kind, 14) AS g FROM actions "
-        "WHERE kind IN ('reactivation.offer', 'reactivation.holdout') AND " PERIOD "), "
-        "conv AS (SELECT DISTINCT campaign, user, CAST(json_extract(payload, '$.group') AS TEXT) "
-        "AS g FROM actions WHERE kind = 'reactivation.converted' AND " PERIOD
-        " AND json_valid(payload)) "
-        "SELECT dec.campaign, dec.g, count(*), count(conv.user) FROM dec LEFT JOIN conv "
-        "ON conv.campaign = dec.campaign AND conv.user = dec.user AND conv.g = dec.g "
-        "GROUP BY dec.campaign, dec.g",
-        r);
+    sqlite3_stmt *st =
+        prep(s,
+             "WITH dec AS MATERIALIZED (SELECT DISTINCT campaign, user, substr(kind, 14) AS g FROM "
+             "actions "
+             "WHERE kind IN ('reactivation.offer', 'reactivation.holdout') AND " PERIOD "), "
+             "conv AS MATERIALIZED (SELECT DISTINCT campaign, user, CAST(json_extract(payload, "
+             "'$.group') AS TEXT) "
+             "AS g FROM actions WHERE kind = 'reactivation.converted' AND " PERIOD
+             " AND json_valid(payload)) "
+             "SELECT dec.campaign, dec.g, count(*), count(conv.user) FROM dec LEFT JOIN conv "
+             "ON conv.campaign = dec.campaign AND conv.user = dec.user AND conv.g = dec.g "
+             "GROUP BY dec.campaign, dec.g",
+             r);
     if (!st)
         return -EIO;
     int rc;
