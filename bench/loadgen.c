@@ -9,6 +9,7 @@
  *           [--run-id ID] [--seed N] [--ids seq|random]
  *           [--ts-start MS] [--ts-step MS] [--mix KIND=W,...] [--pid PID]
  *           [--report-every N] [--drain-timeout S] [--quiet]
+ *           [--flags dry|explain|dry,explain]
  *
  * Users: with the random order (default), --new-users percent of the events
  * (default 5) are the signup of a new user, until --users (default 1,000,000)
@@ -101,6 +102,7 @@ struct opts {
     int tid; /* the daemon's loop thread, for its write bytes: pid */
     double drain_timeout;
     int quiet;
+    const char *flags; /* --flags: ",\"dry\":true" and/or ",\"explain\":true", or "" */
 };
 
 struct lg;
@@ -290,7 +292,13 @@ static void send_one(struct lg *lg, struct conn *c, int64_t t)
 {
     struct gen_event ev;
     gen_next(&lg->g, &ev);
-    evbuffer_add(bufferevent_get_output(c->bev), ev.line, ev.len);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (*lg->o.flags) { /* the line's last "}\n" closes the event: flags go before it */
+        evbuffer_add(out, ev.line, ev.len - 2);
+        evbuffer_add_printf(out, "%s}\n", lg->o.flags);
+    } else {
+        evbuffer_add(out, ev.line, ev.len);
+    }
     c->sent_us[c->tail & c->mask] = t;
     c->tail++;
     lg->sent++;
@@ -544,6 +552,7 @@ static void usage(void)
                     "               [--run-id ID] [--seed N] [--ids seq|random]\n"
                     "               [--ts-start MS] [--ts-step MS] [--mix KIND=W,...] [--pid PID]\n"
                     "               [--report-every N] [--drain-timeout S] [--quiet]\n"
+                    "               [--flags dry|explain|dry,explain]\n"
                     "kinds for --mix: order refund coupon pageview app_open cart_add search\n");
     exit(2);
 }
@@ -554,6 +563,7 @@ static void parse(int argc, char **argv, struct opts *o)
     o->window = 256;
     gen_opts_default(&o->gen);
     o->drain_timeout = 30;
+    o->flags = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -603,7 +613,16 @@ static void parse(int argc, char **argv, struct opts *o)
             o->drain_timeout = atof(v);
         else if (strcmp(a, "--quiet") == 0)
             o->quiet = 1;
-        else
+        else if (ARG("--flags")) {
+            /* dry, explain or dry,explain: every event sent so */
+            static char f[64];
+            f[0] = 0;
+            if (strstr(v, "dry"))
+                strcat(f, ",\"dry\":true");
+            if (strstr(v, "explain"))
+                strcat(f, ",\"explain\":true");
+            o->flags = f;
+        } else
             usage();
 #undef ARG
     }

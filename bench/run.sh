@@ -13,6 +13,10 @@
 #   5. RSS after 1,000,000 distinct users;
 #   6. the sweep of 100,000 users falling dormant at once (bench/sweep.sh).
 #
+# With --explain, only the cost of dry runs and explanations instead: the
+# cached regime's events sent plain, with "explain": true, with "dry": true
+# (a dry-only stream) and with both, each --repeat times (~2 minutes).
+#
 # With --large, only the large regime instead: 10,000,000 events (or
 # --large-count N) over N / 10 users (1,000,000), random 32-hex-digit ids;
 # mktd then bare_sqlite over the same events, with events/s and WAL bytes
@@ -22,6 +26,7 @@
 #
 #   bench/run.sh [--quick] [--repeat N] [--workdir DIR] [--no-build] [--keep]
 #   bench/run.sh --large [--large-count N] [--workdir DIR] [--no-build] [--keep]
+#   bench/run.sh --explain [--repeat N] [--workdir DIR] [--no-build] [--keep]
 #
 # --quick: ~1 minute (short runs, 100,000 users for the RSS run, 20,000 for
 # the sweep). Default: ~6-7 minutes on 2 cores. --repeat N runs each cached
@@ -33,6 +38,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 quick=0
 large=0
+explain=0
 large_count=10000000
 repeat=
 workdir=/tmp/mktd-bench
@@ -47,6 +53,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
     --large) large=1 ;;
+    --explain) explain=1 ;;
     --large-count) large_count=$2; shift ;;
     --repeat) repeat=$2; shift ;;
     --workdir) workdir=$2; shift ;;
@@ -105,6 +112,7 @@ fi
 mode=full
 [ "$quick" = 1 ] && mode=quick
 [ "$large" = 1 ] && mode="large ($large_count events)"
+[ "$explain" = 1 ] && mode="dry runs and explanations"
 say "== mktd load benchmark  $(date -u '+%Y-%m-%d %H:%M UTC')  mode: $mode"
 say "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (plus uncommitted changes)')"
 say "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/{print $2}') RAM"
@@ -192,6 +200,30 @@ bare() {
 db_mb() {
     echo "$(du -m "$run/$1/mktd.db" | cut -f1) MB (WAL $(du -m "$run/$1/mktd.db-wal" 2>/dev/null | cut -f1 || echo 0) MB)"
 }
+
+# -------------------------------------------------------------- explain ----
+if [ "$explain" = 1 ]; then
+    say ""
+    say "== the cached regime ($cached_gen), each event as sent:"
+    plain=
+    for flags in none explain dry dry,explain; do
+        best=0
+        for r in $(seq 1 "$repeat"); do
+            name=flags-${flags/,/-}-$r
+            mktd_start "$name" normal
+            f=()
+            [ "$flags" != none ] && f=(--flags "$flags")
+            lg --unix "$sock" $cached_gen --pid "$pid" "${f[@]}" --quiet >"$run/$name.txt"
+            mktd_stop "$name"
+            eps=$(res "$run/$name.txt" eps)
+            best=$(awk -v a="$best" -v b="$eps" 'BEGIN{print (b > a) ? b : a}')
+            say "  $flags run $r: $eps events/s, p99 $(res "$run/$name.txt" p99_ms) ms, errors $(res "$run/$name.txt" errors)"
+        done
+        [ -z "$plain" ] && plain=$best
+        say "$flags: best $best events/s ($(ratio "$best" "$plain")% of plain)"
+    done
+    exit 0
+fi
 
 # ---------------------------------------------------------------- large ----
 if [ "$large" = 1 ]; then

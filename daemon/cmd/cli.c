@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/lint.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
 #include "lib/addr.h"
@@ -31,7 +32,15 @@ int cli_check(const char *config_path)
             config_free(cfg);
         code = 1;
     } else {
-        printf("%s: ok, %zu campaigns\n", config_path, world_campaigns(w));
+        struct errs warnings = {0};
+        config_lint(cfg, &warnings);
+        for (size_t i = 0; i < warnings.n; i++)
+            fprintf(stderr, "%s\n", warnings.msg[i]);
+        printf("%s: ok, %zu campaigns", config_path, world_campaigns(w));
+        if (warnings.n)
+            printf(", %zu warning%s", warnings.n, warnings.n == 1 ? "" : "s");
+        printf("\n");
+        errs_free(&warnings);
         world_free(w);
     }
     errs_free(&errs);

@@ -604,15 +604,40 @@ static void parse_when(struct cctx *c, const struct ynode *w, struct campaign_cf
     }
 }
 
+/* `group: NAME` (spec 11); referral and reactivation take none (spec 18:
+ * their decisions are not per order, and a holdout must stay comparable). */
+static void parse_group(struct cctx *c, const struct ynode *n, struct campaign_cfg *cc,
+                        struct config *cfg)
+{
+    if (n->kind != Y_SCALAR || !id_ok_n(n->str, n->len)) {
+        cerr(c, n, "group: must be 1-64 characters of [a-z0-9_-]");
+        return;
+    }
+    if (cc->plugin &&
+        (strcmp(cc->plugin, "referral") == 0 || strcmp(cc->plugin, "reactivation") == 0)) {
+        cerr(c, n, "group: a %s campaign cannot be in a group", cc->plugin);
+        return;
+    }
+    cc->group = xstrdup(n->str);
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i], cc->group) == 0) {
+            cc->group_idx = (int)i;
+            return;
+        }
+    cc->group_idx = (int)cfg->n_groups;
+    strv_push(&cfg->groups, &cfg->n_groups, xstrdup(cc->group));
+}
+
 static void parse_campaign(struct cctx *c, const struct ynode *m, size_t idx, struct config *cfg)
 {
-    static const char *const keys[] = {"id",   "plugin", "enabled", "starts",
-                                       "ends", "when",   "params",  NULL};
+    static const char *const keys[] = {"id",   "plugin", "enabled", "starts", "ends",
+                                       "when", "params", "group",   NULL};
     struct campaign_cfg *cc = &cfg->campaigns[cfg->n_campaigns++];
     const struct ynode *n, *sn, *en;
     char prefix[96];
 
     cc->enabled = 1;
+    cc->group_idx = -1;
     cc->starts = INT64_MIN;
     cc->ends = INT64_MAX;
     cc->node = m;
@@ -664,7 +689,89 @@ static void parse_campaign(struct cctx *c, const struct ynode *m, size_t idx, st
     if ((n = get(m, "when")))
         parse_when(c, n, cc);
     cc->params = get(m, "params");
+    if ((n = get(m, "group")))
+        parse_group(c, n, cc, cfg);
     c->camp = "";
+}
+
+/* ---- caps (spec 11) ---- */
+
+int cap_counts(const struct cap_cfg *cap, const char *kind)
+{
+    for (size_t i = 0; i < cap->n_kinds; i++)
+        if (strcmp(cap->kinds[i], kind) == 0 || (strcmp(cap->kinds[i], "reactivation.offer") == 0 &&
+                                                 strcmp(kind, "reactivation.holdout") == 0))
+            return 1;
+    return 0;
+}
+
+static void parse_cap(struct cctx *c, const struct ynode *m, struct config *cfg)
+{
+    static const char *const keys[] = {"id", "kinds", "max", "per", NULL};
+    struct cap_cfg *cap = &cfg->caps[cfg->n_caps];
+    const struct ynode *n;
+    if (m->kind != Y_MAP) {
+        cerr(c, m, "caps: each cap must be a map {id, kinds, max, per}");
+        return;
+    }
+    cfg->n_caps++;
+    cap->node = m;
+    check_keys(c, m, keys);
+    if (!(n = get(m, "id"))) {
+        cerr(c, m, "caps: missing required key 'id'");
+    } else if (n->kind != Y_SCALAR || !id_ok_n(n->str, n->len)) {
+        cerr(c, n, "caps: id: must be 1-64 characters of [a-z0-9_-]");
+    } else {
+        for (size_t i = 0; i + 1 < cfg->n_caps; i++) {
+            if (cfg->caps[i].id && strcmp(cfg->caps[i].id, n->str) == 0) {
+                const struct ynode *first = ynode_get(cfg->caps[i].node, "id");
+                cerr(c, n, "caps: id '%s' is used twice (first at line %d, column %d)", n->str,
+                     first->line, first->col);
+                break;
+            }
+        }
+        cap->id = xstrdup(n->str);
+    }
+    if (!(n = get(m, "kinds"))) {
+        cerr(c, m, "caps: missing required key 'kinds'");
+    } else if (get_strings(c, n, "caps: kinds", type_ok,
+                           "is not an action kind ([a-z0-9_.-], 1-64 characters)", &cap->kinds,
+                           &cap->n_kinds) == 0 &&
+               cap->n_kinds == 0) {
+        cerr(c, n, "caps: kinds: must name at least one action kind");
+    }
+    if (!(n = get(m, "max")))
+        cerr(c, m, "caps: missing required key 'max'");
+    else
+        get_int_range(c, n, "caps: max", 0, 1000000000, &cap->max);
+    if (!(n = get(m, "per"))) {
+        cerr(c, m, "caps: missing required key 'per'");
+    } else if (get_duration(c, n, "caps: per", &cap->per_ms) == 0 && cap->per_ms <= 0) {
+        cerr(c, n, "caps: per: must be a duration above 0 (like 7d)");
+    }
+    json_t *kinds = json_array();
+    for (size_t i = 0; i < cap->n_kinds; i++) {
+        json_array_append_new(kinds, json_string(cap->kinds[i]));
+        if (strcmp(cap->kinds[i], "reactivation.offer") == 0)
+            json_array_append_new(kinds, json_string("reactivation.holdout"));
+    }
+    cap->kinds_json = json_dumps(kinds, JSON_COMPACT);
+    json_decref(kinds);
+}
+
+static void parse_caps(struct cctx *c, const struct ynode *n, struct config *cfg)
+{
+    if (is_null(n))
+        return;
+    if (n->kind != Y_SEQ) {
+        cerr(c, n,
+             "caps: must be a list of caps like {id: touches, kinds: [coupon.issued], "
+             "max: 2, per: 7d}");
+        return;
+    }
+    cfg->caps = xcalloc(n->n ? n->n : 1, sizeof(*cfg->caps));
+    for (size_t i = 0; i < n->n; i++)
+        parse_cap(c, n->items[i], cfg);
 }
 
 /* ---- the whole ---- */
@@ -679,6 +786,7 @@ static void campaign_clear(struct campaign_cfg *cc)
         json_decref(cc->conds[i].value);
     }
     free(cc->conds);
+    free(cc->group);
 }
 
 void config_free(struct config *c)
@@ -695,12 +803,19 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_campaigns; i++)
         campaign_clear(&c->campaigns[i]);
     free(c->campaigns);
+    strv_free(c->groups, c->n_groups);
+    for (size_t i = 0; i < c->n_caps; i++) {
+        free(c->caps[i].id);
+        strv_free(c->caps[i].kinds, c->caps[i].n_kinds);
+        free(c->caps[i].kinds_json);
+    }
+    free(c->caps);
     free(c);
 }
 
 struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
 {
-    static const char *const keys[] = {"daemon", "campaigns", NULL};
+    static const char *const keys[] = {"daemon", "campaigns", "caps", NULL};
     struct errs local = {0};
     struct cctx c = {errs ? errs : &local, 0, ""};
     struct config *cfg = xcalloc(1, sizeof(*cfg));
@@ -751,6 +866,7 @@ struct config *config_load_string(const char *name, const char *text, size_t len
                 parse_campaign(&c, camps->items[i], i, cfg);
         }
     }
+    parse_caps(&c, ynode_get(root, "caps"), cfg);
 out:
     errs_free(&local);
     if (c.nerr) {

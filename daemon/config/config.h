@@ -50,6 +50,23 @@ struct campaign_cfg {
      * `when` the campaign matches every event, even when its plugin
      * requires `when`. */
     int when_any;
+    /* `group`: campaigns of one group exclude each other per event (spec
+     * 11); NULL when absent. group_idx indexes config.groups, -1 without. */
+    char *group;
+    int group_idx;
+};
+
+/* A frequency cap across campaigns (top-level `caps:`, spec 11). */
+struct cap_cfg {
+    char *id;
+    char **kinds; /* as written */
+    size_t n_kinds;
+    /* the kinds counted, as a JSON array for the store's query: kinds, plus
+     * reactivation.holdout where reactivation.offer is named */
+    char *kinds_json;
+    int64_t max;
+    int64_t per_ms;
+    const struct ynode *node;
 };
 
 struct config {
@@ -77,6 +94,10 @@ struct config {
 
     struct campaign_cfg *campaigns;
     size_t n_campaigns;
+    char **groups; /* the distinct `group` names, in order of first use */
+    size_t n_groups;
+    struct cap_cfg *caps;
+    size_t n_caps;
 
     /* Set in code by the SDK's test kit, never from a file: engine_swap
      * calls no on_load and records no campaign as seen (the kit swaps in a
@@ -91,5 +112,9 @@ struct config *config_load(const char *path, struct errs *errs);
 struct config *config_load_string(const char *name, const char *text, size_t len,
                                   struct errs *errs);
 void config_free(struct config *c);
+
+/* Whether the cap counts actions of this kind (reactivation.holdout counts
+ * where reactivation.offer is named: the same decision). */
+int cap_counts(const struct cap_cfg *cap, const char *kind);
 
 #endif

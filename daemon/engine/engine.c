@@ -222,6 +222,13 @@ void engine_free(struct engine *e)
     aside_clear(e);
     free(e->aside);
     json_decref(e->explain);
+    free(e->taken);
+    free(e->capped);
+    for (size_t i = 0; i < e->n_capped_totals; i++) {
+        free(e->capped_totals[i].cap);
+        free(e->capped_totals[i].campaign);
+    }
+    free(e->capped_totals);
     ws_free(e->ws);
     free(e);
 }
@@ -494,11 +501,16 @@ static void decided(struct engine *e, const struct campaign *c, const mktd_event
 /* After a campaign's on_event: `ran` when it was called matched, or acted
  * or noted on its own path (a redemption, a refund); else why not. */
 static void event_decided(struct engine *e, const struct campaign *c, const mktd_event *ev,
-                          const struct cond_input *in, unsigned flags, int n, struct ctx_base *b)
+                          const struct cond_input *in, unsigned flags, const char *taker, int n,
+                          struct ctx_base *b)
 {
     if ((flags & MKTD_F_MATCH) || n > 0 || b->n_notes > 0) {
         decided(e, c, ev, NULL, NULL, "ran", NULL, n, b->notes);
         b->notes = NULL;
+    } else if (taker) {
+        char why[160];
+        snprintf(why, sizeof why, "group %s taken by %s", c->cfg->group, taker);
+        decided(e, c, ev, NULL, NULL, "skipped", why, 0, NULL);
     } else if (!(flags & MKTD_F_ACTIVE)) {
         decided(e, c, ev, NULL, NULL, "inactive", inactive_why(c->cfg, ev->ts), 0, NULL);
     } else {
@@ -575,6 +587,13 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
             if (e->io_failed)
                 return -EIO;
         }
+        /* another campaign of its group recorded an action for this chain:
+         * called all the same, for its bookkeeping, but not matched */
+        int g = c->cfg->group_idx;
+        const char *taker = g >= 0 && (flags & MKTD_F_MATCH) ? e->taken[g] : NULL;
+        if (taker)
+            flags = (flags & ~MKTD_F_MATCH) |
+                    (MKTD_ABI_MINOR_OF(c->mod->d.abi_version) >= 1 ? MKTD_F_EXCLUDED : 0);
         struct mktd_ctx ctx;
         ctx_init(&ctx, e, c, now, event_id, ev->depth);
         ctx.dry = e->dry;
@@ -583,7 +602,9 @@ static int dispatch(struct engine *e, const mktd_event *ev, json_t *props,
         size_t acts = e->n_act;
         int rc = c->mod->d.on_event(&ctx, c->data, ev, flags);
         if (rc >= 0 && !e->io_failed && explaining(e))
-            event_decided(e, c, ev, &in, flags, (int)(e->n_act - acts), &ctx.base);
+            event_decided(e, c, ev, &in, flags, taker, (int)(e->n_act - acts), &ctx.base);
+        if (g >= 0 && (flags & MKTD_F_MATCH) && e->n_act > acts && !e->taken[g])
+            e->taken[g] = c->cfg->id; /* a recorded action takes the group */
         ctx_base_reset(&ctx.base);
         if (e->io_failed)
             return -EIO; /* a storage error, whatever the plugin made of it */
@@ -621,9 +642,106 @@ static int run_chain(struct engine *e, const char *event_id)
     return rc;
 }
 
+/* ---- groups and caps (spec 11) ---- */
+
+/* A new chain (an input event's, or a timer's): every group is free. */
+static void groups_reset(struct engine *e)
+{
+    size_t n = e->w->cfg->n_groups;
+    if (n > e->n_taken) {
+        e->taken = xrealloc(e->taken, n * sizeof(*e->taken));
+        e->n_taken = n;
+    }
+    if (n)
+        memset(e->taken, 0, n * sizeof(*e->taken));
+}
+
+/* The first cap (in config order) that keeps user from one more action of
+ * kind at ts, or NULL. It counts the user's actions of the cap's kinds with
+ * ts within per either side: recorded in the open batch (memory) and
+ * committed before (the store). -EIO in *err when the store fails. */
+static const struct cap_cfg *capped_by(struct engine *e, const char *kind, const char *user,
+                                       int64_t ts, int *err)
+{
+    const struct config *cfg = e->w->cfg;
+    for (size_t i = 0; i < cfg->n_caps; i++) {
+        const struct cap_cfg *cap = &cfg->caps[i];
+        if (!cap_counts(cap, kind))
+            continue;
+        int64_t lo = sat_add(ts, -cap->per_ms), hi = sat_add(ts, cap->per_ms), n = 0;
+        for (size_t j = 0; j < e->n_act; j++) {
+            const struct action *a = &e->act[j];
+            if (a->ts > lo && a->ts < hi && strcmp(a->user, user) == 0 && cap_counts(cap, a->kind))
+                n++;
+        }
+        if (n < cap->max) {
+            int64_t stored = 0;
+            if (store_cap_count(e->st, user, cap->kinds_json, lo, hi, &stored) < 0) {
+                *err = -EIO;
+                return NULL;
+            }
+            n += stored;
+        }
+        if (n >= cap->max)
+            return cap;
+    }
+    return NULL;
+}
+
+static void capped_add(struct engine *e, const char *cap, const char *campaign)
+{
+    if (e->n_capped == e->cap_capped) {
+        e->cap_capped = e->cap_capped ? e->cap_capped * 2 : 16;
+        e->capped = xrealloc(e->capped, e->cap_capped * sizeof(*e->capped));
+    }
+    e->capped[e->n_capped++] = (struct capped){cap, campaign};
+}
+
+/* At commit: the batch's capped actions into the totals /metrics shows. */
+static void capped_fold(struct engine *e)
+{
+    for (size_t i = 0; i < e->n_capped; i++) {
+        const struct capped *c = &e->capped[i];
+        size_t j = 0;
+        while (j < e->n_capped_totals && (strcmp(e->capped_totals[j].cap, c->cap) != 0 ||
+                                          strcmp(e->capped_totals[j].campaign, c->campaign) != 0))
+            j++;
+        if (j == e->n_capped_totals) {
+            e->capped_totals = xrealloc(e->capped_totals, (j + 1) * sizeof(*e->capped_totals));
+            e->capped_totals[j] = (struct capped_total){xstrdup(c->cap), xstrdup(c->campaign), 0};
+            e->n_capped_totals++;
+        }
+        e->capped_totals[j].n++;
+    }
+    e->n_capped = 0;
+}
+
+void engine_capped_foreach(struct engine *e,
+                           void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
+                           void *arg)
+{
+    for (size_t i = 0; i < e->n_capped_totals; i++)
+        cb(arg, e->capped_totals[i].cap, e->capped_totals[i].campaign, e->capped_totals[i].n);
+}
+
 int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const char *user,
                 json_t *payload)
 {
+    if (e->w->cfg->n_caps) {
+        int err = 0;
+        const struct cap_cfg *cap = capped_by(e, kind, user, ctx->now, &err);
+        if (err) {
+            e->io_failed = 1;
+            return err;
+        }
+        if (cap) {
+            capped_add(e, cap->id, ctx->c->cfg->id);
+            host_table()->note(ctx, "capped by %s", cap->id);
+            return MKTD_ABI_MINOR_OF(ctx->c->mod->d.abi_version) >= 1
+                       ? MKTD_CAPPED
+                       : 0; /* 1.0 plugins see none */
+        }
+    }
     char *text = json_dumps(payload, JSON_COMPACT);
     if (!text)
         return -ENOMEM;
@@ -734,6 +852,7 @@ static void reapply_asides(struct engine *e, size_t from)
 static int fire_one(struct engine *e, struct campaign *c, const struct timer_row *r)
 {
     size_t mark = ws_mark(e->ws), amark = e->n_act, gmark = gauges_mark(e->gauges);
+    size_t cmark = e->n_capped;
     unsigned flags = in_window(c->cfg, r->due) ? MKTD_F_ACTIVE : 0;
     size_t xmark = e->explain ? json_array_size(e->explain) : 0;
     struct mktd_ctx ctx;
@@ -742,7 +861,11 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
     if (e->explain)
         ctx.base.notes = json_array();
     e->failed = NULL;
-    int rc = c->mod->d.on_timer(&ctx, c->data, r->user, r->name, r->due, flags);
+    groups_reset(e); /* the timer's chain is a chain of its own */
+    /* a campaign-wide timer is a timer of user "": a 1.1 plugin gets NULL
+     * for it, a 1.0 plugin "" as it always did */
+    const char *user = r->user[0] || MKTD_ABI_MINOR_OF(c->mod->d.abi_version) < 1 ? r->user : NULL;
+    int rc = c->mod->d.on_timer(&ctx, c->data, user, r->name, r->due, flags);
     if (rc >= 0 && !e->io_failed && explaining(e))
         timer_decided(e, c, r, flags, (int)(e->n_act - amark), &ctx.base);
     ctx_base_reset(&ctx.base);
@@ -769,6 +892,7 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
     ws_undo_to(e->ws, mark);
     actions_truncate(e, amark);
     gauges_drop(e->gauges, gmark);
+    e->n_capped = cmark;
     e->failed = NULL;
     log_msg(MKTD_LOG_ERROR, c->cfg->id, "timer %s of user %s set aside: %s", r->name, r->user,
             error);
@@ -829,9 +953,10 @@ static void batch_begin(struct engine *e)
 /* Takes back everything since the marks (a failed event or advance); the
  * timers set aside meanwhile stay set aside. */
 static void undo_to(struct engine *e, size_t mark, size_t amark, size_t aside_mark, size_t gmark,
-                    int64_t old_now, int64_t old_next_due)
+                    size_t cmark, int64_t old_now, int64_t old_next_due)
 {
     ws_undo_to(e->ws, mark);
+    e->n_capped = cmark;
     gauges_drop(e->gauges, gmark);
     actions_truncate(e, amark);
     reapply_asides(e, aside_mark);
@@ -846,7 +971,7 @@ int engine_advance(struct engine *e, int64_t until)
     batch_begin(e);
     e->batch_n++;
     size_t mark = ws_mark(e->ws), amark = e->n_act, aside_mark = e->n_aside;
-    size_t gmark = gauges_mark(e->gauges);
+    size_t gmark = gauges_mark(e->gauges), cmark = e->n_capped;
     int64_t old_now = e->now, old_next_due = e->next_due;
     e->io_failed = 0;
     int rc = fire_timers(e, target);
@@ -855,7 +980,7 @@ int engine_advance(struct engine *e, int64_t until)
     queue_clear(e);
     if (rc < 0) {
         /* a storage error: the timers fire again later */
-        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
+        undo_to(e, mark, amark, aside_mark, gmark, cmark, old_now, old_next_due);
         return rc;
     }
     return 0;
@@ -927,6 +1052,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         target = receipt_ms;
     }
     size_t gmark = gauges_mark(e->gauges); /* gauges set by this event */
+    size_t cmark = e->n_capped;
     e->dry = ev->dry;
     e->explain = rep && ev->explain ? json_array() : NULL;
     int rc = fire_timers(e, target);
@@ -947,6 +1073,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
                           .depth = 0,
                           .source = NULL,
                           .priv = ev->props};
+        groups_reset(e);
         rc = dispatch(e, &mev, ev->props, e->fixed_profiles ? NULL : &prof, e->now, ev->id);
         if (rc == 0)
             rc = run_chain(e, ev->id);
@@ -959,7 +1086,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     e->dry = 0;
     if (rc < 0) {
         json_decref(explain);
-        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
+        undo_to(e, mark, amark, aside_mark, gmark, cmark, old_now, old_next_due);
         if (e->failed && !e->io_failed)
             snprintf(detail, detail_len,
                      "campaign %s (plugin %s) failed; nothing of the event was kept",
@@ -976,7 +1103,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
         if (rep)
             rep->actions = actions_json(e, own);
         aside_truncate(e, aside_mark);
-        undo_to(e, mark, amark, aside_mark, gmark, old_now, old_next_due);
+        undo_to(e, mark, amark, aside_mark, gmark, cmark, old_now, old_next_due);
     }
     if (rep)
         rep->explain = explain;
@@ -1004,7 +1131,8 @@ int engine_commit(struct engine *e)
     if (!e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
         !(e->clock_event && e->now != e->saved_now)) {
         gauges_apply(e->gauges, 0);
-        return 1; /* nothing to write (duplicates, events that changed nothing) */
+        capped_fold(e); /* every capped action was a dry run's, or undone */
+        return 1;       /* nothing to write (duplicates, events that changed nothing) */
     }
     int rc = write_begin(e);
     if (rc == 0)
@@ -1024,6 +1152,7 @@ int engine_commit(struct engine *e)
         e->stats.actions_total += e->n_act;
         actions_truncate(e, 0);
         aside_clear(e);
+        capped_fold(e);
         gauges_apply(e->gauges, 0); /* the batch's gauges show from now on */
         return 0;
     }
@@ -1033,6 +1162,7 @@ int engine_commit(struct engine *e)
     ws_rolled_back(e->ws);
     actions_truncate(e, 0);
     aside_clear(e);
+    e->n_capped = 0;
     e->now = e->batch_now;
     e->next_due = e->batch_next_due;
     return -EIO;

@@ -112,6 +112,12 @@ void engine_gauges_foreach(struct engine *e,
                                       const char *name, int64_t value),
                            void *arg);
 
+/* Actions frequency caps kept out since start (committed batches), per cap
+ * id and campaign id. */
+void engine_capped_foreach(struct engine *e,
+                           void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
+                           void *arg);
+
 /* ---- direct looks and settings, for the SDK's test kit and tests ---- */
 /* 0 and the value, or -ENOENT; they see the batch's own changes. */
 int engine_timer(struct engine *e, const char *campaign, const char *user, const char *name,

@@ -334,8 +334,43 @@ static int h_gauge_set(mktd_ctx *ctx, const char *name, int64_t value)
     return gauges_set(e->gauges, ctx->c->cfg->id, ctx->c->cfg->plugin, name, value);
 }
 
+/* One daemon: the cryptographic source (cluster mode will derive them). */
+static int h_random_for(mktd_ctx *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    return h_random_bytes(buf, len);
+}
+
+static int h_timer_campaign_set(mktd_ctx *ctx, const char *name, int64_t due)
+{
+    return h_timer_set(ctx, NULL, name, due);
+}
+
+static int h_timer_campaign_cancel(mktd_ctx *ctx, const char *name)
+{
+    return h_timer_cancel(ctx, NULL, name);
+}
+
+/* The working set is written into the open transaction first, so that the
+ * store's ordered rows are what memory holds (as users_foreach does). */
+static int h_state_iter(mktd_ctx *ctx, const char *user, const char *prefix,
+                        int (*cb)(void *, const char *, const char *, size_t), void *arg)
+{
+    NEED_ENGINE(ctx, -EPERM);
+    if (!cb)
+        return -EINVAL;
+    if (engine_flush(ctx->e) < 0)
+        return io(ctx, -EIO);
+    int rc = store_state_prefix(ctx->e->st, ctx->c->cfg->id, user, prefix ? prefix : "", cb, arg);
+    return io(ctx, rc);
+}
+
 static void host_fill_1_1(mktd_host *h)
 {
     h->is_dry = h_is_dry;
     h->gauge_set = h_gauge_set;
+    h->random_for = h_random_for;
+    h->timer_campaign_set = h_timer_campaign_set;
+    h->timer_campaign_cancel = h_timer_campaign_cancel;
+    h->state_iter = h_state_iter;
 }

@@ -82,6 +82,21 @@ struct engine {
      * explanation's entries when one is asked (else NULL) */
     int dry;
     json_t *explain;
+    /* groups (spec 11): for the chain being evaluated, the campaign that
+     * took each group (by config.groups index), NULL while free */
+    const char **taken;
+    size_t n_taken;
+    /* caps (spec 11): actions kept out by a cap in the open batch (cap id
+     * and campaign id, the running world's), and the committed totals */
+    struct capped {
+        const char *cap, *campaign;
+    } * capped;
+    size_t n_capped, cap_capped;
+    struct capped_total {
+        char *cap, *campaign;
+        uint64_t n;
+    } * capped_totals;
+    size_t n_capped_totals;
 };
 
 /* Writes the working set into the open write transaction (opening it):

@@ -118,6 +118,16 @@ static void render_gauge(void *arg, const char *campaign, const char *plugin, co
     evbuffer_add_printf(out, "\"} %" PRId64 "\n", value);
 }
 
+static void render_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
+{
+    struct evbuffer *out = arg;
+    evbuffer_add_printf(out, "mktd_actions_capped_total{cap=\"");
+    add_label(out, cap);
+    evbuffer_add_printf(out, "\",campaign=\"");
+    add_label(out, campaign);
+    evbuffer_add_printf(out, "\"} %" PRIu64 "\n", n);
+}
+
 void metrics_render(const struct metrics *m, struct engine *e, struct store *store,
                     struct evbuffer *out)
 {
@@ -274,4 +284,8 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                         "and name (coupon: budget, budget_left).\n"
                         "# TYPE mktd_plugin_gauge gauge\n");
     engine_gauges_foreach(e, render_gauge, out);
+    evbuffer_add_printf(out, "# HELP mktd_actions_capped_total Actions a frequency cap kept out, "
+                             "by cap and campaign.\n"
+                             "# TYPE mktd_actions_capped_total counter\n");
+    engine_capped_foreach(e, render_capped, out);
 }

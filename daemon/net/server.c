@@ -35,6 +35,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "config/lint.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
 #include "lib/addr.h"
@@ -970,6 +971,7 @@ static void reload(struct server *s)
         return;
     }
     errs_free(&errs);
+    config_lint_log(nc);
     commit_and_flush(s); /* between batches */
     char err[512];
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
@@ -1087,6 +1089,7 @@ int server_run(const char *config_path)
     }
     errs_free(&errs);
     log_level = cfg->log_level;
+    config_lint_log(cfg);
     char err[512];
     addr_mkdir_parent(cfg->database);
     /* before the database is opened (a migration writes) and before any

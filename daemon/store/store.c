@@ -49,6 +49,8 @@ enum {
     Q_EVENT_SEEN,
     Q_UNIQUE_DEL,
     Q_TIMER_FAILED_ADD,
+    Q_STATE_PREFIX,
+    Q_CAP_COUNT,
     Q__COUNT
 };
 
@@ -114,6 +116,11 @@ static const char *const sql[Q__COUNT] = {
         "INSERT INTO failed_timers(campaign, user, name, due, failed_at, error) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET due = excluded.due, "
         "failed_at = excluded.failed_at, error = excluded.error",
+    /* ?4 .. ?5: the keys starting with the prefix (?5 NULL: no upper end) */
+    [Q_STATE_PREFIX] = "SELECT key, v FROM per_user WHERE user = ?1 AND kind = 2 AND campaign = ?2 "
+                       "AND key >= ?3 AND (?4 IS NULL OR key < ?4) ORDER BY key",
+    [Q_CAP_COUNT] = "SELECT count(*) FROM actions WHERE user = ?1 AND ts > ?2 AND ts < ?3 "
+                    "AND kind IN (SELECT value FROM json_each(?4))",
 };
 
 /* Schema migrations: migrations[i] takes version i to i + 1. */
@@ -1174,4 +1181,74 @@ int store_try_write(struct store *s)
     if (!sqlite3_get_autocommit(s->db))
         store_rollback(s);
     return -EIO;
+}
+
+int store_state_prefix(struct store *s, const char *campaign, const char *user, const char *prefix,
+                       int (*cb)(void *arg, const char *key, const char *val, size_t len),
+                       void *arg)
+{
+    sqlite3_stmt *st = s->q[Q_STATE_PREFIX];
+    size_t n = strlen(prefix);
+    /* the first key past every key with the prefix: its last byte below 0xff
+     * raised by one, the bytes after it dropped; none when all are 0xff */
+    char *upper = xstrdup(prefix);
+    while (n > 0 && (unsigned char)upper[n - 1] == 0xff)
+        n--;
+    upper[n] = 0;
+    if (n > 0)
+        upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1);
+    bind_text(st, 1, user ? user : "");
+    bind_text(st, 2, campaign);
+    bind_text(st, 3, prefix);
+    if (n > 0)
+        bind_text(st, 4, upper);
+    else
+        sqlite3_bind_null(st, 4);
+    /* every row is read before cb runs: cb may change the state, or iterate
+     * again */
+    struct kv {
+        char *key, *val;
+        size_t len;
+    } *rows = NULL;
+    size_t nrows = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (nrows == cap) {
+            cap = cap ? cap * 2 : 16;
+            rows = xrealloc(rows, cap * sizeof(*rows));
+        }
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+        const void *v = sqlite3_column_blob(st, 1);
+        char *copy = xmalloc(len + 1); /* NUL-terminated, as state_get gives it */
+        if (len)
+            memcpy(copy, v, len);
+        copy[len] = 0;
+        rows[nrows++] = (struct kv){xstrdup((const char *)sqlite3_column_text(st, 0)), copy, len};
+    }
+    done(st);
+    free(upper);
+    int ret = rc == SQLITE_DONE ? 0 : -EIO;
+    for (size_t i = 0; i < nrows; i++) {
+        if (ret == 0)
+            ret = cb(arg, rows[i].key, rows[i].val, rows[i].len);
+        free(rows[i].key);
+        free(rows[i].val);
+    }
+    free(rows);
+    return ret;
+}
+
+int store_cap_count(struct store *s, const char *user, const char *kinds_json, int64_t after,
+                    int64_t before, int64_t *n)
+{
+    sqlite3_stmt *st = s->q[Q_CAP_COUNT];
+    bind_text(st, 1, user);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int64(st, 3, before);
+    bind_text(st, 4, kinds_json);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
 }

@@ -192,4 +192,16 @@ int store_timers_list(const char *db_path, int failed, store_timer_cb cb, void *
 int store_timer_set_aside(struct store *s, const char *campaign, const char *user, const char *name,
                           int64_t due, int64_t at, const char *error);
 
+/* Calls cb for the campaign's state keys of user (NULL: campaign-wide)
+ * starting with prefix, in key order, as the store has them (flush the
+ * working set first). A non-zero return from cb stops and is returned;
+ * -EIO when the rows cannot be read. */
+int store_state_prefix(struct store *s, const char *campaign, const char *user, const char *prefix,
+                       int (*cb)(void *arg, const char *key, const char *val, size_t len),
+                       void *arg);
+/* *n: the user's recorded actions of the kinds (a JSON array of strings)
+ * with after < ts < before (a frequency cap's window). 0 or -EIO. */
+int store_cap_count(struct store *s, const char *user, const char *kinds_json, int64_t after,
+                    int64_t before, int64_t *n);
+
 #endif

@@ -416,7 +416,19 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
         host->obj_int(o, "value", c->value);
     host->obj_int(o, "min_spend", c->min_spend);
     host->obj_int(o, "expires_at", rec.expires_at);
-    return host->emit(ctx, "coupon.issued", ev->user, o);
+    rc = host->emit(ctx, "coupon.issued", ev->user, o);
+    if (rc != MKTD_CAPPED)
+        return rc;
+    /* a cap kept it out: as if it had not been issued (its claimed code
+     * stays claimed, unused: it was never shown) */
+    if ((rc = host->counter_add(ctx, ev->user, "issued", -1, -1, NULL)) < 0 ||
+        (rc = host->counter_add(ctx, NULL, "budget", -1, -1, &spent)) < 0)
+        return rc;
+    publish_budget(ctx, c, spent);
+    char key[256];
+    if (dry || rec_key(key, sizeof key, code) < 0)
+        return 0;
+    return host->state_del(ctx, NULL, key);
 }
 
 static int coupon_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)

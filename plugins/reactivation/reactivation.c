@@ -586,8 +586,10 @@ static int r_on_timer(mktd_ctx *ctx, void *data, const char *user, const char *n
         int rc = H->emit(ctx, holdout ? "reactivation.holdout" : "reactivation.offer", user, o);
         if (rc < 0)
             return rc;
-        st.t0 = due;
-        st.g = holdout ? GROUP_HOLDOUT : GROUP_OFFER;
+        if (rc != MKTD_CAPPED) { /* a capped attempt is used up, with no decision */
+            st.t0 = due;
+            st.g = holdout ? GROUP_HOLDOUT : GROUP_OFFER;
+        }
     }
     /* made, or skipped for good (disabled or outside the window) */
     if (st.p == INT64_MIN || due > st.p)

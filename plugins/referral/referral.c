@@ -671,12 +671,17 @@ static int on_paid(mktd_ctx *ctx, const struct referral *r, const mktd_event *ev
                 rc = host->emit(ctx, "referral.commission", cur, p);
                 if (rc < 0)
                     goto out;
+                if (rc == MKTD_CAPPED) { /* not recorded: nothing to claw back */
+                    rc = 0;
+                    goto next;
+                }
                 o.c[o.n].level = level;
                 o.c[o.n].amount = c;
                 o.c[o.n].clawed = 0;
                 o.c[o.n].beneficiary = cur;
                 o.n++;
             }
+        next:
             if (level == r->levels)
                 break;
             rc = get_binding(ctx, cur, &up);

@@ -34,6 +34,7 @@ struct camp {
     int64_t starts;   /* INT64_MIN: none */
     int64_t ends;     /* INT64_MAX: none */
     char *when;       /* comma-separated types; NULL: every event */
+    char *group;      /* `group`, or NULL */
     int line;         /* where its map starts in the generated config */
 };
 
@@ -54,6 +55,7 @@ struct mktd_mock {
     char *dump;
     char **vals; /* mktd_mock_state's answers, until the next play */
     size_t n_vals;
+    char *caps; /* the top-level `caps:` list as YAML, or NULL */
 };
 
 static void note(const char *fmt, ...) MKTD_PRINTF_FMT(1, 2);
@@ -87,6 +89,7 @@ static void camp_free(struct camp *c)
     free(c->plugin);
     ydoc_free(c->doc);
     free(c->when);
+    free(c->group);
     free(c);
 }
 
@@ -153,8 +156,18 @@ static char *config_text(mktd_mock *m)
             sb_fmt(&b, "    starts: %" PRId64 "\n", c->starts);
         if (c->ends != INT64_MAX)
             sb_fmt(&b, "    ends: %" PRId64 "\n", c->ends);
+        if (c->group) {
+            sb_str(&b, "    group: ");
+            yaml_quoted(&b, c->group);
+            sb_str(&b, "\n");
+        }
         if (c->when)
             when_list(&b, c->when);
+    }
+    if (m->caps) {
+        sb_str(&b, "caps: ");
+        sb_str(&b, m->caps);
+        sb_str(&b, "\n");
     }
     return b.s;
 }
@@ -348,6 +361,7 @@ void mktd_mock_free(mktd_mock *m)
     free(m->acts);
     errs_clear(m);
     free(m->dump);
+    free(m->caps);
     drop_vals(m);
     free(m);
 }
@@ -461,6 +475,37 @@ void mktd_mock_set_when(mktd_mock *m, const char *id, const char *types)
             mktd_mock_errors(m));
     free(c->when);
     c->when = old;
+}
+
+void mktd_mock_set_group(mktd_mock *m, const char *id, const char *group)
+{
+    struct camp *c = camp_or_warn(m, id);
+    if (!c)
+        return;
+    char *old = c->group;
+    c->group = group ? xstrdup(group) : NULL;
+    if (rebuild(m, 0) == 0) {
+        free(old);
+        return;
+    }
+    fprintf(stderr, "mktd mock: campaign %s: `group` refused, kept as it was:\n%s\n", c->id,
+            mktd_mock_errors(m));
+    free(c->group);
+    c->group = old;
+}
+
+int mktd_mock_set_caps(mktd_mock *m, const char *yaml)
+{
+    char *old = m->caps;
+    m->caps = yaml ? xstrdup(yaml) : NULL;
+    if (rebuild(m, 0) == 0) {
+        free(old);
+        return 0;
+    }
+    fprintf(stderr, "mktd mock: `caps` refused, kept as they were:\n%s\n", mktd_mock_errors(m));
+    free(m->caps);
+    m->caps = old;
+    return -EINVAL;
 }
 
 int mktd_mock_load(mktd_mock *m)

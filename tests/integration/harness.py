@@ -129,10 +129,11 @@ class Daemon:
 
     campaigns: YAML text of the `campaigns:` list (may be "[]").
     daemon: extra YAML lines for the `daemon:` map (indented for you).
+    top: extra top-level YAML (caps:, outputs:, ...), as written.
     """
 
     def __init__(self, campaigns="[]", clock="event", http=False, daemon="", plugin_dirs=None,
-                 start=True, env=None, pid_env=(), preexec=None):
+                 start=True, env=None, pid_env=(), preexec=None, top=""):
         self.dir = tempfile.mkdtemp(prefix="mktd-it-")
         _TEMP_DIRS.append(self.dir)
         _DAEMONS.append(self)
@@ -144,6 +145,7 @@ class Daemon:
         self.plugin_dirs = plugin_dirs or [PLUGINS, TEST_PLUGINS]
         self.clock = clock
         self.extra = daemon
+        self.top = textwrap.dedent(top).strip("\n") + "\n" if top else ""
         self.proc = None
         self.logfile = os.path.join(self.dir, "stderr.log")
         # env: extra environment variables; pid_env: variables set to the
@@ -170,7 +172,8 @@ class Daemon:
                 f"  plugin_dirs: [{dirs}]\n"
                 f"  clock: {self.clock}\n"
                 f"{extra}"
-                f"campaigns: {body}\n")
+                f"campaigns: {body}\n"
+                f"{self.top}")
 
     def write_config(self, campaigns):
         with open(self.config, "w") as f:

@@ -113,10 +113,42 @@ def test_abi_older_minor_loads():
     try:
         r = mktd("check", "-c", d.config)
         assert r.returncode == 0, r.stderr
-        ok(d.send([ev("e1", "page.view", "u1", T)])[0], 1)
+        ok(d.send([ev("e1", "page.view", "u1", T)])[0], 2)
         rows = d.actions()
-        assert kinds(rows) == [("old", "old.seen", "u1")], rows
-        assert rows[0]["payload"] == {"host_abi": HOST}, rows
+        assert kinds(rows) == [("old", "old.seen", "u1"), ("old", "old.rc", "u1")], rows
+        assert rows[0]["payload"] == {"host_abi": HOST, "flags": 3}, rows
+        assert rows[1]["payload"] == {"rc": 0}, rows
+    finally:
+        assert d.stop() == 0
+
+
+def test_abi_old_sees_nothing_of_groups_and_caps():
+    # ABI 1.1's MKTD_F_EXCLUDED and MKTD_CAPPED are not shown to a 1.0
+    # plugin: excluded by its group it sees MATCH clear and no 0x4; capped,
+    # its emit returns 0
+    d = Daemon("""
+    - id: first
+      plugin: probe
+      group: g
+      params: {emit_on: [page.view]}
+    - id: old
+      plugin: abi_old
+      group: g
+    """, top="caps:\n  - {id: none, kinds: [old.seen], max: 0, per: 1d}")
+    try:
+        ok(d.send([ev("e1", "page.view", "u1", T)])[0], 2)
+        rows = d.actions()
+        assert kinds(rows) == [("first", "probe.hit", "u1"), ("old", "old.unmatched", "u1")], rows
+        assert rows[1]["payload"] == {"flags": 1}, rows  # ACTIVE only
+        d.reload("""
+    - id: old
+      plugin: abi_old
+      group: g
+    """)
+        ok(d.send([ev("e2", "page.view", "u2", T + 1)])[0], 1)
+        rows = [r for r in d.actions() if r["user"] == "u2"]
+        assert kinds(rows) == [("old", "old.rc", "u2")], rows  # old.seen capped
+        assert rows[0]["payload"] == {"rc": 0}, rows
     finally:
         assert d.stop() == 0
 

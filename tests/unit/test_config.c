@@ -566,7 +566,7 @@ static void test_config_daemon_errors(void)
 {
     CFG_ERR("- a\n", "t.yaml:1:1: the config must be a map with keys daemon and campaigns");
     CFG_ERR("daemon: {}\nextra: 1\n",
-            "t.yaml:2:1: unknown key 'extra' (allowed: daemon, campaigns)");
+            "t.yaml:2:1: unknown key 'extra' (allowed: daemon, campaigns, caps)");
     CFG_ERR("daemon: 5\n", "t.yaml:1:9: daemon: must be a map");
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
@@ -687,7 +687,7 @@ static void test_config_campaign_errors(void)
             "t.yaml:4:10: campaign id 'a' is used twice (first at line 2, column 10)");
     CFG_ERR("campaigns:\n  - {id: a, plugin: x, enable: true}\n",
             "t.yaml:2:24: unknown key 'enable' (allowed: id, plugin, enabled, starts, ends, "
-            "when, params)");
+            "when, params, group)");
     CFG_ERR("campaigns:\n  - {id: a, plugin: x, enabled: yes}\n",
             "t.yaml:2:33: campaign a: enabled: must be true or false");
     CFG_ERR("campaigns:\n  - {id: a, plugin: x, starts: 2026-13-01T00:00:00Z}\n",
@@ -792,7 +792,7 @@ static void test_config_campaign_errors(void)
             "        - {field: type, op: eq}\n",
             "t.yaml:2:9: campaign #1: id: must be 1-64 characters of [a-z0-9_-]\n"
             "t.yaml:5:5: unknown key 'color' (allowed: id, plugin, enabled, starts, ends, when, "
-            "params)\n"
+            "params, group)\n"
             "t.yaml:3:13: campaign #1: plugin: must be 1-64 characters of [a-z0-9_-]\n"
             "t.yaml:4:14: campaign #1: enabled: must be true or false\n"
             "t.yaml:9:14: campaign ok: when.event: 'X' is not an event type (1-64 of "

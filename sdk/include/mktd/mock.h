@@ -65,6 +65,12 @@ void mktd_mock_set_enabled(mktd_mock *m, const char *id, int enabled);
 void mktd_mock_set_window(mktd_mock *m, const char *id, int64_t starts, int64_t ends);
 /* Comma-separated event types the campaign's `when` names; NULL: all. */
 void mktd_mock_set_when(mktd_mock *m, const char *id, const char *types);
+/* The campaign's `group` (spec 11); NULL: none. */
+void mktd_mock_set_group(mktd_mock *m, const char *id, const char *group);
+/* The config's top-level `caps:` as a YAML flow list, e.g.
+ * "[{id: touches, kinds: [coupon.issued], max: 1, per: 7d}]"; NULL: none.
+ * 0, or -EINVAL (printed; the caps stay as they were). */
+int mktd_mock_set_caps(mktd_mock *m, const char *yaml);
 
 /* Calls every campaign's on_load (first = 1 the first time for an id);
  * settings changes do not. Returns 0 or the failing on_load's error. */
