@@ -21,7 +21,10 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +112,10 @@ struct server {
     int *act_fds;                /* sockets passed by the service manager, -1 once taken */
     size_t n_act_fds;
     struct metrics m;
+    /* reports made on threads of their own (http_report) */
+    int report_pipe[2];      /* finished jobs come back through it */
+    struct event *report_ev; /* its read side */
+    int reports_running;
 };
 
 static const struct config *cfg_of(struct server *s)
@@ -817,9 +824,83 @@ void server_set_report(server_report_fn fn)
     report_fn = fn;
 }
 
-/* GET /report and /v1/report: figures of committed work, read on a
- * read-only connection of their own (aggregate queries: a million actions
- * take about a second). */
+/* A report made on a thread: it reads the database on a read-only
+ * connection of its own (a million actions take seconds) while the loop
+ * goes on; the finished job comes back through report_pipe. The request
+ * stays valid until answered: libevent keeps a request its handler has not
+ * answered when the client goes, and frees it at the answer. */
+struct report_job {
+    struct server *s;
+    struct evhttp_request *req;
+    char *db, *since, *until, *campaign;
+    int html, status;
+    struct sbuf out;
+};
+
+static char *dup_or_null(const char *v)
+{
+    return v ? xstrdup(v) : NULL;
+}
+
+static void report_answer(struct report_job *j)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, j->out.s ? j->out.s : "", j->out.len);
+    int st = j->status;
+    evhttp_add_header(evhttp_request_get_output_headers(j->req), "Content-Type",
+                      st != 200 ? "text/plain; charset=utf-8"
+                      : j->html ? "text/html; charset=utf-8"
+                                : "application/json");
+    evhttp_send_reply(j->req, st, st == 200 ? "OK" : st == 400 ? "Bad Request" : "Error", b);
+    evbuffer_free(b);
+    sb_free(&j->out);
+    free(j->db);
+    free(j->since);
+    free(j->until);
+    free(j->campaign);
+    free(j);
+}
+
+static void *report_thread(void *arg)
+{
+    struct report_job *j = arg;
+    j->status = report_fn(j->db, j->since, j->until, j->campaign, j->html, &j->out);
+    int fd = j->s->report_pipe[1];
+    ssize_t n;
+    do
+        n = write(fd, &j, sizeof(j)); /* a pointer: written whole */
+    while (n < 0 && errno == EINTR);
+    return NULL;
+}
+
+/* Answers the finished jobs; with wait, blocks until one has come. */
+static void report_collect(struct server *s, int wait)
+{
+    struct report_job *j;
+    for (;;) {
+        if (wait) {
+            struct pollfd p = {.fd = s->report_pipe[0], .events = POLLIN};
+            if (poll(&p, 1, -1) < 0 && errno == EINTR)
+                continue;
+        }
+        ssize_t n = read(s->report_pipe[0], &j, sizeof(j));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(j))
+            return;
+        s->reports_running--;
+        report_answer(j);
+        if (wait)
+            return;
+    }
+}
+
+static void report_ready(evutil_socket_t fd, short what, void *arg)
+{
+    report_collect(arg, 0);
+}
+
+/* GET /report and /v1/report: figures of committed work. */
 static void http_report(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
@@ -841,20 +922,38 @@ static void http_report(struct evhttp_request *req, void *arg)
     int html = path && strcmp(path, "/report") == 0;
     if (engine_batch_size(s->eng))
         commit_and_flush(s);
-    struct sbuf out = {0};
-    int st = report_fn(cfg_of(s)->database, evhttp_find_header(&kv, "since"),
-                       evhttp_find_header(&kv, "until"), evhttp_find_header(&kv, "campaign"), html,
-                       &out);
+    struct report_job *j = xcalloc(1, sizeof(*j));
+    j->s = s;
+    j->req = req;
+    j->html = html;
+    j->db = xstrdup(cfg_of(s)->database);
+    j->since = dup_or_null(evhttp_find_header(&kv, "since"));
+    j->until = dup_or_null(evhttp_find_header(&kv, "until"));
+    j->campaign = dup_or_null(evhttp_find_header(&kv, "campaign"));
     evhttp_clear_headers(&kv);
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, out.s ? out.s : "", out.len);
-    sb_free(&out);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      st != 200 ? "text/plain; charset=utf-8"
-                      : html    ? "text/html; charset=utf-8"
-                                : "application/json");
-    evhttp_send_reply(req, st, st == 200 ? "OK" : st == 400 ? "Bad Request" : "Error", b);
-    evbuffer_free(b);
+    if (s->report_pipe[0] < 0) {
+        if (pipe2(s->report_pipe, O_CLOEXEC) < 0) {
+            s->report_pipe[0] = s->report_pipe[1] = -1;
+        } else {
+            /* the loop's side only: a thread's write always completes */
+            fcntl(s->report_pipe[0], F_SETFL, fcntl(s->report_pipe[0], F_GETFL) | O_NONBLOCK);
+            s->report_ev =
+                event_new(s->base, s->report_pipe[0], EV_READ | EV_PERSIST, report_ready, s);
+            event_add(s->report_ev, NULL);
+        }
+    }
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (s->report_pipe[0] < 0 || pthread_create(&th, &at, report_thread, j) != 0) {
+        /* no thread: made here, holding the loop meanwhile */
+        j->status = report_fn(j->db, j->since, j->until, j->campaign, j->html, &j->out);
+        report_answer(j);
+    } else {
+        s->reports_running++;
+    }
+    pthread_attr_destroy(&at);
 }
 
 static int http_start(struct server *s, const struct config *cfg)
@@ -1073,6 +1172,7 @@ int server_run(const char *config_path)
 {
     struct server srv, *s = &srv;
     memset(s, 0, sizeof(*s));
+    s->report_pipe[0] = s->report_pipe[1] = -1;
     s->config_path = xstrdup(config_path);
     int code = 1;
     struct errs errs = {0};
@@ -1179,6 +1279,13 @@ out:
     for (size_t i = 0; i < s->n_ls; i++)
         evconnlistener_free(s->ls[i]);
     free(s->ls);
+    while (s->reports_running > 0) /* their requests go with evhttp */
+        report_collect(s, 1);
+    if (s->report_ev)
+        event_free(s->report_ev);
+    for (int i = 0; i < 2; i++)
+        if (s->report_pipe[i] >= 0)
+            close(s->report_pipe[i]);
     if (s->http)
         evhttp_free(s->http);
     struct event *evs[] = {s->commit_ev,   s->timer_ev,        s->stop_ev,

@@ -288,8 +288,33 @@ def test_known_figures_cli_and_http():
         assert st == 405
         st, body = d.http("GET", "/v1/health")
         assert st == 200, body
+
+        # reports are made on threads: several at once, clients that leave
+        # before their answer, and events meanwhile are all fine
+        import socket
+        import threading
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", d.http_port))
+            c.sendall(b"GET /report HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.close()
+        results = []
+
+        def get():
+            results.append(d.http("GET", "/v1/report"))
+        ts = [threading.Thread(target=get) for _ in range(4)]
+        for t in ts:
+            t.start()
+        send_ok(d, [ev("late-ping", "ping", "p3", D1 + 9 * DAY)])
+        for t in ts:
+            t.join()
+        assert len(results) == 4 and all(st == 200 for st, _ in results), results
+        for _, b in results:
+            pings = campaign(json.loads(b), "pings")["actions"]["probe.hit"]
+            assert pings in (3, 4), b
+        assert campaign(json.loads(d.http("GET", "/v1/report")[1]), "pings")["actions"] == \
+            {"probe.hit": 4}
     finally:
-        d.stop()
+        assert d.stop() == 0
 
 
 BIG = """
