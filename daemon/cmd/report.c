@@ -1088,6 +1088,10 @@ int report_serve(const char *db_path, const char *since, const char *until, cons
         sb_fmt(out, "%s: expected RFC 3339, a date or Unix ms\n", bad);
         return 400;
     }
+    if (o.until <= o.since) {
+        sb_str(out, "until must be after since\n");
+        return 400;
+    }
     char err[512];
     json_t *rep = report_build(&o, err, sizeof(err));
     if (!rep) {

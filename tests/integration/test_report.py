@@ -278,6 +278,10 @@ def test_known_figures_cli_and_http():
         # bad input: clear errors, the daemon unharmed
         st, body = d.http("GET", "/v1/report?since=yesterday")
         assert st == 400 and "since" in body, (st, body)
+        st, body = d.http("GET", "/v1/report?since=2026-01-03&until=2026-01-02")
+        assert st == 400 and "until must be after since" in body, (st, body)
+        r = mktd("report", "--db", d.db, "--since", "2026-01-03", "--until", "2026-01-03")
+        assert r.returncode == 2 and "--until must be after --since" in r.stderr, r
         r = mktd("report", "--db", d.db, "--until", "soon")
         assert r.returncode == 2 and "--until soon" in r.stderr, r
         r = mktd("report", "--db", d.db, "--format", "pdf")
