@@ -6,6 +6,7 @@
 #include <mktd/plugin.h>
 
 #include "cmd/cli.h"
+#include "cmd/report.h"
 #include "config/config.h"
 #include "lib/util.h"
 #include "net/server.h"
@@ -31,6 +32,10 @@ static void usage(FILE *f)
                "  mktd outputs [-c FILE] [--db PATH] [--from SEQ ID]\n"
                "                                    webhook outputs: position, lag, last success\n"
                "                                    and error; --from: deliver ID from SEQ on\n"
+               "  mktd report [-c FILE | --db PATH] [--campaign ID] [--since T] [--until T]\n"
+               "              [--format text|json|html] [-o FILE]\n"
+               "                                    campaign figures over a period (T: RFC 3339,\n"
+               "                                    a date or Unix ms)\n"
                "  mktd --version\n");
 }
 
@@ -83,6 +88,7 @@ int main(int argc, char **argv)
     int first = strcmp(cmd, "run") == 0 && !(argc > 1 && strcmp(argv[1], "run") == 0) ? 1 : 2;
     const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL, *from = NULL;
     const char *token = NULL, *ca = NULL;
+    const char *since_arg = NULL, *format = NULL, *out_path = NULL;
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
     size_t npos = 0, ndirs = 0;
@@ -96,7 +102,11 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--db") == 0 && more)
             db = argv[++i];
         else if (strcmp(a, "--since") == 0 && more)
-            since = strtoll(argv[++i], NULL, 10);
+            since = strtoll(since_arg = argv[++i], NULL, 10);
+        else if (strcmp(a, "--format") == 0 && more)
+            format = argv[++i];
+        else if (strcmp(a, "-o") == 0 && more)
+            out_path = argv[++i];
         else if (strcmp(a, "--campaign") == 0 && more)
             campaign = argv[++i];
         else if (strcmp(a, "--from") == 0 && more)
@@ -136,6 +146,7 @@ int main(int argc, char **argv)
             usage(stderr);
             goto out;
         }
+        server_set_report(report_serve);
         code = strcmp(cmd, "run") == 0 ? server_run(config) : cli_check(config);
     } else if (strcmp(cmd, "simulate") == 0) {
         if (!config || npos != 1) {
@@ -174,6 +185,12 @@ int main(int argc, char **argv)
         free(cdb);
     } else if (strcmp(cmd, "outputs") == 0) {
         code = outputs_cmd(config, db, from, npos ? pos[0] : NULL, npos);
+    } else if (strcmp(cmd, "report") == 0) {
+        if (npos) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_report(config, db, campaign, since_arg, until, format, out_path);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);
         usage(stderr);

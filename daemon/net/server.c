@@ -21,8 +21,11 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +139,10 @@ struct server {
     struct metrics m;
     struct outs *outs; /* webhook outputs (out/out.h) */
     struct retention *retention;
+    /* reports made on threads of their own (http_report) */
+    int report_pipe[2];      /* finished jobs come back through it */
+    struct event *report_ev; /* its read side */
+    int reports_running;
 };
 
 static const struct config *cfg_of(struct server *s)
@@ -1178,6 +1185,148 @@ static int metrics_start(struct server *s, const struct config *cfg)
     return 0;
 }
 
+static server_report_fn report_fn;
+
+void server_set_report(server_report_fn fn)
+{
+    report_fn = fn;
+}
+
+/* A report made on a thread: it reads the database on a read-only
+ * connection of its own (a million actions take seconds) while the loop
+ * goes on; the finished job comes back through report_pipe. The request
+ * stays valid until answered: libevent keeps a request its handler has not
+ * answered when the client goes, and frees it at the answer. */
+struct report_job {
+    struct server *s;
+    struct evhttp_request *req;
+    char *db, *since, *until, *campaign;
+    int html, status;
+    struct sbuf out;
+};
+
+static char *dup_or_null(const char *v)
+{
+    return v ? xstrdup(v) : NULL;
+}
+
+static void report_answer(struct report_job *j)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, j->out.s ? j->out.s : "", j->out.len);
+    int st = j->status;
+    evhttp_add_header(evhttp_request_get_output_headers(j->req), "Content-Type",
+                      st != 200 ? "text/plain; charset=utf-8"
+                      : j->html ? "text/html; charset=utf-8"
+                                : "application/json");
+    evhttp_send_reply(j->req, st, st == 200 ? "OK" : st == 400 ? "Bad Request" : "Error", b);
+    evbuffer_free(b);
+    sb_free(&j->out);
+    free(j->db);
+    free(j->since);
+    free(j->until);
+    free(j->campaign);
+    free(j);
+}
+
+static void *report_thread(void *arg)
+{
+    struct report_job *j = arg;
+    j->status = report_fn(j->db, j->since, j->until, j->campaign, j->html, &j->out);
+    int fd = j->s->report_pipe[1];
+    ssize_t n;
+    do
+        n = write(fd, &j, sizeof(j)); /* a pointer: written whole */
+    while (n < 0 && errno == EINTR);
+    return NULL;
+}
+
+/* Answers the finished jobs; with wait, blocks until one has come. */
+static void report_collect(struct server *s, int wait)
+{
+    struct report_job *j;
+    for (;;) {
+        if (wait) {
+            struct pollfd p = {.fd = s->report_pipe[0], .events = POLLIN};
+            if (poll(&p, 1, -1) < 0 && errno == EINTR)
+                continue;
+        }
+        ssize_t n = read(s->report_pipe[0], &j, sizeof(j));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(j))
+            return;
+        s->reports_running--;
+        report_answer(j);
+        if (wait)
+            return;
+    }
+}
+
+static void report_ready(evutil_socket_t fd, short what, void *arg)
+{
+    report_collect(arg, 0);
+}
+
+/* GET /report and /v1/report: figures of committed work. */
+static void http_report(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    unsigned scopes;
+    if (!auth_gate_http(&s->auth, req, AUTH_READ, &scopes))
+        return;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_send_error(req, 405, "GET only");
+        return;
+    }
+    if (!report_fn) {
+        evhttp_send_error(req, 404, "no report");
+        return;
+    }
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq kv = {0}; /* empty (the parser initializes it too) */
+    if (q && *q && evhttp_parse_query_str(q, &kv) < 0) {
+        evhttp_send_error(req, 400, "bad query");
+        return;
+    }
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    int html = path && strcmp(path, "/report") == 0;
+    if (engine_batch_size(s->eng))
+        commit_and_flush(s);
+    struct report_job *j = xcalloc(1, sizeof(*j));
+    j->s = s;
+    j->req = req;
+    j->html = html;
+    j->db = xstrdup(cfg_of(s)->database);
+    j->since = dup_or_null(evhttp_find_header(&kv, "since"));
+    j->until = dup_or_null(evhttp_find_header(&kv, "until"));
+    j->campaign = dup_or_null(evhttp_find_header(&kv, "campaign"));
+    evhttp_clear_headers(&kv);
+    if (s->report_pipe[0] < 0) {
+        if (pipe2(s->report_pipe, O_CLOEXEC) < 0) {
+            s->report_pipe[0] = s->report_pipe[1] = -1;
+        } else {
+            /* the loop's side only: a thread's write always completes */
+            fcntl(s->report_pipe[0], F_SETFL, fcntl(s->report_pipe[0], F_GETFL) | O_NONBLOCK);
+            s->report_ev =
+                event_new(s->base, s->report_pipe[0], EV_READ | EV_PERSIST, report_ready, s);
+            event_add(s->report_ev, NULL);
+        }
+    }
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (s->report_pipe[0] < 0 || pthread_create(&th, &at, report_thread, j) != 0) {
+        /* no thread: made here, holding the loop meanwhile */
+        j->status = report_fn(j->db, j->since, j->until, j->campaign, j->html, &j->out);
+        report_answer(j);
+    } else {
+        s->reports_running++;
+    }
+    pthread_attr_destroy(&at);
+}
+
 static int http_start(struct server *s, const struct config *cfg)
 {
     if (!cfg->http)
@@ -1197,6 +1346,8 @@ static int http_start(struct server *s, const struct config *cfg)
     evhttp_set_cb(s->http, "/metrics", http_metrics, s);
     if (https)
         evhttp_set_bevcb(s->http, tls_http_bevcb, &s->tls_ctx);
+    evhttp_set_cb(s->http, "/report", http_report, s);
+    evhttp_set_cb(s->http, "/v1/report", http_report, s);
     char spec[300], err[256];
     struct addr a;
     snprintf(spec, sizeof(spec), "tcp:%s", hp);
@@ -1442,6 +1593,7 @@ int server_run(const char *config_path)
 {
     struct server srv, *s = &srv;
     memset(s, 0, sizeof(*s));
+    s->report_pipe[0] = s->report_pipe[1] = -1;
     s->config_path = xstrdup(config_path);
     int code = 1;
     struct errs errs = {0};
@@ -1573,6 +1725,13 @@ out:
         evconnlistener_free(s->ls[i]);
     free(s->ls);
     free(s->ls_kind);
+    while (s->reports_running > 0) /* their requests go with evhttp */
+        report_collect(s, 1);
+    if (s->report_ev)
+        event_free(s->report_ev);
+    for (int i = 0; i < 2; i++)
+        if (s->report_pipe[i] >= 0)
+            close(s->report_pipe[i]);
     if (s->http)
         evhttp_free(s->http);
     if (s->metrics_http)

@@ -1078,6 +1078,11 @@ int store_open_readonly(const char *path, struct store **out, char *err, size_t 
     return 0;
 }
 
+struct sqlite3 *store_sqlite(struct store *s)
+{
+    return s->db;
+}
+
 enum { R_ACTIONS, R_LAST_SEQ, R_COUNTS, R__COUNT };
 _Static_assert(R__COUNT <= sizeof(((struct store *)0)->rd) / sizeof(sqlite3_stmt *),
                "struct store has a slot for each reader's statement");

@@ -119,6 +119,8 @@ int store_set_synchronous(struct store *s, int full);
  * (`mktd actions`): no migration, no writes; a lock held by the daemon is
  * waited for up to 5 s. Only the readers below work on it; store_close. */
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen);
+/* The connection itself, for the other readers of daemon/store/ (report_q.c). */
+struct sqlite3 *store_sqlite(struct store *s);
 
 /* One row of the actions table (spec section 5). The strings are valid
  * during the callback; each is NULL for SQL NULL (event_id of a timer's
