@@ -378,7 +378,7 @@ static int points_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsi
 static const mktd_plugin points_plugin = {
     .abi_version = MKTD_ABI_VERSION,
     .struct_size = sizeof(mktd_plugin),
-    .name = "points",
+    .name = "loyalty",
     .version = "1.0.0",
     .flags = 0, /* `when` is optional */
     .init = points_init,

@@ -1,4 +1,4 @@
-/* Unit tests of the points plugin against the mock host (mktd/mock.h). */
+/* Unit tests of the loyalty example plugin against the mock host (mktd/mock.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,9 +275,9 @@ int main(void)
     test_rollback();
     test_config_errors();
     if (failures) {
-        fprintf(stderr, "test_points: %d checks failed\n", failures);
+        fprintf(stderr, "test_loyalty: %d checks failed\n", failures);
         return 1;
     }
-    printf("test_points: ok\n");
+    printf("test_loyalty: ok\n");
     return 0;
 }
