@@ -50,4 +50,17 @@ struct publish_limits {
 int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
                     long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen);
 
+/* The worker (docs/cluster.md, "The design of the workers"): whether the
+ * config at path has daemon.cluster, and running as a worker until SIGTERM
+ * or SIGINT (leases released on the way out). Exit code. */
+int cluster_configured(const char *config_path);
+int cluster_run(const char *config_path);
+struct config;
+int cluster_worker_run(struct cluster *c, const char *config_path, const struct config *cfg);
+
+/* mktd cluster actions: the actions stream, one JSON object a line (the
+ * action as mktd actions prints it, with its partition), oldest first.
+ * 0, or -1 with err. */
+int cluster_actions(struct cluster *c, FILE *out, char *err, size_t errlen);
+
 #endif

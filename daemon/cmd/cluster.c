@@ -38,8 +38,9 @@ int cli_cluster(const char *sub, const char *config_path, const char *format)
     int rc = 2;
     struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
     if (c) {
-        rc = strcmp(sub, "init") == 0 ? cluster_init(c, stdout, err, sizeof(err))
-                                      : cluster_status(c, stdout, json, err, sizeof(err));
+        rc = strcmp(sub, "init") == 0      ? cluster_init(c, stdout, err, sizeof(err))
+             : strcmp(sub, "actions") == 0 ? cluster_actions(c, stdout, err, sizeof(err))
+                                           : cluster_status(c, stdout, json, err, sizeof(err));
         rc = rc < 0 ? 1 : 0;
     }
     if (*err)

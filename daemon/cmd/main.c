@@ -5,6 +5,7 @@
 
 #include <mktd/plugin.h>
 
+#include "cluster/cluster.h"
 #include "cmd/cli.h"
 #include "cmd/report.h"
 #include "config/config.h"
@@ -36,7 +37,7 @@ static void usage(FILE *f)
                "              [--format text|json|html] [-o FILE]\n"
                "                                    campaign figures over a period (T: RFC 3339,\n"
                "                                    a date or Unix ms)\n"
-               "  mktd cluster init|status -c FILE [--format text|json]\n"
+               "  mktd cluster init|status|actions -c FILE [--format text|json]\n"
                "                                    cluster mode: create the streams and\n"
                "                                    buckets; partitions, events and owners\n"
                "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
@@ -151,7 +152,10 @@ int main(int argc, char **argv)
             goto out;
         }
         server_set_report(report_serve);
-        code = strcmp(cmd, "run") == 0 ? server_run(config) : cli_check(config);
+        if (strcmp(cmd, "run") == 0 && cluster_configured(config))
+            code = cluster_run(config); /* a worker of a cluster (spec 17) */
+        else
+            code = strcmp(cmd, "run") == 0 ? server_run(config) : cli_check(config);
     } else if (strcmp(cmd, "simulate") == 0) {
         if (!config || npos != 1) {
             usage(stderr);
@@ -196,7 +200,8 @@ int main(int argc, char **argv)
         }
         code = cli_report(config, db, campaign, since_arg, until, format, out_path);
     } else if (strcmp(cmd, "cluster") == 0) {
-        if (!config || npos != 1 || (strcmp(pos[0], "init") && strcmp(pos[0], "status"))) {
+        if (!config || npos != 1 ||
+            (strcmp(pos[0], "init") && strcmp(pos[0], "status") && strcmp(pos[0], "actions"))) {
             usage(stderr);
             goto out;
         }

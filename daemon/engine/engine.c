@@ -1123,12 +1123,19 @@ static int write_actions(struct engine *e)
     return 0;
 }
 
+void engine_commit_meta(struct engine *e, const char *key, int64_t val)
+{
+    snprintf(e->commit_meta_key, sizeof(e->commit_meta_key), "%s", key);
+    e->commit_meta_val = val;
+    e->commit_meta_set = 1;
+}
+
 int engine_commit(struct engine *e)
 {
-    if (!e->in_batch)
+    if (!e->in_batch && !e->commit_meta_set)
         return 0;
     e->in_batch = 0;
-    if (!e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
+    if (!e->commit_meta_set && !e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
         !(e->clock_event && e->now != e->saved_now)) {
         gauges_apply(e->gauges, 0);
         capped_fold(e); /* every capped action was a dry run's, or undone */
@@ -1145,6 +1152,9 @@ int engine_commit(struct engine *e)
     }
     if (rc == 0 && e->clock_event && e->now != e->saved_now)
         rc = store_meta_set(e->st, "clock_now", e->now);
+    if (rc == 0 && e->commit_meta_set)
+        rc = store_meta_set(e->st, e->commit_meta_key, e->commit_meta_val);
+    e->commit_meta_set = 0;
     if (rc == 0 && store_commit(e->st) == 0) {
         write_end(e, 1);
         ws_committed(e->ws);

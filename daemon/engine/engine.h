@@ -85,6 +85,10 @@ int engine_batch_size(const struct engine *e);
  * write (so the database was not touched). On failure nothing of it
  * happened (memory is put back as it was) and -EIO is returned. */
 int engine_commit(struct engine *e);
+/* A meta row (key < 64 bytes) the next engine_commit writes inside its
+ * transaction, even when the batch changed nothing else (cluster mode: the
+ * partition's applied stream sequence, kept with the effects). Once. */
+void engine_commit_meta(struct engine *e, const char *key, int64_t val);
 
 /* The smallest due time of a pending timer, INT64_MAX when none. */
 int64_t engine_next_due(const struct engine *e);

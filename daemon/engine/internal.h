@@ -55,8 +55,12 @@ struct engine {
     int fixed_profiles;
     int64_t now;       /* the clock; under `clock: event` the largest ts so far */
     int64_t saved_now; /* the clock as the database has it */
-    int64_t next_due;  /* smallest timer due, INT64_MAX when none */
-    char **counted;    /* types counted for user.count.<type> */
+    /* engine_commit_meta: a meta row the next commit writes (forces a write) */
+    char commit_meta_key[64];
+    int64_t commit_meta_val;
+    int commit_meta_set;
+    int64_t next_due; /* smallest timer due, INT64_MAX when none */
+    char **counted;   /* types counted for user.count.<type> */
     size_t n_counted;
     /* the cause being evaluated */
     struct pending *q;

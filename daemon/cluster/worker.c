@@ -1,0 +1,729 @@
+/* Cluster mode, the worker: takes a fair share of the partitions with
+ * leases, applies each owned partition's events to its own SQLite shard
+ * (the applied stream sequence committed with the effects), and publishes
+ * the shard's actions to the actions stream (docs/cluster.md, "The design
+ * of the workers").
+ *
+ * Three threads of its own: the main thread keeps the leases (register,
+ * renew, take, release), the apply thread owns every shard, engine and
+ * consumer, and a signal thread turns SIGTERM/SIGINT into a stop. They
+ * share only the partitions' lease states, under one mutex. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/internal.h"
+#include "config/config.h"
+#include "engine/engine.h"
+#include "engine/event.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "store/store.h"
+
+#define FETCH_BATCH 512
+#define APPLIED_KEY "cluster_applied"
+
+/* A partition's lease, as the lease thread and the apply thread see it. */
+enum lease {
+    L_NONE,     /* not ours */
+    L_OWNED,    /* ours: apply it while valid_until allows */
+    L_RELEASE,  /* the lease thread wants it closed, then deleted */
+    L_RELEASED, /* closed by the apply thread: the lease thread deletes the key */
+    L_LOST,     /* renewal failed or ran late: closed, key left to expire */
+};
+
+struct part {
+    /* under w->mu */
+    enum lease state;
+    uint64_t rev;
+    int64_t valid_until; /* wall ms: stop applying before this */
+    /* the apply thread's */
+    int open;
+    struct store *st;
+    struct engine *e;
+    natsSubscription *sub;
+    uint64_t applied;   /* last stream sequence in the shard */
+    uint64_t cseq;      /* last consumer sequence seen */
+    int64_t published;  /* last action seq published */
+    int64_t app_put_ms; /* when app.p<N> was last written */
+};
+
+struct worker {
+    struct cluster *c;
+    const char *config_path;
+    const struct config *cfg;
+    int n;
+    struct part *p;
+    kvStore *leases, *meta;
+    jsCtx *pjs; /* actions, published asynchronously */
+    atomic_int pub_failed;
+    pthread_mutex_t mu;
+    atomic_int stop;
+    int64_t margin_ms; /* stop applying this long before a lease could expire */
+};
+
+/* ---- the apply thread ---- */
+
+static void on_action_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    (void)pa;
+    struct worker *w = closure;
+    if (pae)
+        atomic_fetch_add(&w->pub_failed, 1);
+    natsMsg_Destroy(msg);
+}
+
+static void action_json(struct sbuf *b, int partition, const struct store_action *a)
+{
+    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
+    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
+    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
+    b->len = 0;
+    sb_fmt(b, "{\"partition\":%d,\"seq\":%lld,\"ts\":%lld,\"campaign\":", partition,
+           (long long)a->seq, (long long)a->ts);
+    for (int i = 0; i < 4; i++) {
+        if (i > 0)
+            sb_str(b, names[i - 1]);
+        if (!vals[i])
+            sb_str(b, "null");
+        else
+            sb_json_str(b, vals[i], lens[i]);
+    }
+    sb_str(b, ",\"payload\":");
+    sb_str(b, a->payload ? a->payload : "null");
+    sb_str(b, "}");
+}
+
+struct pub_ctx {
+    struct worker *w;
+    int partition;
+    int sync; /* one at a time, waiting for each acknowledgement */
+    int64_t last;
+    int64_t deadline;
+    struct sbuf b;
+};
+
+static int publish_action(void *arg, const struct store_action *a)
+{
+    struct pub_ctx *x = arg;
+    char subject[300], id[64];
+    snprintf(subject, sizeof(subject), "%s.%.*s", CLUSTER_ACTIONS_PREFIX, (int)a->campaign_len,
+             a->campaign);
+    snprintf(id, sizeof(id), "%d:%lld", x->partition, (long long)a->seq);
+    action_json(&x->b, x->partition, a);
+    natsStatus s;
+    if (x->sync) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        po.MaxWait = 5000;
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        do
+            s = js_Publish(&pa, x->w->c->js, subject, x->b.s, (int)x->b.len, &po, &jerr);
+        while (s != NATS_OK && !atomic_load(&x->w->stop) && cluster_retry_until(x->deadline, s));
+        jsPubAck_Destroy(pa);
+    } else {
+        natsMsg *m = NULL;
+        s = natsMsg_Create(&m, subject, NULL, x->b.s, (int)x->b.len);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 5000;
+        if (s == NATS_OK)
+            s = js_PublishMsgAsync(x->w->pjs, &m, &po);
+        natsMsg_Destroy(m); /* NULL when the library took it */
+    }
+    if (s != NATS_OK)
+        return 1;
+    x->last = a->seq;
+    return 0;
+}
+
+/* Publishes the shard's actions past p->published, then records how far
+ * (pub.p<N> in the meta bucket). Asynchronously first; when an
+ * acknowledgement failed, once more one by one (the message id keeps one
+ * copy). 0, or -1 (tried again after the next batch). */
+static int publish_actions(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    struct pub_ctx x = {.w = w, .partition = idx, .last = p->published};
+    atomic_store(&w->pub_failed, 0);
+    int rc = store_actions_foreach(p->st, p->published, NULL, publish_action, &x);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 15000;
+    natsStatus s = js_PublishAsyncComplete(w->pjs, &po);
+    if (x.last == p->published && rc == 0) {
+        sb_free(&x.b);
+        return 0; /* nothing new */
+    }
+    if (rc != 0 || s != NATS_OK || atomic_load(&w->pub_failed)) {
+        x.sync = 1;
+        x.last = p->published;
+        x.deadline = wall_ms() + CLUSTER_RETRY_MS;
+        rc = store_actions_foreach(p->st, p->published, NULL, publish_action, &x);
+    }
+    sb_free(&x.b);
+    if (x.last > p->published) {
+        p->published = x.last;
+        char key[32], v[32];
+        snprintf(key, sizeof(key), "pub.p%d", idx);
+        snprintf(v, sizeof(v), "%" PRId64, p->published);
+        uint64_t rev;
+        int64_t deadline = wall_ms() + 5000;
+        do
+            s = kvStore_Put(&rev, w->meta, key, v, (int)strlen(v));
+        while (s != NATS_OK && cluster_retry_until(deadline, s));
+        if (s != NATS_OK)
+            log_warn("partition %d: recording published actions: %s", idx, natsStatus_GetText(s));
+    }
+    if (rc != 0) {
+        log_warn("partition %d: publishing actions failed; trying again", idx);
+        return -1;
+    }
+    return 0;
+}
+
+static void put_applied(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    char key[32], v[32];
+    snprintf(key, sizeof(key), "app.p%d", idx);
+    snprintf(v, sizeof(v), "%" PRIu64, p->applied);
+    uint64_t rev;
+    if (kvStore_Put(&rev, w->meta, key, v, (int)strlen(v)) == NATS_OK)
+        p->app_put_ms = wall_ms();
+}
+
+static void close_consumer(struct part *p)
+{
+    if (p->sub) {
+        natsSubscription_Unsubscribe(p->sub); /* deletes the ephemeral consumer */
+        natsSubscription_Destroy(p->sub);
+        p->sub = NULL;
+    }
+}
+
+/* A fresh ephemeral consumer of partition idx from applied + 1. */
+static int open_consumer(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    close_consumer(p);
+    char subject[64];
+    cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = w->cfg->cluster.stream;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = p->applied + 1;
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.FilterSubject = subject;
+    so.Config.InactiveThreshold = 30LL * 1000000000LL;
+    jsErrCode jerr = 0;
+    int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
+    natsStatus s;
+    do
+        s = js_PullSubscribe(&p->sub, w->c->js, subject, NULL, &jo, &so, &jerr);
+    while (s != NATS_OK && !atomic_load(&w->stop) && cluster_retry_until(deadline, s));
+    if (s != NATS_OK) {
+        char err[512];
+        cluster_errf(err, sizeof(err), "consumer", s, jerr);
+        log_error("partition %d: %s", idx, err);
+        p->sub = NULL;
+        return -1;
+    }
+    p->cseq = 0;
+    return 0;
+}
+
+static void close_part(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    if (!p->open)
+        return;
+    close_consumer(p);
+    if (p->e && engine_batch_size(p->e))
+        engine_commit(p->e);
+    engine_free(p->e);
+    store_close(p->st);
+    p->e = NULL;
+    p->st = NULL;
+    p->open = 0;
+    put_applied(w, idx);
+    log_info("partition %d: closed at stream sequence %" PRIu64, idx, p->applied);
+}
+
+/* The shard, a world and an engine of its own, and a consumer from the
+ * shard's applied sequence + 1. */
+static int open_part(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    char path[4096], err[512];
+    struct errs errs = {0};
+    snprintf(path, sizeof(path), "%s.p%d", w->cfg->database, idx);
+    struct config *cfg = config_load(w->config_path, &errs);
+    struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
+    for (size_t i = 0; i < errs.n; i++)
+        log_error("%s", errs.msg[i]);
+    errs_free(&errs);
+    if (!wd) {
+        if (cfg)
+            config_free(cfg);
+        return -1;
+    }
+    if (store_open(path, cfg->sync_full, &p->st, err, sizeof(err)) < 0) {
+        log_error("partition %d: database %s", idx, err);
+        world_free(wd);
+        return -1;
+    }
+    struct engine_opts eo = {.clock_event = 1, .memory_bytes = (size_t)cfg->working_set};
+    if (engine_new(p->st, &eo, &p->e, err, sizeof(err)) < 0) {
+        log_error("partition %d: %s", idx, err);
+        world_free(wd);
+        goto fail;
+    }
+    if (engine_swap(p->e, wd, err, sizeof(err)) < 0) {
+        log_error("partition %d: %s", idx, err);
+        world_free(wd);
+        goto fail;
+    }
+    int64_t applied = 0;
+    if (store_meta_get(p->st, APPLIED_KEY, &applied) < 0)
+        applied = 0;
+    p->applied = (uint64_t)applied;
+    /* actions already published, by this worker or an owner before it */
+    char key[32];
+    kvEntry *ke = NULL;
+    snprintf(key, sizeof(key), "pub.p%d", idx);
+    p->published = 0;
+    if (kvStore_Get(&ke, w->meta, key) == NATS_OK) {
+        p->published = strtoll(kvEntry_ValueString(ke), NULL, 10);
+        kvEntry_Destroy(ke);
+    }
+    if (open_consumer(w, idx) < 0)
+        goto fail;
+    p->open = 1;
+    log_info("partition %d: applying from stream sequence %" PRIu64 " (actions published up to "
+             "%" PRId64 ")",
+             idx, p->applied + 1, p->published);
+    publish_actions(w, idx); /* committed but not yet published by a worker before */
+    return 0;
+fail:
+    close_consumer(p);
+    engine_free(p->e);
+    store_close(p->st);
+    p->e = NULL;
+    p->st = NULL;
+    return -1;
+}
+
+/* Whether partition idx may still be applied (its lease is ours and cannot
+ * have run out). */
+static int may_apply(struct worker *w, int idx)
+{
+    pthread_mutex_lock(&w->mu);
+    int ok = w->p[idx].state == L_OWNED && wall_ms() + w->margin_ms < w->p[idx].valid_until;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+/* One fetch of partition idx applied and committed: the messages applied,
+ * or -1 when the partition must be closed (and opened again). */
+static int apply_batch(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = FETCH_BATCH;
+    req.NoWait = true;
+    req.Expires = 500LL * 1000000LL;
+    natsMsgList list = {0};
+    natsStatus s = natsSubscription_FetchRequest(&list, p->sub, &req);
+    if (s != NATS_OK && list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
+            return 0;
+        log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
+                 natsStatus_GetText(s), p->applied + 1);
+        return open_consumer(w, idx) < 0 ? -1 : 0;
+    }
+    int applied = 0, gap = 0;
+    uint64_t last = p->applied;
+    for (int i = 0; i < list.Count; i++) {
+        natsMsg *m = list.Msgs[i];
+        jsMsgMetaData *md = NULL;
+        if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
+            gap = 1;
+            break;
+        }
+        uint64_t sseq = md->Sequence.Stream, cseq = md->Sequence.Consumer;
+        int64_t ms = md->Timestamp / 1000000;
+        jsMsgMetaData_Destroy(md);
+        if (cseq != p->cseq + 1 || sseq <= last) {
+            log_warn("partition %d: consumer sequence %" PRIu64 " after %" PRIu64
+                     ", stream sequence %" PRIu64 " after %" PRIu64
+                     ": a new consumer from %" PRIu64,
+                     idx, cseq, p->cseq, sseq, last, last + 1);
+            gap = 1;
+            break;
+        }
+        p->cseq = cseq;
+        last = sseq;
+        applied++;
+        struct event ev;
+        char detail[256], *echo = NULL;
+        struct decode_opts o = {.wall_now_ms = 0, .max_future_ms = INT64_MAX / 4, .max_past_ms = 0};
+        enum ev_status st =
+            event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &o, &ev, detail,
+                         sizeof(detail), &echo);
+        free(echo);
+        if (st != EV_OK) {
+            log_warn("partition %d: stream sequence %" PRIu64 " skipped: %s", idx, sseq, detail);
+            continue;
+        }
+        if (ev.dry || ev.explain) {
+            event_clear(&ev);
+            continue;
+        }
+        if (!ev.has_ts) {
+            ev.has_ts = 1;
+            ev.ts = ms;
+        }
+        int n_actions = 0;
+        if (engine_advance(p->e, ms) < 0 ||
+            engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL)
+            log_error("partition %d: stream sequence %" PRIu64 ": %s", idx, sseq, detail);
+        event_clear(&ev);
+    }
+    natsMsgList_Destroy(&list);
+    if (applied) {
+        engine_commit_meta(p->e, APPLIED_KEY, (int64_t)last);
+        if (engine_commit(p->e) < 0) {
+            log_error("partition %d: commit failed: %s", idx, store_errmsg(p->st));
+            return -1;
+        }
+        p->applied = last;
+        publish_actions(w, idx);
+        if (wall_ms() - p->app_put_ms >= 1000)
+            put_applied(w, idx);
+    }
+    if (gap && open_consumer(w, idx) < 0)
+        return -1;
+    return applied;
+}
+
+static void *apply_main(void *arg)
+{
+    struct worker *w = arg;
+    while (!atomic_load(&w->stop)) {
+        int any = 0;
+        for (int i = 0; i < w->n; i++) {
+            struct part *p = &w->p[i];
+            pthread_mutex_lock(&w->mu);
+            enum lease st = p->state;
+            int valid = wall_ms() + w->margin_ms < p->valid_until;
+            if (st == L_OWNED && !valid)
+                p->state = st = L_LOST; /* renewals late: stop before the lease can run out */
+            pthread_mutex_unlock(&w->mu);
+            if (p->open && st != L_OWNED)
+                close_part(w, i);
+            if (!p->open && st == L_OWNED && open_part(w, i) < 0) {
+                pthread_mutex_lock(&w->mu);
+                p->state = L_RELEASE; /* let another worker try */
+                pthread_mutex_unlock(&w->mu);
+                st = L_RELEASE;
+            }
+            if (!p->open && st == L_RELEASE) {
+                pthread_mutex_lock(&w->mu);
+                p->state = L_RELEASED;
+                pthread_mutex_unlock(&w->mu);
+            }
+            if (!p->open || !may_apply(w, i))
+                continue;
+            int r = apply_batch(w, i);
+            if (r < 0) {
+                close_part(w, i);
+                pthread_mutex_lock(&w->mu);
+                if (p->state == L_OWNED)
+                    p->state = L_RELEASE;
+                pthread_mutex_unlock(&w->mu);
+            } else if (r > 0) {
+                any = 1;
+            }
+        }
+        if (!any)
+            nats_Sleep(20);
+    }
+    for (int i = 0; i < w->n; i++)
+        close_part(w, i);
+    return NULL;
+}
+
+/* ---- the lease thread (main) ---- */
+
+static void lease_key(int idx, char *buf, size_t len)
+{
+    snprintf(buf, len, "p%d", idx);
+}
+
+/* Live workers: the w.<name> keys of the leases bucket (entries expire
+ * after `takeover`). Also marks in taken[] the partitions that have a
+ * lease. -1 when the bucket could not be listed. */
+static int live_workers(struct worker *w, char *taken)
+{
+    kvKeysList kl = {0};
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.Timeout = 2000;
+    natsStatus s = kvStore_Keys(&kl, w->leases, &o);
+    if (s != NATS_OK && s != NATS_NOT_FOUND)
+        return -1;
+    int n = 0;
+    memset(taken, 0, (size_t)w->n);
+    for (int i = 0; i < kl.Count; i++) {
+        const char *k = kl.Keys[i];
+        if (strncmp(k, "w.", 2) == 0)
+            n++;
+        else if (k[0] == 'p') {
+            char *end;
+            long p = strtol(k + 1, &end, 10);
+            if (!*end && p >= 0 && p < w->n)
+                taken[p] = 1;
+        }
+    }
+    kvKeysList_Destroy(&kl);
+    return n;
+}
+
+static void lease_round(struct worker *w, char *taken)
+{
+    const char *me = w->cfg->cluster.worker;
+    int len = (int)strlen(me);
+    int64_t ttl = w->cfg->cluster.takeover_ms;
+    char key[80];
+    uint64_t rev;
+    /* this worker is alive */
+    snprintf(key, sizeof(key), "w.%s", me);
+    if (kvStore_Put(&rev, w->leases, key, me, len) != NATS_OK)
+        log_warn("registering worker %s: %s", me, nats_GetLastError(NULL));
+    /* renew, release, forget */
+    int owned = 0;
+    for (int i = 0; i < w->n; i++) {
+        struct part *p = &w->p[i];
+        lease_key(i, key, sizeof(key));
+        pthread_mutex_lock(&w->mu);
+        enum lease st = p->state;
+        uint64_t last = p->rev;
+        pthread_mutex_unlock(&w->mu);
+        if (st == L_OWNED) {
+            int64_t t0 = wall_ms();
+            natsStatus s = kvStore_Update(&rev, w->leases, key, me, len, last);
+            pthread_mutex_lock(&w->mu);
+            if (s == NATS_OK && p->state == L_OWNED) {
+                p->rev = rev;
+                p->valid_until = t0 + ttl;
+                owned++;
+            } else if (s == NATS_OK) {
+                /* the apply thread gave it up meanwhile */
+            } else if (!cluster_transient(s)) {
+                log_warn("partition %d: lease lost (%s)", i, natsStatus_GetText(s));
+                p->state = L_LOST;
+            } else {
+                owned++; /* tried again next round; the apply thread watches the time */
+            }
+            pthread_mutex_unlock(&w->mu);
+        } else if (st == L_RELEASED) {
+            kvStore_Delete(w->leases, key);
+            pthread_mutex_lock(&w->mu);
+            p->state = L_NONE;
+            pthread_mutex_unlock(&w->mu);
+            log_info("partition %d: released", i);
+        } else if (st == L_LOST) {
+            pthread_mutex_lock(&w->mu);
+            p->state = L_NONE; /* left to expire */
+            pthread_mutex_unlock(&w->mu);
+        } else if (st == L_RELEASE) {
+            owned++;
+        }
+    }
+    if (atomic_load(&w->stop))
+        return;
+    int workers = live_workers(w, taken);
+    if (workers <= 0)
+        return;
+    int share = (w->n + workers - 1) / workers;
+    /* above the share: the highest partitions go back */
+    for (int i = w->n - 1; i >= 0 && owned > share; i--) {
+        pthread_mutex_lock(&w->mu);
+        if (w->p[i].state == L_OWNED) {
+            w->p[i].state = L_RELEASE;
+            owned--;
+            log_info("partition %d: releasing (share %d of %d workers)", i, share, workers);
+        }
+        pthread_mutex_unlock(&w->mu);
+    }
+    /* below it: take free partitions, starting at a place of this worker's */
+    uint32_t start = cluster_partition(me, (size_t)len, w->n);
+    for (int k = 0; k < w->n && owned < share; k++) {
+        int i = (int)((start + (uint32_t)k) % (uint32_t)w->n);
+        pthread_mutex_lock(&w->mu);
+        enum lease st = w->p[i].state;
+        pthread_mutex_unlock(&w->mu);
+        if (st != L_NONE || taken[i])
+            continue;
+        lease_key(i, key, sizeof(key));
+        int64_t t0 = wall_ms();
+        if (kvStore_Create(&rev, w->leases, key, me, len) != NATS_OK)
+            continue; /* another worker's */
+        pthread_mutex_lock(&w->mu);
+        w->p[i].state = L_OWNED;
+        w->p[i].rev = rev;
+        w->p[i].valid_until = t0 + ttl;
+        pthread_mutex_unlock(&w->mu);
+        owned++;
+        log_info("partition %d: taken (share %d of %d workers)", i, share, workers);
+    }
+}
+
+static void *signal_main(void *arg)
+{
+    struct worker *w = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    atomic_store(&w->stop, 1);
+    return NULL;
+}
+
+int cluster_worker_run(struct cluster *c, const char *config_path, const struct config *cfg)
+{
+    char err[1024];
+    struct worker *w = xcalloc(1, sizeof(*w));
+    w->c = c;
+    w->cfg = cfg;
+    w->config_path = config_path;
+    pthread_mutex_init(&w->mu, NULL);
+    w->margin_ms = cfg->cluster.takeover_ms / 3;
+    int rc = 1, n;
+    if (cluster_bucket(c, "meta", 0, &w->meta, 0, err, sizeof(err)) < 0 ||
+        (n = cluster_stored_partitions(c, w->meta, err, sizeof(err))) < 0 ||
+        cluster_bucket(c, "leases", 0, &w->leases, 0, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (n != cfg->cluster.partitions) {
+        log_error("stream %s has %d partitions; cluster.partitions says %d", cfg->cluster.stream, n,
+                  cfg->cluster.partitions);
+        goto out;
+    }
+    w->n = n;
+    w->p = xcalloc((size_t)n, sizeof(*w->p));
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 10000;
+    jo.PublishAsync.MaxPending = 1024;
+    jo.PublishAsync.AckHandler = on_action_ack;
+    jo.PublishAsync.AckHandlerClosure = w;
+    jo.PublishAsync.StallWait = 10000;
+    natsStatus s = natsConnection_JetStream(&w->pjs, c->nc, &jo);
+    if (s != NATS_OK) {
+        cluster_errf(err, sizeof(err), "JetStream", s, 0);
+        log_error("%s", err);
+        goto out;
+    }
+    pthread_t sig_t, apply_t;
+    pthread_create(&sig_t, NULL, signal_main, w);
+    pthread_create(&apply_t, NULL, apply_main, w);
+    log_info("worker %s: %d partitions, takeover %" PRId64 " ms", cfg->cluster.worker, n,
+             cfg->cluster.takeover_ms);
+    char *taken = xcalloc((size_t)n, 1);
+    int64_t period = cfg->cluster.takeover_ms / 3;
+    if (period < 100)
+        period = 100;
+    while (!atomic_load(&w->stop)) {
+        int64_t t0 = wall_ms();
+        lease_round(w, taken);
+        while (!atomic_load(&w->stop) && wall_ms() < t0 + period)
+            nats_Sleep(20);
+    }
+    /* stop: the apply thread commits and closes every shard, then the
+     * leases go, so that others take the partitions at once */
+    pthread_join(apply_t, NULL);
+    for (int i = 0; i < n; i++) {
+        if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE ||
+            w->p[i].state == L_RELEASED) {
+            char key[32];
+            lease_key(i, key, sizeof(key));
+            kvStore_Delete(w->leases, key);
+        }
+    }
+    char key[80];
+    snprintf(key, sizeof(key), "w.%s", cfg->cluster.worker);
+    kvStore_Delete(w->leases, key);
+    free(taken);
+    pthread_kill(sig_t, SIGTERM); /* when the stop came from elsewhere */
+    pthread_join(sig_t, NULL);
+    log_info("worker %s: stopped", cfg->cluster.worker);
+    rc = 0;
+out:
+    jsCtx_Destroy(w->pjs);
+    kvStore_Destroy(w->meta);
+    kvStore_Destroy(w->leases);
+    free(w->p);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    return rc;
+}
+
+int cluster_configured(const char *config_path)
+{
+    struct errs errs = {0};
+    struct config *cfg = config_load(config_path, &errs);
+    errs_free(&errs);
+    int yes = cfg && cfg->cluster.nats;
+    if (cfg)
+        config_free(cfg);
+    return yes;
+}
+
+int cluster_run(const char *config_path)
+{
+    /* SIGTERM and SIGINT go to the signal thread alone: blocked before any
+     * thread (NATS's included) starts */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct errs errs = {0};
+    struct config *cfg = config_load(config_path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        log_error("%s", errs.msg[i]);
+    errs_free(&errs);
+    if (!cfg)
+        return 1;
+    log_level = cfg->log_level;
+    char err[1024];
+    struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
+    int rc = 1;
+    if (!c)
+        log_error("%s", err);
+    else
+        rc = cluster_worker_run(c, config_path, cfg);
+    cluster_close(c);
+    config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,280 @@
+"""Cluster mode (spec 17), the workers: `mktd -c FILE` with daemon.cluster
+takes a fair share of the partitions with leases, applies each to its own
+shard and publishes the shard's actions; checked against a real
+three-node NATS JetStream cluster on 127.0.0.1 started by the test.
+
+The checks of every test: each event is in exactly one current owner's
+shard (the union of their event-id tables is the input, no id twice), and
+the actions stream holds each action of the shards exactly once."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+from harness import PLUGINS, command, mktd, slow
+from natscluster import NatsCluster
+
+PARTITIONS = 16
+T0 = 1767225600000  # 2026-01-01, ms
+
+CAMPAIGNS = """campaigns:
+  - id: welcome
+    plugin: coupon
+    when: {event: order.paid}
+    params: {value: 500, valid_for: 7d}
+  - id: winback
+    plugin: reactivation
+    params: {inactive_for: 1h}
+"""
+
+
+def write_config(d, nats, worker):
+    path = os.path.join(d, f"{worker}.yaml")
+    urls = ", ".join(f'"{u}"' for u in nats)
+    with open(path, "w") as f:
+        f.write("daemon:\n"
+                f"  database: {d}/{worker}/mktd.db\n"
+                f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
+                f"  cluster: {{nats: [{urls}], partitions: {PARTITIONS}, worker: {worker},"
+                " takeover: 2s}\n"
+                + CAMPAIGNS)
+    os.makedirs(os.path.join(d, worker), exist_ok=True)
+    return path
+
+
+def init(cfg):
+    deadline = time.time() + slow(30)
+    while True:
+        r = mktd("cluster", "init", "-c", cfg)
+        if r.returncode == 0 or time.time() > deadline:
+            assert r.returncode == 0, r.stderr
+            return
+        time.sleep(0.5)
+
+
+def events(n, users=400, prefix="e", start=0):
+    """Page views and paid orders of many users, a minute apart per 60
+    events, with hours of quiet for some users (so reactivation fires)."""
+    out = []
+    for i in range(start, start + n):
+        u = f"u{i % users}"
+        ts = T0 + i * 1000 + (i // 5000) * 3 * 3600 * 1000
+        if i % 7 == 0:
+            out.append({"id": f"{prefix}{i}", "type": "order.paid", "user": u, "ts": ts,
+                        "props": {"order_id": f"o{i}", "amount": 1000 + i % 500}})
+        else:
+            out.append({"id": f"{prefix}{i}", "type": "page.view", "user": u, "ts": ts})
+    return out
+
+
+def publish(cfg, evs):
+    text = "".join(json.dumps(e) + "\n" for e in evs)
+    r = mktd("publish", "-c", cfg, "-", input=text, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+class Worker:
+    def __init__(self, d, cfg, name):
+        self.d, self.cfg, self.name = d, cfg, name
+        self.log = os.path.join(d, f"{name}.log")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(command("-c", self.cfg), stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "ab"))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=slow(20))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop on SIGTERM:\n{self.tail()}")
+            assert rc == 0, (rc, self.tail())
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def tail(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()[-3000:]
+
+    def shard(self, p):
+        return os.path.join(self.d, self.name, f"mktd.db.p{p}")
+
+
+def status(cfg):
+    r = mktd("cluster", "status", "-c", cfg, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def wait_for(what, pred, timeout):
+    deadline = time.time() + slow(timeout)
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def shard_rows(path, sql):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()
+
+
+def current_shards(cfg, workers):
+    """partition -> the current owner's shard path (every partition owned)."""
+    st = status(cfg)
+    by = {w.name: w for w in workers}
+    out = {}
+    for p in st["partitions"]:
+        if p["owner"] not in by:
+            return None
+        out[p["partition"]] = by[p["owner"]].shard(p["partition"])
+    return out
+
+
+def applied_all(cfg, workers, n_events):
+    """The current owners' shards once they hold n_events ids in all."""
+    shards = current_shards(cfg, workers)
+    if not shards:
+        return None
+    total = 0
+    for p, path in shards.items():
+        if not os.path.exists(path):
+            return None
+        total += shard_rows(path, "SELECT count(*) FROM events")[0][0]
+    return shards if total == n_events else None
+
+
+def check_exactly_once(cfg, shards, evs):
+    ids = []
+    actions = {}
+    for p, path in shards.items():
+        ids += [r[0] for r in shard_rows(path, "SELECT id FROM events")]
+        for seq, campaign, kind, user in shard_rows(
+                path, "SELECT seq, campaign, kind, user FROM actions"):
+            actions[(p, seq)] = (campaign, kind, user)
+    assert len(ids) == len(set(ids)), "an event applied twice"
+    assert set(ids) == {e["id"] for e in evs}
+    assert actions, "no actions at all"
+    kinds = {a[1] for a in actions.values()}
+    assert "coupon.issued" in kinds or any("coupon" in k for k in kinds), kinds
+
+    def stream():
+        r = mktd("cluster", "actions", "-c", cfg, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(x) for x in r.stdout.splitlines()]
+
+    # the last batch's actions may still be on their way
+    got = wait_for("every action in the actions stream",
+                   lambda: (lambda s: s if len(s) >= len(actions) else None)(stream()), 30)
+    keys = [(a["partition"], a["seq"]) for a in got]
+    assert len(keys) == len(set(keys)), "an action published twice"
+    assert set(keys) == set(actions), (len(keys), len(actions))
+    for a in got:
+        assert (a["campaign"], a["kind"], a["user"]) == actions[(a["partition"], a["seq"])]
+    return len(actions)
+
+
+def setup(n_workers=2):
+    nc = NatsCluster(3)
+    d = tempfile.mkdtemp(prefix="mktd-clw-")
+    names = [f"w{i + 1}" for i in range(n_workers)]
+    workers = [Worker(d, write_config(d, nc.urls(), n), n) for n in names]
+    init(workers[0].cfg)
+    return nc, d, workers
+
+
+def owners(cfg):
+    return [p["owner"] for p in status(cfg)["partitions"]]
+
+
+def test_two_workers_apply_once_and_publish_once():
+    nc, d, ws = setup()
+    cfg = ws[0].cfg
+    try:
+        for w in ws:
+            w.start()
+        # a fair share each: 8 and 8
+        wait_for("8 partitions each",
+                 lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
+        evs = events(20000)
+        publish(cfg, evs)
+        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
+        n = check_exactly_once(cfg, shards, evs)
+        assert n > 2000, n
+        st = status(cfg)
+        assert sum(p["events"] for p in st["partitions"]) == len(evs)
+    finally:
+        for w in ws:
+            w.stop()
+    # a clean stop releases the leases at once
+    assert owners(cfg) == [None] * PARTITIONS
+
+
+def test_kill9_worker_mid_stream_is_taken_over():
+    nc, d, ws = setup()
+    cfg = ws[0].cfg
+    try:
+        for w in ws:
+            w.start()
+        wait_for("8 partitions each",
+                 lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
+        evs = events(20000)
+        publish(cfg, evs[:10000])
+        # w2 dies with part of the events applied
+        wait_for("some events applied",
+                 lambda: any(os.path.exists(ws[1].shard(p)) for p in range(PARTITIONS)), 20)
+        ws[1].kill9()
+        publish(cfg, evs[10000:])
+        wait_for("w1 owns every partition",
+                 lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
+        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
+        check_exactly_once(cfg, shards, evs)
+    finally:
+        for w in ws:
+            if w.proc.poll() is None:
+                w.stop()
+
+
+def test_restarted_worker_takes_its_share_back():
+    nc, d, ws = setup()
+    cfg = ws[0].cfg
+    try:
+        ws[0].start()
+        wait_for("w1 owns every partition", lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
+        evs = events(12000)
+        publish(cfg, evs[:6000])
+        ws[1].start()
+        wait_for("8 partitions each",
+                 lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 30)
+        publish(cfg, evs[6000:9000])
+        wait_for("applied so far", lambda: applied_all(cfg, ws, 9000), 40)
+        # w2 goes away (cleanly): w1 takes everything; w2 comes back with
+        # its old shards, which are behind: it catches up from their
+        # applied sequence
+        ws[1].stop()
+        wait_for("w1 owns every partition", lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
+        publish(cfg, evs[9000:10500])
+        ws[1].start()
+        wait_for("8 partitions each",
+                 lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 30)
+        publish(cfg, evs[10500:])
+        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
+        check_exactly_once(cfg, shards, evs)
+    finally:
+        for w in ws:
+            w.stop()
