@@ -259,6 +259,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     int rc = -1, n;
     uint64_t *msgs = NULL;
     char **owner = NULL;
+    int64_t *applied = NULL, *published = NULL; /* -1: not known */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -279,6 +280,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     }
     msgs = xcalloc((size_t)n, sizeof(*msgs));
     owner = xcalloc((size_t)n, sizeof(*owner));
+    applied = xcalloc((size_t)n, sizeof(*applied));
+    published = xcalloc((size_t)n, sizeof(*published));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -302,6 +305,18 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             owner[p] = xstrdup(kvEntry_ValueString(e));
             kvEntry_Destroy(e);
         }
+        /* written by the partition's owners (app.p<N> now and then) */
+        applied[p] = published[p] = -1;
+        snprintf(key, sizeof(key), "app.p%d", p);
+        if (kvStore_Get(&e, meta, key) == NATS_OK) {
+            applied[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
+            kvEntry_Destroy(e);
+        }
+        snprintf(key, sizeof(key), "pub.p%d", p);
+        if (kvStore_Get(&e, meta, key) == NATS_OK) {
+            published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
+            kvEntry_Destroy(e);
+        }
     }
     if (json) {
         fprintf(out, "{\"stream\":");
@@ -313,17 +328,30 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             struct sbuf w = {0};
             if (owner[p])
                 sb_json_str(&w, owner[p], strlen(owner[p]));
-            fprintf(out, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":%s}", p ? "," : "",
-                    p, msgs[p], owner[p] ? w.s : "null");
+            fprintf(out, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":%s", p ? "," : "", p,
+                    msgs[p], owner[p] ? w.s : "null");
+            if (applied[p] >= 0)
+                fprintf(out, ",\"applied_seq\":%" PRId64, applied[p]);
+            if (published[p] >= 0)
+                fprintf(out, ",\"actions_published\":%" PRId64, published[p]);
+            fprintf(out, "}");
             sb_free(&w);
         }
         fprintf(out, "]}\n");
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,
                 n);
-        fprintf(out, "%-10s %12s  %s\n", "partition", "events", "owner");
-        for (int p = 0; p < n; p++)
-            fprintf(out, "%-10d %12" PRIu64 "  %s\n", p, msgs[p], owner[p] ? owner[p] : "-");
+        fprintf(out, "%-10s %12s %12s %10s  %s\n", "partition", "events", "applied_seq", "actions",
+                "owner");
+        for (int p = 0; p < n; p++) {
+            char a[24] = "-", b[24] = "-";
+            if (applied[p] >= 0)
+                snprintf(a, sizeof(a), "%" PRId64, applied[p]);
+            if (published[p] >= 0)
+                snprintf(b, sizeof(b), "%" PRId64, published[p]);
+            fprintf(out, "%-10d %12" PRIu64 " %12s %10s  %s\n", p, msgs[p], a, b,
+                    owner[p] ? owner[p] : "-");
+        }
     }
     rc = 0;
 out:
@@ -331,6 +359,8 @@ out:
         for (int p = 0; p < n; p++)
             free(owner[p]);
     free(owner);
+    free(applied);
+    free(published);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);

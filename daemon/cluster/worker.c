@@ -382,9 +382,8 @@ static int apply_batch(struct worker *w, int idx)
         struct event ev;
         char detail[256], *echo = NULL;
         struct decode_opts o = {.wall_now_ms = 0, .max_future_ms = INT64_MAX / 4, .max_past_ms = 0};
-        enum ev_status st =
-            event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &o, &ev, detail,
-                         sizeof(detail), &echo);
+        enum ev_status st = event_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &o,
+                                         &ev, detail, sizeof(detail), &echo);
         free(echo);
         if (st != EV_OK) {
             log_warn("partition %d: stream sequence %" PRIu64 " skipped: %s", idx, sseq, detail);
@@ -662,8 +661,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
      * leases go, so that others take the partitions at once */
     pthread_join(apply_t, NULL);
     for (int i = 0; i < n; i++) {
-        if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE ||
-            w->p[i].state == L_RELEASED) {
+        if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE || w->p[i].state == L_RELEASED) {
             char key[32];
             lease_key(i, key, sizeof(key));
             kvStore_Delete(w->leases, key);

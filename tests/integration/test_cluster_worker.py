@@ -134,6 +134,16 @@ def shard_rows(path, sql):
         c.close()
 
 
+def shard_count(path):
+    """Event ids in a shard; 0 while it is being created."""
+    if not os.path.exists(path):
+        return 0
+    try:
+        return shard_rows(path, "SELECT count(*) FROM events")[0][0]
+    except sqlite3.OperationalError:  # the schema not there yet
+        return 0
+
+
 def current_shards(cfg, workers):
     """partition -> the current owner's shard path (every partition owned)."""
     st = status(cfg)
@@ -153,9 +163,7 @@ def applied_all(cfg, workers, n_events):
         return None
     total = 0
     for p, path in shards.items():
-        if not os.path.exists(path):
-            return None
-        total += shard_rows(path, "SELECT count(*) FROM events")[0][0]
+        total += shard_count(path)
     return shards if total == n_events else None
 
 
@@ -216,8 +224,15 @@ def test_two_workers_apply_once_and_publish_once():
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         n = check_exactly_once(cfg, shards, evs)
         assert n > 2000, n
-        st = status(cfg)
+        # status: what each owner applied and published, as it recorded
+        def recorded():
+            st = status(cfg)
+            return st if all(p.get("actions_published") is not None for p in st["partitions"]) \
+                and sum(p["actions_published"] for p in st["partitions"]) == n else None
+        st = wait_for("published actions recorded", recorded, 20)
         assert sum(p["events"] for p in st["partitions"]) == len(evs)
+        r = mktd("cluster", "status", "-c", cfg)
+        assert r.returncode == 0 and "applied_seq" in r.stdout, r.stdout
     finally:
         for w in ws:
             w.stop()
@@ -236,9 +251,13 @@ def test_kill9_worker_mid_stream_is_taken_over():
         evs = events(20000)
         publish(cfg, evs[:10000])
         # w2 dies with part of the events applied
-        wait_for("some events applied",
-                 lambda: any(os.path.exists(ws[1].shard(p)) for p in range(PARTITIONS)), 20)
+        mine = [i for i, o in enumerate(owners(cfg)) if o == "w2"]
+
+        def w2_applied():
+            return sum(shard_count(ws[1].shard(p)) for p in mine)
+        wait_for("w2 applying", lambda: w2_applied() > 0, 20)
         ws[1].kill9()
+        assert w2_applied() < 10000  # (likely far less: killed while applying)
         publish(cfg, evs[10000:])
         wait_for("w1 owns every partition",
                  lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
