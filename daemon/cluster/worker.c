@@ -50,6 +50,7 @@ struct part {
     uint64_t cseq;      /* last consumer sequence seen */
     int64_t published;  /* last action seq published */
     int64_t app_put_ms; /* when app.p<N> was last written */
+    int timeouts;       /* fetches in a row that had no answer */
 };
 
 struct worker {
@@ -67,6 +68,8 @@ struct worker {
 };
 
 /* ---- the apply thread ---- */
+
+static int may_apply(struct worker *w, int idx);
 
 static void on_action_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -173,6 +176,8 @@ static int publish_actions(struct worker *w, int idx)
     sb_free(&x.b);
     if (x.last > p->published) {
         p->published = x.last;
+        if (!may_apply(w, idx))
+            return rc != 0 ? -1 : 0; /* the lease may be another's by now: its key too */
         char key[32], v[32];
         snprintf(key, sizeof(key), "pub.p%d", idx);
         snprintf(v, sizeof(v), "%" PRId64, p->published);
@@ -347,11 +352,20 @@ static int apply_batch(struct worker *w, int idx)
     req.NoWait = true;
     req.Expires = 500LL * 1000000LL;
     natsMsgList list = {0};
+    int64_t tf = wall_ms();
     natsStatus s = natsSubscription_FetchRequest(&list, p->sub, &req);
+    int64_t ta = wall_ms();
     if (s != NATS_OK && list.Count == 0) {
         natsMsgList_Destroy(&list);
-        if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND)
+        if (s == NATS_NOT_FOUND) { /* nothing new: the server said so at once */
+            p->timeouts = 0;
             return 0;
+        }
+        /* no answer at all, again and again: the consumer's server may be
+         * gone (an ephemeral consumer has one replica) */
+        if (s == NATS_TIMEOUT && ++p->timeouts < 3)
+            return 0;
+        p->timeouts = 0;
         log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
                  natsStatus_GetText(s), p->applied + 1);
         return open_consumer(w, idx) < 0 ? -1 : 0;
@@ -411,9 +425,13 @@ static int apply_batch(struct worker *w, int idx)
             return -1;
         }
         p->applied = last;
+        int64_t tc = wall_ms();
         publish_actions(w, idx);
         if (wall_ms() - p->app_put_ms >= 1000)
             put_applied(w, idx);
+        log_debug("partition %d: %d events: fetch %" PRId64 " ms, apply+commit %" PRId64
+                  " ms, publish %" PRId64 " ms",
+                  idx, applied, ta - tf, tc - ta, wall_ms() - tc);
     }
     if (gap && open_consumer(w, idx) < 0)
         return -1;
@@ -423,6 +441,7 @@ static int apply_batch(struct worker *w, int idx)
 static void *apply_main(void *arg)
 {
     struct worker *w = arg;
+    int idle = 0; /* rounds without a message: the pause grows to 100 ms */
     while (!atomic_load(&w->stop)) {
         int any = 0;
         for (int i = 0; i < w->n; i++) {
@@ -459,8 +478,9 @@ static void *apply_main(void *arg)
                 any = 1;
             }
         }
-        if (!any)
-            nats_Sleep(20);
+        idle = any ? 0 : idle + 1;
+        if (idle)
+            nats_Sleep(idle < 5 ? 20 * idle : 100);
     }
     for (int i = 0; i < w->n; i++)
         close_part(w, i);
