@@ -48,7 +48,8 @@ struct part {
     natsSubscription *sub;
     uint64_t applied;   /* last stream sequence in the shard */
     uint64_t cseq;      /* last consumer sequence seen */
-    int64_t published;  /* last action seq published */
+    int64_t published;  /* last action seq published (acknowledged) */
+    int64_t queued;     /* last action seq published asynchronously */
     int64_t app_put_ms; /* when app.p<N> was last written */
     int timeouts;       /* fetches in a row that had no answer */
 };
@@ -62,6 +63,7 @@ struct worker {
     kvStore *leases, *meta;
     jsCtx *pjs; /* actions, published asynchronously */
     atomic_int pub_failed;
+    int pub_any, pub_redo; /* this round published something; must redo it */
     pthread_mutex_t mu;
     atomic_int stop;
     int64_t margin_ms; /* stop applying this long before a lease could expire */
@@ -149,35 +151,56 @@ static int publish_action(void *arg, const struct store_action *a)
     return 0;
 }
 
-/* Publishes the shard's actions past p->published, then records how far
- * (pub.p<N> in the meta bucket). Asynchronously first; when an
- * acknowledgement failed, once more one by one (the message id keeps one
- * copy). 0, or -1 (tried again after the next batch). */
-static int publish_actions(struct worker *w, int idx)
+/* Publishes the shard's actions past p->queued without waiting (their
+ * acknowledgements are waited for once a round, in finish_publishing). */
+static void queue_actions(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
-    struct pub_ctx x = {.w = w, .partition = idx, .last = p->published};
-    atomic_store(&w->pub_failed, 0);
-    int rc = store_actions_foreach(p->st, p->published, NULL, publish_action, &x);
+    struct pub_ctx x = {.w = w, .partition = idx, .last = p->queued};
+    if (store_actions_foreach(p->st, p->queued, NULL, publish_action, &x) != 0)
+        w->pub_redo = 1; /* published again one by one at the end of the round */
+    sb_free(&x.b);
+    p->queued = x.last;
+    if (x.last > p->published)
+        w->pub_any = 1;
+}
+
+/* The round's acknowledgements; when one failed, every partition's range
+ * is published again one by one (the message id keeps one copy). Then
+ * each owner records how far its partition's actions went (pub.p<N>). */
+static void finish_publishing(struct worker *w)
+{
+    if (!w->pub_any && !w->pub_redo)
+        return;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 15000;
     natsStatus s = js_PublishAsyncComplete(w->pjs, &po);
-    if (x.last == p->published && rc == 0) {
-        sb_free(&x.b);
-        return 0; /* nothing new */
-    }
-    if (rc != 0 || s != NATS_OK || atomic_load(&w->pub_failed)) {
-        x.sync = 1;
-        x.last = p->published;
-        x.deadline = wall_ms() + CLUSTER_RETRY_MS;
-        rc = store_actions_foreach(p->st, p->published, NULL, publish_action, &x);
-    }
-    sb_free(&x.b);
-    if (x.last > p->published) {
-        p->published = x.last;
+    int redo = w->pub_redo || s != NATS_OK || atomic_load(&w->pub_failed);
+    w->pub_any = w->pub_redo = 0;
+    atomic_store(&w->pub_failed, 0);
+    for (int idx = 0; idx < w->n; idx++) {
+        struct part *p = &w->p[idx];
+        if (!p->open || (p->queued <= p->published && !redo))
+            continue;
+        int64_t last = p->queued;
+        if (redo) {
+            struct pub_ctx x = {.w = w,
+                                .partition = idx,
+                                .sync = 1,
+                                .last = p->published,
+                                .deadline = wall_ms() + CLUSTER_RETRY_MS};
+            if (store_actions_foreach(p->st, p->published, NULL, publish_action, &x) != 0)
+                log_warn("partition %d: publishing actions failed; trying again", idx);
+            sb_free(&x.b);
+            last = x.last;
+            p->queued = last; /* what was not published is queued again next round */
+        }
+        if (last <= p->published)
+            continue;
+        p->published = last;
         if (!may_apply(w, idx))
-            return rc != 0 ? -1 : 0; /* the lease may be another's by now: its key too */
+            continue; /* the lease may be another's by now: its key too */
         char key[32], v[32];
         snprintf(key, sizeof(key), "pub.p%d", idx);
         snprintf(v, sizeof(v), "%" PRId64, p->published);
@@ -189,11 +212,6 @@ static int publish_actions(struct worker *w, int idx)
         if (s != NATS_OK)
             log_warn("partition %d: recording published actions: %s", idx, natsStatus_GetText(s));
     }
-    if (rc != 0) {
-        log_warn("partition %d: publishing actions failed; trying again", idx);
-        return -1;
-    }
-    return 0;
 }
 
 static void put_applied(struct worker *w, int idx)
@@ -255,6 +273,7 @@ static void close_part(struct worker *w, int idx)
     struct part *p = &w->p[idx];
     if (!p->open)
         return;
+    finish_publishing(w); /* its actions in flight, acknowledged and recorded */
     close_consumer(p);
     if (p->e && engine_batch_size(p->e))
         engine_commit(p->e);
@@ -320,7 +339,8 @@ static int open_part(struct worker *w, int idx)
     log_info("partition %d: applying from stream sequence %" PRIu64 " (actions published up to "
              "%" PRId64 ")",
              idx, p->applied + 1, p->published);
-    publish_actions(w, idx); /* committed but not yet published by a worker before */
+    p->queued = p->published;
+    queue_actions(w, idx); /* committed but not yet published by a worker before */
     return 0;
 fail:
     close_consumer(p);
@@ -425,13 +445,11 @@ static int apply_batch(struct worker *w, int idx)
             return -1;
         }
         p->applied = last;
-        int64_t tc = wall_ms();
-        publish_actions(w, idx);
+        queue_actions(w, idx);
         if (wall_ms() - p->app_put_ms >= 1000)
             put_applied(w, idx);
-        log_debug("partition %d: %d events: fetch %" PRId64 " ms, apply+commit %" PRId64
-                  " ms, publish %" PRId64 " ms",
-                  idx, applied, ta - tf, tc - ta, wall_ms() - tc);
+        log_debug("partition %d: %d events: fetch %" PRId64 " ms, apply and commit %" PRId64 " ms",
+                  idx, applied, ta - tf, wall_ms() - ta);
     }
     if (gap && open_consumer(w, idx) < 0)
         return -1;
@@ -478,6 +496,7 @@ static void *apply_main(void *arg)
                 any = 1;
             }
         }
+        finish_publishing(w);
         idle = any ? 0 : idle + 1;
         if (idle)
             nats_Sleep(idle < 5 ? 20 * idle : 100);

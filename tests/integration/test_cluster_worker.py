@@ -6,6 +6,7 @@ three-node NATS JetStream cluster on 127.0.0.1 started by the test.
 The checks of every test: each event is in exactly one current owner's
 shard (the union of their event-id tables is the input, no id twice), and
 the actions stream holds each action of the shards exactly once."""
+import atexit
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import time
 
+import harness
 from harness import PLUGINS, command, mktd, slow
 from natscluster import NatsCluster
 
@@ -84,8 +86,15 @@ class Worker:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(command("-c", self.cfg), stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "ab"))
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(command("-c", self.cfg), stdout=subprocess.DEVNULL,
+                                         stderr=log)
+        atexit.register(self._kill)
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -200,6 +209,7 @@ def check_exactly_once(cfg, shards, evs):
 def setup(n_workers=2):
     nc = NatsCluster(3)
     d = tempfile.mkdtemp(prefix="mktd-clw-")
+    harness._TEMP_DIRS.append(d)
     names = [f"w{i + 1}" for i in range(n_workers)]
     workers = [Worker(d, write_config(d, nc.urls(), n), n) for n in names]
     init(workers[0].cfg)
@@ -233,6 +243,10 @@ def test_two_workers_apply_once_and_publish_once():
         assert sum(p["events"] for p in st["partitions"]) == len(evs)
         r = mktd("cluster", "status", "-c", cfg)
         assert r.returncode == 0 and "applied_seq" in r.stdout, r.stdout
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
     finally:
         for w in ws:
             w.stop()
@@ -263,6 +277,10 @@ def test_kill9_worker_mid_stream_is_taken_over():
                  lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         check_exactly_once(cfg, shards, evs)
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
     finally:
         for w in ws:
             if w.proc.poll() is None:
@@ -294,6 +312,10 @@ def test_restarted_worker_takes_its_share_back():
         publish(cfg, evs[10500:])
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         check_exactly_once(cfg, shards, evs)
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
     finally:
         for w in ws:
             w.stop()
