@@ -52,6 +52,7 @@ struct part {
     int64_t queued;     /* last action seq published asynchronously */
     int64_t app_put_ms; /* when app.p<N> was last written */
     int timeouts;       /* fetches in a row that had no answer */
+    uint64_t pending;   /* messages waiting after the last one fetched */
 };
 
 struct worker {
@@ -66,6 +67,11 @@ struct worker {
     int pub_any, pub_redo; /* this round published something; must redo it */
     pthread_mutex_t mu;
     atomic_int stop;
+    atomic_int apply_done;
+    /* the census: live workers, partitions with a lease (under mu) */
+    int workers;
+    char *taken;
+    int64_t census_at;
     int64_t margin_ms; /* stop applying this long before a lease could expire */
 };
 
@@ -265,6 +271,8 @@ static int open_consumer(struct worker *w, int idx)
         return -1;
     }
     p->cseq = 0;
+    p->pending = 0;
+    p->timeouts = 0;
     return 0;
 }
 
@@ -370,7 +378,7 @@ static int apply_batch(struct worker *w, int idx)
     jsFetchRequest_Init(&req);
     req.Batch = FETCH_BATCH;
     req.NoWait = true;
-    req.Expires = 500LL * 1000000LL;
+    req.Expires = 100LL * 1000000LL;
     natsMsgList list = {0};
     int64_t tf = wall_ms();
     natsStatus s = natsSubscription_FetchRequest(&list, p->sub, &req);
@@ -381,9 +389,10 @@ static int apply_batch(struct worker *w, int idx)
             p->timeouts = 0;
             return 0;
         }
-        /* no answer at all, again and again: the consumer's server may be
-         * gone (an ephemeral consumer has one replica) */
-        if (s == NATS_TIMEOUT && ++p->timeouts < 3)
+        /* no answer while the consumer said messages were waiting, again
+         * and again: its server may be gone (an ephemeral consumer has one
+         * replica). Without messages waiting, a timeout is an empty fetch. */
+        if (s == NATS_TIMEOUT && (!p->pending || ++p->timeouts < 3))
             return 0;
         p->timeouts = 0;
         log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
@@ -400,6 +409,7 @@ static int apply_batch(struct worker *w, int idx)
             break;
         }
         uint64_t sseq = md->Sequence.Stream, cseq = md->Sequence.Consumer;
+        p->pending = md->NumPending;
         int64_t ms = md->Timestamp / 1000000;
         jsMsgMetaData_Destroy(md);
         if (cseq != p->cseq + 1 || sseq <= last) {
@@ -462,13 +472,15 @@ static void *apply_main(void *arg)
     int idle = 0; /* rounds without a message: the pause grows to 100 ms */
     while (!atomic_load(&w->stop)) {
         int any = 0;
-        for (int i = 0; i < w->n; i++) {
+        for (int i = 0; i < w->n && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
             enum lease st = p->state;
             int valid = wall_ms() + w->margin_ms < p->valid_until;
-            if (st == L_OWNED && !valid)
+            if (st == L_OWNED && !valid) {
                 p->state = st = L_LOST; /* renewals late: stop before the lease can run out */
+                log_warn("partition %d: lease not renewed in time: stopped", i);
+            }
             pthread_mutex_unlock(&w->mu);
             if (p->open && st != L_OWNED)
                 close_part(w, i);
@@ -503,6 +515,7 @@ static void *apply_main(void *arg)
     }
     for (int i = 0; i < w->n; i++)
         close_part(w, i);
+    atomic_store(&w->apply_done, 1);
     return NULL;
 }
 
@@ -513,10 +526,11 @@ static void lease_key(int idx, char *buf, size_t len)
     snprintf(buf, len, "p%d", idx);
 }
 
-/* Live workers: the w.<name> keys of the leases bucket (entries expire
- * after `takeover`). Also marks in taken[] the partitions that have a
- * lease. -1 when the bucket could not be listed. */
-static int live_workers(struct worker *w, char *taken)
+/* The census (a thread of its own, since listing a bucket creates a
+ * consumer, which can take most of a second): live workers are the w.<name>
+ * keys of the leases bucket (entries expire after `takeover`), and the
+ * partitions that have a lease. */
+static void census(struct worker *w, char *taken)
 {
     kvKeysList kl = {0};
     kvWatchOptions o;
@@ -524,22 +538,81 @@ static int live_workers(struct worker *w, char *taken)
     o.Timeout = 2000;
     natsStatus s = kvStore_Keys(&kl, w->leases, &o);
     if (s != NATS_OK && s != NATS_NOT_FOUND)
-        return -1;
+        return;
     int n = 0;
     memset(taken, 0, (size_t)w->n);
     for (int i = 0; i < kl.Count; i++) {
         const char *k = kl.Keys[i];
-        if (strncmp(k, "w.", 2) == 0)
-            n++;
-        else if (k[0] == 'p') {
+        if (strncmp(k, "w.", 2) == 0) {
+            int seen = 0; /* a key listed twice (a put while listing) counts once */
+            for (int j = 0; j < i && !seen; j++)
+                seen = strcmp(kl.Keys[j], k) == 0;
+            n += !seen;
+        } else if (k[0] == 'p') {
             char *end;
             long p = strtol(k + 1, &end, 10);
             if (!*end && p >= 0 && p < w->n)
                 taken[p] = 1;
         }
     }
+    pthread_mutex_lock(&w->mu);
+    if (n != w->workers) {
+        struct sbuf b = {0};
+        for (int i = 0; i < kl.Count; i++)
+            if (strncmp(kl.Keys[i], "w.", 2) == 0)
+                sb_fmt(&b, " %s", kl.Keys[i] + 2);
+        log_info("%d live workers:%s", n, b.s ? b.s : "");
+        sb_free(&b);
+    }
+    w->workers = n;
+    memcpy(w->taken, taken, (size_t)w->n);
+    w->census_at = wall_ms();
+    pthread_mutex_unlock(&w->mu);
     kvKeysList_Destroy(&kl);
-    return n;
+}
+
+static void *census_main(void *arg)
+{
+    struct worker *w = arg;
+    char *taken = xcalloc((size_t)w->n, 1);
+    int64_t period = w->cfg->cluster.takeover_ms / 3;
+    while (!atomic_load(&w->stop)) {
+        int64_t t0 = wall_ms();
+        census(w, taken);
+        while (!atomic_load(&w->stop) && wall_ms() < t0 + period)
+            nats_Sleep(20);
+    }
+    free(taken);
+    return NULL;
+}
+
+/* Deletes the lease key if it is still at revision rev (ours): a delete
+ * marker published with the last revision expected, so that a lease that
+ * expired and was taken by another worker is left to that worker. */
+static natsStatus lease_delete(struct worker *w, const char *key, uint64_t rev)
+{
+    char bucket[80], subject[200];
+    cluster_bucket_name(w->c, "leases", bucket, sizeof(bucket));
+    snprintf(subject, sizeof(subject), "$KV.%s.%s", bucket, key);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "KV-Operation", "DEL");
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.ExpectLastSubjectSeq = rev;
+    po.MaxWait = 5000;
+    int64_t deadline = wall_ms() + 5000;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    while (s == NATS_OK || cluster_retry_until(deadline, s)) {
+        s = js_PublishMsg(&pa, w->c->js, m, &po, &jerr);
+        if (s == NATS_OK)
+            break;
+    }
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    return s;
 }
 
 static void lease_round(struct worker *w, char *taken)
@@ -553,7 +626,8 @@ static void lease_round(struct worker *w, char *taken)
     snprintf(key, sizeof(key), "w.%s", me);
     if (kvStore_Put(&rev, w->leases, key, me, len) != NATS_OK)
         log_warn("registering worker %s: %s", me, nats_GetLastError(NULL));
-    /* renew, release, forget */
+    /* renew (a partition being released is still ours until its key is
+     * deleted), release, forget */
     int owned = 0;
     for (int i = 0; i < w->n; i++) {
         struct part *p = &w->p[i];
@@ -562,42 +636,61 @@ static void lease_round(struct worker *w, char *taken)
         enum lease st = p->state;
         uint64_t last = p->rev;
         pthread_mutex_unlock(&w->mu);
-        if (st == L_OWNED) {
+        if (st == L_OWNED || st == L_RELEASE) {
             int64_t t0 = wall_ms();
             natsStatus s = kvStore_Update(&rev, w->leases, key, me, len, last);
+            kvEntry *ke = NULL;
+            if (s != NATS_OK && !cluster_transient(s) &&
+                kvStore_Get(&ke, w->leases, key) == NATS_OK) {
+                /* a renewal whose answer was lost still renewed: the key is
+                 * ours at a newer revision, written when it says */
+                if (kvEntry_Operation(ke) == kvOp_Put && strcmp(kvEntry_ValueString(ke), me) == 0 &&
+                    kvEntry_Revision(ke) > last) {
+                    s = NATS_OK;
+                    rev = kvEntry_Revision(ke);
+                    t0 = kvEntry_Created(ke) / 1000000;
+                }
+                kvEntry_Destroy(ke);
+            }
             pthread_mutex_lock(&w->mu);
-            if (s == NATS_OK && p->state == L_OWNED) {
+            if (s == NATS_OK && p->state != L_NONE && p->state != L_LOST) {
                 p->rev = rev;
                 p->valid_until = t0 + ttl;
-                owned++;
+                owned += p->state == L_OWNED;
             } else if (s == NATS_OK) {
-                /* the apply thread gave it up meanwhile */
+                /* given up meanwhile */
             } else if (!cluster_transient(s)) {
                 log_warn("partition %d: lease lost (%s)", i, natsStatus_GetText(s));
-                p->state = L_LOST;
+                if (p->state == L_OWNED)
+                    p->state = L_LOST;
             } else {
-                owned++; /* tried again next round; the apply thread watches the time */
+                owned += p->state == L_OWNED; /* tried again next round; the apply
+                                                 thread watches the time */
             }
             pthread_mutex_unlock(&w->mu);
         } else if (st == L_RELEASED) {
-            kvStore_Delete(w->leases, key);
+            natsStatus s = lease_delete(w, key, last);
             pthread_mutex_lock(&w->mu);
             p->state = L_NONE;
             pthread_mutex_unlock(&w->mu);
-            log_info("partition %d: released", i);
+            if (s == NATS_OK)
+                log_info("partition %d: released", i);
+            else
+                log_info("partition %d: released (its key: %s)", i, natsStatus_GetText(s));
         } else if (st == L_LOST) {
             pthread_mutex_lock(&w->mu);
             p->state = L_NONE; /* left to expire */
             pthread_mutex_unlock(&w->mu);
-        } else if (st == L_RELEASE) {
-            owned++;
         }
     }
     if (atomic_load(&w->stop))
         return;
-    int workers = live_workers(w, taken);
+    pthread_mutex_lock(&w->mu);
+    int workers = w->workers;
+    memcpy(taken, w->taken, (size_t)w->n);
+    pthread_mutex_unlock(&w->mu);
     if (workers <= 0)
-        return;
+        return; /* no census yet */
     int share = (w->n + workers - 1) / workers;
     /* above the share: the highest partitions go back */
     for (int i = w->n - 1; i >= 0 && owned > share; i--) {
@@ -687,29 +780,43 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     log_info("worker %s: %d partitions, takeover %" PRId64 " ms", cfg->cluster.worker, n,
              cfg->cluster.takeover_ms);
     char *taken = xcalloc((size_t)n, 1);
-    int64_t period = cfg->cluster.takeover_ms / 3;
+    w->taken = xcalloc((size_t)n, 1);
+    pthread_t census_t;
+    pthread_create(&census_t, NULL, census_main, w);
+    int64_t period = cfg->cluster.takeover_ms / 4;
     if (period < 100)
         period = 100;
-    while (!atomic_load(&w->stop)) {
+    /* leases are renewed until the apply thread is done (on a stop it
+     * finishes its round and closes every shard first) */
+    while (!atomic_load(&w->apply_done)) {
         int64_t t0 = wall_ms();
         lease_round(w, taken);
-        while (!atomic_load(&w->stop) && wall_ms() < t0 + period)
+        int stopping = atomic_load(&w->stop);
+        while (!atomic_load(&w->apply_done) && stopping == atomic_load(&w->stop) &&
+               wall_ms() < t0 + period)
             nats_Sleep(20);
     }
     /* stop: the apply thread commits and closes every shard, then the
      * leases go, so that others take the partitions at once */
     pthread_join(apply_t, NULL);
+    pthread_join(census_t, NULL);
     for (int i = 0; i < n; i++) {
         if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE || w->p[i].state == L_RELEASED) {
             char key[32];
             lease_key(i, key, sizeof(key));
-            kvStore_Delete(w->leases, key);
+            natsStatus ds = lease_delete(w, key, w->p[i].rev);
+            if (ds == NATS_OK)
+                log_info("partition %d: lease given back", i);
+            else
+                log_warn("partition %d: lease not given back (%s): it expires after takeover", i,
+                         natsStatus_GetText(ds));
         }
     }
     char key[80];
     snprintf(key, sizeof(key), "w.%s", cfg->cluster.worker);
     kvStore_Delete(w->leases, key);
     free(taken);
+    free(w->taken);
     pthread_kill(sig_t, SIGTERM); /* when the stop came from elsewhere */
     pthread_join(sig_t, NULL);
     log_info("worker %s: stopped", cfg->cluster.worker);
