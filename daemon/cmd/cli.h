@@ -22,8 +22,9 @@ void cli_set_auth(const char *token, const char *ca);
  * the answers into on_bytes; 0, or 2 when it cannot connect or write. */
 int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,
                  void (*on_bytes)(void *arg, const char *p, size_t n), void *arg);
+/* from_db: start from a copy of that database's state (NULL: empty). */
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
-                 char **plugin_dirs, size_t n_plugin_dirs);
+                 const char *from_db, char **plugin_dirs, size_t n_plugin_dirs);
 
 /* Prints actions with seq > since (of one campaign, when not NULL) as
  * NDJSON; returns the last seq printed (or since), or -1 on error. */

@@ -6,6 +6,7 @@
 #include <mktd/plugin.h>
 
 #include "cmd/cli.h"
+#include "cmd/replay.h"
 #include "cmd/report.h"
 #include "config/config.h"
 #include "lib/util.h"
@@ -19,8 +20,14 @@ static void usage(FILE *f)
     fprintf(f, "usage:\n"
                "  mktd -c FILE                      run the daemon in the foreground\n"
                "  mktd check -c FILE                validate the config and load its plugins\n"
-               "  mktd simulate -c FILE [--until TIME] [--plugin-dir DIR] EVENTS\n"
+               "  mktd simulate -c FILE [--until TIME] [--from-db PATH] [--plugin-dir DIR] EVENTS\n"
                "                                    play an NDJSON file, print the actions\n"
+               "                                    (--from-db: from a copy of PATH's state)\n"
+               "  mktd replay [-c NEW.yaml] --db LIVE.db [--from TIME] [--to TIME] [--diff]\n"
+               "              [--format text|json] [--plugin-dir DIR]\n"
+               "                                    play the events LIVE.db logged through\n"
+               "                                    NEW.yaml (or the configs live then); --diff:\n"
+               "                                    compare with the live configs\n"
                "  mktd send [-c FILE] [-v] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-\n"
                "                                    send events, print a summary\n"
                "  mktd explain [-c FILE] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-|'JSON'\n"
@@ -89,6 +96,8 @@ int main(int argc, char **argv)
     const char *config = NULL, *db = NULL, *campaign = NULL, *until = NULL, *from = NULL;
     const char *token = NULL, *ca = NULL;
     const char *since_arg = NULL, *format = NULL, *out_path = NULL;
+    const char *to_arg = NULL, *from_db = NULL;
+    int do_diff = 0;
     char **pos = calloc((size_t)argc + 1, sizeof(char *));
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
     size_t npos = 0, ndirs = 0;
@@ -111,6 +120,12 @@ int main(int argc, char **argv)
             campaign = argv[++i];
         else if (strcmp(a, "--from") == 0 && more)
             from = argv[++i];
+        else if (strcmp(a, "--to") == 0 && more)
+            to_arg = argv[++i];
+        else if (strcmp(a, "--from-db") == 0 && more)
+            from_db = argv[++i];
+        else if (strcmp(a, "--diff") == 0)
+            do_diff = 1;
         else if (strcmp(a, "--until") == 0 && more)
             until = argv[++i];
         else if (strcmp(a, "--token") == 0 && more)
@@ -153,7 +168,13 @@ int main(int argc, char **argv)
             usage(stderr);
             goto out;
         }
-        code = cli_simulate(config, pos[0], until, dirs, ndirs);
+        code = cli_simulate(config, pos[0], until, from_db, dirs, ndirs);
+    } else if (strcmp(cmd, "replay") == 0) {
+        if (!db || npos) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_replay(config, db, from, to_arg, do_diff, format, dirs, ndirs);
     } else if (strcmp(cmd, "send") == 0 || strcmp(cmd, "explain") == 0) {
         char *address = NULL;
         if (npos < 1 || npos > 2) {

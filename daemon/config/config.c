@@ -473,11 +473,30 @@ static void parse_security(struct cctx *c, const struct ynode *d, struct config 
 
 /* ---- daemon ---- */
 
+/* daemon.event_log: {keep: DURATION}: accepted input events kept for
+ * replay (spec 13); absent: none are. */
+static void parse_event_log(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    static const char *const event_log_keys[] = {"keep", NULL};
+    const struct ynode *m = want_map(c, ynode_get(d, "event_log"), "event_log"), *n;
+    if (!m)
+        return;
+    check_keys(c, m, event_log_keys);
+    if (!(n = get(m, "keep")))
+        cerr(c, m, "event_log: keep is required (how long events are kept, like 30d)");
+    else if (get_duration(c, n, "event_log.keep", &cfg->event_log_keep_ms) == 0 &&
+             cfg->event_log_keep_ms < 1000) {
+        cerr(c, n, "event_log.keep: must be at least 1s");
+        cfg->event_log_keep_ms = 0;
+    }
+}
+
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "listen", "http", "database", "plugin_dirs", "clock",        "commit",    "limits", "log",
-        "auth",   "tls",  "metrics",  "socket_mode", "socket_group", "retention", NULL};
+    static const char *const keys[] = {"listen",       "http",      "database",  "plugin_dirs",
+                                       "clock",        "commit",    "limits",    "log",
+                                       "auth",         "tls",       "metrics",   "socket_mode",
+                                       "socket_group", "retention", "event_log", NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes",
                                              "max_connections",
@@ -576,6 +595,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
             cerr(c, n, "retention.actions: must be at least 1h");
         }
     }
+    parse_event_log(c, d, cfg);
     if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
         check_keys(c, m, log_keys);
         if ((n = get(m, "level")) && (i = get_enum(c, n, "log.level", levels)) >= 0) {

@@ -93,6 +93,7 @@ struct config {
     int64_t working_set;          /* limits.working_set: the engine's memory budget; 0: default */
     int log_level;                /* MKTD_LOG_*; default info */
     int64_t retention_actions_ms; /* daemon.retention.actions; 0: actions are kept for ever */
+    int64_t event_log_keep_ms;    /* daemon.event_log.keep; 0: no event log (spec 13) */
 
     /* Safe to expose (spec 14); paths resolved against the config's folder */
     char *tokens_file;   /* daemon.auth.tokens_file; NULL: no auth */

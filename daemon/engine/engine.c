@@ -28,6 +28,8 @@
 #define MAX_DEPTH 4
 
 static int write_actions(struct engine *e);
+static void log_clear(struct engine *e);
+static void log_push(struct engine *e, const struct event *ev, int64_t received_at, int64_t ts);
 
 /* ---- worlds ---- */
 
@@ -219,6 +221,8 @@ void engine_free(struct engine *e)
     free(e->q);
     actions_truncate(e, 0);
     free(e->act);
+    log_clear(e);
+    free(e->logq);
     aside_clear(e);
     free(e->aside);
     json_decref(e->explain);
@@ -1080,6 +1084,8 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     }
     if (rc == 0 && !ev->dry)
         rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
+    if (rc == 0 && !ev->dry && e->w && e->w->cfg->event_log_keep_ms > 0)
+        log_push(e, ev, receipt_ms, ts);
     queue_clear(e);
     json_t *explain = e->explain;
     e->explain = NULL;
@@ -1112,6 +1118,43 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     return ENG_OK;
 }
 
+/* daemon.event_log: an accepted input event, kept for the commit. */
+static void log_push(struct engine *e, const struct event *ev, int64_t received_at, int64_t ts)
+{
+    char *dumped = NULL;
+    const char *body = ev->line;
+    size_t blen = ev->line_len;
+    if (!body) {
+        body = dumped = json_dumps(ev->root, JSON_COMPACT);
+        blen = dumped ? strlen(dumped) : 0;
+    }
+    if (!body)
+        return;
+    size_t il = strlen(ev->id), tl = strlen(ev->type), ul = strlen(ev->user);
+    char *buf = xmalloc(il + tl + ul + blen + 4);
+    struct evlog_row r = {.received_at = received_at, .ts = ts, .body_len = blen};
+    r.id = memcpy(buf, ev->id, il + 1);
+    r.type = memcpy(buf + il + 1, ev->type, tl + 1);
+    r.user = memcpy(buf + il + tl + 2, ev->user, ul + 1);
+    char *b = buf + il + tl + ul + 3;
+    memcpy(b, body, blen);
+    b[blen] = 0;
+    r.body = b;
+    free(dumped);
+    if (e->n_logq == e->cap_logq) {
+        e->cap_logq = e->cap_logq ? e->cap_logq * 2 : 64;
+        e->logq = xrealloc(e->logq, e->cap_logq * sizeof(*e->logq));
+    }
+    e->logq[e->n_logq++] = r;
+}
+
+static void log_clear(struct engine *e)
+{
+    for (size_t i = 0; i < e->n_logq; i++)
+        free((char *)e->logq[i].id); /* the row's one allocation */
+    e->n_logq = 0;
+}
+
 static int write_actions(struct engine *e)
 {
     for (size_t i = 0; i < e->n_act; i++) {
@@ -1128,7 +1171,7 @@ int engine_commit(struct engine *e)
     if (!e->in_batch)
         return 0;
     e->in_batch = 0;
-    if (!e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
+    if (!e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside && !e->n_logq &&
         !(e->clock_event && e->now != e->saved_now)) {
         gauges_apply(e->gauges, 0);
         capped_fold(e); /* every capped action was a dry run's, or undone */
@@ -1139,6 +1182,9 @@ int engine_commit(struct engine *e)
         rc = ws_flush(e->ws);
     if (rc == 0)
         rc = write_actions(e);
+    if (rc == 0)
+        rc = store_eventlog_write(e->st, e->logq, e->n_logq);
+    log_clear(e);
     for (size_t i = 0; rc == 0 && i < e->n_aside; i++) {
         const struct aside *a = &e->aside[i];
         rc = store_timer_set_aside(e->st, a->campaign, a->user, a->name, a->due, a->at, a->error);
