@@ -279,7 +279,7 @@ static int play(void *arg, const struct evlog_row *r)
     switch (engine_event(S->e, &ev, r->received_at, &n, NULL, detail, sizeof(detail))) {
     case ENG_OK:
         break;
-    case ENG_DUPLICATE: /* the log holds each id once: only a reused id after forget */
+    case ENG_DUPLICATE: /* never: the log holds each accepted id once */
         break;
     default:
         fprintf(stderr,

@@ -12,16 +12,16 @@
 
 /* ---- writing (the daemon) ---- */
 
+enum { CACHED_EVENTLOG_INSERT, CACHED_EVENTLOG_PRUNE }; /* store_cached's slots */
+
 int store_eventlog_write(struct store *s, const struct evlog_row *rows, size_t n)
 {
     if (!n)
         return 0;
-    /* prepared once per commit: a batch writes many rows with it */
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(store_sqlite(s),
-                           "INSERT INTO event_log(received_at, id, type, user, ts, body) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = store_cached(s, CACHED_EVENTLOG_INSERT,
+                                    "INSERT INTO event_log(received_at, id, type, user, ts, body) "
+                                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!st)
         return -EIO;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -36,23 +36,22 @@ int store_eventlog_write(struct store *s, const struct evlog_row *rows, size_t n
             rc = -EIO;
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
+    sqlite3_clear_bindings(st); /* the rows' strings are the caller's */
     return rc;
 }
 
 int store_eventlog_prune(struct store *s, int64_t before, int limit)
 {
-    sqlite3_stmt *st;
     sqlite3 *db = store_sqlite(s);
-    if (sqlite3_prepare_v2(db,
-                           "DELETE FROM event_log WHERE seq IN (SELECT seq FROM event_log "
-                           "WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = store_cached(s, CACHED_EVENTLOG_PRUNE,
+                                    "DELETE FROM event_log WHERE seq IN (SELECT seq FROM event_log "
+                                    "WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)");
+    if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, before);
     sqlite3_bind_int(st, 2, limit);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? sqlite3_changes(db) : -EIO;
 }
 

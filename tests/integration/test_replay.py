@@ -432,3 +432,16 @@ def test_replay_refuses_what_it_cannot_do():
     assert r.returncode == 2 and "yesterday" in r.stderr
     r = mktd("replay", "--db", d.db, "--diff", "-c", d.config, "--format", "xml")
     assert r.returncode == 2 and "xml" in r.stderr
+
+
+def test_event_log_is_pruned_past_keep():
+    d = Daemon(SHOP, clock="wall", daemon="event_log: {keep: 1s}")
+    send_ok(d, [ev(f"p{i}", "app.open", f"u{i}") for i in range(50)])
+    deadline = time.time() + slow(20)
+    while d.db_rows("SELECT count(*) FROM event_log")[0][0] and time.time() < deadline:
+        time.sleep(0.1)
+    assert d.db_rows("SELECT count(*) FROM event_log") == [(0,)]
+    assert "logged events older than 1 s pruned" in d.log()
+    # the events themselves are still remembered
+    assert [a["status"] for a in d.send([ev("p0", "app.open", "u0")])] == ["duplicate"]
+    d.stop()
