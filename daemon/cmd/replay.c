@@ -1,8 +1,11 @@
 /* mktd replay (spec 13, 18): the events a daemon logged (daemon.event_log),
  * read from its database opened read-only, played in seq order through a
- * config against a throw-away database, with `clock: event` and now = the
- * largest received_at so far; each under NEW.yaml (-c), or under the config
- * that was live when it was received. --diff plays them both ways and
+ * config against a throw-away database, time taken from the log: each event
+ * with its logged ts and now = the largest received_at so far (the
+ * engine's `clock: wall` rules, with the logged receipt times for the
+ * machine's: timers due by then fire first, actions are stamped with it);
+ * each under NEW.yaml (-c), or under the config that was live when it was
+ * received. --diff plays them both ways and
  * compares: per campaign and kind the counts and money, then the users
  * whose actions differ.
  *
@@ -215,7 +218,7 @@ static int follow_config(struct run *R, struct side *S, int64_t t)
         return -1;
     if (!S->e) {
         int64_t printed;
-        if (sim_start(WHO, w, NULL, &S->st, &S->e, &printed) < 0)
+        if (sim_start(WHO, w, NULL, 1, &S->st, &S->e, &printed) < 0)
             return -1;
     } else {
         char err[512];
@@ -244,13 +247,11 @@ static int play(void *arg, const struct evlog_row *r)
     if (!S->fixed && follow_config(R, S, r->received_at) < 0)
         return -1;
     S->events++;
-    /* now: the largest received_at so far (the daemon's wall clock) */
+    /* now: the largest received_at so far (the daemon's wall clock), the
+     * receipt time handed to the engine: the timers due by then fire
+     * first, and the event's actions are stamped with it */
     if (r->received_at > S->max_received)
         S->max_received = r->received_at;
-    if (S->max_received > engine_now(S->e) && engine_advance(S->e, S->max_received) < 0) {
-        fprintf(stderr, WHO ": event %s: timers could not fire: %s\n", r->id, store_errmsg(S->st));
-        S->errors++;
-    }
     struct decode_opts o = {.max_future_ms = INT64_MAX}; /* no limits on time in a replay */
     struct event ev;
     char detail[256] = "";
@@ -276,7 +277,7 @@ static int play(void *arg, const struct evlog_row *r)
             json_object_set(ev.props, "code", mine);
     }
     int n;
-    switch (engine_event(S->e, &ev, r->received_at, &n, NULL, detail, sizeof(detail))) {
+    switch (engine_event(S->e, &ev, S->max_received, &n, NULL, detail, sizeof(detail))) {
     case ENG_OK:
         break;
     case ENG_DUPLICATE: /* never: the log holds each accepted id once */
@@ -309,7 +310,7 @@ static int run_side(struct run *R, struct side *S)
         int64_t printed;
         struct world *w = S->fixed;
         S->fixed = NULL;
-        if (sim_start(WHO, w, NULL, &S->st, &S->e, &printed) < 0)
+        if (sim_start(WHO, w, NULL, 1, &S->st, &S->e, &printed) < 0)
             return -1;
         S->fixed = w; /* the engine runs it; kept as a mark */
         if (commit(R, S) < 0)

@@ -28,11 +28,13 @@ struct world *sim_world(const char *who, struct config *cfg, char **plugin_dirs,
 /* An engine running w over a throw-away database: empty, or (from not
  * NULL) a copy of from's state, whose clock starts at the largest of its
  * stored clock, latest received_at and latest action ts, with its actions
- * within the longest cap window of w's config. *printed gets the seq after
- * which the run's own actions start. On failure prints why (after who),
- * frees w and returns -1. */
-int sim_start(const char *who, struct world *w, struct livedb *from, struct store **st,
-              struct engine **e, int64_t *printed);
+ * within the longest cap window of w's config. The clock is the events'
+ * (`clock: event`), or with given_now (replay) the receipt time each event
+ * is handed with: now is then exactly that, whatever the event's ts.
+ * *printed gets the seq after which the run's own actions start. On
+ * failure prints why (after who), frees w and returns -1. */
+int sim_start(const char *who, struct world *w, struct livedb *from, int given_now,
+              struct store **st, struct engine **e, int64_t *printed);
 /* Ends a run (engine, store). */
 void sim_end(struct store *st, struct engine *e);
 

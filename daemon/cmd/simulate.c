@@ -59,8 +59,8 @@ struct world *sim_world(const char *who, struct config *cfg, char **plugin_dirs,
     return w;
 }
 
-int sim_start(const char *who, struct world *w, struct livedb *from, struct store **st,
-              struct engine **e, int64_t *printed)
+int sim_start(const char *who, struct world *w, struct livedb *from, int given_now,
+              struct store **st, struct engine **e, int64_t *printed)
 {
     char err[512];
     *st = NULL;
@@ -85,7 +85,9 @@ int sim_start(const char *who, struct world *w, struct livedb *from, struct stor
             goto fail;
         }
     }
-    struct engine_opts eo = {.clock_event = 1};
+    /* given_now: the engine's `clock: wall` rules (now = the receipt time
+     * handed in, timers due by it fire first), with the log's times */
+    struct engine_opts eo = {.clock_event = !given_now};
     if (engine_new(*st, &eo, e, err, sizeof(err)) < 0)
         goto engine_fail;
     if (engine_swap(*e, w, err, sizeof(err)) < 0)
@@ -137,7 +139,7 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     struct store *st;
     struct engine *e;
     int64_t printed;
-    if (!w || sim_start("mktd simulate", w, live, &st, &e, &printed) < 0) {
+    if (!w || sim_start("mktd simulate", w, live, 0, &st, &e, &printed) < 0) {
         livedb_close(live);
         if (in != stdin)
             fclose(in);

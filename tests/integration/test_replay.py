@@ -155,9 +155,13 @@ def test_replay_reproduces_the_daemon_under_each_live_config():
     send_ok(d, used_events(d))
     # a reload in the middle: later events run under another coupon value
     assert reload_wait(d, SHOP.replace("value: 500", "value: 800"))
+    ahead = int(time.time() * 1000) + 3600000
     send_ok(d, [ev("late1", "order.paid", "v1", order_id="y1", amount=5000),
-                ev("late2", "order.paid", "u01", order_id="y2", amount=5000)])
+                ev("late2", "order.paid", "u01", order_id="y2", amount=5000),
+                # an hour ahead (within max_future): now stays the receipt time
+                ev("late3", "order.paid", "v2", ahead, order_id="y3", amount=5000)])
     live = d.actions()
+    assert live[-1]["user"] == "v2" and live[-1]["ts"] < ahead - 1800000
     assert any(a["payload"].get("value") == 800 for a in live)
     # while the daemon runs (its -wal is there) and once it is stopped
     running = ndjson(replay("--db", d.db).stdout)
@@ -186,7 +190,8 @@ def test_replay_reproduces_the_daemon_under_each_live_config():
     late = d.db_rows("SELECT received_at FROM event_log WHERE id = 'late1'")[0][0]
     out = ndjson(replay("--db", d.db, "--from", str(late)).stdout)
     assert [(a["user"], a["kind"]) for a in out] == [("v1", "coupon.issued"),
-                                                    ("u01", "coupon.issued")]
+                                                    ("u01", "coupon.issued"),
+                                                    ("v2", "coupon.issued")]
 
 
 def expected_diff(d, thr_new):
