@@ -1128,6 +1128,12 @@ static void metrics_reply(struct server *s, struct evhttp_request *req)
         "# HELP mktd_actions_pruned_total Actions deleted by retention since start.\n"
         "# TYPE mktd_actions_pruned_total counter\nmktd_actions_pruned_total %llu\n",
         (unsigned long long)retention_pruned(s->retention));
+    evbuffer_add_printf(b,
+                        "# HELP mktd_event_log_pruned_total Logged events deleted past "
+                        "daemon.event_log.keep since start.\n"
+                        "# TYPE mktd_event_log_pruned_total counter\n"
+                        "mktd_event_log_pruned_total %llu\n",
+                        (unsigned long long)retention_log_pruned(s->retention));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

@@ -440,13 +440,14 @@ def test_replay_refuses_what_it_cannot_do():
 
 
 def test_event_log_is_pruned_past_keep():
-    d = Daemon(SHOP, clock="wall", daemon="event_log: {keep: 1s}")
+    d = Daemon(SHOP, clock="wall", daemon="event_log: {keep: 1s}", http=True)
     send_ok(d, [ev(f"p{i}", "app.open", f"u{i}") for i in range(50)])
     deadline = time.time() + slow(20)
     while d.db_rows("SELECT count(*) FROM event_log")[0][0] and time.time() < deadline:
         time.sleep(0.1)
     assert d.db_rows("SELECT count(*) FROM event_log") == [(0,)]
     assert "logged events older than 1 s pruned" in d.log()
+    assert d.metrics()["mktd_event_log_pruned_total"] == 50
     # the events themselves are still remembered
     assert [a["status"] for a in d.send([ev("p0", "app.open", "u0")])] == ["duplicate"]
     d.stop()
