@@ -83,6 +83,10 @@ int livedb_open(const char *path, struct livedb **out, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -errno;
     }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a database file", path);
+        return -EINVAL;
+    }
     /* A stopped daemon leaves no -wal file: SQLite would then want to make
      * one (and a -shm) to read in WAL mode, which a read-only folder
      * refuses and a writable one should not get. Immutable reads the file
