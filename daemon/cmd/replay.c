@@ -97,6 +97,7 @@ struct run {
     size_t n_cfgs;
     json_t *used;   /* codes of the logged coupon.used events (a set) */
     json_t *issued; /* identity of a live coupon.issued whose code was used -> that code */
+    json_t *wanted; /* those codes (a set): the coupon.used events to translate */
     char **dirs;
     size_t n_dirs;
 };
@@ -144,6 +145,7 @@ static void add_issued(void *arg, const char *campaign, const char *user, const 
     char *id = replay_coupon_identity(campaign, user, event_id, ts, k);
     json_object_set_new(c->R->issued, id, json_string(code));
     free(id);
+    json_object_set_new(c->R->wanted, code, json_true());
 }
 
 /* The codes this run issued for coupons whose live codes were used. */
@@ -269,10 +271,17 @@ static int play(void *arg, const struct evlog_row *r)
     ev.dry = ev.explain = 0;
     json_t *code = ev.props ? json_object_get(ev.props, "code") : NULL;
     if (strcmp(ev.type, "coupon.used") == 0 && json_is_string(code) &&
-        json_object_get(R->used, json_string_value(code))) {
+        json_object_get(R->wanted, json_string_value(code))) {
         json_t *mine = json_object_get(S->translate, json_string_value(code));
-        if (!mine && engine_batch_size(S->e) && commit(R, S) == 0)
-            mine = json_object_get(S->translate, json_string_value(code));
+        if (!mine) {
+            /* the coupon may be in the open batch, or a timer due by now
+             * (which the event would fire first) may issue it: fire them,
+             * commit, and look at what was issued */
+            if (engine_advance(S->e, S->max_received) < 0)
+                S->errors++;
+            if (commit(R, S) == 0)
+                mine = json_object_get(S->translate, json_string_value(code));
+        }
         if (mine)
             json_object_set(ev.props, "code", mine);
     }
@@ -660,6 +669,7 @@ int cli_replay(const char *config_path, const char *db_path, const char *from, c
                 from || to ? " in that period" : "");
     R.used = json_object();
     R.issued = json_object();
+    R.wanted = json_object();
     if (livedb_used_codes(R.live, R.from, R.to, add_used, R.used) < 0) {
         fprintf(stderr, WHO ": %s\n", livedb_errmsg(R.live));
         goto out;
@@ -706,6 +716,7 @@ out:
     json_decref(N.ordinals);
     json_decref(R.used);
     json_decref(R.issued);
+    json_decref(R.wanted);
     livedb_configs_free(R.cfgs, R.n_cfgs);
     livedb_close(R.live);
     plugins_unload_all();

@@ -451,3 +451,34 @@ def test_event_log_is_pruned_past_keep():
     # the events themselves are still remembered
     assert [a["status"] for a in d.send([ev("p0", "app.open", "u0")])] == ["duplicate"]
     d.stop()
+
+
+WINBACK = """
+- id: winback
+  plugin: reactivation
+  params: {inactive_for: 1s, activity: [app.open]}
+- id: gift
+  plugin: coupon
+  when: {event: reactivation.offer}
+  params: {value: 300, valid_for: 7d}
+"""
+
+
+def test_replay_matches_the_code_of_a_timers_coupon():
+    """A coupon chained to a timer's offer has no event id: its code is
+    matched by campaign, user and due time."""
+    d = Daemon(WINBACK, clock="wall", daemon=LOG)
+    send_ok(d, [ev("a1", "app.open", "u1"), ev("a2", "app.open", "u2")])
+    deadline = time.time() + slow(20)
+    while len(d.actions("gift")) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    gifts = d.actions("gift")
+    assert [a["event_id"] for a in gifts] == [None, None], gifts
+    send_ok(d, [ev("c1", "coupon.used", "u1", code=gifts[0]["payload"]["code"])])
+    d.stop()
+    live = d.actions()
+    assert [a["kind"] for a in live if a["user"] == "u1"] == [
+        "reactivation.offer", "coupon.issued", "coupon.redeemed"]
+    # the offers fire in the replay before the coupon.used received after them
+    out = ndjson(replay("--db", d.db).stdout)
+    assert [norm(a) for a in out] == [norm(a) for a in live]
