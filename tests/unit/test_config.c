@@ -571,7 +571,7 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
             "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
-            "event_log)");
+            "cluster, event_log)");
     CFG_ERR("daemon:\n  commit:\n    max_batch: 0\n",
             "t.yaml:3:16: commit.max_batch: must be an integer from 1 to 1000000");
     CFG_ERR("daemon:\n  commit: {max_batch: 1000001}\n",
@@ -661,7 +661,7 @@ static void test_config_daemon_errors(void)
             "campaigns: 5\n",
             "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
             "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
-            "event_log)\n"
+            "cluster, event_log)\n"
             "t.yaml:2:10: clock: must be wall or event\n"
             "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
             "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"
