@@ -367,25 +367,10 @@ struct print_ctx {
 static int print_action(void *arg, const struct store_action *a)
 {
     struct print_ctx *p = arg;
-    struct sbuf *b = &p->b;
-    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
-    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
-    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
-    b->len = 0;
+    p->b.len = 0;
     p->last = a->seq;
-    sb_fmt(b, "{\"seq\":%lld,\"ts\":%lld,\"campaign\":", (long long)a->seq, (long long)a->ts);
-    for (int i = 0; i < 4; i++) {
-        if (i > 0)
-            sb_str(b, names[i - 1]);
-        if (!vals[i])
-            sb_str(b, "null");
-        else
-            sb_json_str(b, vals[i], lens[i]);
-    }
-    sb_str(b, ",\"payload\":");
-    sb_str(b, a->payload ? a->payload : "null");
-    sb_str(b, "}\n");
-    fwrite(b->s, 1, b->len, p->out);
+    store_action_json(&p->b, a);
+    fwrite(p->b.s, 1, p->b.len, p->out);
     return 0;
 }
 

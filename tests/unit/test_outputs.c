@@ -192,7 +192,7 @@ static void test_cap_window(void)
 static int collect(void *arg, const struct store_action *a)
 {
     struct sbuf *b = arg;
-    out_action_json(b, a);
+    store_action_json(b, a);
     return 0;
 }
 
