@@ -25,12 +25,13 @@
 /* The tokens file and the TLS files read as the daemon would (spec 14). */
 static int check_security(const struct config *cfg)
 {
-    char err[512];
+    char err[512], note[4200];
     int rc = 0;
     if (cfg->tokens_file) {
         struct auth_tokens *t = auth_tokens_load(cfg->tokens_file, err, sizeof(err));
         if (!t) {
-            fprintf(stderr, "%s\n", err);
+            fprintf(stderr, "%s%s\n", err,
+                    config_path_note(cfg, cfg->tokens_file, note, sizeof(note)));
             rc = -1;
         }
         auth_tokens_free(t);
@@ -39,10 +40,15 @@ static int check_security(const struct config *cfg)
         SSL_CTX *ctx =
             tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
         if (!ctx) {
-            fprintf(stderr, "%s: %s\n", cfg->path, err);
+            fprintf(stderr, "%s: %s%s\n", cfg->path, err,
+                    config_path_note(cfg, cfg->tls_cert, note, sizeof(note)));
             rc = -1;
         }
         SSL_CTX_free(ctx);
+    }
+    if (config_database_moved(cfg, note, sizeof(note))) {
+        fprintf(stderr, "%s: %s\n", cfg->path, note);
+        rc = -1;
     }
     return rc;
 }

@@ -1429,14 +1429,14 @@ static int reload_allowed(struct server *s, const struct config *nc)
 static int reload_security(const struct config *nc, struct auth_tokens **tok, SSL_CTX **tls,
                            struct errs *errs)
 {
-    char err[512];
+    char err[512], note[4200];
     if (nc->tokens_file && !(*tok = auth_tokens_load(nc->tokens_file, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tokens_file, note, sizeof(note)));
         return -1;
     }
     if (nc->tls_cert &&
         !(*tls = tls_server_ctx(nc->tls_cert, nc->tls_key, nc->tls_client_ca, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tls_cert, note, sizeof(note)));
         return -1;
     }
     return 0;
@@ -1611,12 +1611,20 @@ int server_run(const char *config_path)
     errs_free(&errs);
     log_level = cfg->log_level;
     config_lint_log(cfg);
-    char err[512];
+    char err[512], note[4200];
+    /* a relative database an older mktd found from the current directory
+     * is not silently replaced by a new, empty one (spec 18) */
+    if (config_database_moved(cfg, note, sizeof(note))) {
+        log_error("%s", note);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
     addr_mkdir_parent(cfg->database);
     /* before the database is opened (a migration writes) and before any
      * socket is touched */
     if (dblock_take(cfg->database, &s->lock, err, sizeof(err)) < 0) {
-        log_error("%s", err);
+        log_error("%s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
@@ -1625,7 +1633,7 @@ int server_run(const char *config_path)
         store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
         store_close(s->st);
         dblock_release(s->lock);
-        log_error("database %s", err);
+        log_error("database %s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
