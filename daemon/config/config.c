@@ -1182,6 +1182,12 @@ struct config *config_load_string(const char *name, const char *text, size_t len
     return load_text(name, NULL, 0, text, len, errs);
 }
 
+struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
+                                     size_t len, struct errs *errs)
+{
+    return load_text(name, dir, real, text, len, errs);
+}
+
 struct config *config_load(const char *path, struct errs *errs)
 {
     struct sbuf sb = {0};

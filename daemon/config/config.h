@@ -136,6 +136,9 @@ struct config {
 struct config *config_load(const char *path, struct errs *errs);
 struct config *config_load_string(const char *name, const char *text, size_t len,
                                   struct errs *errs);
+/* A text whose relative paths resolve against dir (as config.dir). */
+struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
+                                     size_t len, struct errs *errs);
 void config_free(struct config *c);
 
 /* path resolved against the folder dir (NULL: as written; real: dir is
