@@ -130,3 +130,19 @@ def test_version_is_the_projects():
     with open(os.path.join(SRC, "CMakeLists.txt")) as f:
         version = re.search(r"project\(mktd VERSION (\S+)", f.read()).group(1)
     assert r.stdout.startswith(f"mktd {version} "), r.stdout
+
+
+def test_readme_walk_through_edits_a_copy():
+    # a newcomer who follows the README changes config/try.yaml, never the
+    # bundled config the tests check
+    with open(os.path.join(SRC, "README.md")) as f:
+        text = f.read()
+    walk = text[text.index("## Five minutes with mktd"):text.index("## The house")]
+    assert "cp config/mktd.yaml config/try.yaml" in walk
+    configs = set(re.findall(r"-c (config/[\w.-]+)", walk))
+    assert configs == {"config/try.yaml"}, configs
+    with open(os.path.join(SRC, ".gitignore")) as f:
+        assert "/config/try.yaml" in f.read().split()
+    # the copy, beside the original, checks as the original does
+    r = mktd("check", "-c", os.path.join(SRC, "config", "mktd.yaml"), cwd="/")
+    assert r.returncode == 0, r.stderr
