@@ -382,7 +382,9 @@ static char *resolve_path(const struct config *cfg, const char *p)
  * resolved against the config's folder. */
 static void resolve_daemon_paths(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
-    char *p = resolve_path(cfg, cfg->database);
+    /* ":memory:" is SQLite's name for a throw-away database, not a path */
+    char *p = strcmp(cfg->database, ":memory:") == 0 ? xstrdup(cfg->database)
+                                                     : resolve_path(cfg, cfg->database);
     free(cfg->database);
     cfg->database = p;
     for (size_t i = 0; i < cfg->n_plugin_dirs; i++) {
@@ -1151,9 +1153,6 @@ static struct config *load_text(const char *name, const char *dir, int real, con
     }
     check_keys(&c, root, keys);
     parse_daemon(&c, ynode_get(root, "daemon"), cfg);
-    free(cfg->database_written);
-    cfg->database_written = xstrdup(cfg->database);
-    resolve_daemon_paths(&c, ynode_get(root, "daemon"), cfg);
 
     camps = ynode_get(root, "campaigns");
     if (!is_null(camps)) {
@@ -1169,6 +1168,13 @@ static struct config *load_text(const char *name, const char *dir, int real, con
                                 &cfg->outputs, &cfg->n_outputs);
     parse_caps(&c, ynode_get(root, "caps"), cfg);
 out:
+    if (!c.nerr) {
+        /* written or default (an empty file too), against the folder */
+        const struct ynode *r = cfg->doc ? cfg->doc->root : NULL;
+        const struct ynode *d = r && r->kind == Y_MAP ? ynode_get(r, "daemon") : NULL;
+        cfg->database_written = xstrdup(cfg->database);
+        resolve_daemon_paths(&c, d && d->kind == Y_MAP ? d : NULL, cfg);
+    }
     errs_free(&local);
     if (c.nerr) {
         config_free(cfg);

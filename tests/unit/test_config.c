@@ -1279,6 +1279,25 @@ static void test_config_paths(void)
     config_free(c);
     errs_free(&e);
 
+    /* an empty file: the defaults, beside it */
+    write_text(cfgp, "");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c) {
+        snprintf(p, sizeof(p), "%s/etc/var/mktd.db", real);
+        CHECK_STR(c->database, p);
+        CHECK_STR(c->database_written, "var/mktd.db");
+    }
+    config_free(c);
+
+    /* SQLite's throw-away database is not a path */
+    write_text(cfgp, "daemon: {database: \":memory:\"}\n");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->database, ":memory:");
+    config_free(c);
+
     /* defaults resolve there too */
     write_text(cfgp, "daemon: {clock: event}\n");
     c = config_load(cfgp, &e);
