@@ -29,6 +29,12 @@ int cli_exchange(const char *who, const char *address, int in_fd, const char *bu
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
                  char **plugin_dirs, size_t n_plugin_dirs);
 
+/* Cluster mode (spec 17, daemon/cmd/cluster.c): sub is "init" or
+ * "status"; format "text" (default) or "json". */
+int cli_cluster(const char *sub, const char *config_path, const char *format);
+/* mktd publish: events from file ("-": standard input) into the stream. */
+int cli_publish(const char *config_path, const char *file);
+
 /* Prints actions with seq > since (of one campaign, when not NULL) as
  * NDJSON; returns the last seq printed (or since), or -1 on error. */
 struct store;

@@ -42,6 +42,10 @@ static void usage(FILE *f)
             "              [--format text|json|html] [-o FILE]\n"
             "                                    campaign figures over a period (T: RFC 3339,\n"
             "                                    a date or Unix ms)\n"
+            "  mktd cluster init|status -c FILE [--format text|json]\n"
+            "                                    cluster mode: create the streams and\n"
+            "                                    buckets; partitions, events and owners\n"
+            "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
             "  mktd --version\n");
 }
 
@@ -201,6 +205,18 @@ int main(int argc, char **argv)
             goto out;
         }
         code = cli_report(config, db, campaign, since_arg, until, format, out_path);
+    } else if (strcmp(cmd, "cluster") == 0) {
+        if (!config || npos != 1 || (strcmp(pos[0], "init") && strcmp(pos[0], "status"))) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_cluster(pos[0], config, format);
+    } else if (strcmp(cmd, "publish") == 0) {
+        if (!config || npos != 1) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_publish(config, pos[0]);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);
         usage(stderr);

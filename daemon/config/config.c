@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "config/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <math.h>
@@ -572,13 +573,101 @@ static void parse_security(struct cctx *c, const struct ynode *d, struct config 
     }
 }
 
+/* ---- cluster mode (spec 17) ---- */
+
+/* A NATS stream or key-value name: [A-Za-z0-9_-]{1,32}. */
+static int stream_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 32)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+            return 0;
+    return 1;
+}
+
+static int nats_url_ok(const char *s)
+{
+    const char *hp = strncmp(s, "nats://", 7) == 0  ? s + 7
+                     : strncmp(s, "tls://", 6) == 0 ? s + 6
+                                                    : s;
+    const char *at = strrchr(hp, '@'); /* user:password@ */
+    return host_port_ok(at ? at + 1 : hp);
+}
+
+static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    static const char *const keys[] = {"nats",     "partitions", "worker",      "stream", "actions",
+                                       "replicas", "takeover",   "secret_file", NULL};
+    struct cluster_cfg *k = &cfg->cluster;
+    const struct ynode *m = want_map(c, ynode_get(d, "cluster"), "cluster"), *n;
+    if (!m)
+        return;
+    check_keys(c, m, keys);
+    k->partitions = 16;
+    k->replicas = 3;
+    k->takeover_ms = 10000;
+    k->stream = xstrdup("MKTD_EVENTS");
+    k->actions = xstrdup("MKTD_ACTIONS");
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "mktd");
+    for (char *p = host; *p; p++) /* a worker name is a KV value and a consumer name */
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+            *p = '-';
+    k->worker = xstrdup(host);
+
+    if (!(n = get(m, "nats")))
+        cerr(c, m, "cluster.nats: required (the NATS servers' URLs, nats://HOST:PORT)");
+    else if (get_strings(c, n, "cluster.nats", nats_url_ok, "must be nats://HOST:PORT", &k->nats,
+                         &k->n_nats) == 0 &&
+             k->n_nats == 0)
+        cerr(c, n, "cluster.nats: needs at least one URL");
+    set_int(c, m, "partitions", "cluster.partitions", 1, 1024, &k->partitions);
+    set_int(c, m, "replicas", "cluster.replicas", 1, 5, &k->replicas);
+    if ((n = get(m, "takeover")) && get_duration(c, n, "cluster.takeover", &k->takeover_ms) == 0 &&
+        (k->takeover_ms < 1000 || k->takeover_ms > 3600000))
+        cerr(c, n, "cluster.takeover: must be from 1s to 1h");
+    static const char *const names[] = {"worker", "stream", "actions"};
+    char **dst[] = {&k->worker, &k->stream, &k->actions};
+    for (int i = 0; i < 3; i++) {
+        char *s, what[32];
+        snprintf(what, sizeof(what), "cluster.%s", names[i]);
+        if ((n = get(m, names[i])) && get_string(c, n, what, &s) == 0) {
+            if (!stream_name_ok(s)) {
+                cerr(c, n, "%s: '%s' must be 1-32 of [A-Za-z0-9_-]", what, s);
+                free(s);
+            } else {
+                free(*dst[i]);
+                *dst[i] = s;
+            }
+        }
+    }
+    if (strcmp(k->stream, k->actions) == 0)
+        cerr(c, m, "cluster: stream and actions must be different streams");
+    get_path(c, m, "secret_file", "cluster.secret_file", cfg, &k->secret_file);
+    /* time comes from the stream in cluster mode (spec 18) */
+    if ((n = get(d, "clock")))
+        cerr(c, n, "clock: not allowed with daemon.cluster (time comes from the event stream)");
+}
+
+static void cluster_cfg_free(struct cluster_cfg *k)
+{
+    strv_free(k->nats, k->n_nats);
+    free(k->worker);
+    free(k->stream);
+    free(k->actions);
+    free(k->secret_file);
+}
+
 /* ---- daemon ---- */
 
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
     static const char *const keys[] = {
-        "listen", "http", "database", "plugin_dirs", "clock",        "commit",    "limits", "log",
-        "auth",   "tls",  "metrics",  "socket_mode", "socket_group", "retention", NULL};
+        "listen", "http", "database", "plugin_dirs", "clock",        "commit",    "limits",  "log",
+        "auth",   "tls",  "metrics",  "socket_mode", "socket_group", "retention", "cluster", NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes",
                                              "max_connections",
@@ -685,6 +774,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
         }
     }
     parse_security(c, d, cfg);
+    parse_cluster(c, d, cfg);
 }
 
 /* ---- conditions ---- */
@@ -1083,6 +1173,7 @@ void config_free(struct config *c)
     free(c->tls_key);
     free(c->tls_client_ca);
     free(c->metrics);
+    cluster_cfg_free(&c->cluster);
     strv_free(c->plugin_dirs, c->n_plugin_dirs);
     for (size_t i = 0; i < c->n_campaigns; i++)
         campaign_clear(&c->campaigns[i]);

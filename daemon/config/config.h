@@ -57,6 +57,19 @@ struct campaign_cfg {
     int group_idx;
 };
 
+/* Cluster mode (spec 17): `daemon.cluster`. */
+struct cluster_cfg {
+    char **nats; /* server URLs; NULL when there is no daemon.cluster */
+    size_t n_nats;
+    int partitions;      /* 1..1024, default 16; fixed for a stream's life */
+    char *worker;        /* this worker's name; default: the host name */
+    char *stream;        /* the events stream, default MKTD_EVENTS */
+    char *actions;       /* the actions stream, default MKTD_ACTIONS */
+    int replicas;        /* 1..5, default 3 */
+    int64_t takeover_ms; /* cluster.takeover, default 10 s */
+    char *secret_file;   /* resolved against the config's folder; NULL: absent */
+};
+
 /* A frequency cap across campaigns (top-level `caps:`, spec 11). */
 struct cap_cfg {
     char *id;
@@ -113,6 +126,8 @@ struct config {
     char *tls_client_ca; /* daemon.tls.client_ca; NULL: absent */
     char *metrics;       /* daemon.metrics (HOST:PORT); NULL: absent */
     int64_t max_past_ms; /* limits.max_past; 0: absent */
+
+    struct cluster_cfg cluster; /* cluster.nats NULL: a single daemon */
 
     struct campaign_cfg *campaigns;
     size_t n_campaigns;

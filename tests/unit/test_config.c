@@ -569,10 +569,10 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon: {}\nextra: 1\n",
             "t.yaml:2:1: unknown key 'extra' (allowed: daemon, campaigns, caps, outputs)");
     CFG_ERR("daemon: 5\n", "t.yaml:1:9: daemon: must be a map");
-    CFG_ERR(
-        "daemon:\n  listn: x\n",
-        "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
-        "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention)");
+    CFG_ERR("daemon:\n  listn: x\n",
+            "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
+            "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
+            "cluster)");
     CFG_ERR("daemon:\n  commit:\n    max_batch: 0\n",
             "t.yaml:3:16: commit.max_batch: must be an integer from 1 to 1000000");
     CFG_ERR("daemon:\n  commit: {max_batch: 1000001}\n",
@@ -655,19 +655,19 @@ static void test_config_daemon_errors(void)
         sb_free(&sb);
     }
     /* All errors are collected, in document order. */
-    CFG_ERR(
-        "daemon:\n"
-        "  clock: x\n"
-        "  commit: {max_batch: 0, max_delay_ms: 99999, synchronous: y}\n"
-        "  bogus: 1\n"
-        "campaigns: 5\n",
-        "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
-        "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention)\n"
-        "t.yaml:2:10: clock: must be wall or event\n"
-        "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
-        "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"
-        "t.yaml:3:60: commit.synchronous: must be normal or full\n"
-        "t.yaml:5:12: campaigns: must be a list of campaigns");
+    CFG_ERR("daemon:\n"
+            "  clock: x\n"
+            "  commit: {max_batch: 0, max_delay_ms: 99999, synchronous: y}\n"
+            "  bogus: 1\n"
+            "campaigns: 5\n",
+            "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
+            "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
+            "cluster)\n"
+            "t.yaml:2:10: clock: must be wall or event\n"
+            "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
+            "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"
+            "t.yaml:3:60: commit.synchronous: must be normal or full\n"
+            "t.yaml:5:12: campaigns: must be a list of campaigns");
     /* Syntax errors come out of config_load_string as they are. */
     CFG_ERR("daemon: {\n",
             "t.yaml:2:1: syntax error: did not find expected node content (while parsing a flow "
