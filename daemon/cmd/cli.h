@@ -6,6 +6,10 @@
 #include <stdio.h>
 
 int cli_check(const char *config_path);
+/* check, then compare with the config the running daemon loaded: which
+ * changes need a restart, which a reload applies. 0 when a reload would
+ * apply every change. */
+int cli_check_running(const char *config_path, const char *token, const char *ca);
 int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
