@@ -123,9 +123,9 @@ size_t config_diff(const struct config *oc, const struct config *nc, struct conf
     }
 
     /* Applied by a reload. */
-    static const char *const live[] = {"plugin_dirs",  "auth",   "tls",    "socket_mode",
-                                       "socket_group", "commit", "limits", "log",
-                                       "retention",    NULL};
+    static const char *const live[] = {"plugin_dirs",  "auth",      "tls",    "socket_mode",
+                                       "socket_group", "commit",    "limits", "log",
+                                       "retention",    "event_log", NULL};
     for (size_t i = 0; live[i]; i++) {
         const char *k = live[i];
         if ((strcmp(k, "auth") == 0 && !oc->tokens_file != !nc->tokens_file) ||

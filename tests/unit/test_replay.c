@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "cmd/replay.h"
+#include "config/diff.h"
 #include "engine/engine.h"
 #include "lib/util.h"
 #include "net/ingest.h"
@@ -246,8 +247,38 @@ static void test_identity(void)
     free(f);
 }
 
+/* daemon.event_log: parsed, and a change of it is applied by a reload */
+static void test_config_key(void)
+{
+    const char *a = "daemon: {event_log: {keep: 30d}}\ncampaigns: []\n";
+    const char *b = "campaigns: []\n";
+    struct errs e = {0};
+    struct config *ca = config_load_string("/etc/mktd/a.yaml", a, strlen(a), &e);
+    struct config *cb = config_load_string("/etc/mktd/b.yaml", b, strlen(b), &e);
+    CHECK_INT((int)e.n, 0);
+    errs_free(&e);
+    if (!ca || !cb) {
+        config_free(ca);
+        config_free(cb);
+        return;
+    }
+    CHECK(ca->event_log_keep_ms == 30LL * 86400000);
+    CHECK(cb->event_log_keep_ms == 0);
+    struct config_change *v;
+    size_t n = config_diff(ca, cb, &v);
+    CHECK_INT((int)n, 1);
+    if (n == 1) {
+        CHECK_STR(v[0].key, "event_log");
+        CHECK_INT(v[0].restart, 0);
+    }
+    config_changes_free(v, n);
+    config_free(ca);
+    config_free(cb);
+}
+
 int main(void)
 {
+    test_config_key();
     test_written_at_commit();
     test_off();
     test_copy_state();
