@@ -97,6 +97,7 @@ struct engine {
         uint64_t n;
     } * capped_totals;
     size_t n_capped_totals;
+    char actor[64]; /* who loads configs, for oplog (engine_set_actor; "" = "daemon") */
 };
 
 /* Writes the working set into the open write transaction (opening it):
