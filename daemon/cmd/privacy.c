@@ -218,10 +218,10 @@ static void oplog_row(void *arg, const struct store_oplog *r)
     struct oplog_out *o = arg;
     if (o->json) {
         json_t *d = r->detail ? json_loads(r->detail, 0, NULL) : NULL;
-        json_t *row = json_pack("{s:I,s:I,s:s,s:s,s:o}", "seq", (json_int_t)r->seq, "at",
-                                (json_int_t)r->at, "op", r->op ? r->op : "", "who",
-                                r->who ? r->who : "", "detail",
-                                d ? d : json_string(r->detail ? r->detail : ""));
+        json_t *row =
+            json_pack("{s:I,s:I,s:s,s:s,s:o}", "seq", (json_int_t)r->seq, "at", (json_int_t)r->at,
+                      "op", r->op ? r->op : "", "who", r->who ? r->who : "", "detail",
+                      d ? d : json_string(r->detail ? r->detail : ""));
         char *text = row ? json_dumps(row, JSON_COMPACT) : NULL;
         printf("%s\n", text ? text : "{}");
         free(text);

@@ -122,8 +122,8 @@ static int ends_with(const char *s, const char *tail)
 
 int privacy_user_key(const char *key)
 {
-    static const char *const keys[] = {"referrer", "referee", "buyer", "beneficiary", "user",
-                                       "users",    "member",  "members"};
+    static const char *const keys[] = {"referrer", "referee", "buyer",  "beneficiary",
+                                       "user",     "users",   "member", "members"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(key, keys[i]) == 0)
             return 1;
@@ -260,8 +260,7 @@ static int rewrite_rows(struct store *s, const char *sel, const char *upd, int p
     return rc;
 }
 
-int store_forget_user(struct store *s, const char *user, const char *pseudonym,
-                      int64_t *rewritten)
+int store_forget_user(struct store *s, const char *user, const char *pseudonym, int64_t *rewritten)
 {
     int64_t n = 0;
     if (exec2(s, "DELETE FROM per_user WHERE user = ?1", user, NULL) < 0 ||
@@ -284,8 +283,7 @@ int store_forget_user(struct store *s, const char *user, const char *pseudonym,
                      "UPDATE actions SET payload = ?1 WHERE seq = ?2", 0, user, pseudonym,
                      &n) < 0 ||
         rewrite_rows(s, "SELECT seq, body FROM event_log WHERE instr(body, ?1) > 0",
-                     "UPDATE event_log SET body = ?1 WHERE seq = ?2", 1, user, pseudonym,
-                     NULL) < 0)
+                     "UPDATE event_log SET body = ?1 WHERE seq = ?2", 1, user, pseudonym, NULL) < 0)
         return -EIO;
     if (rewritten)
         *rewritten = n;
@@ -359,20 +357,20 @@ int store_export_user(struct store *s, const char *user, char **json)
                                 json_integer(sqlite3_column_int64(st, 3)));
             break;
         case STORE_STATE:
-            json_array_append_new(
-                state, json_pack("{s:s,s:O,s:o}", "campaign", camp ? camp : "", "key", k, "value",
-                                 blob_json(sqlite3_column_blob(st, 3),
-                                           (size_t)sqlite3_column_bytes(st, 3))));
+            json_array_append_new(state, json_pack("{s:s,s:O,s:o}", "campaign", camp ? camp : "",
+                                                   "key", k, "value",
+                                                   blob_json(sqlite3_column_blob(st, 3),
+                                                             (size_t)sqlite3_column_bytes(st, 3))));
             break;
         case STORE_COUNTER:
-            json_array_append_new(counters, json_pack("{s:s,s:O,s:I}", "campaign",
-                                                      camp ? camp : "", "key", k, "value",
-                                                      (json_int_t)sqlite3_column_int64(st, 3)));
+            json_array_append_new(counters,
+                                  json_pack("{s:s,s:O,s:I}", "campaign", camp ? camp : "", "key", k,
+                                            "value", (json_int_t)sqlite3_column_int64(st, 3)));
             break;
         case STORE_TIMER:
-            json_array_append_new(timers, json_pack("{s:s,s:O,s:I}", "campaign", camp ? camp : "",
-                                                    "name", k, "due",
-                                                    (json_int_t)sqlite3_column_int64(st, 3)));
+            json_array_append_new(timers,
+                                  json_pack("{s:s,s:O,s:I}", "campaign", camp ? camp : "", "name",
+                                            k, "due", (json_int_t)sqlite3_column_int64(st, 3)));
             break;
         default:
             break;
@@ -389,12 +387,11 @@ int store_export_user(struct store *s, const char *user, char **json)
         goto out;
     bind_str(st, 1, user);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(failed, json_pack("{s:o,s:o,s:I,s:I,s:o}", "campaign",
-                                                text_json(st, 0), "name", text_json(st, 1), "due",
-                                                (json_int_t)sqlite3_column_int64(st, 2),
-                                                "failed_at",
-                                                (json_int_t)sqlite3_column_int64(st, 3), "error",
-                                                text_json(st, 4)));
+        json_array_append_new(
+            failed,
+            json_pack("{s:o,s:o,s:I,s:I,s:o}", "campaign", text_json(st, 0), "name",
+                      text_json(st, 1), "due", (json_int_t)sqlite3_column_int64(st, 2), "failed_at",
+                      (json_int_t)sqlite3_column_int64(st, 3), "error", text_json(st, 4)));
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         goto out;
@@ -417,12 +414,12 @@ int store_export_user(struct store *s, const char *user, char **json)
             json_decref(payload);
             continue;
         }
-        json_array_append_new(
-            actions, json_pack("{s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "seq",
-                               (json_int_t)sqlite3_column_int64(st, 0), "ts",
-                               (json_int_t)sqlite3_column_int64(st, 1), "campaign",
-                               text_json(st, 2), "kind", text_json(st, 3), "user", text_json(st, 4),
-                               "event_id", text_json(st, 5), "payload", payload));
+        json_array_append_new(actions, json_pack("{s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "seq",
+                                                 (json_int_t)sqlite3_column_int64(st, 0), "ts",
+                                                 (json_int_t)sqlite3_column_int64(st, 1),
+                                                 "campaign", text_json(st, 2), "kind",
+                                                 text_json(st, 3), "user", text_json(st, 4),
+                                                 "event_id", text_json(st, 5), "payload", payload));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -435,11 +432,11 @@ int store_export_user(struct store *s, const char *user, char **json)
     bind_str(st, 1, user);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_array_append_new(
-            events, json_pack("{s:I,s:I,s:o,s:o,s:I,s:o}", "seq",
-                              (json_int_t)sqlite3_column_int64(st, 0), "received_at",
-                              (json_int_t)sqlite3_column_int64(st, 1), "id", text_json(st, 2),
-                              "type", text_json(st, 3), "ts",
-                              (json_int_t)sqlite3_column_int64(st, 4), "body", parsed(st, 5)));
+            events,
+            json_pack("{s:I,s:I,s:o,s:o,s:I,s:o}", "seq", (json_int_t)sqlite3_column_int64(st, 0),
+                      "received_at", (json_int_t)sqlite3_column_int64(st, 1), "id",
+                      text_json(st, 2), "type", text_json(st, 3), "ts",
+                      (json_int_t)sqlite3_column_int64(st, 4), "body", parsed(st, 5)));
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         goto out;

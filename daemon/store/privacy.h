@@ -30,8 +30,7 @@ int privacy_user_key(const char *key);
  * column, and the values of user-id keys in payloads) and in the props of
  * logged events of other users. Event ids stay. *rewritten gets how many
  * action rows changed. 0 or -EIO. */
-int store_forget_user(struct store *s, const char *user, const char *pseudonym,
-                      int64_t *rewritten);
+int store_forget_user(struct store *s, const char *user, const char *pseudonym, int64_t *rewritten);
 
 /* Every row kept about user as one JSON object (malloc'd text):
  * profile, counts, state, counters, timers, failed_timers, actions (its

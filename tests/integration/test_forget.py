@@ -185,6 +185,12 @@ def test_forget_over_the_unix_socket_export_and_oplog():
         # the same user forgotten twice has the same pseudonym (a keyed hash)
         a = d.send([{"forget": USER}], unix=True)
         assert a == [{"status": "ok", "forget": USER, "pseudonym": pseudonym}], a
+        # the others go on: nothing stale comes back from the daemon's memory
+        send_all(d, [ev("q1", "order.paid", "carol", T0 + 8, order_id="oq1", amount=100),
+                     ev("q2", "order.refunded", "carol", T0 + 8, order_id="o2"),
+                     ev("q3", "group.join", "boss", T0 + 8, group_id="g-other"),
+                     ev("q4", "order.paid", "boss", T0 + 8, order_id="oq2", amount=100)])
+        assert holders(d.db, USER) == [], holders(d.db, USER)
         # nothing about the user is left to export
         r = mktd("export", "-c", d.config, USER)
         x = json.loads(r.stdout)
@@ -301,5 +307,30 @@ def test_forget_over_http_needs_an_admin_token():
         rows = oplog(d)
         assert [(r["op"], r["who"]) for r in rows if r["op"] != "config"] == \
             [("export", "ops"), ("forget", "ops")], rows
+    finally:
+        assert d.stop() == 0
+
+
+def test_referees_indexed_for_bindings_older_than_the_index():
+    """A database whose referral bindings were made before the referrer's
+    "kid:" keys existed: the first load indexes them, so a forget finds the
+    referees."""
+    d = Daemon(CAMPAIGNS)
+    send_all(d, history(USER))
+    assert d.stop() == 0
+    c = sqlite3.connect(d.db)
+    c.execute("DELETE FROM per_user WHERE campaign = 'ref' AND (key LIKE 'kid:%' OR key = 'kids')")
+    c.commit()
+    c.close()
+    d.start()
+    try:
+        assert "indexing the referees" in d.log()
+        assert d.db_rows("SELECT user FROM per_user WHERE campaign = 'ref' AND key = ?",
+                         (f"kid:carol",)) == [(USER,)]
+        a = d.send([{"forget": USER}], unix=True)
+        assert a[0]["status"] == "ok", a
+        assert holders(d.db, USER) == []
+        ref = d.db_rows("SELECT v FROM per_user WHERE user = 'carol' AND key = 'ref'")[0][0]
+        assert ref.decode().endswith(" " + a[0]["pseudonym"]), ref
     finally:
         assert d.stop() == 0
