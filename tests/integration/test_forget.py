@@ -304,9 +304,17 @@ def test_forget_over_http_needs_an_admin_token():
         got = s.makefile().read().splitlines()
         s.close()
         assert json.loads(got[1])["error"] == "forbidden", got
+        # ... one with scope admin may
+        s = d.connect()
+        s.sendall(lines_of([{"auth": admin}, {"forget": "dan"}]))
+        s.shutdown(1)
+        got = s.makefile().read().splitlines()
+        s.close()
+        assert json.loads(got[1])["status"] == "ok", got
+        assert holders(d.db, "dan") == []
         rows = oplog(d)
         assert [(r["op"], r["who"]) for r in rows if r["op"] != "config"] == \
-            [("export", "ops"), ("forget", "ops")], rows
+            [("export", "ops"), ("forget", "ops"), ("forget", "ops")], rows
     finally:
         assert d.stop() == 0
 
@@ -332,5 +340,58 @@ def test_referees_indexed_for_bindings_older_than_the_index():
         assert holders(d.db, USER) == []
         ref = d.db_rows("SELECT v FROM per_user WHERE user = 'carol' AND key = 'ref'")[0][0]
         assert ref.decode().endswith(" " + a[0]["pseudonym"]), ref
+    finally:
+        assert d.stop() == 0
+
+
+def test_outputs_deliver_nothing_again():
+    """Forget rewrites actions in place: a webhook output delivers what it
+    had not yet, and nothing it had."""
+    from test_outputs import Receiver
+    rec = Receiver()
+    d = Daemon(CAMPAIGNS, start=False,
+               top=f'outputs:\n  - {{id: crm, url: "{rec.url()}", secret_file: secret}}')
+    with open(os.path.join(d.dir, "secret"), "w") as f:
+        f.write("s3cret\n")
+    d.start()
+    try:
+        send_all(d, history(USER))
+        n = len(d.actions())
+        rec.wait(lambda reqs: len(rec.delivered()) >= n)
+        a = d.send([{"forget": USER}], unix=True)
+        assert a[0]["status"] == "ok", a
+        send_all(d, [ev("z1", "order.paid", "zed", T0 + 9, order_id="oz", amount=20000)])
+        m = len(d.actions())
+        assert m > n
+        rec.wait(lambda reqs: len(rec.delivered()) >= m)
+        seqs = [r["seq"] for r in rec.delivered()]
+        assert seqs == list(range(1, m + 1)), seqs  # each once, in order
+        assert all(USER not in json.dumps(r) for r in rec.delivered()[n:])
+        assert holders(d.db, USER) == []
+    finally:
+        assert d.stop() == 0
+        rec.close()
+
+
+def test_logged_events_forgotten():
+    """With daemon.event_log (when this mktd knows it), the user's logged
+    events go, and others' name the pseudonym where they named the user."""
+    probe = Daemon(CAMPAIGNS, start=False, daemon="event_log: {keep: 30d}")
+    r = mktd("check", "-c", probe.config)
+    if r.returncode != 0:
+        print("daemon.event_log is not known here: skipped", r.stderr.strip())
+        return
+    d = Daemon(CAMPAIGNS, daemon="event_log: {keep: 30d}")
+    try:
+        send_all(d, history(USER))
+        r = mktd("export", "-c", d.config, USER)
+        assert r.returncode == 0, r.stderr
+        assert len(json.loads(r.stdout)["events"]) == 3, r.stdout
+        a = d.send([{"forget": USER}], unix=True)
+        assert a[0]["status"] == "ok", a
+        assert holders(d.db, USER) == []
+        assert d.db_rows("SELECT count(*) FROM event_log WHERE user = ?", (USER,)) == [(0,)]
+        body = d.db_rows("SELECT body FROM event_log WHERE id = 'e3'")[0][0]
+        assert json.loads(body)["props"]["referrer"] == a[0]["pseudonym"], body
     finally:
         assert d.stop() == 0
