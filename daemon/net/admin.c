@@ -22,6 +22,8 @@ enum admin_op admin_line(const char *line, size_t len, char **user, const char *
     }
     json_t *f = json_object_get(j, "forget"), *x = json_object_get(j, "export");
     enum admin_op op = f ? ADMIN_FORGET : x ? ADMIN_EXPORT : ADMIN_NONE;
+    if (json_object_get(j, "id"))
+        op = ADMIN_NONE; /* an event, whose unknown top-level keys are ignored */
     json_t *v = f ? f : x;
     if (op == ADMIN_NONE) {
         json_decref(j);

@@ -12,7 +12,8 @@
 enum admin_op { ADMIN_NONE = 0, ADMIN_FORGET, ADMIN_EXPORT };
 
 /* Whether line is a control line: a JSON object with a top-level key
- * "forget" or "export" (events carry neither). ADMIN_NONE for anything
+ * "forget" or "export" and no "id" (an event with such a key is an event:
+ * unknown top-level keys are ignored there). ADMIN_NONE for anything
  * else (an event); otherwise the op, with *user malloc'd, or NULL when the
  * line is malformed (*why says how). */
 enum admin_op admin_line(const char *line, size_t len, char **user, const char **why);

@@ -203,6 +203,9 @@ def test_forget_over_the_unix_socket_export_and_oplog():
                    unix=True)
         assert [x.get("status") for x in a] == ["ok", "ok", "error", "ok"], a
         assert a[2]["error"] == "invalid", a
+        # an event carrying a "forget" key is an event (unknown keys are ignored)
+        a = d.send([dict(ev("p3", "visit", "zed", T0 + 9), forget="boss")], unix=True)
+        assert a == [{"id": "p3", "status": "ok", "actions": 0}], a
         # over TCP without a token: not an admin
         a = d.send([{"forget": "zed"}])
         assert a[0]["status"] == "error" and a[0]["error"] == "forbidden", a
