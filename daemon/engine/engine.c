@@ -1256,7 +1256,7 @@ int engine_forget(struct engine *e, const char *user, const char *who, char *pse
     struct store *st = e->st;
     char ps[PSEUDONYM_LEN + 1];
     int64_t rewritten = 0;
-    if (!user || !*user || strlen(user) > 128 || memchr(user, '\n', strlen(user))) {
+    if (!user || !*user || strlen(user) > 128) {
         snprintf(err, errlen, "a user id is 1-128 bytes");
         return -EINVAL;
     }

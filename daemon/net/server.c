@@ -97,7 +97,7 @@ struct conn {
     int shut;             /* rejected: our side is shut, lingering */
     struct event *linger; /* rejected: the longest we wait for the peer to go */
     unsigned scopes;      /* for control lines: AUTH_ALL on a Unix socket, else the token's */
-    char who[48];         /* who sends them, for oplog: "uid:N" or the token's name */
+    char who[136];        /* who sends them, for oplog: "uid:N" or the token's name */
 };
 
 struct http_req {
@@ -587,6 +587,7 @@ static void conns_recheck(struct server *s)
                                                 : auth_token_by_hash(s->auth.tokens, c->hash);
         if (t && strcmp(t->name, c->token) == 0) {
             c->sink.flags = scope_flags(t->scopes);
+            c->scopes = t->scopes;
             continue;
         }
         log_warn("connection from %s port %d: token %s is no longer in the tokens file; closed",
