@@ -99,16 +99,32 @@ static int offline(const char *cmd, enum privacy_op op, const char *user, struct
     struct world *w = NULL;
     int code = 2;
     snprintf(who, sizeof(who), "cli:uid:%u", (unsigned)getuid());
+    if (access(db, F_OK) != 0) {
+        fprintf(stderr, "mktd %s: %s: no such database (and no daemon answers)\n", cmd, db);
+        if (cfg)
+            config_free(cfg);
+        return 2;
+    }
+    if (dblock_take(db, &lock, err, sizeof(err)) < 0) {
+        fprintf(stderr,
+                "mktd %s: %s; a running daemon is asked through its socket (a unix: listen "
+                "address of the config, or ADDRESS; tcp: with --token of scope admin)\n",
+                cmd, err);
+        if (cfg)
+            config_free(cfg);
+        return 2;
+    }
     if (op == PRIVACY_FORGET && !cfg) {
         fprintf(stderr,
                 "mktd %s: no daemon answers; forgetting without one needs -c FILE (the "
                 "config's plugins rewrite their own state)\n",
                 cmd);
+        dblock_release(lock);
         return 2;
     }
-    if (dblock_take(db, &lock, err, sizeof(err)) < 0) {
-        fprintf(stderr, "mktd %s: no daemon answers on its socket, and %s\n", cmd, err);
-        return 2;
+    if (op == PRIVACY_EXPORT && cfg) { /* only its database was needed */
+        config_free(cfg);
+        cfg = NULL;
     }
     if (store_open(db, cfg ? cfg->sync_full : 0, &st, err, sizeof(err)) < 0) {
         fprintf(stderr, "mktd %s: database %s\n", cmd, err);
@@ -126,10 +142,9 @@ static int offline(const char *cmd, enum privacy_op op, const char *user, struct
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.msg[i]);
         errs_free(&errs);
-        if (!w) {
-            config_free(cfg);
-            goto out;
-        }
+        if (!w)
+            goto out; /* cfg is freed below */
+        cfg = NULL;   /* the world has it */
         if (engine_swap(e, w, err, sizeof(err)) < 0) {
             fprintf(stderr, "mktd %s: %s\n", cmd, err);
             world_free(w);
@@ -149,8 +164,6 @@ static int offline(const char *cmd, enum privacy_op op, const char *user, struct
         sb_free(&b);
         code = 0;
     } else {
-        if (cfg)
-            config_free(cfg);
         char *json = NULL;
         if (engine_export(e, user, who, &json, err, sizeof(err)) < 0) {
             fprintf(stderr, "mktd %s: %s\n", cmd, err);
@@ -162,6 +175,8 @@ static int offline(const char *cmd, enum privacy_op op, const char *user, struct
         code = 0;
     }
 out:
+    if (cfg)
+        config_free(cfg);
     engine_free(e);
     store_close(st);
     dblock_release(lock);

@@ -256,6 +256,9 @@ def test_forget_with_the_daemon_stopped():
     assert json.loads(r.stdout)["profile"]["events"] == 3
     r = mktd("forget", "--db", d.db, USER)
     assert r.returncode == 2 and "-c FILE" in r.stderr, r.stderr  # the plugins are needed
+    r = mktd("export", "--db", d.db + ".nope", USER)
+    assert r.returncode == 2 and "no such database" in r.stderr, r.stderr
+    assert not os.path.exists(d.db + ".nope")
     r = mktd("forget", "-c", d.config, USER)
     assert r.returncode == 0, r.stderr
     pseudonym = json.loads(r.stdout)["pseudonym"]
@@ -268,7 +271,10 @@ def test_forget_with_the_daemon_stopped():
     d.start()
     try:
         check_comes_back_new(d, USER, pseudonym)
-        # while the daemon runs, the database is its own: through it
+        # while the daemon runs, the database is its own: forget needs it
+        r = mktd("forget", "--db", d.db, "carol")
+        assert r.returncode == 2 and "in use by another mktd" in r.stderr, r.stderr
+        # ... and goes through it
         r = mktd("forget", "--db", d.db, "unix:" + d.sock, "carol")
         assert r.returncode == 0, r.stderr
         assert holders(d.db, "carol") == []
