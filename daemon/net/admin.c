@@ -13,6 +13,8 @@ enum admin_op admin_line(const char *line, size_t len, char **user, const char *
     *user = NULL;
     *why = NULL;
     /* cheap first: most lines are events, which name neither key */
+    if (!line || len < 8)
+        return ADMIN_NONE;
     if (!memmem(line, len, "\"forget\"", 8) && !memmem(line, len, "\"export\"", 8))
         return ADMIN_NONE;
     json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
