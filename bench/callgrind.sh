@@ -9,6 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 rel=$1 loadgen=$2 count=${3:-30000} flags=${4:-none}
+rel=$(realpath "$rel") # the config below is elsewhere: paths in it must be absolute
 w=$(mktemp -d /tmp/mktd-cg.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 run() { # N: instructions of a run with N events

@@ -81,6 +81,9 @@ cached_gen="--count 300000 --users 37500 --new-users 12.5 --run-id c --seed 1"
 # The bare loop of the issue: 0.3 actions per event, batches of 1,024.
 bare_ape=0.3
 
+# absolute: the configs written below live elsewhere, and their relative
+# paths would resolve against their own folder
+workdir=$(realpath -m "$workdir")
 rel=$workdir/release
 bb=$workdir/bench
 run=$workdir/run

@@ -6,6 +6,10 @@
 #include <stdio.h>
 
 int cli_check(const char *config_path);
+/* check, then compare with the config the running daemon loaded: which
+ * changes need a restart, which a reload applies. 0 when a reload would
+ * apply every change. */
+int cli_check_running(const char *config_path, const char *token, const char *ca);
 int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
@@ -24,6 +28,12 @@ int cli_exchange(const char *who, const char *address, int in_fd, const char *bu
                  void (*on_bytes)(void *arg, const char *p, size_t n), void *arg);
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
                  char **plugin_dirs, size_t n_plugin_dirs);
+
+/* Cluster mode (spec 17, daemon/cmd/cluster.c): sub is "init" or
+ * "status"; format "text" (default) or "json". */
+int cli_cluster(const char *sub, const char *config_path, const char *format);
+/* mktd publish: events from file ("-": standard input) into the stream. */
+int cli_publish(const char *config_path, const char *file);
 
 /* Prints actions with seq > since (of one campaign, when not NULL) as
  * NDJSON; returns the last seq printed (or since), or -1 on error. */

@@ -10,6 +10,7 @@
 #include "cmd/report.h"
 #include "config/config.h"
 #include "lib/util.h"
+#include "net/metrics.h"
 #include "net/server.h"
 
 #define DEFAULT_ADDRESS "tcp:127.0.0.1:7411"
@@ -17,34 +18,43 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage:\n"
-               "  mktd -c FILE                      run the daemon in the foreground\n"
-               "  mktd check -c FILE                validate the config and load its plugins\n"
-               "  mktd simulate -c FILE [--until TIME] [--plugin-dir DIR] EVENTS\n"
-               "                                    play an NDJSON file, print the actions\n"
-               "  mktd send [-c FILE] [-v] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-\n"
-               "                                    send events, print a summary\n"
-               "  mktd explain [-c FILE] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-|'JSON'\n"
-               "                                    what events would do (sent dry), and why\n"
-               "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
-               "                                    print actions as NDJSON\n"
-               "  mktd timers [-c FILE] [--db PATH] [--failed]\n"
-               "                                    print pending timers, or those set aside\n"
-               "  mktd outputs [-c FILE] [--db PATH] [--from SEQ ID]\n"
-               "                                    webhook outputs: position, lag, last success\n"
-               "                                    and error; --from: deliver ID from SEQ on\n"
-               "  mktd report [-c FILE | --db PATH] [--campaign ID] [--since T] [--until T]\n"
-               "              [--format text|json|html] [-o FILE]\n"
-               "                                    campaign figures over a period (T: RFC 3339,\n"
-               "                                    a date or Unix ms)\n"
-               "  mktd forget [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
-               "                                    forget a user (through the daemon, else on\n"
-               "                                    the database itself)\n"
-               "  mktd export [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
-               "                                    print all data kept about a user as JSON\n"
-               "  mktd oplog [-c FILE] [--db PATH] [--format text|json]\n"
-               "                                    config loads, forgets and exports\n"
-               "  mktd --version\n");
+    fprintf(f,
+            "usage:\n"
+            "  mktd -c FILE                      run the daemon in the foreground\n"
+            "  mktd check -c FILE                validate the config and load its plugins\n"
+            "  mktd check --running -c FILE [--token T] [--ca PEM]\n"
+            "                                    and compare with the config the running\n"
+            "                                    daemon loaded: what needs a restart, what a\n"
+            "                                    reload applies (exit 1 if a restart is needed)\n"
+            "  mktd simulate -c FILE [--until TIME] [--plugin-dir DIR] EVENTS\n"
+            "                                    play an NDJSON file, print the actions\n"
+            "  mktd send [-c FILE] [-v] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-\n"
+            "                                    send events, print a summary\n"
+            "  mktd explain [-c FILE] [--token TOKEN] [--ca FILE] [ADDRESS] FILE|-|'JSON'\n"
+            "                                    what events would do (sent dry), and why\n"
+            "  mktd actions [-c FILE] [--db PATH] [--since SEQ] [--campaign ID] [--follow]\n"
+            "                                    print actions as NDJSON\n"
+            "  mktd timers [-c FILE] [--db PATH] [--failed]\n"
+            "                                    print pending timers, or those set aside\n"
+            "  mktd outputs [-c FILE] [--db PATH] [--from SEQ ID]\n"
+            "                                    webhook outputs: position, lag, last success\n"
+            "                                    and error; --from: deliver ID from SEQ on\n"
+            "  mktd report [-c FILE | --db PATH] [--campaign ID] [--since T] [--until T]\n"
+            "              [--format text|json|html] [-o FILE]\n"
+            "                                    campaign figures over a period (T: RFC 3339,\n"
+            "                                    a date or Unix ms)\n"
+            "  mktd cluster init|status -c FILE [--format text|json]\n"
+            "                                    cluster mode: create the streams and\n"
+            "                                    buckets; partitions, events and owners\n"
+            "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
+            "  mktd forget [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
+            "                                    forget a user (through the daemon, else on\n"
+            "                                    the database itself)\n"
+            "  mktd export [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
+            "                                    print all data kept about a user as JSON\n"
+            "  mktd oplog [-c FILE] [--db PATH] [--format text|json]\n"
+            "                                    config loads, forgets and exports\n"
+            "  mktd --version\n");
 }
 
 /* The config's first listen address and database, for send and actions. */
@@ -101,7 +111,7 @@ int main(int argc, char **argv)
     char **dirs = calloc((size_t)argc + 1, sizeof(char *));
     size_t npos = 0, ndirs = 0;
     long long since = 0;
-    int follow = 0, verbose = 0, failed = 0, code = 2;
+    int follow = 0, verbose = 0, failed = 0, running = 0, code = 2;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -131,10 +141,12 @@ int main(int argc, char **argv)
             follow = 1;
         else if (strcmp(a, "--failed") == 0)
             failed = 1;
+        else if (strcmp(a, "--running") == 0)
+            running = 1;
         else if (strcmp(a, "-v") == 0)
             verbose = 1;
         else if (strcmp(a, "--version") == 0) {
-            printf("mktd %s (plugin ABI %d.%d)\n", MKTD_VERSION_STRING, MKTD_ABI_MAJOR,
+            printf("mktd %s (plugin ABI %d.%d)\n", metrics_version(), MKTD_ABI_MAJOR,
                    MKTD_ABI_MINOR);
             code = 0;
             goto out;
@@ -155,7 +167,9 @@ int main(int argc, char **argv)
             goto out;
         }
         server_set_report(report_serve);
-        code = strcmp(cmd, "run") == 0 ? server_run(config) : cli_check(config);
+        code = strcmp(cmd, "run") == 0 ? server_run(config)
+               : running               ? cli_check_running(config, token, ca)
+                                       : cli_check(config);
     } else if (strcmp(cmd, "simulate") == 0) {
         if (!config || npos != 1) {
             usage(stderr);
@@ -219,6 +233,18 @@ int main(int argc, char **argv)
             goto out;
         }
         code = cli_report(config, db, campaign, since_arg, until, format, out_path);
+    } else if (strcmp(cmd, "cluster") == 0) {
+        if (!config || npos != 1 || (strcmp(pos[0], "init") && strcmp(pos[0], "status"))) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_cluster(pos[0], config, format);
+    } else if (strcmp(cmd, "publish") == 0) {
+        if (!config || npos != 1) {
+            usage(stderr);
+            goto out;
+        }
+        code = cli_publish(config, pos[0]);
     } else {
         fprintf(stderr, "mktd: unknown command %s\n", cmd);
         usage(stderr);

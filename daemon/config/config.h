@@ -57,6 +57,19 @@ struct campaign_cfg {
     int group_idx;
 };
 
+/* Cluster mode (spec 17): `daemon.cluster`. */
+struct cluster_cfg {
+    char **nats; /* server URLs; NULL when there is no daemon.cluster */
+    size_t n_nats;
+    int partitions;      /* 1..1024, default 16; fixed for a stream's life */
+    char *worker;        /* this worker's name; default: the host name */
+    char *stream;        /* the events stream, default MKTD_EVENTS */
+    char *actions;       /* the actions stream, default MKTD_ACTIONS */
+    int replicas;        /* 1..5, default 3 */
+    int64_t takeover_ms; /* cluster.takeover, default 10 s */
+    char *secret_file;   /* resolved against the config's folder; NULL: absent */
+};
+
 /* A frequency cap across campaigns (top-level `caps:`, spec 11). */
 struct cap_cfg {
     char *id;
@@ -72,6 +85,16 @@ struct cap_cfg {
 
 struct config {
     char *path;
+    /* The folder relative paths in the config resolve against (spec 18):
+     * for a file (config_load), its folder as an absolute path without
+     * symbolic links; for a text (config_load_string), the folder of its
+     * name as written, or NULL when the name has none (paths as written).
+     * database, plugin_dirs, unix: listen addresses, tokens_file, tls
+     * files and outputs' secret_file are resolved against it, defaults
+     * included. */
+    char *dir;
+    int dir_real;           /* dir is absolute, without symbolic links */
+    char *database_written; /* `database` as written (or the default) */
     struct ydoc *doc;
     char *text; /* the file as read, for the record */
     size_t text_len;
@@ -104,6 +127,8 @@ struct config {
     char *metrics;       /* daemon.metrics (HOST:PORT); NULL: absent */
     int64_t max_past_ms; /* limits.max_past; 0: absent */
 
+    struct cluster_cfg cluster; /* cluster.nats NULL: a single daemon */
+
     struct campaign_cfg *campaigns;
     size_t n_campaigns;
     char **groups; /* the distinct `group` names, in order of first use */
@@ -126,7 +151,22 @@ struct config {
 struct config *config_load(const char *path, struct errs *errs);
 struct config *config_load_string(const char *name, const char *text, size_t len,
                                   struct errs *errs);
+/* A text whose relative paths resolve against dir (as config.dir). */
+struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
+                                     size_t len, struct errs *errs);
 void config_free(struct config *c);
+
+/* path resolved against the folder dir (NULL: as written; real: dir is
+ * absolute without symbolic links, so leading ../ fold into it), malloc'd. */
+char *config_resolve(const char *dir, int real, const char *path);
+/* Section 18: before paths resolved against the config's folder, a
+ * relative `database` was found from the current directory. When nothing
+ * is at c->database but a database file is at that old place (a different
+ * file), writes a message naming both paths and returns 1; 0 otherwise. */
+int config_database_moved(const struct config *c, char *msg, size_t len);
+/* " (resolved against the config's folder DIR)" when path lies under the
+ * config's folder, "" otherwise: for messages that name a resolved path. */
+const char *config_path_note(const struct config *c, const char *path, char *buf, size_t len);
 
 /* "https:HOST:PORT" or "http:HOST:PORT" or "HOST:PORT" (an HTTP address):
  * HOST:PORT, and *tls set for https. */

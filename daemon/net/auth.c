@@ -471,10 +471,7 @@ int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const stru
 void auth_ok_line(const char *name, struct sbuf *b)
 {
     sb_str(b, "{\"status\":\"ok\",\"auth\":");
-    if (name)
-        sb_json_str(b, name, strlen(name));
-    else
-        sb_str(b, "null");
+    sb_json_str_or_null(b, name);
     sb_str(b, "}\n");
 }
 

@@ -31,10 +31,7 @@ static void answer(struct evbuffer *out, const char *id, enum ingest_status st, 
 {
     struct sbuf b = {0};
     sb_str(&b, "{\"id\":");
-    if (id)
-        sb_json_str(&b, id, strlen(id));
-    else
-        sb_str(&b, "null");
+    sb_json_str_or_null(&b, id);
     switch (st) {
     case IN_OK:
         sb_str(&b, ",\"status\":\"ok\"");

@@ -39,6 +39,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "config/diff.h"
 #include "config/lint.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
@@ -108,6 +109,7 @@ struct http_req {
 struct server {
     struct event_base *base;
     char *config_path;
+    char reload_refused[512]; /* why reload_allowed said no */
     struct store *st;
     struct dblock *lock; /* one daemon per database */
     struct engine *eng;
@@ -1221,7 +1223,9 @@ static void health_reply(struct server *s, struct evhttp_request *req)
         sb_json_str(&j, s->unwritable_reason, strlen(s->unwritable_reason));
         sb_fmt(&j, ",\"since\":%lld", (long long)s->unwritable_since);
     }
-    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d}\n", engine_campaigns(s->eng), s->n_conns);
+    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d", engine_campaigns(s->eng), s->n_conns);
+    metrics_health_json(&s->m, cfg_of(s), &j);
+    sb_str(&j, "}\n");
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, j.s, j.len);
     sb_free(&j);
@@ -1238,6 +1242,7 @@ static void metrics_reply(struct server *s, struct evhttp_request *req)
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
     metrics_render(&s->m, s->eng, s->st, b);
+    metrics_render_config(&s->m, b);
     outs_metrics(s->outs, b);
     evbuffer_add_printf(
         b,
@@ -1489,57 +1494,36 @@ static int http_start(struct server *s, const struct config *cfg)
 
 /* ---- reload ---- */
 
-static int same_list(char *const *a, size_t na, char *const *b, size_t nb)
-{
-    if (na != nb)
-        return 0;
-    for (size_t i = 0; i < na; i++)
-        if (strcmp(a[i], b[i]) != 0)
-            return 0;
-    return 1;
-}
-
-static int same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-/* Settings that only a restart may change. */
+/* Settings that only a restart may change (config/diff.c, which `mktd
+ * check --running` shares). */
 static int reload_allowed(struct server *s, const struct config *nc)
 {
-    const struct config *oc = cfg_of(s);
-    const char *what = NULL;
-    if (strcmp(oc->database, nc->database) != 0)
-        what = "database";
-    else if (oc->clock_event != nc->clock_event)
-        what = "clock";
-    else if (!same_list(oc->listen, oc->n_listen, nc->listen, nc->n_listen))
-        what = "listen";
-    else if (!same_str(oc->http, nc->http))
-        what = "http";
-    else if (!same_str(oc->metrics, nc->metrics))
-        what = "metrics";
-    else if (!oc->tokens_file != !nc->tokens_file)
-        what = "auth"; /* turning auth on or off */
-    else if (!oc->tls_cert != !nc->tls_cert)
-        what = "tls";
-    if (what) {
-        log_error("reload refused: `%s` changed; that needs a restart", what);
-        return 0;
-    }
-    for (size_t i = 0; i < nc->n_campaigns; i++) {
-        for (size_t j = 0; j < oc->n_campaigns; j++) {
-            const struct campaign_cfg *c = &oc->campaigns[j];
-            if (strcmp(c->id, nc->campaigns[i].id) == 0 &&
-                strcmp(c->plugin, nc->campaigns[i].plugin) != 0) {
-                log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
-                          "needs a restart",
-                          c->id, c->plugin, nc->campaigns[i].plugin);
-                return 0;
-            }
+    struct config_change *ch;
+    size_t n = config_diff(cfg_of(s), nc, &ch);
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        if (!ch[i].restart)
+            continue;
+        ok = 0;
+        if (strncmp(ch[i].key, "campaign ", 9) == 0) {
+            const struct campaign_cfg *nc_c = NULL, *oc_c = NULL;
+            for (size_t j = 0; j < nc->n_campaigns; j++)
+                if (strcmp(nc->campaigns[j].id, ch[i].key + 9) == 0)
+                    nc_c = &nc->campaigns[j];
+            for (size_t j = 0; j < cfg_of(s)->n_campaigns; j++)
+                if (strcmp(cfg_of(s)->campaigns[j].id, ch[i].key + 9) == 0)
+                    oc_c = &cfg_of(s)->campaigns[j];
+            snprintf(s->reload_refused, sizeof(s->reload_refused),
+                     "%s changed its plugin from %s to %s; that needs a restart", ch[i].key,
+                     oc_c ? oc_c->plugin : "?", nc_c ? nc_c->plugin : "?");
+        } else {
+            snprintf(s->reload_refused, sizeof(s->reload_refused),
+                     "`%s` changed; that needs a restart", ch[i].key);
         }
+        log_error("reload refused: %s", s->reload_refused);
     }
-    return 1;
+    config_changes_free(ch, n);
+    return ok;
 }
 
 /* The tokens file and the TLS context of a config, read before anything
@@ -1547,14 +1531,14 @@ static int reload_allowed(struct server *s, const struct config *nc)
 static int reload_security(const struct config *nc, struct auth_tokens **tok, SSL_CTX **tls,
                            struct errs *errs)
 {
-    char err[512];
+    char err[512], note[4200];
     if (nc->tokens_file && !(*tok = auth_tokens_load(nc->tokens_file, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tokens_file, note, sizeof(note)));
         return -1;
     }
     if (nc->tls_cert &&
         !(*tls = tls_server_ctx(nc->tls_cert, nc->tls_key, nc->tls_client_ca, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tls_cert, note, sizeof(note)));
         return -1;
     }
     return 0;
@@ -1592,6 +1576,7 @@ static void reload(struct server *s)
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
     struct world *w = NULL;
+    s->reload_refused[0] = 0;
     SSL_CTX *ntls = NULL;
     struct auth_tokens *ntok = NULL;
     if (nc && reload_allowed(s, nc) && reload_security(nc, &ntok, &ntls, &errs) == 0)
@@ -1601,9 +1586,16 @@ static void reload(struct server *s)
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.msg[i]);
         log_error("reload failed; the running config stays");
+        metrics_reload_result(&s->m, wall_ms(),
+                              errs.n                 ? errs.msg[0]
+                              : s->reload_refused[0] ? s->reload_refused
+                                                     : "refused");
         commit_and_flush(s); /* between batches */
         char *msg = errs_join(&errs);
-        oplog_config_error(s, nc, msg && *msg ? msg : "refused");
+        oplog_config_error(s, nc,
+                           msg && *msg            ? msg
+                           : s->reload_refused[0] ? s->reload_refused
+                                                  : "refused");
         free(msg);
         auth_tokens_free(ntok);
         SSL_CTX_free(ntls);
@@ -1620,6 +1612,7 @@ static void reload(struct server *s)
     char err[512];
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("reload failed: %s; the running config stays", err);
+        metrics_reload_result(&s->m, wall_ms(), err);
         oplog_config_error(s, nc, err);
         world_free(w);
         auth_tokens_free(ntok);
@@ -1657,6 +1650,8 @@ static void reload(struct server *s)
         log_info("reloaded: %zu campaigns in %.1f ms", world_campaigns(w),
                  (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
+        metrics_config_loaded(&s->m, nc, wall_ms());
+        metrics_reload_result(&s->m, wall_ms(), NULL);
     }
     reschedule_timer(s);
     notify("READY=1");
@@ -1755,12 +1750,20 @@ int server_run(const char *config_path)
     errs_free(&errs);
     log_level = cfg->log_level;
     config_lint_log(cfg);
-    char err[512];
+    char err[512], note[4200];
+    /* a relative database an older mktd found from the current directory
+     * is not silently replaced by a new, empty one (spec 18) */
+    if (config_database_moved(cfg, note, sizeof(note))) {
+        log_error("%s", note);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
     addr_mkdir_parent(cfg->database);
     /* before the database is opened (a migration writes) and before any
      * socket is touched */
     if (dblock_take(cfg->database, &s->lock, err, sizeof(err)) < 0) {
-        log_error("%s", err);
+        log_error("%s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
@@ -1769,7 +1772,7 @@ int server_run(const char *config_path)
         store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
         store_close(s->st);
         dblock_release(s->lock);
-        log_error("database %s", err);
+        log_error("database %s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
@@ -1807,6 +1810,7 @@ int server_run(const char *config_path)
     event_add(s->sig_int, NULL);
     s->sync_full = cfg->sync_full;
     metrics_init(&s->m, s->eng, s->st);
+    metrics_config_loaded(&s->m, cfg, wall_ms());
     auth_gate_init(&s->auth, s->base);
     {
         struct errs serr = {0};

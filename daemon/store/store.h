@@ -137,6 +137,10 @@ struct store_action {
  * or -EIO (store_errmsg says why). */
 int store_actions_foreach(struct store *s, int64_t since, const char *campaign,
                           int (*cb)(void *arg, const struct store_action *a), void *arg);
+/* Appends a as one JSON line ({"seq","ts","campaign","kind","user",
+ * "event_id","payload"} and a newline), as `mktd actions` prints it. */
+struct sbuf;
+void store_action_json(struct sbuf *b, const struct store_action *a);
 /* The largest action seq, 0 when there is none. */
 int store_action_last_seq(struct store *s, int64_t *seq);
 /* Calls cb once per campaign and kind with the number of actions of seq >

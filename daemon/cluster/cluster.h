@@ -1,0 +1,53 @@
+/* Cluster mode on NATS JetStream (spec 17): the connection, the streams
+ * and buckets a cluster keeps, and which partition a user belongs to.
+ * The way of an event and the reasons are in docs/cluster.md.
+ *
+ * Every call here blocks on the network (JetStream requests): never call
+ * them on the daemon's event loop. */
+#ifndef MKTD_CLUSTER_H
+#define MKTD_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cluster_cfg;
+struct cluster;
+
+/* The partition of a user: FNV-1a 32 of the id's bytes mod partitions. */
+uint32_t cluster_partition(const char *user, size_t len, int partitions);
+
+/* The subject events of partition p are published to: mktd.events.<p>. */
+void cluster_event_subject(uint32_t p, char *buf, size_t len);
+
+/* Connects to the servers of k (NATS client threads start here). NULL and
+ * a message in err when no server answers. */
+struct cluster *cluster_connect(const struct cluster_cfg *k, char *err, size_t errlen);
+void cluster_close(struct cluster *c);
+
+/* mktd cluster init: creates what is missing (the events and actions
+ * streams, the meta and lease buckets), checks what exists against the
+ * config (partitions are fixed for a stream's life), and says what it did
+ * on out. 0, or -1 with err. */
+int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen);
+
+/* mktd cluster status: partitions, events per partition, owners (text, or
+ * one JSON object when json). 0, or -1 with err. */
+int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t errlen);
+
+/* mktd publish: reads NDJSON from fd, checks every line as a daemon does
+ * (section 1; max_event_bytes, max_future and max_past of max_* below),
+ * publishes the valid ones to their partitions with Nats-Msg-Id = the
+ * event id, and writes one answer per line to out, in input order, once
+ * JetStream stored it: {"id","status":"ok","partition","seq"}, or
+ * "duplicate" (the stream has seen the id), or the error of section 1;
+ * dry and explain events are answered error "unsupported". Counts go to
+ * *n_ok, *n_dup, *n_err. 0, or -1 with err when publishing failed (the
+ * lines not answered were not stored). */
+struct publish_limits {
+    int64_t max_event_bytes, max_future_ms, max_past_ms;
+};
+int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
+                    long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen);
+
+#endif

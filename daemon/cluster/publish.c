@@ -1,0 +1,426 @@
+/* mktd publish: NDJSON events into the partitions of the events stream.
+ *
+ * Lines are checked as a daemon checks them, then published without
+ * waiting (up to WINDOW in flight); JetStream's acknowledgements arrive on
+ * the library's threads, in any order, and are matched to their lines by
+ * message. Answers are written in input order as soon as every line before
+ * them has its answer. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster/internal.h"
+#include "config/config.h"
+#include "engine/event.h"
+#include "lib/util.h"
+
+#define WINDOW 1024
+#define TABLE (4 * WINDOW) /* a power of two */
+
+struct slot {
+    char *answer; /* NULL until known */
+    char *id;     /* the event id (for the answer), NULL for JSON null */
+    uint32_t partition;
+    /* not acknowledged: published again, one by one, at the end */
+    char *retry; /* the line, NULL when not to be retried */
+    int retry_len;
+};
+
+struct pub {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct slot *slots; /* lines base .. base + n - 1 */
+    size_t base, n, cap;
+    /* messages in flight: message -> line, open addressing */
+    struct {
+        natsMsg *m;
+        size_t line;
+    } table[TABLE];
+    long ok, dup, err;
+};
+
+static size_t hash_ptr(const void *p)
+{
+    uintptr_t v = (uintptr_t)p;
+    v ^= v >> 17;
+    v *= 0xed5ad4bbu;
+    v ^= v >> 11;
+    return (size_t)v & (TABLE - 1);
+}
+
+static void table_put(struct pub *p, natsMsg *m, size_t line)
+{
+    size_t i = hash_ptr(m);
+    while (p->table[i].m)
+        i = (i + 1) & (TABLE - 1);
+    p->table[i].m = m;
+    p->table[i].line = line;
+}
+
+/* Removes m and returns its line ((size_t)-1 when absent). Backward-shift
+ * deletion keeps every probe sequence unbroken. */
+static size_t table_take(struct pub *p, natsMsg *m)
+{
+    size_t i = hash_ptr(m);
+    while (p->table[i].m && p->table[i].m != m)
+        i = (i + 1) & (TABLE - 1);
+    if (!p->table[i].m)
+        return (size_t)-1;
+    size_t line = p->table[i].line;
+    size_t j = i;
+    for (;;) {
+        p->table[i].m = NULL;
+        for (;;) {
+            j = (j + 1) & (TABLE - 1);
+            if (!p->table[j].m)
+                return line;
+            size_t home = hash_ptr(p->table[j].m);
+            /* move j back to i unless its home lies cyclically in (i, j] */
+            if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+                break;
+        }
+        p->table[i] = p->table[j];
+        i = j;
+    }
+}
+
+static struct slot *slot_of(struct pub *p, size_t line)
+{
+    return &p->slots[line - p->base];
+}
+
+static char *answer_of(const char *id, const char *status, const char *rest)
+{
+    struct sbuf b = {0};
+    sb_str(&b, "{\"id\":");
+    sb_json_str_or_null(&b, id);
+    sb_fmt(&b, ",\"status\":\"%s\"%s}\n", status, rest);
+    return b.s;
+}
+
+static char *error_answer(const char *id, const char *error, const char *detail)
+{
+    struct sbuf r = {0};
+    sb_fmt(&r, ",\"error\":\"%s\",\"detail\":", error);
+    sb_json_str(&r, detail, strlen(detail));
+    char *a = answer_of(id, "error", r.s);
+    sb_free(&r);
+    return a;
+}
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    struct pub *p = closure;
+    pthread_mutex_lock(&p->mu);
+    size_t line = table_take(p, msg);
+    if (line != (size_t)-1) {
+        struct slot *s = slot_of(p, line);
+        char rest[96];
+        if (pa) {
+            snprintf(rest, sizeof(rest), ",\"partition\":%" PRIu32 ",\"seq\":%" PRIu64,
+                     s->partition, pa->Sequence);
+            s->answer = answer_of(s->id, pa->Duplicate ? "duplicate" : "ok", rest);
+            pa->Duplicate ? p->dup++ : p->ok++;
+        } else if (pae && cluster_transient(pae->Err)) {
+            /* a leader election or a reconnect: the same Nats-Msg-Id is
+             * published again at the end, so it is never stored twice */
+            s->retry_len = natsMsg_GetDataLength(msg);
+            s->retry = xmalloc((size_t)s->retry_len + 1);
+            memcpy(s->retry, natsMsg_GetData(msg), (size_t)s->retry_len);
+        } else {
+            char detail[256];
+            snprintf(detail, sizeof(detail), "not stored: %s%s%s",
+                     natsStatus_GetText(pae ? pae->Err : NATS_ERR), pae && pae->ErrText ? ": " : "",
+                     pae && pae->ErrText ? pae->ErrText : "");
+            s->answer = error_answer(s->id, "internal", detail);
+            p->err++;
+        }
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    natsMsg_Destroy(msg);
+}
+
+/* Writes the answers that are ready, in order (called with the lock). */
+static void flush_ready(struct pub *p, FILE *out)
+{
+    size_t k = 0;
+    while (k < p->n && p->slots[k].answer) {
+        fputs(p->slots[k].answer, out);
+        free(p->slots[k].answer);
+        free(p->slots[k].id);
+        k++;
+    }
+    if (k) {
+        memmove(p->slots, p->slots + k, (p->n - k) * sizeof(*p->slots));
+        p->n -= k;
+        p->base += k;
+    }
+}
+
+/* A new line's slot (called with the lock). */
+static size_t add_slot(struct pub *p)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 256;
+        p->slots = xrealloc(p->slots, p->cap * sizeof(*p->slots));
+    }
+    memset(&p->slots[p->n], 0, sizeof(*p->slots));
+    return p->base + p->n++;
+}
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* One line: answered at once (an error), or published. -1 when the
+ * library refused to publish (the connection is gone). */
+static int one_line(struct cluster *c, struct pub *p, int partitions,
+                    const struct publish_limits *lim, const char *line, size_t len, char *err,
+                    size_t errlen)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (blank(line, len))
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    size_t idx = add_slot(p);
+    pthread_mutex_unlock(&p->mu);
+    char detail[256] = "", *answer = NULL, *echo = NULL;
+    struct event ev;
+    if ((int64_t)len > lim->max_event_bytes) {
+        snprintf(detail, sizeof(detail), "line longer than max_event_bytes (%" PRId64 ")",
+                 lim->max_event_bytes);
+        answer = error_answer(NULL, "too_large", detail);
+    } else {
+        struct decode_opts o = {.wall_now_ms = wall_ms(),
+                                .max_future_ms = lim->max_future_ms,
+                                .max_past_ms = lim->max_past_ms};
+        enum ev_status st = event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo);
+        if (st == EV_INVALID_JSON || st == EV_INVALID_EVENT) {
+            answer = error_answer(echo, st == EV_INVALID_JSON ? "invalid_json" : "invalid_event",
+                                  detail);
+        } else if (ev.dry || ev.explain) {
+            answer = error_answer(echo, "unsupported",
+                                  "dry runs and explanations are not served through the event "
+                                  "stream; send them to a partition's owner or a single daemon");
+            event_clear(&ev);
+        }
+    }
+    if (answer) {
+        pthread_mutex_lock(&p->mu);
+        slot_of(p, idx)->answer = answer;
+        slot_of(p, idx)->id = echo;
+        p->err++;
+        pthread_mutex_unlock(&p->mu);
+        return 0;
+    }
+    uint32_t part = cluster_partition(ev.user, strlen(ev.user), partitions);
+    char subject[64];
+    cluster_event_subject(part, subject, sizeof(subject));
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, line, (int)len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", ev.id);
+    event_clear(&ev);
+    if (s != NATS_OK) {
+        natsMsg_Destroy(m);
+        cluster_errf(err, errlen, "message", s, 0);
+        free(echo);
+        return -1;
+    }
+    pthread_mutex_lock(&p->mu);
+    slot_of(p, idx)->id = echo;
+    slot_of(p, idx)->partition = part;
+    table_put(p, m, idx);
+    pthread_mutex_unlock(&p->mu);
+    natsMsg *keep = m;
+    /* an acknowledgement lost with a server comes back as a timeout */
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    s = js_PublishMsgAsync(c->js, &m, &po);
+    if (s != NATS_OK) {
+        pthread_mutex_lock(&p->mu);
+        table_take(p, keep);
+        slot_of(p, idx)->answer = error_answer(echo, "internal", "not stored: not published");
+        p->err++;
+        pthread_mutex_unlock(&p->mu);
+        natsMsg_Destroy(m);
+        cluster_errf(err, errlen, "publish", s, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* The lines whose acknowledgement failed for a passing reason, published
+ * again one at a time (with their Nats-Msg-Id: JetStream keeps one). */
+static void retry_failed(struct cluster *c, struct pub *p)
+{
+    int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
+    for (size_t k = 0;; k++) {
+        pthread_mutex_lock(&p->mu);
+        if (k >= p->n) {
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+        struct slot s = p->slots[k];
+        pthread_mutex_unlock(&p->mu);
+        if (!s.retry)
+            continue;
+        char subject[64], detail[256], rest[96], *answer;
+        cluster_event_subject(s.partition, subject, sizeof(subject));
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = s.id;
+        po.MaxWait = 5000;
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        natsStatus st;
+        do
+            st = js_Publish(&pa, c->js, subject, s.retry, s.retry_len, &po, &jerr);
+        while (st != NATS_OK && cluster_retry_until(deadline, st));
+        pthread_mutex_lock(&p->mu);
+        struct slot *t = &p->slots[k];
+        if (st == NATS_OK) {
+            snprintf(rest, sizeof(rest), ",\"partition\":%" PRIu32 ",\"seq\":%" PRIu64,
+                     t->partition, pa->Sequence);
+            /* a duplicate here is the first attempt, stored though its
+             * acknowledgement was lost */
+            answer = answer_of(t->id, "ok", rest);
+            p->ok++;
+        } else {
+            snprintf(detail, sizeof(detail), "not stored: %s", natsStatus_GetText(st));
+            answer = error_answer(t->id, "internal", detail);
+            p->err++;
+        }
+        t->answer = answer;
+        free(t->retry);
+        t->retry = NULL;
+        pthread_mutex_unlock(&p->mu);
+        jsPubAck_Destroy(pa);
+    }
+}
+
+int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
+                    long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen)
+{
+    kvStore *meta = NULL;
+    int partitions, rc = 0;
+    if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
+        return -1;
+    partitions = cluster_stored_partitions(c, meta, err, errlen);
+    kvStore_Destroy(meta);
+    if (partitions < 0)
+        return -1;
+    if (partitions != c->cfg->partitions) {
+        snprintf(err, errlen,
+                 "stream %s has %d partitions; cluster.partitions says %d (fixed for a stream's "
+                 "life)",
+                 c->cfg->stream, partitions, c->cfg->partitions);
+        return -1;
+    }
+    struct pub *p = xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    /* a second JetStream context: its acknowledgements come to this pub */
+    jsCtx *js = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 10000;
+    jo.PublishAsync.MaxPending = WINDOW;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = p;
+    jo.PublishAsync.StallWait = 10000;
+    natsStatus s = natsConnection_JetStream(&js, c->nc, &jo);
+    if (s != NATS_OK) {
+        cluster_errf(err, errlen, "JetStream", s, 0);
+        rc = -1;
+        goto out;
+    }
+    struct cluster pc = *c;
+    pc.js = js;
+
+    struct sbuf in = {0};
+    char buf[65536];
+    size_t start = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "reading the events: %s", strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (r > 0)
+            sb_add(&in, buf, (size_t)r);
+        for (;;) {
+            char *nl = in.len > start ? memchr(in.s + start, '\n', in.len - start) : NULL;
+            if (!nl && !(r == 0 && start < in.len))
+                break;
+            size_t end = nl ? (size_t)(nl - in.s) : in.len;
+            if (one_line(&pc, p, partitions, lim, in.s + start, end - start, err, errlen) < 0) {
+                rc = -1;
+                break;
+            }
+            start = nl ? end + 1 : in.len;
+        }
+        if (start > 0 && start == in.len) {
+            in.len = start = 0;
+        } else if (start > (1 << 20)) {
+            memmove(in.s, in.s + start, in.len - start);
+            in.len -= start;
+            start = 0;
+        }
+        pthread_mutex_lock(&p->mu);
+        flush_ready(p, out);
+        pthread_mutex_unlock(&p->mu);
+        if (r == 0 || rc < 0)
+            break;
+    }
+    sb_free(&in);
+    /* every acknowledgement, then the rest of the answers */
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 30000;
+    if ((s = js_PublishAsyncComplete(js, &po)) != NATS_OK && rc == 0) {
+        cluster_errf(err, errlen, "waiting for JetStream's acknowledgements", s, 0);
+        rc = -1;
+    }
+    retry_failed(c, p);
+    pthread_mutex_lock(&p->mu);
+    flush_ready(p, out);
+    /* lines still without an answer were not acknowledged */
+    for (size_t k = 0; k < p->n; k++) {
+        if (!p->slots[k].answer) {
+            p->slots[k].answer =
+                error_answer(p->slots[k].id, "internal", "not stored: no acknowledgement");
+            p->err++;
+        }
+    }
+    flush_ready(p, out);
+    *n_ok = p->ok;
+    *n_dup = p->dup;
+    *n_err = p->err;
+    pthread_mutex_unlock(&p->mu);
+out:
+    jsCtx_Destroy(js);
+    /* acknowledgements may still run after a failure: they hold p */
+    if (rc == 0) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p->slots);
+        free(p);
+    }
+    fflush(out);
+    return rc;
+}

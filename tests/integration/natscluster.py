@@ -1,0 +1,108 @@
+"""A NATS JetStream cluster of its own for a test: N nats-server processes
+on 127.0.0.1 (client, route and monitoring ports picked free), each with
+its store under a temp dir; stopped (and removed) at exit."""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+from harness import free_port, slow
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
+
+
+class NatsCluster:
+    def __init__(self, n=3, name="mktdtest"):
+        self.dir = tempfile.mkdtemp(prefix="mktd-nats-")
+        self.n = n
+        self.name = name
+        self.client = [free_port() for _ in range(n)]
+        self.route = [free_port() for _ in range(n)]
+        self.monitor = [free_port() for _ in range(n)]
+        self.procs = [None] * n
+        atexit.register(self.close)
+        for i in range(n):
+            self._write_conf(i)
+        for i in range(n):
+            self.start(i)
+        self.wait_ready()
+
+    def urls(self):
+        return [f"nats://127.0.0.1:{p}" for p in self.client]
+
+    def _write_conf(self, i):
+        routes = ", ".join(f"nats-route://127.0.0.1:{self.route[j]}" for j in range(self.n) if j != i)
+        conf = (f"server_name: n{i}\n"
+                f"listen: 127.0.0.1:{self.client[i]}\n"
+                f"http: 127.0.0.1:{self.monitor[i]}\n"
+                f"jetstream {{ store_dir: \"{self.dir}/store{i}\", max_memory_store: 64MB,"
+                f" max_file_store: 1GB }}\n"
+                f"cluster {{ name: {self.name}, listen: 127.0.0.1:{self.route[i]},"
+                f" routes: [{routes}] }}\n")
+        with open(os.path.join(self.dir, f"n{i}.conf"), "w") as f:
+            f.write(conf)
+
+    def start(self, i):
+        log = open(os.path.join(self.dir, f"n{i}.log"), "ab")
+        self.procs[i] = subprocess.Popen([NATS_SERVER, "-c", os.path.join(self.dir, f"n{i}.conf")],
+                                         stdout=log, stderr=log)
+        deadline = time.time() + slow(15)
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.client[i]), timeout=0.2).close()
+                return
+            except OSError:
+                if self.procs[i].poll() is not None:
+                    raise RuntimeError(f"nats-server n{i} exited:\n{self.log(i)}")
+                time.sleep(0.05)
+        raise RuntimeError(f"nats-server n{i} did not listen:\n{self.log(i)}")
+
+    def jsz(self, i):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor[i]}/jsz", timeout=2) as r:
+            return json.load(r)
+
+    def wait_ready(self):
+        """Until the JetStream meta group has a leader and every peer."""
+        deadline = time.time() + slow(30)
+        while time.time() < deadline:
+            for i in range(self.n):
+                try:
+                    meta = self.jsz(i).get("meta_cluster", {})
+                except OSError:
+                    continue
+                peers = meta.get("replicas") or []  # the leader lists them
+                if (meta.get("leader") == f"n{i}" and len(peers) == self.n - 1
+                        and all(p.get("current") for p in peers)):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("the NATS cluster has no JetStream leader:\n" + self.log(0))
+
+    def kill9(self, i):
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+
+    def log(self, i):
+        try:
+            with open(os.path.join(self.dir, f"n{i}.log"), errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def close(self):
+        for p in self.procs:
+            if p and p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            if p:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
