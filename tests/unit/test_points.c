@@ -551,8 +551,9 @@ static void test_when(void)
     mktd_mock_free(m);
 }
 
-/* on_forget through the campaign itself (the daemon's forget is not built
- * yet): the campaign-wide order records name the pseudonym */
+/* on_forget called through the campaign itself (test_forget_by_host goes
+ * through the daemon's forget): the campaign-wide order records name the
+ * pseudonym */
 static mktd_plugin wrapped;
 static const mktd_host *wrapped_host;
 
