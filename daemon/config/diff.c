@@ -111,6 +111,8 @@ size_t config_diff(const struct config *oc, const struct config *nc, struct conf
         add(&c, 1, "auth", "turned %s", nc->tokens_file ? "on" : "off");
     if (!oc->tls_cert != !nc->tls_cert)
         add(&c, 1, "tls", "turned %s", nc->tls_cert ? "on" : "off");
+    if (!same_node(daemon_key(oc, "cluster"), daemon_key(nc, "cluster")))
+        add(&c, 1, "cluster", "changed (cluster.partitions never changes for a stream)");
     for (size_t i = 0; i < nc->n_campaigns; i++) {
         const struct campaign_cfg *o = campaign(oc, nc->campaigns[i].id);
         if (o && strcmp(o->plugin, nc->campaigns[i].plugin) != 0) {

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "config/diff.h"
 #include "config/yaml.h"
 #include "engine/hostcommon.h"
 #include "lib/util.h"
@@ -1371,6 +1372,48 @@ static void test_config_paths(void)
     errs_free(&e);
 }
 
+/* daemon.cluster: its defaults and values; a change of it needs a restart. */
+static void test_config_cluster(void)
+{
+    const char *a = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\", "
+                    "\"nats://h2:4223\"]\n    partitions: 16\n    worker: w1\n"
+                    "campaigns: []\n";
+    const char *b = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
+                    "    partitions: 8\n    worker: w1\n    takeover: 3s\n"
+                    "campaigns: []\n";
+    struct errs e = {0};
+    struct config *ca = config_load_string("/etc/mktd/a.yaml", a, strlen(a), &e);
+    struct config *cb = config_load_string("/etc/mktd/b.yaml", b, strlen(b), &e);
+    CHECK_INT((int)e.n, 0);
+    errs_free(&e);
+    if (!ca || !cb) {
+        config_free(ca);
+        config_free(cb);
+        return;
+    }
+    CHECK_INT((int)ca->cluster.n_nats, 2);
+    CHECK_STR(ca->cluster.nats[1], "nats://h2:4223");
+    CHECK_INT(ca->cluster.partitions, 16);
+    CHECK_INT(ca->cluster.replicas, 3);
+    CHECK_STR(ca->cluster.stream, "MKTD_EVENTS");
+    CHECK_STR(ca->cluster.actions, "MKTD_ACTIONS");
+    CHECK(ca->cluster.takeover_ms == 10000);
+    CHECK(cb->cluster.takeover_ms == 3000);
+    struct config_change *v;
+    size_t n = config_diff(ca, cb, &v);
+    CHECK_INT((int)n, 1);
+    if (n == 1) {
+        CHECK_STR(v[0].key, "cluster");
+        CHECK_INT(v[0].restart, 1);
+    }
+    config_changes_free(v, n);
+    n = config_diff(ca, ca, &v);
+    CHECK_INT((int)n, 0);
+    config_changes_free(v, n);
+    config_free(ca);
+    config_free(cb);
+}
+
 int main(void)
 {
     test_resolve();
@@ -1383,6 +1426,7 @@ int main(void)
     test_config_campaign_errors();
     test_config_misc();
     test_config_paths();
+    test_config_cluster();
     test_host_config();
     test_host_props();
     return check_done();
