@@ -7,6 +7,7 @@
 
 #include "cmd/cli.h"
 #include "cmd/replay.h"
+#include "cmd/privacy.h"
 #include "cmd/report.h"
 #include "config/config.h"
 #include "lib/util.h"
@@ -53,6 +54,13 @@ static void usage(FILE *f)
             "                                    cluster mode: create the streams and\n"
             "                                    buckets; partitions, events and owners\n"
             "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
+            "  mktd forget [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
+            "                                    forget a user (through the daemon, else on\n"
+            "                                    the database itself)\n"
+            "  mktd export [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
+            "                                    print all data kept about a user as JSON\n"
+            "  mktd oplog [-c FILE] [--db PATH] [--format text|json]\n"
+            "                                    config loads, forgets and exports\n"
             "  mktd --version\n");
 }
 
@@ -220,6 +228,26 @@ int main(int argc, char **argv)
         free(cdb);
     } else if (strcmp(cmd, "outputs") == 0) {
         code = outputs_cmd(config, db, from, npos ? pos[0] : NULL, npos);
+    } else if (strcmp(cmd, "forget") == 0 || strcmp(cmd, "export") == 0) {
+        if (npos < 1 || npos > 2) {
+            usage(stderr);
+            goto out;
+        }
+        if (!token)
+            token = getenv("MKTD_TOKEN");
+        cli_set_auth(token && *token ? token : NULL, ca);
+        code = cli_privacy(cmd[0] == 'f' ? PRIVACY_FORGET : PRIVACY_EXPORT, config, db,
+                           npos == 2 ? pos[0] : NULL, pos[npos - 1]);
+    } else if (strcmp(cmd, "oplog") == 0) {
+        char *cdb = NULL;
+        if (npos) {
+            usage(stderr);
+            goto out;
+        }
+        if (!db && config && from_config(config, NULL, &cdb) < 0)
+            goto out;
+        code = cli_oplog(db ? db : cdb ? cdb : DEFAULT_DB, format);
+        free(cdb);
     } else if (strcmp(cmd, "report") == 0) {
         if (npos) {
             usage(stderr);

@@ -24,6 +24,7 @@
 #include "engine/gauges.h"
 #include "engine/ws.h"
 #include "lib/log.h"
+#include "store/privacy.h"
 
 #define MAX_DEPTH 4
 
@@ -357,6 +358,9 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         }
     if (store_config_record(st, w->cfg->path, w->cfg->text ? w->cfg->text : "", w->cfg->text_len,
                             wall_ms()) < 0)
+        goto dberr;
+    if (store_oplog_config(st, wall_ms(), engine_actor(e), w->cfg->path,
+                           w->cfg->text ? w->cfg->text : "", w->cfg->text_len, NULL) < 0)
         goto dberr;
     char **ids = xcalloc(w->n ? w->n : 1, sizeof(*ids));
     for (size_t i = 0; i < w->n; i++)
@@ -1278,4 +1282,147 @@ void engine_set_now(struct engine *e, int64_t now)
 const mktd_host *engine_host(void)
 {
     return host_table();
+}
+
+/* ---- personal data (spec 14): forget and export ---- */
+
+void engine_set_actor(struct engine *e, const char *who)
+{
+    snprintf(e->actor, sizeof(e->actor), "%s", who ? who : "");
+}
+
+const char *engine_actor(const struct engine *e)
+{
+    return e->actor[0] ? e->actor : "daemon";
+}
+
+int engine_forget(struct engine *e, const char *user, const char *who, char *pseudonym, size_t plen,
+                  char *err, size_t errlen)
+{
+    struct store *st = e->st;
+    char ps[PSEUDONYM_LEN + 1];
+    int64_t rewritten = 0;
+    if (!user || !*user || strlen(user) > 128) {
+        snprintf(err, errlen, "a user id is 1-128 bytes");
+        return -EINVAL;
+    }
+    if (!e->w) {
+        snprintf(err, errlen, "no config is loaded");
+        return -EINVAL;
+    }
+    /* what was evaluated so far is written first: the forget sees it all */
+    if (e->in_batch && engine_commit(e) < 0) {
+        snprintf(err, errlen, "database: the open batch could not be committed: %s",
+                 store_errmsg(st));
+        return -EIO;
+    }
+    size_t gmark = gauges_mark(e->gauges);
+    if (write_begin(e) < 0) {
+        snprintf(err, errlen, "database: %s", store_errmsg(st));
+        return -EIO;
+    }
+    if (store_pseudonym(st, user, ps) < 0)
+        goto dberr;
+    /* the plugins first, while the user's own state is still there to
+     * tell them where else it is named (a referrer's referees) */
+    e->io_failed = 0;
+    for (size_t i = 0; i < e->w->n; i++) {
+        struct campaign *c = &e->w->c[i];
+        if (!c->mod->d.on_forget)
+            continue;
+        struct mktd_ctx ctx;
+        ctx_init(&ctx, e, c, e->now, NULL, 0);
+        int rc = c->mod->d.on_forget(&ctx, c->data, user, ps);
+        ctx_base_reset(&ctx.base);
+        if (rc < 0 || e->io_failed) {
+            if (e->io_failed)
+                snprintf(err, errlen, "campaign %s: database: %s", c->cfg->id, store_errmsg(st));
+            else
+                snprintf(err, errlen, "campaign %s: plugin %s failed to forget (error %d)",
+                         c->cfg->id, c->cfg->plugin, rc);
+            log_error("forget: %s; nothing was forgotten", err);
+            e->stats.plugin_errors += rc < 0;
+            goto undo;
+        }
+    }
+    queue_clear(e); /* on_forget's actions (if any) are kept, not evaluated */
+    /* then every row of the user goes (what on_forget wrote under it too),
+     * and actions and logged events name the pseudonym */
+    if (ws_flush(e->ws) < 0 || write_actions(e) < 0 ||
+        store_forget_user(st, user, ps, &rewritten) < 0)
+        goto dberr;
+    json_t *d = json_pack("{s:s,s:I}", "pseudonym", ps, "actions", (json_int_t)rewritten);
+    char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    int orc = detail ? store_oplog_add(st, wall_ms(), "forget", who ? who : "", detail) : -EIO;
+    free(detail);
+    if (orc < 0 || store_commit(st) < 0)
+        goto dberr;
+    write_end(e, 1);
+    ws_committed(e->ws);
+    ws_drop_user(e->ws, user); /* the store no longer has them */
+    e->stats.actions_total += e->n_act;
+    actions_truncate(e, 0);
+    gauges_apply(e->gauges, 0);
+    store_timer_next(st, &e->next_due);
+    if (pseudonym)
+        snprintf(pseudonym, plen, "%s", ps);
+    log_info("forget: a user is now %s (%lld action rows rewritten; asked by %s)", ps,
+             (long long)rewritten, who ? who : "");
+    return 0;
+dberr:
+    snprintf(err, errlen, "database: %s", store_errmsg(st));
+    log_error("forget: %s; nothing was forgotten", err);
+undo:
+    write_end(e, 0);
+    ws_rolled_back(e->ws);
+    queue_clear(e);
+    actions_truncate(e, 0);
+    gauges_drop(e->gauges, gmark);
+    store_timer_next(st, &e->next_due);
+    return -EIO;
+}
+
+int engine_export(struct engine *e, const char *user, const char *who, char **json, char *err,
+                  size_t errlen)
+{
+    struct store *st = e->st;
+    char ps[PSEUDONYM_LEN + 1];
+    *json = NULL;
+    if (!user || !*user || strlen(user) > 128) {
+        snprintf(err, errlen, "a user id is 1-128 bytes");
+        return -EINVAL;
+    }
+    if (e->in_batch && engine_commit(e) < 0) {
+        snprintf(err, errlen, "database: the open batch could not be committed: %s",
+                 store_errmsg(st));
+        return -EIO;
+    }
+    /* the oplog names the user by its pseudonym: a later forget leaves
+     * nothing of the id behind */
+    if (write_begin(e) < 0)
+        goto dberr;
+    json_t *d = NULL;
+    char *detail = NULL;
+    int rc = store_pseudonym(st, user, ps);
+    if (rc == 0) {
+        d = json_pack("{s:s}", "user", ps);
+        detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        rc = detail ? store_oplog_add(st, wall_ms(), "export", who ? who : "", detail) : -EIO;
+        free(detail);
+    }
+    if (rc == 0)
+        rc = store_export_user(st, user, json);
+    if (rc < 0 || store_commit(st) < 0) {
+        free(*json);
+        *json = NULL;
+        goto dberr;
+    }
+    write_end(e, 1);
+    return 0;
+dberr:
+    snprintf(err, errlen, "database: %s", store_errmsg(st));
+    write_end(e, 0);
+    return -EIO;
 }

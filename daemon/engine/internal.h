@@ -102,6 +102,7 @@ struct engine {
      * one allocation from its id on, written at commit */
     struct evlog_row *logq;
     size_t n_logq, cap_logq;
+    char actor[64]; /* who loads configs, for oplog (engine_set_actor; "" = "daemon") */
 };
 
 /* Writes the working set into the open write transaction (opening it):

@@ -205,6 +205,10 @@ static const char *const migrations[] = {
     "CREATE TABLE outputs (id TEXT PRIMARY KEY, position INTEGER NOT NULL,"
     "  delivered INTEGER NOT NULL DEFAULT 0, last_success INTEGER, last_error TEXT,"
     "  last_error_at INTEGER) WITHOUT ROWID;",
+
+    /* 5: per-database secrets, such as the key behind forget's pseudonyms
+     * (store/privacy.c; spec 14) */
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
 };
 
 const char *store_migration(int v)
@@ -827,6 +831,11 @@ static void fingerprint(const char *text, size_t len, char out[17])
         h *= 1099511628211ULL;
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void store_config_hash(const char *text, size_t len, char out[17])
+{
+    fingerprint(text, len, out);
 }
 
 int store_config_record(struct store *s, const char *path, const char *text, size_t len, int64_t at)

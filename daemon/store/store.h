@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* The SQL that takes schema version v (0: an empty database) to v + 1;
  * NULL past the last. Tests build databases of older versions with it. */
@@ -109,6 +109,8 @@ int store_unique_owner(struct store *s, const char *ns, const char *key, char **
 int store_campaign_seen(struct store *s, const char *id, const char *plugin);
 int store_config_record(struct store *s, const char *path, const char *text, size_t len,
                         int64_t at);
+/* The configs table's hash of a config text: FNV-1a 64, 16 hex digits. */
+void store_config_hash(const char *text, size_t len, char out[17]);
 
 /* ---- outside the engine's batches ---- */
 
