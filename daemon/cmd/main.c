@@ -6,8 +6,8 @@
 #include <mktd/plugin.h>
 
 #include "cmd/cli.h"
-#include "cmd/replay.h"
 #include "cmd/privacy.h"
+#include "cmd/replay.h"
 #include "cmd/report.h"
 #include "config/config.h"
 #include "lib/util.h"
