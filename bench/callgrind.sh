@@ -2,13 +2,17 @@
 # Instructions per event of a mktd build, under callgrind: the daemon runs
 # the frozen campaigns of bench/campaigns.yaml; loadgen sends COUNT events of
 # the cached mix on one connection (with --flags FLAGS when given); the
-# instructions of a run with no events are taken off.
+# instructions of a run with no events are taken off. LINE, when given, is
+# one more line of the daemon section (e.g. "event_log: {keep: 30d}").
 #
-#   bench/callgrind.sh RELEASE_BUILD_DIR LOADGEN [COUNT] [FLAGS]
+#   bench/callgrind.sh RELEASE_BUILD_DIR LOADGEN [COUNT] [FLAGS] [LINE]
 #   e.g. bench/callgrind.sh /tmp/mktd-bench/release /tmp/mktd-bench/bench/loadgen 30000 explain
+#        bench/callgrind.sh /tmp/mktd-bench/release /tmp/mktd-bench/bench/loadgen 30000 none \
+#            "event_log: {keep: 30d}"
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-rel=$1 loadgen=$2 count=${3:-30000} flags=${4:-none}
+rel=$1 loadgen=$2 count=${3:-30000} flags=${4:-none} line=${5:-}
+rel=$(realpath "$rel") # the config below is elsewhere: paths in it must be absolute
 w=$(mktemp -d /tmp/mktd-cg.XXXXXX)
 trap 'rm -rf "$w"' EXIT
 run() { # N: instructions of a run with N events
@@ -22,6 +26,7 @@ daemon:
   clock: event
   commit: {max_batch: 1024, max_delay_ms: 2, synchronous: normal}
   log: {level: warn}
+  $line
 
 Y
     cat "$here/campaigns.yaml" >>"$d/c.yaml"
@@ -40,4 +45,4 @@ Y
 }
 base=$(run 0)
 total=$(run "$count")
-echo "instructions/event: $(( (total - base) / count ))  ($count events, flags $flags)"
+echo "instructions/event: $(( (total - base) / count ))  ($count events, flags $flags${line:+, $line})"

@@ -17,6 +17,11 @@
 # cached regime's events sent plain, with "explain": true, with "dry": true
 # (a dry-only stream) and with both, each --repeat times (~2 minutes).
 #
+# With --event-log, only the cost of daemon.event_log instead: the cached
+# regime's events with the log off and on (keep: 30d), interleaved, each
+# --repeat times: events/s, WAL bytes per event, and the log's bytes per
+# event in the database (its table and index, by SQLite's dbstat).
+#
 # With --large, only the large regime instead: 10,000,000 events (or
 # --large-count N) over N / 10 users (1,000,000), random 32-hex-digit ids;
 # mktd then bare_sqlite over the same events, with events/s and WAL bytes
@@ -27,6 +32,7 @@
 #   bench/run.sh [--quick] [--repeat N] [--workdir DIR] [--no-build] [--keep]
 #   bench/run.sh --large [--large-count N] [--workdir DIR] [--no-build] [--keep]
 #   bench/run.sh --explain [--repeat N] [--workdir DIR] [--no-build] [--keep]
+#   bench/run.sh --event-log [--repeat N] [--workdir DIR] [--no-build] [--keep]
 #
 # --quick: ~1 minute (short runs, 100,000 users for the RSS run, 20,000 for
 # the sweep). Default: ~6-7 minutes on 2 cores. --repeat N runs each cached
@@ -39,6 +45,7 @@ repo=$(cd "$here/.." && pwd)
 quick=0
 large=0
 explain=0
+event_log=0
 large_count=10000000
 repeat=
 workdir=/tmp/mktd-bench
@@ -54,6 +61,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --large) large=1 ;;
     --explain) explain=1 ;;
+    --event-log) event_log=1 ;;
     --large-count) large_count=$2; shift ;;
     --repeat) repeat=$2; shift ;;
     --workdir) workdir=$2; shift ;;
@@ -81,6 +89,9 @@ cached_gen="--count 300000 --users 37500 --new-users 12.5 --run-id c --seed 1"
 # The bare loop of the issue: 0.3 actions per event, batches of 1,024.
 bare_ape=0.3
 
+# absolute: the configs written below live elsewhere, and their relative
+# paths would resolve against their own folder
+workdir=$(realpath -m "$workdir")
 rel=$workdir/release
 bb=$workdir/bench
 run=$workdir/run
@@ -113,6 +124,7 @@ mode=full
 [ "$quick" = 1 ] && mode=quick
 [ "$large" = 1 ] && mode="large ($large_count events)"
 [ "$explain" = 1 ] && mode="dry runs and explanations"
+[ "$event_log" = 1 ] && mode="the event log"
 say "== mktd load benchmark  $(date -u '+%Y-%m-%d %H:%M UTC')  mode: $mode"
 say "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (plus uncommitted changes)')"
 say "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/{print $2}') RAM"
@@ -137,8 +149,9 @@ wait_sock() {
     return 1
 }
 
-# mktd_start NAME SYNC: a fresh database and config in $run/NAME: the daemon
-# section below, then the frozen campaigns of bench/campaigns.yaml
+# mktd_start NAME SYNC [LINE]: a fresh database and config in $run/NAME: the
+# daemon section below (plus LINE, e.g. "event_log: {keep: 30d}"), then the
+# frozen campaigns of bench/campaigns.yaml
 mktd_start() {
     local d=$run/$1
     rm -rf "$d"
@@ -153,6 +166,7 @@ daemon:
   commit: {max_batch: 1024, max_delay_ms: 2, synchronous: $2}
   limits: {max_event_bytes: 65536, max_connections: 1024, max_http_body: 16777216, max_future: 1d}
   log: {level: warn}
+  ${3:-}
 
 EOF
     cat "$here/campaigns.yaml" >>"$d/bench.yaml"
@@ -222,6 +236,37 @@ if [ "$explain" = 1 ]; then
         [ -z "$plain" ] && plain=$best
         say "$flags: best $best events/s ($(ratio "$best" "$plain")% of plain)"
     done
+    exit 0
+fi
+
+# ------------------------------------------------------------ event log ----
+if [ "$event_log" = 1 ]; then
+    say ""
+    say "== the cached regime ($cached_gen), daemon.event_log off and on:"
+    best_off=0
+    best_on=0
+    for r in $(seq 1 "$repeat"); do
+        for log in off on; do
+            name=evlog-$log-$r
+            line=
+            [ "$log" = on ] && line="event_log: {keep: 30d}"
+            mktd_start "$name" normal "$line"
+            lg --unix "$sock" $cached_gen --pid "$pid" --quiet >"$run/$name.txt"
+            mktd_stop "$name"
+            eps=$(res "$run/$name.txt" eps)
+            extra=
+            if [ "$log" = on ]; then
+                best_on=$(awk -v a="$best_on" -v b="$eps" 'BEGIN{print (b > a) ? b : a}')
+                # the log's share of the database: its table's and index's
+                # pages, and the lines themselves
+                extra=$(sqlite3 "$run/$name/mktd.db" "SELECT printf(', event_log %d rows, %.0f bytes per event in the database (table and index), lines %.0f bytes on average', (SELECT count(*) FROM event_log), (SELECT sum(pgsize) FROM dbstat WHERE name IN ('event_log', 'event_log_received')) * 1.0 / (SELECT count(*) FROM event_log), (SELECT avg(length(body)) FROM event_log))")
+            else
+                best_off=$(awk -v a="$best_off" -v b="$eps" 'BEGIN{print (b > a) ? b : a}')
+            fi
+            say "  $log run $r: $eps events/s, p99 $(res "$run/$name.txt" p99_ms) ms, WAL $(res "$run/$name.txt" wal_b_per_ev) bytes per event, errors $(res "$run/$name.txt" errors), database $(db_mb "$name")$extra"
+        done
+    done
+    say "event log off: best $best_off events/s; on: best $best_on events/s ($(ratio "$best_on" "$best_off")% of off)"
     exit 0
 fi
 

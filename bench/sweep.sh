@@ -8,7 +8,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-100000}
 bin=${MKTD_BIN:-$repo/build/mktd}
-plugins=${MKTD_PLUGINS:-$repo/build/plugins}
+plugins=$(realpath -m "${MKTD_PLUGINS:-$repo/build/plugins}") # absolute: the config is elsewhere
 d=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$d"' EXIT
 cat >"$d/sweep.yaml" <<YAML

@@ -319,24 +319,22 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         }
     }
     if (json) {
-        fprintf(out, "{\"stream\":");
         struct sbuf b = {0};
-        sb_json_str(&b, k->stream, strlen(k->stream));
-        fprintf(out, "%s,\"events\":%" PRIu64 ",\"partitions\":[", b.s, si->State.Msgs);
-        sb_free(&b);
+        sb_str(&b, "{\"stream\":");
+        sb_json_str_or_null(&b, k->stream);
+        sb_fmt(&b, ",\"events\":%" PRIu64 ",\"partitions\":[", si->State.Msgs);
         for (int p = 0; p < n; p++) {
-            struct sbuf w = {0};
-            if (owner[p])
-                sb_json_str(&w, owner[p], strlen(owner[p]));
-            fprintf(out, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":%s", p ? "," : "", p,
-                    msgs[p], owner[p] ? w.s : "null");
+            sb_fmt(&b, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":", p ? "," : "", p,
+                   msgs[p]);
+            sb_json_str_or_null(&b, owner[p]);
             if (applied[p] >= 0)
-                fprintf(out, ",\"applied_seq\":%" PRId64, applied[p]);
+                sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
             if (published[p] >= 0)
-                fprintf(out, ",\"actions_published\":%" PRId64, published[p]);
-            fprintf(out, "}");
-            sb_free(&w);
+                sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
+            sb_str(&b, "}");
         }
+        fputs(b.s, out);
+        sb_free(&b);
         fprintf(out, "]}\n");
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,

@@ -96,10 +96,7 @@ static char *answer_of(const char *id, const char *status, const char *rest)
 {
     struct sbuf b = {0};
     sb_str(&b, "{\"id\":");
-    if (id)
-        sb_json_str(&b, id, strlen(id));
-    else
-        sb_str(&b, "null");
+    sb_json_str_or_null(&b, id);
     sb_fmt(&b, ",\"status\":\"%s\"%s}\n", status, rest);
     return b.s;
 }

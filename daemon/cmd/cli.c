@@ -1,11 +1,14 @@
 #define _GNU_SOURCE
 #include "cmd/cli.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,24 +16,29 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/diff.h"
 #include "config/lint.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/util.h"
 #include "net/auth.h"
+#include "net/metrics.h"
 #include "net/tls.h"
+#include "store/dblock.h"
+#include "store/report_q.h"
 #include "store/store.h"
 
 /* The tokens file and the TLS files read as the daemon would (spec 14). */
 static int check_security(const struct config *cfg)
 {
-    char err[512];
+    char err[512], note[4200];
     int rc = 0;
     if (cfg->tokens_file) {
         struct auth_tokens *t = auth_tokens_load(cfg->tokens_file, err, sizeof(err));
         if (!t) {
-            fprintf(stderr, "%s\n", err);
+            fprintf(stderr, "%s%s\n", err,
+                    config_path_note(cfg, cfg->tokens_file, note, sizeof(note)));
             rc = -1;
         }
         auth_tokens_free(t);
@@ -39,10 +47,15 @@ static int check_security(const struct config *cfg)
         SSL_CTX *ctx =
             tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err, sizeof(err));
         if (!ctx) {
-            fprintf(stderr, "%s: %s\n", cfg->path, err);
+            fprintf(stderr, "%s: %s%s\n", cfg->path, err,
+                    config_path_note(cfg, cfg->tls_cert, note, sizeof(note)));
             rc = -1;
         }
         SSL_CTX_free(ctx);
+    }
+    if (config_database_moved(cfg, note, sizeof(note))) {
+        fprintf(stderr, "%s: %s\n", cfg->path, note);
+        rc = -1;
     }
     return rc;
 }
@@ -76,6 +89,178 @@ int cli_check(const char *config_path)
     }
     errs_free(&errs);
     plugins_unload_all();
+    return code;
+}
+
+/* ---- check --running ---- */
+
+static size_t curl_take(char *p, size_t size, size_t n, void *arg)
+{
+    sb_add(arg, p, size * n);
+    return size * n;
+}
+
+/* GET /v1/health of the daemon at an HTTP address (HOST:PORT, http:,
+ * https:): its JSON, or NULL with err. */
+static json_t *get_health(const char *addr, const char *token, const char *ca, char *err,
+                          size_t errlen)
+{
+    int tls = 0;
+    const char *hp = config_http_hostport(addr, &tls);
+    char url[600], auth[1100];
+    snprintf(url, sizeof(url), "%s://%s/v1/health", tls ? "https" : "http", hp);
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(err, errlen, "%s: cannot start an HTTP request", url);
+        return NULL;
+    }
+    struct sbuf body = {0};
+    struct curl_slist *h = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_take);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    }
+    if (ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    json_t *j = NULL;
+    if (rc != CURLE_OK) {
+        snprintf(err, errlen, "%s: %s", url, curl_easy_strerror(rc));
+    } else if (status != 200 && status != 503) {
+        snprintf(err, errlen, "%s: HTTP %ld%s", url, status,
+                 status == 401 ? " (give a token of scope read with --token)" : "");
+    } else if (!(j = json_loadb(body.s ? body.s : "", body.len, 0, NULL)) ||
+               !json_is_object(json_object_get(j, "config"))) {
+        snprintf(err, errlen, "%s: not an mktd health answer with its config", url);
+        json_decref(j);
+        j = NULL;
+    }
+    sb_free(&body);
+    return j;
+}
+
+int cli_check_running(const char *config_path, const char *token, const char *ca)
+{
+    int code = cli_check(config_path);
+    if (code)
+        return code;
+    struct errs errs = {0};
+    struct config *nc = config_load(config_path, &errs), *oc = NULL;
+    errs_free(&errs);
+    if (!nc)
+        return 1;
+    /* the running daemon: the one holding this config's database, else the
+     * one answering at its metrics or http address (the database changed) */
+    char *db = NULL, sha[65] = "", found[700], err[700] = "";
+    long pid = dblock_holder(nc->database);
+    if (pid) {
+        db = xstrdup(nc->database);
+        if (pid > 0)
+            snprintf(found, sizeof(found), "pid %ld, holding %s", pid, db);
+        else
+            snprintf(found, sizeof(found), "holding %s", db);
+    }
+    const char *addrs[] = {nc->metrics, nc->http};
+    for (size_t i = 0; !db && i < 2; i++) {
+        if (!addrs[i])
+            continue;
+        json_t *j = get_health(addrs[i], token, ca, err, sizeof(err));
+        if (!j)
+            continue;
+        json_t *cj = json_object_get(j, "config");
+        const char *d = json_string_value(json_object_get(cj, "database"));
+        const char *h = json_string_value(json_object_get(cj, "sha256"));
+        if (d && h) {
+            db = xstrdup(d);
+            snprintf(sha, sizeof(sha), "%s", h);
+            snprintf(found, sizeof(found), "at %s, database %s", addrs[i], db);
+        }
+        json_decref(j);
+    }
+    if (!db) {
+        fprintf(stderr, "%s: no running mktd found: no process holds its database %s, and %s%s%s\n",
+                config_path, nc->database,
+                nc->metrics || nc->http ? "no daemon answered at its metrics or http address"
+                                        : "it has no metrics or http address to ask",
+                err[0] ? ": " : "", err);
+        config_free(nc);
+        return 1;
+    }
+    struct store *st = NULL;
+    char *text = NULL, *path = NULL;
+    size_t len = 0;
+    if (store_open_readonly(db, &st, err, sizeof(err)) < 0 ||
+        rq_config_at(st, INT64_MAX, &text, &len, &path) < 0) {
+        fprintf(stderr, "%s: the running daemon's config: database %s: %s\n", config_path, db,
+                st ? store_errmsg(st) : err);
+        code = 1;
+        goto out;
+    }
+    char have[65];
+    metrics_sha256_hex(text, len, have);
+    if (sha[0] && strcmp(sha, have) != 0) {
+        fprintf(stderr,
+                "%s: the running daemon's config (sha256 %s) is not the last one its database "
+                "%s recorded (sha256 %s)\n",
+                config_path, sha, db, have);
+        code = 1;
+        goto out;
+    }
+    /* the text the daemon loaded, its paths resolved as this file's are
+     * (it is this file as it was) */
+    oc = config_load_string_in(path, nc->dir, nc->dir_real, text, len, &errs);
+    if (!oc) {
+        fprintf(stderr, "%s: the running daemon's config no longer loads:\n", config_path);
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "  %s\n", errs.msg[i]);
+        errs_free(&errs);
+        code = 1;
+        goto out;
+    }
+    errs_free(&errs);
+    struct config_change *ch;
+    size_t n = config_diff(oc, nc, &ch), nrestart = 0;
+    for (size_t i = 0; i < n; i++)
+        nrestart += ch[i].restart != 0;
+    char mine[65];
+    metrics_sha256_hex(nc->text, nc->text_len, mine);
+    printf("running: mktd %s, config sha256 %.12s (this file: %.12s)\n", found, have, mine);
+    if (!n)
+        printf("no change: a reload applies nothing new%s\n",
+               strcmp(mine, have) ? " (only comments or spacing differ)" : "");
+    if (nrestart) {
+        printf("needs a restart (a reload is refused):\n");
+        for (size_t i = 0; i < n; i++)
+            if (ch[i].restart)
+                printf("  %s: %s\n", ch[i].key, ch[i].text);
+    }
+    if (n > nrestart) {
+        printf("applies on reload:\n");
+        for (size_t i = 0; i < n; i++)
+            if (!ch[i].restart)
+                printf("  %s: %s\n", ch[i].key, ch[i].text);
+    }
+    if (nc->tokens_file || nc->tls_cert)
+        printf("a reload also reads the tokens file and the TLS files again\n");
+    code = nrestart ? 1 : 0;
+    config_changes_free(ch, n);
+out:
+    store_close(st);
+    free(text);
+    free(path);
+    free(db);
+    config_free(oc);
+    config_free(nc);
     return code;
 }
 
@@ -367,25 +552,10 @@ struct print_ctx {
 static int print_action(void *arg, const struct store_action *a)
 {
     struct print_ctx *p = arg;
-    struct sbuf *b = &p->b;
-    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
-    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
-    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
-    b->len = 0;
+    p->b.len = 0;
     p->last = a->seq;
-    sb_fmt(b, "{\"seq\":%lld,\"ts\":%lld,\"campaign\":", (long long)a->seq, (long long)a->ts);
-    for (int i = 0; i < 4; i++) {
-        if (i > 0)
-            sb_str(b, names[i - 1]);
-        if (!vals[i])
-            sb_str(b, "null");
-        else
-            sb_json_str(b, vals[i], lens[i]);
-    }
-    sb_str(b, ",\"payload\":");
-    sb_str(b, a->payload ? a->payload : "null");
-    sb_str(b, "}\n");
-    fwrite(b->s, 1, b->len, p->out);
+    store_action_json(&p->b, a);
+    fwrite(p->b.s, 1, p->b.len, p->out);
     return 0;
 }
 

@@ -6,6 +6,10 @@
 #include <stdio.h>
 
 int cli_check(const char *config_path);
+/* check, then compare with the config the running daemon loaded: which
+ * changes need a restart, which a reload applies. 0 when a reload would
+ * apply every change. */
+int cli_check_running(const char *config_path, const char *token, const char *ca);
 int cli_send(const char *address, const char *file, int verbose);
 int cli_actions(const char *db_path, int64_t since, const char *campaign, int follow);
 int cli_timers(const char *db_path, int failed);
@@ -22,8 +26,9 @@ void cli_set_auth(const char *token, const char *ca);
  * the answers into on_bytes; 0, or 2 when it cannot connect or write. */
 int cli_exchange(const char *who, const char *address, int in_fd, const char *buf, size_t buf_len,
                  void (*on_bytes)(void *arg, const char *p, size_t n), void *arg);
+/* from_db: start from a copy of that database's state (NULL: empty). */
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
-                 char **plugin_dirs, size_t n_plugin_dirs);
+                 const char *from_db, char **plugin_dirs, size_t n_plugin_dirs);
 
 /* Cluster mode (spec 17, daemon/cmd/cluster.c): sub is "init" or
  * "status"; format "text" (default) or "json". */

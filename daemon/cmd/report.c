@@ -742,6 +742,20 @@ static void svg_days(struct sbuf *b, json_t *c)
     int plot_w = (int)nd * (bar + gap) + gap;
     int legend_h = (int)nk * 16 + 8;
     int w = left + plot_w + 20, h = top_pad + plot_h + bottom + legend_h;
+    {
+        /* wide enough for the legend's longest line ("kind (count)"), at
+         * about 7 px a character of the 11 px legend font */
+        const char *k;
+        json_t *v;
+        json_object_foreach(totals, k, v)
+        {
+            char n[32];
+            int len = (int)strlen(k) +
+                      snprintf(n, sizeof(n), " (%lld)", (long long)json_integer_value(v));
+            if (left + 16 + 7 * len + 10 > w)
+                w = left + 16 + 7 * len + 10;
+        }
+    }
     sb_fmt(b,
            "<svg class=\"chart days\" width=\"%d\" "
            "height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\"><title>Actions per day</title>\n",
@@ -901,6 +915,7 @@ static void fmt_pct(char *buf, size_t len, double v)
 void report_html(json_t *rep, struct sbuf *b)
 {
     sb_str(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+              "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
               "<title>mktd report</title>\n<style>\n"
               "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:70em}\n"
               "h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;"
@@ -911,6 +926,10 @@ void report_html(json_t *rep, struct sbuf *b)
               ".chart{display:block;margin:.5em 0}.axis{stroke:#888}.tick,.legend{font-size:"
               "11px;fill:#444}.ci line{stroke:#222;stroke-width:1.5}\n"
               ".flag{color:#b00;font-weight:bold}.note{color:#666}\n"
+              /* a phone: charts shrink to the screen, tables scroll sideways */
+              ".chart{max-width:100%;height:auto}table{display:block;overflow-x:auto;"
+              "max-width:100%}\n"
+              "@media (max-width:600px){body{margin:.8em}th,td{padding:.2em .5em}}\n"
               "</style></head><body>\n<h1>mktd report</h1>\n<p>");
     struct sbuf p = {0};
     period_text(rep, &p);

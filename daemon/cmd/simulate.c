@@ -1,5 +1,7 @@
 /* mktd simulate: an NDJSON file through a config, against a throw-away
- * database, with `clock: event`; prints the actions. */
+ * database (empty, or a copy of a live one's state with --from-db), with
+ * `clock: event`; prints the actions. The setup here is shared with mktd
+ * replay (cmd/replay.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -7,12 +9,15 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "cmd/replay.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
 #include "lib/log.h"
 #include "net/ingest.h"
+#include "out/retention.h"
+#include "store/eventlog.h"
 
-static int parse_until(const char *s, int64_t *ms)
+int sim_parse_time(const char *s, int64_t *ms)
 {
     char *end;
     errno = 0;
@@ -24,11 +29,92 @@ static int parse_until(const char *s, int64_t *ms)
     return rfc3339_parse(s, strlen(s), ms);
 }
 
+struct world *sim_world(const char *who, struct config *cfg, char **plugin_dirs,
+                        size_t n_plugin_dirs)
+{
+    struct errs errs = {0};
+    if (n_plugin_dirs) {
+        /* extra plugin directories first (the SDK's test kit) */
+        cfg->plugin_dirs =
+            xrealloc(cfg->plugin_dirs, (cfg->n_plugin_dirs + n_plugin_dirs) * sizeof(char *));
+        memmove(cfg->plugin_dirs + n_plugin_dirs, cfg->plugin_dirs,
+                cfg->n_plugin_dirs * sizeof(char *));
+        for (size_t i = 0; i < n_plugin_dirs; i++)
+            cfg->plugin_dirs[i] = xstrdup(plugin_dirs[i]);
+        cfg->n_plugin_dirs += n_plugin_dirs;
+    }
+    cfg->clock_event = 1;
+    cfg->event_log_keep_ms = 0; /* a throw-away run keeps no log */
+    int level = cfg->log_level;
+    struct world *w = world_build(cfg, &errs);
+    if (!w) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s%s\n", who ? who : "", errs.msg[i]);
+        errs_free(&errs);
+        config_free(cfg);
+        return NULL;
+    }
+    errs_free(&errs);
+    log_level = level < MKTD_LOG_WARN ? level : MKTD_LOG_WARN;
+    return w;
+}
+
+int sim_start(const char *who, struct world *w, struct livedb *from, int given_now,
+              struct store **st, struct engine **e, int64_t *printed)
+{
+    char err[512];
+    *st = NULL;
+    *e = NULL;
+    *printed = 0;
+    if (store_open(":memory:", 0, st, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        world_free(w);
+        return -1;
+    }
+    if (from) {
+        /* the live state; the clock where the live database left it;
+         * the actions a frequency cap may still count */
+        int64_t clock = 0, window = retention_cap_window_ms(world_config(w));
+        if (livedb_clock(from, &clock) < 0) {
+            fprintf(stderr, "%s: reading the database: %s\n", who, livedb_errmsg(from));
+            goto fail;
+        }
+        if (livedb_copy_state(from, *st, clock, window ? clock - window : INT64_MAX, printed, err,
+                              sizeof(err)) < 0) {
+            fprintf(stderr, "%s: %s\n", who, err);
+            goto fail;
+        }
+    }
+    /* given_now: the engine's `clock: wall` rules (now = the receipt time
+     * handed in, timers due by it fire first), with the log's times */
+    struct engine_opts eo = {.clock_event = !given_now};
+    if (engine_new(*st, &eo, e, err, sizeof(err)) < 0)
+        goto engine_fail;
+    if (engine_swap(*e, w, err, sizeof(err)) < 0)
+        goto engine_fail;
+    /* the swap's own actions (on_load) count as the run's */
+    return 0;
+engine_fail:
+    fprintf(stderr, "%s: %s\n", who, err);
+fail:
+    world_free(w);
+    sim_end(*st, *e);
+    *st = NULL;
+    *e = NULL;
+    return -1;
+}
+
+void sim_end(struct store *st, struct engine *e)
+{
+    engine_free(e);
+    store_close(st);
+}
+
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
-                 char **plugin_dirs, size_t n_plugin_dirs)
+                 const char *from_db, char **plugin_dirs, size_t n_plugin_dirs)
 {
     int64_t until_ms = 0;
-    if (until && parse_until(until, &until_ms) < 0) {
+    if (until && sim_parse_time(until, &until_ms) < 0) {
         fprintf(stderr, "mktd simulate: --until %s: expected RFC 3339 or Unix ms\n", until);
         return 2;
     }
@@ -39,49 +125,28 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     }
     struct errs errs = {0};
     struct config *cfg = config_load(config_path, &errs);
-    if (cfg && n_plugin_dirs) {
-        /* extra plugin directories first (the SDK's test kit) */
-        cfg->plugin_dirs =
-            xrealloc(cfg->plugin_dirs, (cfg->n_plugin_dirs + n_plugin_dirs) * sizeof(char *));
-        memmove(cfg->plugin_dirs + n_plugin_dirs, cfg->plugin_dirs,
-                cfg->n_plugin_dirs * sizeof(char *));
-        for (size_t i = 0; i < n_plugin_dirs; i++)
-            cfg->plugin_dirs[i] = xstrdup(plugin_dirs[i]);
-        cfg->n_plugin_dirs += n_plugin_dirs;
+    for (size_t i = 0; !cfg && i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msg[i]);
+    errs_free(&errs);
+    struct world *w = cfg ? sim_world(NULL, cfg, plugin_dirs, n_plugin_dirs) : NULL;
+    struct livedb *live = NULL;
+    char err[512];
+    if (w && from_db && livedb_open(from_db, &live, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mktd simulate: --from-db %s\n", err);
+        world_free(w);
+        w = NULL;
     }
-    if (cfg)
-        cfg->clock_event = 1;
-    struct world *w = cfg ? world_build(cfg, &errs) : NULL;
-    if (!w) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msg[i]);
-        errs_free(&errs);
-        if (cfg)
-            config_free(cfg);
+    struct store *st;
+    struct engine *e;
+    int64_t printed;
+    if (!w || sim_start("mktd simulate", w, live, 0, &st, &e, &printed) < 0) {
+        livedb_close(live);
         if (in != stdin)
             fclose(in);
         plugins_unload_all();
         return 2;
     }
-    errs_free(&errs);
-    log_level = cfg->log_level < MKTD_LOG_WARN ? cfg->log_level : MKTD_LOG_WARN;
-    struct store *st;
-    struct engine *e = NULL;
-    char err[512];
-    int code = 0;
-    if (store_open(":memory:", 0, &st, err, sizeof(err)) < 0) {
-        fprintf(stderr, "mktd simulate: %s\n", err);
-        world_free(w);
-        fclose(in);
-        return 2;
-    }
-    struct engine_opts eo = {.clock_event = 1};
-    if (engine_new(st, &eo, &e, err, sizeof(err)) < 0 || engine_swap(e, w, err, sizeof(err)) < 0) {
-        fprintf(stderr, "mktd simulate: %s\n", err);
-        world_free(w);
-        code = 2;
-        goto out;
-    }
+    livedb_close(live); /* everything of it is copied */
     struct evbuffer *answers = evbuffer_new();
     char *line = NULL;
     size_t cap = 0;
@@ -109,13 +174,10 @@ int cli_simulate(const char *config_path, const char *events_path, const char *u
     }
     if (engine_commit(e) < 0)
         errors++;
-    print_actions(st, 0, NULL, stdout);
-    code = errors ? 1 : 0;
-out:
-    engine_free(e);
-    store_close(st);
+    print_actions(st, printed, NULL, stdout);
+    sim_end(st, e);
     plugins_unload_all();
     if (in != stdin)
         fclose(in);
-    return code;
+    return errors ? 1 : 0;
 }

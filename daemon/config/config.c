@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -333,17 +334,116 @@ const char *config_http_hostport(const char *addr, int *tls)
     return addr;
 }
 
-/* A path as written in the config, resolved against the config file's
- * folder when relative (malloc'd). */
+/* A path as written in the config, resolved against the config's folder
+ * when relative (malloc'd). Against a real folder (config_load: absolute,
+ * no symbolic links) leading "./" and "../" are folded into it, which is
+ * what the kernel would make of them. */
+char *config_resolve(const char *dir, int real, const char *p)
+{
+    if (p[0] == '/' || !dir)
+        return xstrdup(p);
+    size_t dn = strlen(dir);
+    for (;;) {
+        if (!real)
+            break;
+        if (strncmp(p, "./", 2) == 0) {
+            p += 2;
+        } else if (strcmp(p, ".") == 0) {
+            p += 1;
+        } else if (strncmp(p, "../", 3) == 0 || strcmp(p, "..") == 0) {
+            while (dn > 1 && dir[dn - 1] != '/')
+                dn--;
+            if (dn > 1)
+                dn--; /* the slash, unless it is the root's */
+            p += p[2] ? 3 : 2;
+        } else {
+            break;
+        }
+        while (*p == '/')
+            p++;
+    }
+    struct sbuf b = {0};
+    sb_add(&b, dir, dn);
+    if (*p) {
+        if (!(dn == 1 && dir[0] == '/'))
+            sb_str(&b, "/");
+        sb_str(&b, p);
+    } else if (!b.s) {
+        sb_str(&b, "/");
+    }
+    return b.s;
+}
+
 static char *resolve_path(const struct config *cfg, const char *p)
 {
-    const char *slash = cfg->path ? strrchr(cfg->path, '/') : NULL;
-    if (p[0] == '/' || !slash)
-        return xstrdup(p);
-    struct sbuf b = {0};
-    sb_add(&b, cfg->path, (size_t)(slash - cfg->path) + 1);
-    sb_str(&b, p);
-    return b.s;
+    return config_resolve(cfg->dir, cfg->dir_real, p);
+}
+
+/* database, plugin_dirs and unix: listen addresses, written or default,
+ * resolved against the config's folder. */
+static void resolve_daemon_paths(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    /* ":memory:" is SQLite's name for a throw-away database, not a path */
+    char *p = strcmp(cfg->database, ":memory:") == 0 ? xstrdup(cfg->database)
+                                                     : resolve_path(cfg, cfg->database);
+    free(cfg->database);
+    cfg->database = p;
+    for (size_t i = 0; i < cfg->n_plugin_dirs; i++) {
+        p = resolve_path(cfg, cfg->plugin_dirs[i]);
+        free(cfg->plugin_dirs[i]);
+        cfg->plugin_dirs[i] = p;
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const char *a = cfg->listen[i];
+        if (strncmp(a, "unix:", 5) != 0 || a[5] == '/')
+            continue;
+        char *r = resolve_path(cfg, a + 5);
+        if (strlen(r) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            cerr(c, d ? ynode_get(d, "listen") : NULL,
+                 "listen: '%s' resolves to %s (against the config's folder), longer than the "
+                 "%zu bytes a Unix socket path may have",
+                 a, r, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            free(r);
+            continue;
+        }
+        struct sbuf b = {0};
+        sb_fmt(&b, "unix:%s", r);
+        free(r);
+        free(cfg->listen[i]);
+        cfg->listen[i] = b.s;
+    }
+}
+
+const char *config_path_note(const struct config *c, const char *path, char *buf, size_t len)
+{
+    size_t dn = c && c->dir ? strlen(c->dir) : 0;
+    if (!dn || !path || strncmp(path, c->dir, dn) != 0 ||
+        (path[dn] != '/' && c->dir[dn - 1] != '/'))
+        return "";
+    snprintf(buf, len, " (resolved against the config's folder %s)", c->dir);
+    return buf;
+}
+
+int config_database_moved(const struct config *c, char *msg, size_t len)
+{
+    const char *old = c->database_written;
+    struct stat st;
+    if (!old || old[0] == '/' || strcmp(old, ":memory:") == 0 || !c->dir)
+        return 0;
+    if (stat(c->database, &st) == 0 || errno != ENOENT)
+        return 0;
+    if (stat(old, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof(cwd)))
+        snprintf(cwd, sizeof(cwd), ".");
+    snprintf(msg, len,
+             "database: %s does not exist, but %s/%s does: relative paths in %s now resolve "
+             "against the config's folder (%s), not the current directory. Refusing to start "
+             "with a new, empty database: move the database (with its -wal and -shm files) to "
+             "%s, or write its absolute path in `database`",
+             c->database, cwd, old, c->path, c->dir, c->database);
+    return 1;
 }
 
 static void get_path(struct cctx *c, const struct ynode *map, const char *key, const char *name,
@@ -563,11 +663,30 @@ static void cluster_cfg_free(struct cluster_cfg *k)
 
 /* ---- daemon ---- */
 
+/* daemon.event_log: {keep: DURATION}: accepted input events kept for
+ * replay (spec 13); absent: none are. */
+static void parse_event_log(struct cctx *c, const struct ynode *d, struct config *cfg)
+{
+    static const char *const event_log_keys[] = {"keep", NULL};
+    const struct ynode *m = want_map(c, ynode_get(d, "event_log"), "event_log"), *n;
+    if (!m)
+        return;
+    check_keys(c, m, event_log_keys);
+    if (!(n = get(m, "keep")))
+        cerr(c, m, "event_log: keep is required (how long events are kept, like 30d)");
+    else if (get_duration(c, n, "event_log.keep", &cfg->event_log_keep_ms) == 0 &&
+             cfg->event_log_keep_ms < 1000) {
+        cerr(c, n, "event_log.keep: must be at least 1s");
+        cfg->event_log_keep_ms = 0;
+    }
+}
+
 static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
     static const char *const keys[] = {
-        "listen", "http", "database", "plugin_dirs", "clock",        "commit",    "limits",  "log",
-        "auth",   "tls",  "metrics",  "socket_mode", "socket_group", "retention", "cluster", NULL};
+        "listen",       "http",      "database", "plugin_dirs", "clock",   "commit",
+        "limits",       "log",       "auth",     "tls",         "metrics", "socket_mode",
+        "socket_group", "retention", "cluster",  "event_log",   NULL};
     static const char *const commit_keys[] = {"max_batch", "max_delay_ms", "synchronous", NULL};
     static const char *const limit_keys[] = {"max_event_bytes",
                                              "max_connections",
@@ -666,6 +785,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
             cerr(c, n, "retention.actions: must be at least 1h");
         }
     }
+    parse_event_log(c, d, cfg);
     if ((m = want_map(c, ynode_get(d, "log"), "log"))) {
         check_keys(c, m, log_keys);
         if ((n = get(m, "level")) && (i = get_enum(c, n, "log.level", levels)) >= 0) {
@@ -1065,6 +1185,8 @@ void config_free(struct config *c)
     strv_free(c->listen, c->n_listen);
     free(c->http);
     free(c->database);
+    free(c->database_written);
+    free(c->dir);
     free(c->tokens_file);
     free(c->socket_group);
     free(c->tls_cert);
@@ -1087,7 +1209,10 @@ void config_free(struct config *c)
     free(c);
 }
 
-struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
+/* dir: the folder relative paths resolve against (NULL: that of name as
+ * written); real: dir is absolute without symbolic links. */
+static struct config *load_text(const char *name, const char *dir, int real, const char *text,
+                                size_t len, struct errs *errs)
 {
     static const char *const keys[] = {"daemon", "campaigns", "caps", "outputs", NULL};
     struct errs local = {0};
@@ -1098,6 +1223,16 @@ struct config *config_load_string(const char *name, const char *text, size_t len
     if (!name)
         name = "<config>";
     cfg->path = xstrdup(name);
+    if (dir) {
+        cfg->dir = xstrdup(dir);
+        cfg->dir_real = real;
+    } else if (strrchr(name, '/')) {
+        cfg->dir = xstrndup(name, (size_t)(strrchr(name, '/') - name));
+        if (!cfg->dir[0]) {
+            free(cfg->dir);
+            cfg->dir = xstrdup("/");
+        }
+    }
     cfg->text = xmalloc(len + 1);
     if (len)
         memcpy(cfg->text, text, len);
@@ -1140,10 +1275,17 @@ struct config *config_load_string(const char *name, const char *text, size_t len
                 parse_campaign(&c, camps->items[i], i, cfg);
         }
     }
-    c.nerr +=
-        outputs_cfg_parse(ynode_get(root, "outputs"), name, c.errs, &cfg->outputs, &cfg->n_outputs);
+    c.nerr += outputs_cfg_parse(ynode_get(root, "outputs"), cfg->dir, cfg->dir_real, c.errs,
+                                &cfg->outputs, &cfg->n_outputs);
     parse_caps(&c, ynode_get(root, "caps"), cfg);
 out:
+    if (!c.nerr) {
+        /* written or default (an empty file too), against the folder */
+        const struct ynode *r = cfg->doc ? cfg->doc->root : NULL;
+        const struct ynode *d = r && r->kind == Y_MAP ? ynode_get(r, "daemon") : NULL;
+        cfg->database_written = xstrdup(cfg->database);
+        resolve_daemon_paths(&c, d && d->kind == Y_MAP ? d : NULL, cfg);
+    }
     errs_free(&local);
     if (c.nerr) {
         config_free(cfg);
@@ -1152,12 +1294,30 @@ out:
     return cfg;
 }
 
+struct config *config_load_string(const char *name, const char *text, size_t len, struct errs *errs)
+{
+    return load_text(name, NULL, 0, text, len, errs);
+}
+
+struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
+                                     size_t len, struct errs *errs)
+{
+    return load_text(name, dir, real, text, len, errs);
+}
+
 struct config *config_load(const char *path, struct errs *errs)
 {
     struct sbuf sb = {0};
     if (read_file(path, &sb, errs) < 0)
         return NULL;
-    struct config *c = config_load_string(path, sb.s ? sb.s : "", sb.len, errs);
+    /* the file's folder, absolute and without symbolic links (spec 18) */
+    const char *slash = strrchr(path, '/');
+    char *folder = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+    char *real = realpath(folder[0] ? folder : "/", NULL);
+    struct config *c =
+        load_text(path, real ? real : folder, real != NULL, sb.s ? sb.s : "", sb.len, errs);
+    free(real);
+    free(folder);
     sb_free(&sb);
     return c;
 }

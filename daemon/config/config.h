@@ -85,6 +85,16 @@ struct cap_cfg {
 
 struct config {
     char *path;
+    /* The folder relative paths in the config resolve against (spec 18):
+     * for a file (config_load), its folder as an absolute path without
+     * symbolic links; for a text (config_load_string), the folder of its
+     * name as written, or NULL when the name has none (paths as written).
+     * database, plugin_dirs, unix: listen addresses, tokens_file, tls
+     * files and outputs' secret_file are resolved against it, defaults
+     * included. */
+    char *dir;
+    int dir_real;           /* dir is absolute, without symbolic links */
+    char *database_written; /* `database` as written (or the default) */
     struct ydoc *doc;
     char *text; /* the file as read, for the record */
     size_t text_len;
@@ -106,6 +116,7 @@ struct config {
     int64_t working_set;          /* limits.working_set: the engine's memory budget; 0: default */
     int log_level;                /* MKTD_LOG_*; default info */
     int64_t retention_actions_ms; /* daemon.retention.actions; 0: actions are kept for ever */
+    int64_t event_log_keep_ms;    /* daemon.event_log.keep; 0: no event log (spec 13) */
 
     /* Safe to expose (spec 14); paths resolved against the config's folder */
     char *tokens_file;   /* daemon.auth.tokens_file; NULL: no auth */
@@ -141,7 +152,22 @@ struct config {
 struct config *config_load(const char *path, struct errs *errs);
 struct config *config_load_string(const char *name, const char *text, size_t len,
                                   struct errs *errs);
+/* A text whose relative paths resolve against dir (as config.dir). */
+struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
+                                     size_t len, struct errs *errs);
 void config_free(struct config *c);
+
+/* path resolved against the folder dir (NULL: as written; real: dir is
+ * absolute without symbolic links, so leading ../ fold into it), malloc'd. */
+char *config_resolve(const char *dir, int real, const char *path);
+/* Section 18: before paths resolved against the config's folder, a
+ * relative `database` was found from the current directory. When nothing
+ * is at c->database but a database file is at that old place (a different
+ * file), writes a message naming both paths and returns 1; 0 otherwise. */
+int config_database_moved(const struct config *c, char *msg, size_t len);
+/* " (resolved against the config's folder DIR)" when path lies under the
+ * config's folder, "" otherwise: for messages that name a resolved path. */
+const char *config_path_note(const struct config *c, const char *path, char *buf, size_t len);
 
 /* "https:HOST:PORT" or "http:HOST:PORT" or "HOST:PORT" (an HTTP address):
  * HOST:PORT, and *tls set for https. */

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "config/outputs.h"
 
+#include "config/config.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,26 +90,17 @@ static void want_strings(struct octx *c, const struct ynode *n, const char *name
     }
 }
 
-/* path relative to the folder of config_path, malloc'd. */
-static char *resolve(const char *config_path, const char *path)
+static void read_secret(struct octx *c, const struct ynode *n, struct output_cfg *o,
+                        const char *dir)
 {
-    if (path[0] == '/' || !config_path)
-        return xstrdup(path);
-    const char *slash = strrchr(config_path, '/');
-    if (!slash)
-        return xstrdup(path);
-    char *out;
-    if (asprintf(&out, "%.*s/%s", (int)(slash - config_path), config_path, path) < 0)
-        abort();
-    return out;
-}
-
-static void read_secret(struct octx *c, const struct ynode *n, struct output_cfg *o)
-{
+    /* a relative secret_file says where it was looked for */
+    int rel = dir && strncmp(o->secret_file, dir, strlen(dir)) == 0;
+    const char *note = rel ? " (resolved against the config's folder " : "";
     struct sbuf sb = {0};
     struct errs e = {0};
     if (read_file(o->secret_file, &sb, &e) < 0) {
-        oerr(c, n, "secret_file: %s", e.n ? e.msg[0] : "cannot be read");
+        oerr(c, n, "secret_file: %s%s%s%s", e.n ? e.msg[0] : "cannot be read", note, rel ? dir : "",
+             rel ? ")" : "");
         errs_free(&e);
         sb_free(&sb);
         return;
@@ -119,7 +112,8 @@ static void read_secret(struct octx *c, const struct ynode *n, struct output_cfg
     if (len && sb.s[len - 1] == '\r')
         len--;
     if (len == 0) {
-        oerr(c, n, "secret_file: %s is empty", o->secret_file);
+        oerr(c, n, "secret_file: %s is empty%s%s%s", o->secret_file, note, rel ? dir : "",
+             rel ? ")" : "");
         sb_free(&sb);
         return;
     }
@@ -128,8 +122,8 @@ static void read_secret(struct octx *c, const struct ynode *n, struct output_cfg
     sb_free(&sb);
 }
 
-static void parse_output(struct octx *c, const struct ynode *m, size_t idx, const char *config_path,
-                         struct output_cfg *all, size_t *nall)
+static void parse_output(struct octx *c, const struct ynode *m, size_t idx, const char *dir,
+                         int dir_real, struct output_cfg *all, size_t *nall)
 {
     static const char *const keys[] = {"id",          "url",   "kinds",   "campaigns",
                                        "secret_file", "batch", "timeout", NULL};
@@ -188,9 +182,9 @@ static void parse_output(struct octx *c, const struct ynode *m, size_t idx, cons
     } else {
         char *p = want_string(c, n, "secret_file");
         if (p) {
-            o->secret_file = resolve(config_path, p);
+            o->secret_file = config_resolve(dir, dir_real, p);
             free(p);
-            read_secret(c, n, o);
+            read_secret(c, n, o, dir);
         }
     }
     if ((n = get(m, "batch"))) {
@@ -211,7 +205,7 @@ static void parse_output(struct octx *c, const struct ynode *m, size_t idx, cons
     }
 }
 
-int outputs_cfg_parse(const struct ynode *n, const char *config_path, struct errs *errs,
+int outputs_cfg_parse(const struct ynode *n, const char *dir, int dir_real, struct errs *errs,
                       struct output_cfg **out, size_t *nout)
 {
     struct octx c = {.errs = errs};
@@ -225,7 +219,7 @@ int outputs_cfg_parse(const struct ynode *n, const char *config_path, struct err
     }
     *out = xcalloc(n->n ? n->n : 1, sizeof(**out));
     for (size_t i = 0; i < n->n; i++) {
-        parse_output(&c, n->items[i], i, config_path, *out, nout);
+        parse_output(&c, n->items[i], i, dir, dir_real, *out, nout);
         c.prefix[0] = 0;
     }
     return c.nerr;

@@ -24,10 +24,10 @@ struct output_cfg {
 };
 
 /* Checks `outputs:` (node n, NULL or null: none), reading each secret
- * file; paths are relative to config_path's folder. Adds every problem to
+ * file; relative paths resolve against dir (config_resolve). Adds every problem to
  * errs ("FILE:LINE:COL: message") and returns how many there were; fills
  * *out and *n (also on errors: free them with outputs_cfg_free). */
-int outputs_cfg_parse(const struct ynode *n, const char *config_path, struct errs *errs,
+int outputs_cfg_parse(const struct ynode *n, const char *dir, int dir_real, struct errs *errs,
                       struct output_cfg **out, size_t *nout);
 void outputs_cfg_free(struct output_cfg *o, size_t n);
 

@@ -24,10 +24,13 @@
 #include "engine/gauges.h"
 #include "engine/ws.h"
 #include "lib/log.h"
+#include "store/privacy.h"
 
 #define MAX_DEPTH 4
 
 static int write_actions(struct engine *e);
+static void log_clear(struct engine *e);
+static void log_push(struct engine *e, const struct event *ev, int64_t received_at, int64_t ts);
 
 /* ---- worlds ---- */
 
@@ -219,6 +222,8 @@ void engine_free(struct engine *e)
     free(e->q);
     actions_truncate(e, 0);
     free(e->act);
+    log_clear(e);
+    free(e->logq);
     aside_clear(e);
     free(e->aside);
     json_decref(e->explain);
@@ -353,6 +358,9 @@ int engine_swap(struct engine *e, struct world *w, char *err, size_t errlen)
         }
     if (store_config_record(st, w->cfg->path, w->cfg->text ? w->cfg->text : "", w->cfg->text_len,
                             wall_ms()) < 0)
+        goto dberr;
+    if (store_oplog_config(st, wall_ms(), engine_actor(e), w->cfg->path,
+                           w->cfg->text ? w->cfg->text : "", w->cfg->text_len, NULL) < 0)
         goto dberr;
     char **ids = xcalloc(w->n ? w->n : 1, sizeof(*ids));
     for (size_t i = 0; i < w->n; i++)
@@ -1080,6 +1088,8 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     }
     if (rc == 0 && !ev->dry)
         rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
+    if (rc == 0 && !ev->dry && e->w && e->w->cfg->event_log_keep_ms > 0)
+        log_push(e, ev, receipt_ms, ts);
     queue_clear(e);
     json_t *explain = e->explain;
     e->explain = NULL;
@@ -1112,6 +1122,43 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     return ENG_OK;
 }
 
+/* daemon.event_log: an accepted input event, kept for the commit. */
+static void log_push(struct engine *e, const struct event *ev, int64_t received_at, int64_t ts)
+{
+    char *dumped = NULL;
+    const char *body = ev->line;
+    size_t blen = ev->line_len;
+    if (!body) {
+        body = dumped = json_dumps(ev->root, JSON_COMPACT);
+        blen = dumped ? strlen(dumped) : 0;
+    }
+    if (!body)
+        return;
+    size_t il = strlen(ev->id), tl = strlen(ev->type), ul = strlen(ev->user);
+    char *buf = xmalloc(il + tl + ul + blen + 4);
+    struct evlog_row r = {.received_at = received_at, .ts = ts, .body_len = blen};
+    r.id = memcpy(buf, ev->id, il + 1);
+    r.type = memcpy(buf + il + 1, ev->type, tl + 1);
+    r.user = memcpy(buf + il + tl + 2, ev->user, ul + 1);
+    char *b = buf + il + tl + ul + 3;
+    memcpy(b, body, blen);
+    b[blen] = 0;
+    r.body = b;
+    free(dumped);
+    if (e->n_logq == e->cap_logq) {
+        e->cap_logq = e->cap_logq ? e->cap_logq * 2 : 64;
+        e->logq = xrealloc(e->logq, e->cap_logq * sizeof(*e->logq));
+    }
+    e->logq[e->n_logq++] = r;
+}
+
+static void log_clear(struct engine *e)
+{
+    for (size_t i = 0; i < e->n_logq; i++)
+        free((char *)e->logq[i].id); /* the row's one allocation */
+    e->n_logq = 0;
+}
+
 static int write_actions(struct engine *e)
 {
     for (size_t i = 0; i < e->n_act; i++) {
@@ -1136,7 +1183,7 @@ int engine_commit(struct engine *e)
         return 0;
     e->in_batch = 0;
     if (!e->commit_meta_set && !e->txn && !ws_dirty(e->ws) && !e->n_act && !e->n_aside &&
-        !(e->clock_event && e->now != e->saved_now)) {
+        !e->n_logq && !(e->clock_event && e->now != e->saved_now)) {
         gauges_apply(e->gauges, 0);
         capped_fold(e); /* every capped action was a dry run's, or undone */
         return 1;       /* nothing to write (duplicates, events that changed nothing) */
@@ -1146,6 +1193,9 @@ int engine_commit(struct engine *e)
         rc = ws_flush(e->ws);
     if (rc == 0)
         rc = write_actions(e);
+    if (rc == 0)
+        rc = store_eventlog_write(e->st, e->logq, e->n_logq);
+    log_clear(e);
     for (size_t i = 0; rc == 0 && i < e->n_aside; i++) {
         const struct aside *a = &e->aside[i];
         rc = store_timer_set_aside(e->st, a->campaign, a->user, a->name, a->due, a->at, a->error);
@@ -1242,4 +1292,147 @@ void engine_set_now(struct engine *e, int64_t now)
 const mktd_host *engine_host(void)
 {
     return host_table();
+}
+
+/* ---- personal data (spec 14): forget and export ---- */
+
+void engine_set_actor(struct engine *e, const char *who)
+{
+    snprintf(e->actor, sizeof(e->actor), "%s", who ? who : "");
+}
+
+const char *engine_actor(const struct engine *e)
+{
+    return e->actor[0] ? e->actor : "daemon";
+}
+
+int engine_forget(struct engine *e, const char *user, const char *who, char *pseudonym, size_t plen,
+                  char *err, size_t errlen)
+{
+    struct store *st = e->st;
+    char ps[PSEUDONYM_LEN + 1];
+    int64_t rewritten = 0;
+    if (!user || !*user || strlen(user) > 128) {
+        snprintf(err, errlen, "a user id is 1-128 bytes");
+        return -EINVAL;
+    }
+    if (!e->w) {
+        snprintf(err, errlen, "no config is loaded");
+        return -EINVAL;
+    }
+    /* what was evaluated so far is written first: the forget sees it all */
+    if (e->in_batch && engine_commit(e) < 0) {
+        snprintf(err, errlen, "database: the open batch could not be committed: %s",
+                 store_errmsg(st));
+        return -EIO;
+    }
+    size_t gmark = gauges_mark(e->gauges);
+    if (write_begin(e) < 0) {
+        snprintf(err, errlen, "database: %s", store_errmsg(st));
+        return -EIO;
+    }
+    if (store_pseudonym(st, user, ps) < 0)
+        goto dberr;
+    /* the plugins first, while the user's own state is still there to
+     * tell them where else it is named (a referrer's referees) */
+    e->io_failed = 0;
+    for (size_t i = 0; i < e->w->n; i++) {
+        struct campaign *c = &e->w->c[i];
+        if (!c->mod->d.on_forget)
+            continue;
+        struct mktd_ctx ctx;
+        ctx_init(&ctx, e, c, e->now, NULL, 0);
+        int rc = c->mod->d.on_forget(&ctx, c->data, user, ps);
+        ctx_base_reset(&ctx.base);
+        if (rc < 0 || e->io_failed) {
+            if (e->io_failed)
+                snprintf(err, errlen, "campaign %s: database: %s", c->cfg->id, store_errmsg(st));
+            else
+                snprintf(err, errlen, "campaign %s: plugin %s failed to forget (error %d)",
+                         c->cfg->id, c->cfg->plugin, rc);
+            log_error("forget: %s; nothing was forgotten", err);
+            e->stats.plugin_errors += rc < 0;
+            goto undo;
+        }
+    }
+    queue_clear(e); /* on_forget's actions (if any) are kept, not evaluated */
+    /* then every row of the user goes (what on_forget wrote under it too),
+     * and actions and logged events name the pseudonym */
+    if (ws_flush(e->ws) < 0 || write_actions(e) < 0 ||
+        store_forget_user(st, user, ps, &rewritten) < 0)
+        goto dberr;
+    json_t *d = json_pack("{s:s,s:I}", "pseudonym", ps, "actions", (json_int_t)rewritten);
+    char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    int orc = detail ? store_oplog_add(st, wall_ms(), "forget", who ? who : "", detail) : -EIO;
+    free(detail);
+    if (orc < 0 || store_commit(st) < 0)
+        goto dberr;
+    write_end(e, 1);
+    ws_committed(e->ws);
+    ws_drop_user(e->ws, user); /* the store no longer has them */
+    e->stats.actions_total += e->n_act;
+    actions_truncate(e, 0);
+    gauges_apply(e->gauges, 0);
+    store_timer_next(st, &e->next_due);
+    if (pseudonym)
+        snprintf(pseudonym, plen, "%s", ps);
+    log_info("forget: a user is now %s (%lld action rows rewritten; asked by %s)", ps,
+             (long long)rewritten, who ? who : "");
+    return 0;
+dberr:
+    snprintf(err, errlen, "database: %s", store_errmsg(st));
+    log_error("forget: %s; nothing was forgotten", err);
+undo:
+    write_end(e, 0);
+    ws_rolled_back(e->ws);
+    queue_clear(e);
+    actions_truncate(e, 0);
+    gauges_drop(e->gauges, gmark);
+    store_timer_next(st, &e->next_due);
+    return -EIO;
+}
+
+int engine_export(struct engine *e, const char *user, const char *who, char **json, char *err,
+                  size_t errlen)
+{
+    struct store *st = e->st;
+    char ps[PSEUDONYM_LEN + 1];
+    *json = NULL;
+    if (!user || !*user || strlen(user) > 128) {
+        snprintf(err, errlen, "a user id is 1-128 bytes");
+        return -EINVAL;
+    }
+    if (e->in_batch && engine_commit(e) < 0) {
+        snprintf(err, errlen, "database: the open batch could not be committed: %s",
+                 store_errmsg(st));
+        return -EIO;
+    }
+    /* the oplog names the user by its pseudonym: a later forget leaves
+     * nothing of the id behind */
+    if (write_begin(e) < 0)
+        goto dberr;
+    json_t *d = NULL;
+    char *detail = NULL;
+    int rc = store_pseudonym(st, user, ps);
+    if (rc == 0) {
+        d = json_pack("{s:s}", "user", ps);
+        detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        rc = detail ? store_oplog_add(st, wall_ms(), "export", who ? who : "", detail) : -EIO;
+        free(detail);
+    }
+    if (rc == 0)
+        rc = store_export_user(st, user, json);
+    if (rc < 0 || store_commit(st) < 0) {
+        free(*json);
+        *json = NULL;
+        goto dberr;
+    }
+    write_end(e, 1);
+    return 0;
+dberr:
+    snprintf(err, errlen, "database: %s", store_errmsg(st));
+    write_end(e, 0);
+    return -EIO;
 }

@@ -136,6 +136,25 @@ int engine_set_profile(struct engine *e, const char *user, const mktd_profile *p
 /* The clock, and setting it (between batches; the next commit keeps it). */
 int64_t engine_now(const struct engine *e);
 void engine_set_now(struct engine *e, int64_t now);
+/* ---- personal data (spec 14; docs/operations.md, "Personal data") ---- */
+/* Who loads configs from now on, as oplog records it ("daemon" until set;
+ * "cli:uid:N" when the command line opened the database itself). */
+void engine_set_actor(struct engine *e, const char *who);
+const char *engine_actor(const struct engine *e);
+/* Forgets user, in one transaction after committing the open batch: its
+ * per-user rows, failed timers and logged events go; actions and logged
+ * events name the pseudonym instead (store/privacy.h); every campaign's
+ * on_forget rewrites its own state; the working set drops the user; oplog
+ * gets {"pseudonym","actions"} with who. 0 and pseudonym, or -EINVAL /
+ * -EIO with err (nothing was forgotten). Call between batches. */
+int engine_forget(struct engine *e, const char *user, const char *who, char *pseudonym, size_t plen,
+                  char *err, size_t errlen);
+/* Everything kept about user as JSON (*json malloc'd), after committing
+ * the open batch; oplog gets the export with who and the user's
+ * pseudonym. 0, or -EINVAL / -EIO with err. */
+int engine_export(struct engine *e, const char *user, const char *who, char **json, char *err,
+                  size_t errlen);
+
 /* The host table plugins are handed (for plugins_register). */
 const mktd_host *engine_host(void);
 

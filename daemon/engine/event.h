@@ -18,6 +18,10 @@ struct event {
     json_t *root;  /* owns all of the above */
     int dry;       /* `dry: true`: evaluated, answered, then undone (spec 10) */
     int explain;   /* `explain: true`: the answer explains each campaign's decision */
+    /* the line as received, for daemon.event_log (set by the caller of
+     * event_decode; NULL: the log keeps root as compact JSON) */
+    const char *line;
+    size_t line_len;
 };
 
 struct decode_opts {

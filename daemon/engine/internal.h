@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/hostcommon.h"
 #include "engine/plugins.h"
+#include "store/eventlog.h"
 
 struct campaign {
     const struct campaign_cfg *cfg;
@@ -101,6 +102,11 @@ struct engine {
         uint64_t n;
     } * capped_totals;
     size_t n_capped_totals;
+    /* daemon.event_log (spec 13): the batch's accepted input events, each
+     * one allocation from its id on, written at commit */
+    struct evlog_row *logq;
+    size_t n_logq, cap_logq;
+    char actor[64]; /* who loads configs, for oplog (engine_set_actor; "" = "daemon") */
 };
 
 /* Writes the working set into the open write transaction (opening it):

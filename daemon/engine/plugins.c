@@ -94,8 +94,10 @@ const struct plugin_mod *plugins_load(const char *name, char *const *dirs, size_
         struct sbuf b = {0};
         for (size_t i = 0; i < n_dirs; i++)
             sb_fmt(&b, "%s%s", i ? ", " : "", dirs[i]);
-        snprintf(err, errlen, "plugin '%s': no %s.so in plugin_dirs (%s)", name, name,
-                 b.s ? b.s : "none");
+        snprintf(err, errlen,
+                 "plugin '%s': no %s.so in plugin_dirs (%s; relative entries resolve against "
+                 "the config's folder)",
+                 name, name, b.s ? b.s : "none");
         sb_free(&b);
         return NULL;
     }

@@ -626,6 +626,19 @@ void ws_rolled_back(struct ws *w)
     drop_ids(w);
 }
 
+void ws_drop_user(struct ws *w, const char *user)
+{
+    size_t ul = strlen(user);
+    for (size_t b = 0; b <= w->mask; b++) {
+        struct ws_ent *e = w->tab[b], *next;
+        for (; e; e = next) {
+            next = e->hnext;
+            if (e->kind <= WS_TIMER && e->ulen == ul && memcmp(e->k, user, ul) == 0 && !e->dirty)
+                forget(w, e);
+        }
+    }
+}
+
 void ws_clear(struct ws *w)
 {
     forget_undo(w);

@@ -77,6 +77,11 @@ void ws_committed(struct ws *w);
  * taken back, so memory equals the store again. */
 void ws_rolled_back(struct ws *w);
 
+/* Drops the entries of user's per-user rows (profile, counts, state,
+ * counters, timers), which the store no longer has (forget). Only with
+ * nothing changed since the last commit (no undo log). */
+void ws_drop_user(struct ws *w, const char *user);
+
 /* Drops every entry (nothing may be changed): the store is the truth. */
 void ws_clear(struct ws *w);
 

@@ -289,6 +289,14 @@ void sb_fmt(struct sbuf *b, const char *fmt, ...)
     free(big);
 }
 
+void sb_json_str_or_null(struct sbuf *b, const char *s)
+{
+    if (s)
+        sb_json_str(b, s, strlen(s));
+    else
+        sb_str(b, "null");
+}
+
 void sb_json_str(struct sbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

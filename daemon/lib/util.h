@@ -53,6 +53,8 @@ void sb_str(struct sbuf *b, const char *s);
 void sb_fmt(struct sbuf *b, const char *fmt, ...) MKTD_PRINTF_FMT(2, 3);
 /* Appends s (n bytes) as a JSON string literal with quotes. */
 void sb_json_str(struct sbuf *b, const char *s, size_t n);
+/* Appends s (NUL-terminated) as a JSON string literal, or null for NULL. */
+void sb_json_str_or_null(struct sbuf *b, const char *s);
 void sb_free(struct sbuf *b);
 
 /* malloc that aborts on failure; strdup likewise. */

@@ -471,10 +471,7 @@ int auth_gate_line(struct auth_gate *g, const char *line, size_t len, const stru
 void auth_ok_line(const char *name, struct sbuf *b)
 {
     sb_str(b, "{\"status\":\"ok\",\"auth\":");
-    if (name)
-        sb_json_str(b, name, strlen(name));
-    else
-        sb_str(b, "null");
+    sb_json_str_or_null(b, name);
     sb_str(b, "}\n");
 }
 
@@ -514,8 +511,29 @@ static void http_unauthorized(void *arg)
                 "a token is needed: Authorization: Bearer TOKEN (or a client certificate)");
 }
 
+static int gate_http(struct auth_gate *g, struct evhttp_request *req, unsigned need,
+                     unsigned *scopes, const struct auth_token **who);
+
 int auth_gate_http(struct auth_gate *g, struct evhttp_request *req, unsigned need, unsigned *scopes)
 {
+    const struct auth_token *who;
+    return gate_http(g, req, need, scopes, &who);
+}
+
+int auth_gate_http_as(struct auth_gate *g, struct evhttp_request *req, unsigned need,
+                      unsigned *scopes, char *name, size_t namelen)
+{
+    const struct auth_token *who = NULL;
+    int rc = gate_http(g, req, need, scopes, &who);
+    if (rc)
+        snprintf(name, namelen, "%s", who ? who->name : "");
+    return rc;
+}
+
+static int gate_http(struct auth_gate *g, struct evhttp_request *req, unsigned need,
+                     unsigned *scopes, const struct auth_token **who)
+{
+    *who = NULL;
     if (!g->tokens) {
         *scopes = AUTH_ALL;
         return 1;
@@ -559,5 +577,6 @@ int auth_gate_http(struct auth_gate *g, struct evhttp_request *req, unsigned nee
         return 0;
     }
     *scopes = t->scopes;
+    *who = t;
     return 1;
 }

@@ -144,6 +144,9 @@ int auth_line_kind(const char *line, size_t len);
  * token as a bearer token does. */
 int auth_gate_http(struct auth_gate *g, struct evhttp_request *req, unsigned need,
                    unsigned *scopes);
+/* auth_gate_http, and the token's name into name ("" without auth). */
+int auth_gate_http_as(struct auth_gate *g, struct evhttp_request *req, unsigned need,
+                      unsigned *scopes, char *name, size_t namelen);
 /* The token a verified client certificate names on bev (a TLS connection),
  * or NULL; *cn gets the CN (empty when there is none). */
 const struct auth_token *auth_gate_cert(struct auth_gate *g, struct bufferevent *bev, char *cn,

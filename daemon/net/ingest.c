@@ -31,10 +31,7 @@ static void answer(struct evbuffer *out, const char *id, enum ingest_status st, 
 {
     struct sbuf b = {0};
     sb_str(&b, "{\"id\":");
-    if (id)
-        sb_json_str(&b, id, strlen(id));
-    else
-        sb_str(&b, "null");
+    sb_json_str_or_null(&b, id);
     switch (st) {
     case IN_OK:
         sb_str(&b, ",\"status\":\"ok\"");
@@ -101,6 +98,8 @@ enum ingest_status ingest_line(struct engine *e, const char *line, size_t len, u
     struct eng_report rep = {0};
     switch (event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo)) {
     case EV_OK:
+        ev.line = line; /* kept as received by daemon.event_log */
+        ev.line_len = len;
         /* the request's flags (HTTP ?dry=1&explain=1) win over the line's */
         ev.dry |= (flags & INGEST_DRY) != 0;
         ev.explain |= (flags & INGEST_EXPLAIN) != 0;

@@ -5,7 +5,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
+#include "config/config.h"
 #include "lib/util.h"
+#include "mktd_gitversion.h"
 #include "store/checkpointer.h"
 
 /* Commit latency bucket bounds, microseconds. */
@@ -293,4 +297,89 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
                              "by cap and campaign.\n"
                              "# TYPE mktd_actions_capped_total counter\n");
     engine_capped_foreach(e, render_capped, out);
+}
+
+/* ---- the config running, the last reload, the build ---- */
+
+const char *metrics_version(void)
+{
+    return MKTD_GIT_DESCRIBE[0] ? MKTD_VERSION_STRING " (git " MKTD_GIT_DESCRIBE ")"
+                                : MKTD_VERSION_STRING;
+}
+
+void metrics_sha256_hex(const char *text, size_t len, char *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(text, len, md, &n, EVP_sha256(), NULL))
+        n = 0;
+    for (unsigned int i = 0; i < n && i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+    out[2 * (n < 32 ? n : 32)] = 0;
+}
+
+void metrics_config_loaded(struct metrics *m, const struct config *c, int64_t now_ms)
+{
+    metrics_sha256_hex(c->text ? c->text : "", c->text ? c->text_len : 0, m->config_sha256);
+    m->config_loaded_ms = now_ms;
+}
+
+void metrics_reload_result(struct metrics *m, int64_t now_ms, const char *error)
+{
+    m->reload_ms = now_ms;
+    m->reload_ok = error == NULL;
+    snprintf(m->reload_error, sizeof(m->reload_error), "%s", error ? error : "");
+}
+
+void metrics_render_config(const struct metrics *m, struct evbuffer *out)
+{
+    evbuffer_add_printf(out,
+                        "# HELP mktd_build_info The running mktd's version (git: git describe "
+                        "at build time, empty from a release tarball).\n"
+                        "# TYPE mktd_build_info gauge\n"
+                        "mktd_build_info{version=\"%s\",git=\"%s\"} 1\n"
+                        "# HELP mktd_config_info The config running: SHA-256 of its text.\n"
+                        "# TYPE mktd_config_info gauge\n"
+                        "mktd_config_info{sha256=\"%s\"} 1\n"
+                        "# HELP mktd_config_loaded_timestamp_seconds When the config running "
+                        "was loaded.\n"
+                        "# TYPE mktd_config_loaded_timestamp_seconds gauge\n"
+                        "mktd_config_loaded_timestamp_seconds %.3f\n",
+                        MKTD_VERSION_STRING, MKTD_GIT_DESCRIBE, m->config_sha256,
+                        (double)m->config_loaded_ms / 1000.0);
+    if (m->reload_ms)
+        evbuffer_add_printf(out,
+                            "# HELP mktd_last_reload_timestamp_seconds When the last reload "
+                            "ended.\n"
+                            "# TYPE mktd_last_reload_timestamp_seconds gauge\n"
+                            "mktd_last_reload_timestamp_seconds %.3f\n"
+                            "# HELP mktd_last_reload_success Whether the last reload worked "
+                            "(1) or was refused (0).\n"
+                            "# TYPE mktd_last_reload_success gauge\n"
+                            "mktd_last_reload_success %d\n",
+                            (double)m->reload_ms / 1000.0, m->reload_ok);
+}
+
+void metrics_health_json(const struct metrics *m, const struct config *c, struct sbuf *j)
+{
+    sb_str(j, ",\"version\":");
+    const char *v = metrics_version();
+    sb_json_str(j, v, strlen(v));
+    sb_fmt(j, ",\"config\":{\"sha256\":\"%s\",\"loaded_at\":%lld,\"path\":", m->config_sha256,
+           (long long)m->config_loaded_ms);
+    sb_json_str(j, c->path, strlen(c->path));
+    sb_str(j, ",\"database\":");
+    sb_json_str(j, c->database, strlen(c->database));
+    sb_str(j, "},\"last_reload\":");
+    if (!m->reload_ms) {
+        sb_str(j, "null");
+        return;
+    }
+    sb_fmt(j, "{\"at\":%lld,\"result\":\"%s\"", (long long)m->reload_ms,
+           m->reload_ok ? "ok" : "error");
+    if (!m->reload_ok) {
+        sb_str(j, ",\"error\":");
+        sb_json_str(j, m->reload_error, strlen(m->reload_error));
+    }
+    sb_str(j, "}");
 }

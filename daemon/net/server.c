@@ -39,11 +39,13 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "config/diff.h"
 #include "config/lint.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "net/admin.h"
 #include "net/auth.h"
 #include "net/ingest.h"
 #include "net/metrics.h"
@@ -51,6 +53,7 @@
 #include "out/out.h"
 #include "out/retention.h"
 #include "store/dblock.h"
+#include "store/privacy.h"
 
 #define OUT_HIGH (4u << 20)    /* stop reading a client with this much unread */
 #define OUT_LOW (1u << 20)     /* and resume below this */
@@ -94,6 +97,8 @@ struct conn {
     int spoke;            /* a non-blank line was taken */
     int shut;             /* rejected: our side is shut, lingering */
     struct event *linger; /* rejected: the longest we wait for the peer to go */
+    unsigned scopes;      /* for control lines: AUTH_ALL on a Unix socket, else the token's */
+    char who[136];        /* who sends them, for oplog: "uid:N" or the token's name */
 };
 
 struct http_req {
@@ -104,6 +109,7 @@ struct http_req {
 struct server {
     struct event_base *base;
     char *config_path;
+    char reload_refused[512]; /* why reload_allowed said no */
     struct store *st;
     struct dblock *lock; /* one daemon per database */
     struct engine *eng;
@@ -478,6 +484,8 @@ static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
     c->by_cert = by_cert;
     snprintf(c->token, sizeof(c->token), "%s", t->name);
     memcpy(c->hash, t->hash, sizeof(c->hash));
+    c->scopes = t->scopes;
+    snprintf(c->who, sizeof(c->who), "%s", t->name);
     c->sink.flags = scope_flags(t->scopes);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     log_debug("connection from %s port %d: authenticated as %s%s", c->peer, c->port, t->name,
@@ -581,6 +589,7 @@ static void conns_recheck(struct server *s)
                                                 : auth_token_by_hash(s->auth.tokens, c->hash);
         if (t && strcmp(t->name, c->token) == 0) {
             c->sink.flags = scope_flags(t->scopes);
+            c->scopes = t->scopes;
             continue;
         }
         log_warn("connection from %s port %d: token %s is no longer in the tokens file; closed",
@@ -593,6 +602,38 @@ static void conns_recheck(struct server *s)
         evbuffer_drain(in, evbuffer_get_length(in));
         conn_maybe_close(c);
     }
+}
+
+/* A control line (net/admin.h): forget or export, from a Unix socket
+ * (its clients are admins by the socket's permissions) or a token with
+ * scope admin, answered in its place among the connection's answers. 1
+ * when line was one. */
+static int conn_admin_line(struct conn *c, enum frame fr, const char *line, size_t len)
+{
+    char *user;
+    const char *why;
+    enum admin_op op = fr == FRAME_LINE ? admin_line(line, len, &user, &why) : ADMIN_NONE;
+    if (op == ADMIN_NONE)
+        return 0;
+    struct server *s = c->sink.srv;
+    struct sbuf b = {0};
+    if (!user)
+        admin_error(&b, "invalid", why);
+    else if (!(c->scopes & AUTH_ADMIN))
+        admin_error(&b, "forbidden",
+                    "forget and export need a Unix socket or a token with scope admin");
+    else if (s->stopping)
+        admin_error(&b, "internal", "stopping");
+    else {
+        commit_and_flush(s); /* the answers before it go first */
+        admin_run(s->eng, op, user, c->who, &b);
+        reschedule_timer(s);
+    }
+    evbuffer_add(c->sink.pending, b.s, b.len);
+    mark_dirty(&c->sink);
+    sb_free(&b);
+    free(user);
+    return 1;
 }
 
 /* Takes every line the connection has buffered (at end of stream, the last
@@ -619,7 +660,7 @@ static void conn_read_lines(struct conn *c, int eof)
             fr == FRAME_LINE ? (const char *)evbuffer_pullup(in, (ssize_t)len) : NULL;
         if (c->need_auth)
             conn_auth_line(c, fr, line, len);
-        else if (!conn_auth_echo(c, fr, line, len))
+        else if (!conn_auth_echo(c, fr, line, len) && !conn_admin_line(c, fr, line, len))
             take_frame(&c->sink, fr, line, len);
         if (c->rejected)
             break; /* the input was dropped */
@@ -762,6 +803,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->tls = kind == LS_TLS;
     c->need_auth = kind != LS_UNIX && kind != LS_UNIX_PASSED && s->auth.tokens;
     peer_name(sa, len, c->peer, sizeof(c->peer), &c->port);
+    if (kind == LS_UNIX || kind == LS_UNIX_PASSED) {
+        struct ucred cr;
+        socklen_t crlen = sizeof(cr);
+        c->scopes = AUTH_ALL;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
+            snprintf(c->who, sizeof(c->who), "uid:%u", (unsigned)cr.uid);
+        else
+            snprintf(c->who, sizeof(c->who), "unix");
+    }
     if (c->need_auth) { /* a client that never authenticates does not hold a slot */
         struct timeval tv = {AUTH_LINE_TIMEOUT_S, 0};
         bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -1095,6 +1145,74 @@ static void http_events(struct evhttp_request *req, void *arg)
     evbuffer_free(h.sink.pending);
 }
 
+/* POST /v1/forget and /v1/export (also GET /v1/export): the user as
+ * ?user=U or a body {"user":U}; scope admin; answered with the control
+ * line's answer (net/admin.h) as a JSON body. */
+static void http_admin(struct evhttp_request *req, struct server *s, enum admin_op op)
+{
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_POST && !(op == ADMIN_EXPORT && cmd == EVHTTP_REQ_GET)) {
+        evhttp_send_error(req, 405, op == ADMIN_EXPORT ? "GET or POST" : "POST only");
+        return;
+    }
+    unsigned scopes;
+    char who[160];
+    if (!auth_gate_http_as(&s->auth, req, AUTH_ADMIN, &scopes, who, sizeof(who)))
+        return; /* answered: 401 or 403 */
+    if (!who[0])
+        snprintf(who, sizeof(who), "http");
+    char *user = NULL;
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq kv;
+    if (q && *q && evhttp_parse_query_str(q, &kv) == 0) {
+        const char *u = evhttp_find_header(&kv, "user");
+        if (u)
+            user = xstrdup(u);
+        evhttp_clear_headers(&kv);
+    }
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    if (!user && n > 0 && n <= 65536) {
+        json_t *j = json_loadb((const char *)evbuffer_pullup(body, -1), n, 0, NULL);
+        json_t *u = json_object_get(j, "user");
+        if (json_is_string(u))
+            user = xstrndup(json_string_value(u), json_string_length(u));
+        json_decref(j);
+    }
+    struct sbuf b = {0};
+    int code = 200;
+    if (!user || !*user || strlen(user) > 128) {
+        admin_error(&b, "invalid",
+                    "name the user: ?user=U or a body {\"user\":\"U\"}, 1-128 bytes");
+        code = 400;
+    } else if (s->stopping) {
+        admin_error(&b, "internal", "stopping");
+        code = 503;
+    } else {
+        commit_and_flush(s);
+        if (admin_run(s->eng, op, user, who, &b) < 0)
+            code = 500;
+        reschedule_timer(s);
+    }
+    free(user);
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", out);
+    evbuffer_free(out);
+}
+
+static void http_forget(struct evhttp_request *req, void *arg)
+{
+    http_admin(req, arg, ADMIN_FORGET);
+}
+
+static void http_export(struct evhttp_request *req, void *arg)
+{
+    http_admin(req, arg, ADMIN_EXPORT);
+}
+
 static void health_reply(struct server *s, struct evhttp_request *req)
 {
     struct sbuf j = {0};
@@ -1105,7 +1223,9 @@ static void health_reply(struct server *s, struct evhttp_request *req)
         sb_json_str(&j, s->unwritable_reason, strlen(s->unwritable_reason));
         sb_fmt(&j, ",\"since\":%lld", (long long)s->unwritable_since);
     }
-    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d}\n", engine_campaigns(s->eng), s->n_conns);
+    sb_fmt(&j, ",\"campaigns\":%zu,\"connections\":%d", engine_campaigns(s->eng), s->n_conns);
+    metrics_health_json(&s->m, cfg_of(s), &j);
+    sb_str(&j, "}\n");
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, j.s, j.len);
     sb_free(&j);
@@ -1122,12 +1242,19 @@ static void metrics_reply(struct server *s, struct evhttp_request *req)
         commit_and_flush(s); /* figures of committed work only */
     struct evbuffer *b = evbuffer_new();
     metrics_render(&s->m, s->eng, s->st, b);
+    metrics_render_config(&s->m, b);
     outs_metrics(s->outs, b);
     evbuffer_add_printf(
         b,
         "# HELP mktd_actions_pruned_total Actions deleted by retention since start.\n"
         "# TYPE mktd_actions_pruned_total counter\nmktd_actions_pruned_total %llu\n",
         (unsigned long long)retention_pruned(s->retention));
+    evbuffer_add_printf(b,
+                        "# HELP mktd_event_log_pruned_total Logged events deleted past "
+                        "daemon.event_log.keep since start.\n"
+                        "# TYPE mktd_event_log_pruned_total counter\n"
+                        "mktd_event_log_pruned_total %llu\n",
+                        (unsigned long long)retention_log_pruned(s->retention));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
@@ -1348,6 +1475,8 @@ static int http_start(struct server *s, const struct config *cfg)
         evhttp_set_bevcb(s->http, tls_http_bevcb, &s->tls_ctx);
     evhttp_set_cb(s->http, "/report", http_report, s);
     evhttp_set_cb(s->http, "/v1/report", http_report, s);
+    evhttp_set_cb(s->http, "/v1/forget", http_forget, s);
+    evhttp_set_cb(s->http, "/v1/export", http_export, s);
     char spec[300], err[256];
     struct addr a;
     snprintf(spec, sizeof(spec), "tcp:%s", hp);
@@ -1371,57 +1500,36 @@ static int http_start(struct server *s, const struct config *cfg)
 
 /* ---- reload ---- */
 
-static int same_list(char *const *a, size_t na, char *const *b, size_t nb)
-{
-    if (na != nb)
-        return 0;
-    for (size_t i = 0; i < na; i++)
-        if (strcmp(a[i], b[i]) != 0)
-            return 0;
-    return 1;
-}
-
-static int same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-/* Settings that only a restart may change. */
+/* Settings that only a restart may change (config/diff.c, which `mktd
+ * check --running` shares). */
 static int reload_allowed(struct server *s, const struct config *nc)
 {
-    const struct config *oc = cfg_of(s);
-    const char *what = NULL;
-    if (strcmp(oc->database, nc->database) != 0)
-        what = "database";
-    else if (oc->clock_event != nc->clock_event)
-        what = "clock";
-    else if (!same_list(oc->listen, oc->n_listen, nc->listen, nc->n_listen))
-        what = "listen";
-    else if (!same_str(oc->http, nc->http))
-        what = "http";
-    else if (!same_str(oc->metrics, nc->metrics))
-        what = "metrics";
-    else if (!oc->tokens_file != !nc->tokens_file)
-        what = "auth"; /* turning auth on or off */
-    else if (!oc->tls_cert != !nc->tls_cert)
-        what = "tls";
-    if (what) {
-        log_error("reload refused: `%s` changed; that needs a restart", what);
-        return 0;
-    }
-    for (size_t i = 0; i < nc->n_campaigns; i++) {
-        for (size_t j = 0; j < oc->n_campaigns; j++) {
-            const struct campaign_cfg *c = &oc->campaigns[j];
-            if (strcmp(c->id, nc->campaigns[i].id) == 0 &&
-                strcmp(c->plugin, nc->campaigns[i].plugin) != 0) {
-                log_error("reload refused: campaign %s changed its plugin from %s to %s; that "
-                          "needs a restart",
-                          c->id, c->plugin, nc->campaigns[i].plugin);
-                return 0;
-            }
+    struct config_change *ch;
+    size_t n = config_diff(cfg_of(s), nc, &ch);
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        if (!ch[i].restart)
+            continue;
+        ok = 0;
+        if (strncmp(ch[i].key, "campaign ", 9) == 0) {
+            const struct campaign_cfg *nc_c = NULL, *oc_c = NULL;
+            for (size_t j = 0; j < nc->n_campaigns; j++)
+                if (strcmp(nc->campaigns[j].id, ch[i].key + 9) == 0)
+                    nc_c = &nc->campaigns[j];
+            for (size_t j = 0; j < cfg_of(s)->n_campaigns; j++)
+                if (strcmp(cfg_of(s)->campaigns[j].id, ch[i].key + 9) == 0)
+                    oc_c = &cfg_of(s)->campaigns[j];
+            snprintf(s->reload_refused, sizeof(s->reload_refused),
+                     "%s changed its plugin from %s to %s; that needs a restart", ch[i].key,
+                     oc_c ? oc_c->plugin : "?", nc_c ? nc_c->plugin : "?");
+        } else {
+            snprintf(s->reload_refused, sizeof(s->reload_refused),
+                     "`%s` changed; that needs a restart", ch[i].key);
         }
+        log_error("reload refused: %s", s->reload_refused);
     }
-    return 1;
+    config_changes_free(ch, n);
+    return ok;
 }
 
 /* The tokens file and the TLS context of a config, read before anything
@@ -1429,17 +1537,37 @@ static int reload_allowed(struct server *s, const struct config *nc)
 static int reload_security(const struct config *nc, struct auth_tokens **tok, SSL_CTX **tls,
                            struct errs *errs)
 {
-    char err[512];
+    char err[512], note[4200];
     if (nc->tokens_file && !(*tok = auth_tokens_load(nc->tokens_file, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tokens_file, note, sizeof(note)));
         return -1;
     }
     if (nc->tls_cert &&
         !(*tls = tls_server_ctx(nc->tls_cert, nc->tls_key, nc->tls_client_ca, err, sizeof(err)))) {
-        errs_add(errs, "%s", err);
+        errs_add(errs, "%s%s", err, config_path_note(nc, nc->tls_cert, note, sizeof(note)));
         return -1;
     }
     return 0;
+}
+
+/* A config refused on reload (or start), in oplog (spec 14): its hash
+ * when the file can be read, and why. Between batches. */
+static void oplog_config_error(struct server *s, const struct config *nc, const char *msg)
+{
+    struct sbuf t = {0};
+    const char *text = NULL;
+    size_t len = 0;
+    if (nc && nc->text) {
+        text = nc->text;
+        len = nc->text_len;
+    } else if (read_file(s->config_path, &t, NULL) == 0) {
+        text = t.s ? t.s : "";
+        len = t.len;
+    }
+    if (store_oplog_config(s->st, wall_ms(), engine_actor(s->eng), s->config_path, text, len, msg) <
+        0)
+        log_warn("oplog: %s", store_errmsg(s->st));
+    sb_free(&t);
 }
 
 static void reload(struct server *s)
@@ -1454,14 +1582,27 @@ static void reload(struct server *s)
     struct errs errs = {0};
     struct config *nc = config_load(s->config_path, &errs);
     struct world *w = NULL;
+    s->reload_refused[0] = 0;
     SSL_CTX *ntls = NULL;
     struct auth_tokens *ntok = NULL;
     if (nc && reload_allowed(s, nc) && reload_security(nc, &ntok, &ntls, &errs) == 0)
         w = world_build(nc, &errs);
+    engine_set_actor(s->eng, "SIGHUP");
     if (!w) {
         for (size_t i = 0; i < errs.n; i++)
             log_error("%s", errs.msg[i]);
         log_error("reload failed; the running config stays");
+        metrics_reload_result(&s->m, wall_ms(),
+                              errs.n                 ? errs.msg[0]
+                              : s->reload_refused[0] ? s->reload_refused
+                                                     : "refused");
+        commit_and_flush(s); /* between batches */
+        char *msg = errs_join(&errs);
+        oplog_config_error(s, nc,
+                           msg && *msg            ? msg
+                           : s->reload_refused[0] ? s->reload_refused
+                                                  : "refused");
+        free(msg);
         auth_tokens_free(ntok);
         SSL_CTX_free(ntls);
         if (nc)
@@ -1477,6 +1618,8 @@ static void reload(struct server *s)
     char err[512];
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("reload failed: %s; the running config stays", err);
+        metrics_reload_result(&s->m, wall_ms(), err);
+        oplog_config_error(s, nc, err);
         world_free(w);
         auth_tokens_free(ntok);
         SSL_CTX_free(ntls);
@@ -1513,6 +1656,8 @@ static void reload(struct server *s)
         log_info("reloaded: %zu campaigns in %.1f ms", world_campaigns(w),
                  (double)(metrics_now_us() - t0) / 1000.0);
         s->m.reloads_ok++;
+        metrics_config_loaded(&s->m, nc, wall_ms());
+        metrics_reload_result(&s->m, wall_ms(), NULL);
     }
     reschedule_timer(s);
     notify("READY=1");
@@ -1611,12 +1756,20 @@ int server_run(const char *config_path)
     errs_free(&errs);
     log_level = cfg->log_level;
     config_lint_log(cfg);
-    char err[512];
+    char err[512], note[4200];
+    /* a relative database an older mktd found from the current directory
+     * is not silently replaced by a new, empty one (spec 18) */
+    if (config_database_moved(cfg, note, sizeof(note))) {
+        log_error("%s", note);
+        world_free(w);
+        free(s->config_path);
+        return 1;
+    }
     addr_mkdir_parent(cfg->database);
     /* before the database is opened (a migration writes) and before any
      * socket is touched */
     if (dblock_take(cfg->database, &s->lock, err, sizeof(err)) < 0) {
-        log_error("%s", err);
+        log_error("%s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
@@ -1625,7 +1778,7 @@ int server_run(const char *config_path)
         store_background_checkpoints(s->st, err, sizeof(err)) < 0) {
         store_close(s->st);
         dblock_release(s->lock);
-        log_error("database %s", err);
+        log_error("database %s%s", err, config_path_note(cfg, cfg->database, note, sizeof(note)));
         world_free(w);
         free(s->config_path);
         return 1;
@@ -1639,6 +1792,7 @@ int server_run(const char *config_path)
     }
     if (engine_swap(s->eng, w, err, sizeof(err)) < 0) {
         log_error("%s", err);
+        oplog_config_error(s, cfg, err);
         world_free(w);
         goto out;
     }
@@ -1662,6 +1816,7 @@ int server_run(const char *config_path)
     event_add(s->sig_int, NULL);
     s->sync_full = cfg->sync_full;
     metrics_init(&s->m, s->eng, s->st);
+    metrics_config_loaded(&s->m, cfg, wall_ms());
     auth_gate_init(&s->auth, s->base);
     {
         struct errs serr = {0};

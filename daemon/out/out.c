@@ -93,28 +93,6 @@ static void tick(struct out *o);
 
 /* ---- formats ---- */
 
-void out_action_json(struct sbuf *b, const struct store_action *a)
-{
-    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
-    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
-    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
-    sb_fmt(b, "{\"seq\":%lld,\"ts\":%lld,\"campaign\":", (long long)a->seq, (long long)a->ts);
-    for (int i = 0; i < 4; i++) {
-        if (i > 0)
-            sb_str(b, names[i - 1]);
-        if (!vals[i])
-            sb_str(b, "null");
-        else
-            sb_json_str(b, vals[i], lens[i]);
-    }
-    sb_str(b, ",\"payload\":");
-    if (a->payload)
-        sb_add(b, a->payload, a->payload_len);
-    else
-        sb_str(b, "null");
-    sb_str(b, "}\n");
-}
-
 void out_signature(const char *key, size_t key_len, const char *body, size_t len, char *hex)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -251,7 +229,7 @@ static int add_row(void *arg, const struct store_action *a)
         o->first = a->seq;
     o->last = a->seq;
     o->count++;
-    out_action_json(&o->body, a);
+    store_action_json(&o->body, a);
     return 0;
 }
 

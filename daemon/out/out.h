@@ -34,8 +34,6 @@ void outs_metrics(struct outs *os, struct evbuffer *out);
  * are none): retention keeps every action after it. */
 int64_t outs_min_position(struct outs *os);
 
-/* An action as the NDJSON line the daemon prints (mktd actions, outputs). */
-void out_action_json(struct sbuf *b, const struct store_action *a);
 /* "sha256=" and the hex HMAC-SHA256 of body under key, into hex (>= 72 bytes). */
 void out_signature(const char *key, size_t key_len, const char *body, size_t len, char *hex);
 /* A filter list as a JSON array of strings (malloc'd), NULL for none. */

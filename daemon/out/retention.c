@@ -6,7 +6,12 @@
  * position of the configured outputs (what they have not delivered stays)
  * and before the last action; from there it goes on every NEXT_MS (over
  * what came since, and what an output delivered since), and starts over
- * from the first action every SWEEP_MS (actions age meanwhile). */
+ * from the first action every SWEEP_MS (actions age meanwhile).
+ *
+ * daemon.event_log.keep (spec 13) prunes event_log the same way on a timer
+ * of its own: CHUNK rows received before now - keep per delete, the next
+ * chunk at once (a zero timer, so the loop serves clients in between)
+ * while a chunk was full, else again after NEXT_MS. */
 #include "out/retention.h"
 
 #include <stddef.h>
@@ -14,6 +19,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "store/eventlog.h"
 
 #define CHUNK 1000
 #define START_MS 1000   /* the first sweep, after a start or a reload */
@@ -26,12 +32,16 @@ struct retention {
     struct store *st;
     struct outs *outs;
     struct event *ev;
-    int64_t keep_ms; /* 0: off */
-    int64_t cap_ms;  /* the longest cap window */
-    int64_t cursor;  /* the sweep has looked at every seq up to here */
-    uint64_t swept;  /* deleted by the sweep under way */
-    uint64_t pruned; /* since start */
-    int64_t started; /* wall ms the sweep under way started from the first action */
+    int64_t keep_ms;      /* 0: off */
+    int64_t cap_ms;       /* the longest cap window */
+    int64_t cursor;       /* the sweep has looked at every seq up to here */
+    uint64_t swept;       /* deleted by the sweep under way */
+    uint64_t pruned;      /* since start */
+    int64_t started;      /* wall ms the sweep under way started from the first action */
+    struct event *log_ev; /* event_log's pruning */
+    int64_t log_keep_ms;  /* daemon.event_log.keep; 0: off */
+    uint64_t log_swept;   /* event_log rows deleted by the sweep under way */
+    uint64_t log_pruned;  /* since start */
 };
 
 int64_t retention_cap_window_ms(const struct config *cfg)
@@ -90,6 +100,34 @@ static void step(evutil_socket_t fd, short what, void *arg)
     schedule(r, NEXT_MS);
 }
 
+static void log_step(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct retention *r = arg;
+    if (!r->log_keep_ms)
+        return;
+    struct timeval now = {0, 0};
+    int n = store_eventlog_prune(r->st, wall_ms() - r->log_keep_ms, CHUNK);
+    if (n < 0) {
+        log_debug("retention: the database refused an event_log delete; trying again later");
+        now.tv_sec = ERROR_MS / 1000;
+        evtimer_add(r->log_ev, &now);
+        return;
+    }
+    r->log_swept += (uint64_t)n;
+    r->log_pruned += (uint64_t)n;
+    if (n == CHUNK) { /* more, after the loop's other work */
+        evtimer_add(r->log_ev, &now);
+        return;
+    }
+    if (r->log_swept)
+        log_info("retention: %llu logged events older than %lld s pruned",
+                 (unsigned long long)r->log_swept, (long long)(r->log_keep_ms / 1000));
+    r->log_swept = 0;
+    now.tv_sec = NEXT_MS / 1000;
+    evtimer_add(r->log_ev, &now);
+}
+
 struct retention *retention_new(struct event_base *base, struct store *st, struct outs *outs)
 {
     struct retention *r = xcalloc(1, sizeof(*r));
@@ -97,6 +135,7 @@ struct retention *retention_new(struct event_base *base, struct store *st, struc
     r->st = st;
     r->outs = outs;
     r->ev = evtimer_new(base, step, r);
+    r->log_ev = evtimer_new(base, log_step, r);
     return r;
 }
 
@@ -105,6 +144,7 @@ void retention_free(struct retention *r)
     if (!r)
         return;
     event_free(r->ev);
+    event_free(r->log_ev);
     free(r);
 }
 
@@ -119,6 +159,19 @@ void retention_configure(struct retention *r, const struct config *cfg)
         schedule(r, START_MS);
     else
         evtimer_del(r->ev);
+    r->log_keep_ms = cfg->event_log_keep_ms;
+    r->log_swept = 0;
+    if (r->log_keep_ms) {
+        struct timeval tv = {START_MS / 1000, 0};
+        evtimer_add(r->log_ev, &tv);
+    } else {
+        evtimer_del(r->log_ev);
+    }
+}
+
+uint64_t retention_log_pruned(const struct retention *r)
+{
+    return r ? r->log_pruned : 0;
 }
 
 uint64_t retention_pruned(const struct retention *r)

@@ -20,6 +20,8 @@ void retention_free(struct retention *r);
 void retention_configure(struct retention *r, const struct config *cfg);
 /* Actions pruned since start. */
 uint64_t retention_pruned(const struct retention *r);
+/* event_log rows pruned since start (daemon.event_log.keep). */
+uint64_t retention_log_pruned(const struct retention *r);
 
 /* The longest window over which frequency caps (spec 11) count a user's
  * actions (the largest `per`), in ms: retention keeps every action younger

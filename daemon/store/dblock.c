@@ -120,6 +120,26 @@ int dblock_take(const char *db, struct dblock **out, char *err, size_t errlen)
     }
 }
 
+long dblock_holder(const char *db)
+{
+    if (!*db || strcmp(db, ":memory:") == 0)
+        return 0;
+    char *path = lock_path(db);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0)
+        return 0;
+    long pid = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            pid = (pid = holder_pid(fd)) > 0 ? pid : -1;
+    } else {
+        flock(fd, LOCK_UN);
+    }
+    close(fd);
+    return pid;
+}
+
 void dblock_release(struct dblock *l)
 {
     if (!l)

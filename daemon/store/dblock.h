@@ -14,6 +14,9 @@ struct dblock;
  * when the lock file cannot be used. ":memory:" takes no lock (*out
  * NULL, 0). */
 int dblock_take(const char *db, struct dblock **out, char *err, size_t errlen);
+/* Whether a process holds the lock of database db: its pid, -1 when held
+ * by a process that wrote none, 0 when not held (or no lock file). */
+long dblock_holder(const char *db);
 /* Empties the pid and lets the lock go (NULL: nothing). */
 void dblock_release(struct dblock *l);
 

@@ -205,6 +205,10 @@ static const char *const migrations[] = {
     "CREATE TABLE outputs (id TEXT PRIMARY KEY, position INTEGER NOT NULL,"
     "  delivered INTEGER NOT NULL DEFAULT 0, last_success INTEGER, last_error TEXT,"
     "  last_error_at INTEGER) WITHOUT ROWID;",
+
+    /* 5: per-database secrets, such as the key behind forget's pseudonyms
+     * (store/privacy.c; spec 14) */
+    "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
 };
 
 const char *store_migration(int v)
@@ -225,7 +229,18 @@ struct store {
     int write_errcode;       /* the last one's SQLite code */
     char write_errmsg[160];  /* and message */
     sqlite3_stmt *outq[12];  /* outputs' statements (store_output_*), prepared on first use */
+    sqlite3_stmt *cached[4]; /* store_cached's (other files of store/), prepared on first use */
 };
+
+sqlite3_stmt *store_cached(struct store *s, int slot, const char *text)
+{
+    if (slot < 0 || slot >= (int)(sizeof(s->cached) / sizeof(s->cached[0])))
+        return NULL;
+    if (!s->cached[slot] && sqlite3_prepare_v3(s->db, text, -1, SQLITE_PREPARE_PERSISTENT,
+                                               &s->cached[slot], NULL) != SQLITE_OK)
+        return NULL;
+    return s->cached[slot];
+}
 
 const char *store_errmsg(struct store *s)
 {
@@ -424,6 +439,8 @@ void store_close(struct store *s)
         sqlite3_finalize(s->rd[i]); /* readers' statements */
     for (size_t i = 0; i < sizeof(s->outq) / sizeof(s->outq[0]); i++)
         sqlite3_finalize(s->outq[i]);
+    for (size_t i = 0; i < sizeof(s->cached) / sizeof(s->cached[0]); i++)
+        sqlite3_finalize(s->cached[i]);
     for (int k = 0; k < 5; k++)
         for (int o = 0; o < 5; o++)
             sqlite3_finalize(s->row[k][o]);
@@ -814,6 +831,11 @@ static void fingerprint(const char *text, size_t len, char out[17])
         h *= 1099511628211ULL;
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void store_config_hash(const char *text, size_t len, char out[17])
+{
+    fingerprint(text, len, out);
 }
 
 int store_config_record(struct store *s, const char *path, const char *text, size_t len, int64_t at)

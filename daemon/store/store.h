@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* The SQL that takes schema version v (0: an empty database) to v + 1;
  * NULL past the last. Tests build databases of older versions with it. */
@@ -109,6 +109,8 @@ int store_unique_owner(struct store *s, const char *ns, const char *key, char **
 int store_campaign_seen(struct store *s, const char *id, const char *plugin);
 int store_config_record(struct store *s, const char *path, const char *text, size_t len,
                         int64_t at);
+/* The configs table's hash of a config text: FNV-1a 64, 16 hex digits. */
+void store_config_hash(const char *text, size_t len, char out[17]);
 
 /* ---- outside the engine's batches ---- */
 
@@ -121,6 +123,10 @@ int store_set_synchronous(struct store *s, int full);
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen);
 /* The connection itself, for the other readers of daemon/store/ (report_q.c). */
 struct sqlite3 *store_sqlite(struct store *s);
+/* For the other files of store/: the statement of slot (0..3) on s's
+ * connection, prepared from sql on first use and kept until store_close
+ * (each slot always with the same sql); NULL when it cannot be. */
+struct sqlite3_stmt *store_cached(struct store *s, int slot, const char *sql);
 
 /* One row of the actions table (spec section 5). The strings are valid
  * during the callback; each is NULL for SQL NULL (event_id of a timer's
@@ -135,6 +141,10 @@ struct store_action {
  * or -EIO (store_errmsg says why). */
 int store_actions_foreach(struct store *s, int64_t since, const char *campaign,
                           int (*cb)(void *arg, const struct store_action *a), void *arg);
+/* Appends a as one JSON line ({"seq","ts","campaign","kind","user",
+ * "event_id","payload"} and a newline), as `mktd actions` prints it. */
+struct sbuf;
+void store_action_json(struct sbuf *b, const struct store_action *a);
 /* The largest action seq, 0 when there is none. */
 int store_action_last_seq(struct store *s, int64_t *seq);
 /* Calls cb once per campaign and kind with the number of actions of seq >

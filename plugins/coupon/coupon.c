@@ -9,6 +9,9 @@
  *   counters     per user "issued" (coupons ever issued to the user),
  *                campaign-wide "budget" (coupons ever issued)
  *
+ * on_forget gives the forgotten user's code records to the pseudonym (it
+ * reads every code record of the campaign: forget is rare).
+ *
  * With a budget it publishes the gauges `budget` and `budget_left` (coupons
  * it may still issue) for /metrics: on load and after each issue.
  *
@@ -454,6 +457,36 @@ static int coupon_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsi
     return 0;
 }
 
+/* ---- forget ---- */
+
+struct forget_arg {
+    mktd_ctx *ctx;
+    const char *user, *pseudonym;
+};
+
+/* A code record owned by the forgotten user is owned by the pseudonym (so
+ * the code stays unique and redeemed codes stay redeemed). */
+static int forget_code(void *arg, const char *key, const char *val, size_t len)
+{
+    struct forget_arg *f = arg;
+    struct code_rec rec;
+    const char *code = key + 5; /* "code:" */
+    (void)val, (void)len;
+    if (rec_get(f->ctx, code, &rec) < 0 || strcmp(rec.user, f->user) != 0)
+        return 0;
+    rec.user = f->pseudonym;
+    return rec_put(f->ctx, code, &rec);
+}
+
+static int coupon_on_forget(mktd_ctx *ctx, void *data, const char *user, const char *pseudonym)
+{
+    struct forget_arg f = {ctx, user, pseudonym};
+    (void)data;
+    if (!user || !pseudonym || !*user || !*pseudonym)
+        return -EINVAL;
+    return host->state_iter(ctx, NULL, "code:", forget_code, &f);
+}
+
 static const mktd_plugin coupon_plugin = {
     .abi_version = MKTD_ABI_VERSION,
     .struct_size = sizeof(mktd_plugin),
@@ -465,6 +498,7 @@ static const mktd_plugin coupon_plugin = {
     .on_event = coupon_on_event,
     .on_timer = NULL,
     .on_load = coupon_on_load,
+    .on_forget = coupon_on_forget,
 };
 
 MKTD_EXPORT const mktd_plugin *mktd_plugin_entry(const mktd_host *h)

@@ -10,8 +10,17 @@
  *             campaign-wide "order:<order_id>" = an order record, see
  *             order_encode(): buyer, paid amount, refunded so far, and each
  *             commission (level, beneficiary, amount, clawed back so far)
+ *             per referrer "kid:<referee>" = "" for each referee bound to it,
+ *             so that forgetting a referrer finds its referees' bindings
+ *             campaign-wide "kids" = "1" once every binding has its "kid:"
+ *             key (on_load adds them to bindings made before they existed)
  *   counters  per referrer "bound:<day>" (bindings accepted on that local
  *             day), per referee "qualified" (qualifying orders)
+ *
+ * on_forget (spec 14): the forgotten user's referees are bound to its
+ * pseudonym, its own referrer forgets it as a referee, and order records
+ * name the pseudonym as buyer or beneficiary (every order record is read:
+ * forget is rare).
  *
  * Only input events of an active campaign are looked at; internal events
  * (actions of other campaigns) are ignored.
@@ -496,6 +505,19 @@ static int put_binding(mktd_ctx *ctx, const char *user, const char *referrer, in
     return rc;
 }
 
+/* The referrer's "kid:<referee>" key. */
+static int put_kid(mktd_ctx *ctx, const char *referrer, const char *referee)
+{
+    char *key = concat("kid:", referee);
+    int rc;
+
+    if (!key)
+        return -ENOMEM;
+    rc = host->state_put(ctx, referrer, key, "", 0);
+    free(key);
+    return rc;
+}
+
 /* ---- binding ---- */
 
 static int emit_rejected(mktd_ctx *ctx, const char *user, const char *referrer, const char *reason)
@@ -574,6 +596,9 @@ static int on_signup(mktd_ctx *ctx, const struct referral *r, const mktd_event *
         return emit_rejected(ctx, user, referrer, "daily_cap");
 
     rc = put_binding(ctx, user, referrer, host->now(ctx));
+    if (rc < 0)
+        return rc;
+    rc = put_kid(ctx, referrer, user);
     if (rc < 0)
         return rc;
     o = host->obj_new(ctx);
@@ -798,6 +823,111 @@ static int referral_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, un
     return 0;
 }
 
+/* ---- load: the referees index of bindings older than it ---- */
+
+static int index_user(void *arg, const char *user, const mktd_profile *p)
+{
+    mktd_ctx *ctx = arg;
+    struct binding b;
+    int rc = get_binding(ctx, user, &b);
+
+    (void)p;
+    if (rc <= 0)
+        return rc;
+    return put_kid(ctx, b.referrer, user);
+}
+
+static int referral_on_load(mktd_ctx *ctx, void *data, int first)
+{
+    int rc = host->state_get(ctx, NULL, "kids", NULL, NULL);
+
+    (void)data;
+    if (rc != -ENOENT)
+        return rc;
+    if (!first) {
+        host->log(ctx, MKTD_LOG_INFO, "indexing the referees of every referrer (once)");
+        rc = host->users_foreach(ctx, index_user, ctx);
+        if (rc < 0)
+            return rc;
+    }
+    return host->state_put(ctx, NULL, "kids", "1", 1);
+}
+
+/* ---- forget ---- */
+
+struct forget_arg {
+    mktd_ctx *ctx;
+    const char *user, *pseudonym;
+};
+
+/* A referee of the forgotten user: bound to the pseudonym instead. */
+static int forget_kid(void *arg, const char *key, const char *val, size_t len)
+{
+    struct forget_arg *f = arg;
+    const char *referee = key + 4; /* "kid:" */
+    struct binding b;
+    int rc = get_binding(f->ctx, referee, &b);
+
+    (void)val, (void)len;
+    if (rc <= 0 || strcmp(b.referrer, f->user) != 0)
+        return rc < 0 ? rc : 0;
+    return put_binding(f->ctx, referee, f->pseudonym, b.ts);
+}
+
+/* An order record naming the forgotten user as buyer or beneficiary. */
+static int forget_order(void *arg, const char *key, const char *val, size_t len)
+{
+    struct forget_arg *f = arg;
+    struct order o;
+    int hit = 0, rc = 0;
+
+    if (order_decode(val, len, &o) < 0)
+        return 0;
+    if (strcmp(o.buyer, f->user) == 0) {
+        o.buyer = f->pseudonym;
+        hit = 1;
+    }
+    for (int i = 0; i < o.n; i++)
+        if (strcmp(o.c[i].beneficiary, f->user) == 0) {
+            o.c[i].beneficiary = f->pseudonym;
+            hit = 1;
+        }
+    if (hit)
+        rc = put_order(f->ctx, key, &o);
+    free(o.buf);
+    return rc;
+}
+
+static int referral_on_forget(mktd_ctx *ctx, void *data, const char *user, const char *pseudonym)
+{
+    struct forget_arg f = {ctx, user, pseudonym};
+    struct binding b;
+    int rc;
+
+    (void)data;
+    if (!user || !pseudonym || !*user || !*pseudonym)
+        return -EINVAL;
+    /* its referees (its own state goes after this, with the host) */
+    rc = host->state_iter(ctx, user, "kid:", forget_kid, &f);
+    if (rc < 0)
+        return rc;
+    /* its referrer's index names it: gone */
+    rc = get_binding(ctx, user, &b);
+    if (rc < 0)
+        return rc;
+    if (rc) {
+        char *key = concat("kid:", user);
+
+        if (!key)
+            return -ENOMEM;
+        rc = host->state_del(ctx, b.referrer, key);
+        free(key);
+        if (rc < 0 && rc != -ENOENT)
+            return rc;
+    }
+    return host->state_iter(ctx, NULL, "order:", forget_order, &f);
+}
+
 static const mktd_plugin referral_plugin = {
     .abi_version = MKTD_ABI_VERSION,
     .struct_size = sizeof(mktd_plugin),
@@ -808,7 +938,8 @@ static const mktd_plugin referral_plugin = {
     .destroy = referral_destroy,
     .on_event = referral_on_event,
     .on_timer = NULL,
-    .on_load = NULL,
+    .on_load = referral_on_load,
+    .on_forget = referral_on_forget,
 };
 
 MKTD_EXPORT const mktd_plugin *mktd_plugin_entry(const mktd_host *h)

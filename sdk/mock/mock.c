@@ -685,3 +685,45 @@ int mktd_mock_state(mktd_mock *m, const char *campaign, const char *user, const 
         *len = n;
     return 0;
 }
+
+/* ---- forget ---- */
+
+/* A recorded action read again: its user and payload as the store has
+ * them now. */
+static int reread_action(void *arg, const struct store_action *a)
+{
+    mktd_mock *m = arg;
+    size_t lo = 0, hi = m->n_acts;
+    while (lo < hi) { /* kept in seq order */
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->acts[mid].seq < a->seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < m->n_acts && m->acts[lo].seq == a->seq) {
+        free((char *)m->acts[lo].user);
+        free((char *)m->acts[lo].payload);
+        m->acts[lo].user = xstrdup(a->user);
+        m->acts[lo].payload = xstrdup(a->payload);
+    }
+    return 0;
+}
+
+int mktd_mock_forget(mktd_mock *m, const char *user, char *pseudonym, size_t size)
+{
+    char err[512], ps[64];
+    drop_vals(m);
+    int rc = engine_forget(m->e, user, "mock", ps, sizeof ps, err, sizeof err);
+    if (rc < 0) {
+        note("mock: forget: %s", err);
+        return rc;
+    }
+    if (pseudonym && size)
+        snprintf(pseudonym, size, "%s", ps);
+    int64_t from = m->n_acts ? m->acts[0].seq - 1 : m->read_seq;
+    if (store_actions_foreach(m->st, from, NULL, reread_action, m) < 0)
+        note("mock: reading actions: %s", store_errmsg(m->st));
+    read_actions(m); /* any recorded by on_forget */
+    return 0;
+}

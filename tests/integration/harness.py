@@ -118,7 +118,8 @@ def metric_lines(text):
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        m = re.fullmatch(r'([a-z_]+)(\{[a-z_]+="[^"\\]*"(?:,[a-z_]+="[^"\\]*")*\})? (\S+)', line)
+        m = re.fullmatch(r'([a-z_]+)(\{[a-z_][a-z0-9_]*="[^"\\]*"(?:,[a-z_][a-z0-9_]*="[^"\\]*")*\})? (\S+)',
+                         line)
         assert m, line
         vals[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return vals

@@ -565,6 +565,24 @@ static void test_readme_example(void)
     mktd_mock_free(m);
 }
 
+/* Forget (mktd_mock_forget): the run is the user's own state, which goes:
+ * the user's next check-in starts a new run. */
+static void test_forget(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char ps[64];
+    add_ok(m, "ci", "streak: 2\n");
+    CHECK_INT(checkin(m, "u1", D0), 0);
+    CHECK_INT(mktd_mock_state(m, "ci", "u1", "run", NULL, NULL), 0);
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), 0);
+    CHECK_INT(mktd_mock_state(m, "ci", "u1", "run", NULL, NULL), -ENOENT);
+    CHECK_INT(checkin(m, "u1", D0 + DAY_MS), 0);
+    CHECK_INT(mktd_mock_count(m), 0); /* day 1 of a new run, not day 2 */
+    CHECK_INT(checkin(m, "u1", D0 + 2 * DAY_MS), 0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_param_errors();
@@ -580,5 +598,6 @@ int main(void)
     test_group_and_caps();
     test_dry();
     test_readme_example();
+    test_forget();
     return check_done();
 }

@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "config/config.h"
+#include "config/diff.h"
 #include "config/yaml.h"
 #include "engine/hostcommon.h"
 #include "lib/util.h"
@@ -571,7 +573,7 @@ static void test_config_daemon_errors(void)
     CFG_ERR("daemon:\n  listn: x\n",
             "t.yaml:2:3: unknown key 'listn' (allowed: listen, http, database, plugin_dirs, "
             "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
-            "cluster)");
+            "cluster, event_log)");
     CFG_ERR("daemon:\n  commit:\n    max_batch: 0\n",
             "t.yaml:3:16: commit.max_batch: must be an integer from 1 to 1000000");
     CFG_ERR("daemon:\n  commit: {max_batch: 1000001}\n",
@@ -661,7 +663,7 @@ static void test_config_daemon_errors(void)
             "campaigns: 5\n",
             "t.yaml:4:3: unknown key 'bogus' (allowed: listen, http, database, plugin_dirs, "
             "clock, commit, limits, log, auth, tls, metrics, socket_mode, socket_group, retention, "
-            "cluster)\n"
+            "cluster, event_log)\n"
             "t.yaml:2:10: clock: must be wall or event\n"
             "t.yaml:3:23: commit.max_batch: must be an integer from 1 to 1000000\n"
             "t.yaml:3:40: commit.max_delay_ms: must be an integer from 0 to 10000\n"
@@ -1214,6 +1216,204 @@ static void test_host_props(void)
     json_decref(props);
 }
 
+/* ---- paths resolve against the config's folder (spec 18) ---- */
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_config_paths(void)
+{
+    char top[] = "/tmp/test_paths_XXXXXX";
+    CHECK(mkdtemp(top) != NULL);
+    char sub[300], cfgp[400], link[300], p[9000], oldcwd[4096];
+    snprintf(sub, sizeof(sub), "%s/etc", top);
+    CHECK(mkdir(sub, 0700) == 0);
+    snprintf(cfgp, sizeof(cfgp), "%s/mktd.yaml", sub);
+    write_text(cfgp, "daemon:\n"
+                     "  listen: [\"unix:../run/m.sock\", \"tcp:127.0.0.1:1\", \"unix:/abs.sock\"]\n"
+                     "  database: ../var/m.db\n"
+                     "  plugin_dirs: [plugins, ./p2, /usr/lib/p, \"..\"]\n"
+                     "  auth: {tokens_file: ./tokens}\n");
+    CHECK(getcwd(oldcwd, sizeof(oldcwd)) != NULL);
+    /* loaded from elsewhere, through a relative path with a symbolic link */
+    snprintf(link, sizeof(link), "%s/l", top);
+    CHECK(symlink("etc", link) == 0);
+    CHECK(chdir(top) == 0);
+    struct errs e = {0};
+    struct config *c = config_load("l/mktd.yaml", &e);
+    CHECK(c != NULL);
+    char real[4096];
+    CHECK(realpath(top, real) != NULL); /* /tmp may itself be a link */
+    if (c) {
+        snprintf(p, sizeof(p), "%s/etc", real);
+        CHECK_STR(c->dir, p);
+        CHECK_STR(c->path, "l/mktd.yaml"); /* messages name the file as given */
+        snprintf(p, sizeof(p), "%s/var/m.db", real);
+        CHECK_STR(c->database, p);
+        CHECK_STR(c->database_written, "../var/m.db");
+        snprintf(p, sizeof(p), "unix:%s/run/m.sock", real);
+        CHECK_STR(c->listen[0], p);
+        CHECK_STR(c->listen[1], "tcp:127.0.0.1:1");
+        CHECK_STR(c->listen[2], "unix:/abs.sock");
+        snprintf(p, sizeof(p), "%s/etc/plugins", real);
+        CHECK_STR(c->plugin_dirs[0], p);
+        snprintf(p, sizeof(p), "%s/etc/p2", real);
+        CHECK_STR(c->plugin_dirs[1], p);
+        CHECK_STR(c->plugin_dirs[2], "/usr/lib/p");
+        CHECK_STR(c->plugin_dirs[3], real);
+        snprintf(p, sizeof(p), "%s/etc/tokens", real);
+        CHECK_STR(c->tokens_file, p);
+        char note[9000];
+        snprintf(p, sizeof(p), " (resolved against the config's folder %s/etc)", real);
+        CHECK_STR(config_path_note(c, c->tokens_file, note, sizeof(note)), p);
+        CHECK_STR(config_path_note(c, "/usr/lib/p", note, sizeof(note)), "");
+        /* no database anywhere: nothing moved */
+        CHECK_INT(config_database_moved(c, note, sizeof(note)), 0);
+    }
+    config_free(c);
+    errs_free(&e);
+
+    /* an empty file: the defaults, beside it */
+    write_text(cfgp, "");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c) {
+        snprintf(p, sizeof(p), "%s/etc/var/mktd.db", real);
+        CHECK_STR(c->database, p);
+        CHECK_STR(c->database_written, "var/mktd.db");
+    }
+    config_free(c);
+
+    /* SQLite's throw-away database is not a path */
+    write_text(cfgp, "daemon: {database: \":memory:\"}\n");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->database, ":memory:");
+    config_free(c);
+
+    /* defaults resolve there too */
+    write_text(cfgp, "daemon: {clock: event}\n");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c) {
+        snprintf(p, sizeof(p), "%s/etc/var/mktd.db", real);
+        CHECK_STR(c->database, p);
+        snprintf(p, sizeof(p), "%s/etc/build/plugins", real);
+        CHECK_STR(c->plugin_dirs[0], p);
+    }
+    config_free(c);
+
+    /* an install whose relative database was found from the current
+     * directory: the old file is there, the new place is empty */
+    write_text(cfgp, "daemon: {database: var/m.db}\n");
+    CHECK(mkdir("var", 0700) == 0);
+    write_text("var/m.db", "x");
+    c = config_load(cfgp, &e);
+    CHECK(c != NULL);
+    if (c) {
+        char msg[5000];
+        CHECK_INT(config_database_moved(c, msg, sizeof(msg)), 1);
+        snprintf(p, sizeof(p), "database: %s/etc/var/m.db does not exist, but %s/var/m.db does",
+                 real, real);
+        CHECK(strncmp(msg, p, strlen(p)) == 0);
+        if (strncmp(msg, p, strlen(p)) != 0)
+            fprintf(stderr, "  got: %s\n", msg);
+        /* once moved, nothing to say */
+        snprintf(p, sizeof(p), "%s/etc/var", top);
+        CHECK(mkdir(p, 0700) == 0);
+        snprintf(p, sizeof(p), "%s/etc/var/m.db", top);
+        write_text(p, "x");
+        CHECK_INT(config_database_moved(c, msg, sizeof(msg)), 0);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s/etc/var", top);
+        rmdir(p);
+    }
+    config_free(c);
+    /* the config in the current directory: the same place, nothing moved */
+    CHECK(chdir(sub) == 0);
+    CHECK(mkdir("var", 0700) == 0);
+    write_text("var/m.db", "x");
+    c = config_load("mktd.yaml", &e);
+    CHECK(c != NULL);
+    if (c) {
+        char msg[5000];
+        CHECK_INT(config_database_moved(c, msg, sizeof(msg)), 0);
+    }
+    config_free(c);
+    errs_free(&e);
+
+    unlink("var/m.db");
+    rmdir("var");
+    CHECK(chdir(oldcwd) == 0);
+    snprintf(p, sizeof(p), "%s/var/m.db", top);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/var", top);
+    rmdir(p);
+    unlink(cfgp);
+    unlink(link);
+    rmdir(sub);
+    rmdir(top);
+
+    /* a long folder: a resolved Unix socket path that does not fit */
+    char name[200];
+    snprintf(name, sizeof(name), "/%0120d/m.yaml", 0);
+    const char *t = "daemon: {listen: [\"unix:s.sock\"]}\n";
+    c = config_load_string(name, t, strlen(t), &e);
+    CHECK(c == NULL);
+    CHECK(e.n == 1 && strstr(e.msg[0], "longer than the 107 bytes a Unix socket path may have"));
+    errs_free(&e);
+}
+
+/* daemon.cluster: its defaults and values; a change of it needs a restart. */
+static void test_config_cluster(void)
+{
+    const char *a = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\", "
+                    "\"nats://h2:4223\"]\n    partitions: 16\n    worker: w1\n"
+                    "campaigns: []\n";
+    const char *b = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
+                    "    partitions: 8\n    worker: w1\n    takeover: 3s\n"
+                    "campaigns: []\n";
+    struct errs e = {0};
+    struct config *ca = config_load_string("/etc/mktd/a.yaml", a, strlen(a), &e);
+    struct config *cb = config_load_string("/etc/mktd/b.yaml", b, strlen(b), &e);
+    CHECK_INT((int)e.n, 0);
+    errs_free(&e);
+    if (!ca || !cb) {
+        config_free(ca);
+        config_free(cb);
+        return;
+    }
+    CHECK_INT((int)ca->cluster.n_nats, 2);
+    CHECK_STR(ca->cluster.nats[1], "nats://h2:4223");
+    CHECK_INT(ca->cluster.partitions, 16);
+    CHECK_INT(ca->cluster.replicas, 3);
+    CHECK_STR(ca->cluster.stream, "MKTD_EVENTS");
+    CHECK_STR(ca->cluster.actions, "MKTD_ACTIONS");
+    CHECK(ca->cluster.takeover_ms == 10000);
+    CHECK(cb->cluster.takeover_ms == 3000);
+    struct config_change *v;
+    size_t n = config_diff(ca, cb, &v);
+    CHECK_INT((int)n, 1);
+    if (n == 1) {
+        CHECK_STR(v[0].key, "cluster");
+        CHECK_INT(v[0].restart, 1);
+    }
+    config_changes_free(v, n);
+    n = config_diff(ca, ca, &v);
+    CHECK_INT((int)n, 0);
+    config_changes_free(v, n);
+    config_free(ca);
+    config_free(cb);
+}
+
 int main(void)
 {
     test_resolve();
@@ -1225,6 +1425,8 @@ int main(void)
     test_config_daemon_errors();
     test_config_campaign_errors();
     test_config_misc();
+    test_config_paths();
+    test_config_cluster();
     test_host_config();
     test_host_props();
     return check_done();

@@ -924,6 +924,55 @@ static void test_dry(void)
     mktd_mock_free(m);
 }
 
+/* on_forget: the forgotten user's code records belong to its pseudonym
+ * (a code stays unique, a redeemed one stays redeemed), its own counter
+ * goes, and it comes back as a new user; a failing forget keeps it all. */
+static void test_forget(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char c1[64], c2[64], other[64], ps[64], want[128];
+    const char *v;
+
+    add_ok(m, "c", "value: 500\nvalid_for: 7d\nper_user_limit: 2\n");
+    mktd_mock_set_when(m, "c", "visit");
+    CHECK_INT(play(m, "visit", "u1", 1000, NULL), 0);
+    code_of(last(m), c1, sizeof c1);
+    CHECK_INT(play(m, "visit", "u1", 1001, NULL), 0);
+    code_of(last(m), c2, sizeof c2);
+    CHECK_INT(play(m, "visit", "u2", 1002, NULL), 0);
+    code_of(last(m), other, sizeof other);
+    CHECK_INT(use(m, "u1", 1003, c1, ""), 0);
+    CHECK_STR(last(m)->kind, "coupon.redeemed");
+    CHECK_INT(mktd_mock_counter(m, "c", "u1", "issued"), 2);
+
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), 0);
+    char key[80];
+    snprintf(key, sizeof key, "code:%s", c1);
+    CHECK_INT(mktd_mock_state(m, "c", NULL, key, &v, NULL), 0);
+    snprintf(want, sizeof want, "1 %lld 0 %s", 1000 + 7 * DAY_MS, ps);
+    CHECK_STR(v, want);
+    snprintf(key, sizeof key, "code:%s", c2);
+    CHECK_INT(mktd_mock_state(m, "c", NULL, key, &v, NULL), 0);
+    snprintf(want, sizeof want, "0 %lld 0 %s", 1001 + 7 * DAY_MS, ps);
+    CHECK_STR(v, want);
+    snprintf(key, sizeof key, "code:%s", other);
+    CHECK_INT(mktd_mock_state(m, "c", NULL, key, &v, NULL), 0);
+    snprintf(want, sizeof want, "0 %lld 0 u2", 1002 + 7 * DAY_MS);
+    CHECK_STR(v, want);
+    CHECK_INT(mktd_mock_counter(m, "c", "u1", "issued"), 0);
+    /* the recorded actions name the pseudonym */
+    CHECK_STR(mktd_mock_action_at(m, 0)->user, ps);
+    CHECK_STR(mktd_mock_action_at(m, 2)->user, "u2");
+    /* u1 is new: two coupons again; the old codes are not its own */
+    CHECK_INT(play(m, "visit", "u1", 2000, NULL), 0);
+    CHECK_STR(last(m)->kind, "coupon.issued");
+    CHECK_STR(last(m)->user, "u1");
+    CHECK_INT(use(m, "u1", 2001, c2, ""), 0);
+    CHECK_STR(last(m)->kind, "coupon.rejected");
+    CHECK(strstr(last(m)->payload, "not_owner") != NULL);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_param_errors();
@@ -946,5 +995,6 @@ int main(void)
     test_chaining();
     test_own_actions_unseen();
     test_dry();
+    test_forget();
     return check_done();
 }

@@ -584,6 +584,30 @@ static void test_forget(void)
     mktd_mock_free(m);
 }
 
+/* The daemon's forget (mktd_mock_forget): the member keeps its place
+ * under the pseudonym, the recorded actions name it too. */
+static void test_forget_by_host(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char ps[64], want[512];
+
+    add_ok(m, "gb", "size: 3\nwindow: 1h\nreward: 5\n");
+    CHECK_INT(gopen(m, "alice", T0, "g1", "\"x\""), 0);
+    CHECK_INT(join(m, "bob", T0 + 1, "g1"), 0);
+    CHECK_INT(mktd_mock_forget(m, "alice", ps, sizeof ps), 0);
+    CHECK_INT(join(m, "carol", T0 + 2, "g1"), 0);
+    snprintf(want, sizeof want,
+             "groupbuy.success %s "
+             "{\"group_id\":\"g1\",\"product\":\"x\",\"members\":3,\"reward\":5}\n"
+             "groupbuy.success bob "
+             "{\"group_id\":\"g1\",\"product\":\"x\",\"members\":3,\"reward\":5}\n"
+             "groupbuy.success carol "
+             "{\"group_id\":\"g1\",\"product\":\"x\",\"members\":3,\"reward\":5}\n",
+             ps);
+    CHECK_STR(mktd_mock_dump(m, 0), want);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_params();
@@ -595,5 +619,6 @@ int main(void)
     test_when();
     test_caps_and_groups();
     test_forget();
+    test_forget_by_host();
     return check_done();
 }

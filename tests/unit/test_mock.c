@@ -1,5 +1,7 @@
 /* The mock host, driven by a tiny plugin defined here. */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -746,6 +748,110 @@ static void test_rollback(void)
     mktd_mock_free(m);
 }
 
+/* ---- forget (mktd_mock_forget, the daemon's engine_forget) ---- */
+
+/* A plugin that keeps the last user it saw campaign-wide ("last") and a
+ * mark per user; on_forget rewrites "last", writes under the forgotten
+ * user (which the host deletes after), and fails when params say so. */
+static const mktd_host *FH;
+
+static int fg_fail; /* the next on_forget fails */
+
+static int fg_init(mktd_ctx *ctx, const mktd_node *params, void **data)
+{
+    (void)ctx, (void)params;
+    *data = NULL;
+    return 0;
+}
+
+static int fg_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
+{
+    (void)data, (void)flags;
+    if (ev->depth)
+        return 0;
+    mktd_obj *o = FH->obj_new(ctx);
+    FH->obj_str(o, "user", ev->user);
+    FH->obj_str(o, "note", ev->user); /* not a user-id key: left as it is */
+    int rc = FH->emit(ctx, "fg.seen", "observer", o);
+    if (rc >= 0)
+        rc = FH->state_put(ctx, NULL, "last", ev->user, strlen(ev->user));
+    if (rc >= 0)
+        rc = FH->state_put(ctx, ev->user, "mark", "1", 1);
+    return rc < 0 ? rc : 0;
+}
+
+static int fg_forget(mktd_ctx *ctx, void *data, const char *user, const char *pseudonym)
+{
+    const char *v;
+    size_t n;
+    (void)data;
+    /* the user's own state is still there to read */
+    if (FH->state_get(ctx, user, "mark", &v, &n) != 0)
+        return 0; /* never seen here */
+    int rc = FH->state_get(ctx, NULL, "last", &v, &n);
+    if (rc == 0 && strcmp(v, user) == 0)
+        rc = FH->state_put(ctx, NULL, "last", pseudonym, strlen(pseudonym));
+    if (rc >= 0)
+        rc = FH->state_put(ctx, user, "scratch", "x", 1);
+    if (rc >= 0 && fg_fail)
+        rc = -EIO;
+    return rc < 0 ? rc : 0;
+}
+
+static const mktd_plugin fg_plugin = {
+    .abi_version = MKTD_ABI_VERSION,
+    .struct_size = sizeof(mktd_plugin),
+    .name = "forgetter",
+    .version = "test",
+    .init = fg_init,
+    .on_event = fg_event,
+    .on_forget = fg_forget,
+};
+
+static const mktd_plugin *fg_entry(const mktd_host *host)
+{
+    FH = host;
+    return &fg_plugin;
+}
+
+static void test_forget(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char ps[64], ps2[64], want[256];
+    const char *v;
+    CHECK_INT(mktd_mock_add(m, fg_entry, "fg", NULL), 0);
+    CHECK_INT(mktd_mock_event(m, "{\"id\":\"a\",\"type\":\"x\",\"user\":\"u1\",\"ts\":5}"), 0);
+    /* a failing on_forget undoes the whole forget */
+    fg_fail = 1;
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), -EIO);
+    CHECK_STR(mktd_mock_action_at(m, 0)->payload, "{\"user\":\"u1\",\"note\":\"u1\"}");
+    CHECK_INT(mktd_mock_state(m, "fg", NULL, "last", &v, NULL), 0);
+    CHECK_STR(v, "u1");
+    CHECK_INT(mktd_mock_state(m, "fg", "u1", "mark", &v, NULL), 0);
+    CHECK_INT(mktd_mock_state(m, "fg", "u1", "scratch", &v, NULL), -ENOENT);
+    /* then it works: the payload's user-id key names the pseudonym, the
+     * other key stays; the campaign-wide state was rewritten; what the
+     * plugin wrote under the user went with the rest */
+    fg_fail = 0;
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), 0);
+    snprintf(want, sizeof want, "{\"user\":\"%s\",\"note\":\"u1\"}", ps);
+    CHECK_STR(mktd_mock_action_at(m, 0)->payload, want);
+    CHECK_INT(mktd_mock_state(m, "fg", NULL, "last", &v, NULL), 0);
+    CHECK_STR(v, ps);
+    CHECK_INT(mktd_mock_state(m, "fg", "u1", "mark", &v, NULL), -ENOENT);
+    CHECK_INT(mktd_mock_state(m, "fg", "u1", "scratch", &v, NULL), -ENOENT);
+    /* a keyed hash: the same user gets the same pseudonym, another not */
+    CHECK_INT(mktd_mock_event(m, "{\"id\":\"b\",\"type\":\"x\",\"user\":\"u1\",\"ts\":6}"), 0);
+    CHECK_INT(mktd_mock_forget(m, "u1", ps2, sizeof ps2), 0);
+    CHECK_STR(ps2, ps);
+    CHECK_INT(mktd_mock_event(m, "{\"id\":\"c\",\"type\":\"x\",\"user\":\"u2\",\"ts\":7}"), 0);
+    CHECK_INT(mktd_mock_forget(m, "u2", ps2, sizeof ps2), 0);
+    CHECK(strcmp(ps2, ps) != 0);
+    /* a user id out of range is refused */
+    CHECK_INT(mktd_mock_forget(m, "", ps2, sizeof ps2), -EINVAL);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_config();
@@ -757,5 +863,6 @@ int main(void)
     test_timers();
     test_chain();
     test_rollback();
+    test_forget();
     return check_done();
 }

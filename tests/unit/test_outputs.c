@@ -145,9 +145,10 @@ static void test_errors(void)
             "DIR/c.yaml:2:5: output a: missing required key 'secret_file'");
     OUT_ERR("outputs:\n  - {id: a, url: \"http://h/\", secret_file: nothere}\n",
             "DIR/c.yaml:2:44: output a: secret_file: DIR/nothere: cannot open: No such file or "
-            "directory");
+            "directory (resolved against the config's folder DIR)");
     OUT_ERR("outputs:\n  - {id: a, url: \"http://h/\", secret_file: empty}\n",
-            "DIR/c.yaml:2:44: output a: secret_file: DIR/empty is empty");
+            "DIR/c.yaml:2:44: output a: secret_file: DIR/empty is empty (resolved against the "
+            "config's folder DIR)");
     OUT_ERR("outputs:\n  - {id: a, url: \"http://h/\", secret_file: s, batch: 0}\n",
             "DIR/c.yaml:2:54: output a: batch: must be an integer from 1 to 10000");
     OUT_ERR("outputs:\n  - {id: a, url: \"http://h/\", secret_file: s, batch: 10001}\n",
@@ -192,7 +193,7 @@ static void test_cap_window(void)
 static int collect(void *arg, const struct store_action *a)
 {
     struct sbuf *b = arg;
-    out_action_json(b, a);
+    store_action_json(b, a);
     return 0;
 }
 

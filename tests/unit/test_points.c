@@ -551,8 +551,9 @@ static void test_when(void)
     mktd_mock_free(m);
 }
 
-/* on_forget through the campaign itself (the daemon's forget is not built
- * yet): the campaign-wide order records name the pseudonym */
+/* on_forget called through the campaign itself (test_forget_by_host goes
+ * through the daemon's forget): the campaign-wide order records name the
+ * pseudonym */
 static mktd_plugin wrapped;
 static const mktd_host *wrapped_host;
 
@@ -589,6 +590,43 @@ static void test_forget(void)
     mktd_mock_free(m);
 }
 
+/* The daemon's forget (mktd_mock_forget): the user's lots, counters and
+ * timers go with it, its order records name the pseudonym, and it earns
+ * again from nothing. */
+static void test_forget_by_host(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char ps[64], want[512];
+    const char *v;
+    int64_t due;
+
+    add_ok(m, "p", "rate: 100\nexpire_after: 30d\n");
+    CHECK_INT(paid(m, "bob", T0, "o1", 10000), 0);
+    CHECK_INT(paid(m, "amy", T0, "o2", 10000), 0);
+    CHECK_INT(mktd_mock_counter(m, "p", "bob", "balance"), 100);
+    CHECK_INT(mktd_mock_timer(m, "p", "bob", "expire", &due), 0);
+    CHECK_INT(mktd_mock_forget(m, "bob", ps, sizeof ps), 0);
+    CHECK_INT(mktd_mock_state(m, "p", NULL, "order:o1", &v, NULL), 0);
+    snprintf(want, sizeof want, "10000 0 100 0 0 %lld %s", (long long)T0, ps);
+    CHECK_STR(v, want);
+    CHECK_INT(mktd_mock_state(m, "p", NULL, "order:o2", &v, NULL), 0);
+    snprintf(want, sizeof want, "10000 0 100 0 0 %lld amy", (long long)T0);
+    CHECK_STR(v, want);
+    CHECK_INT(mktd_mock_counter(m, "p", "bob", "balance"), 0);
+    CHECK_INT(mktd_mock_timer(m, "p", "bob", "expire", &due), -ENOENT);
+    CHECK_INT(mktd_mock_timer(m, "p", "amy", "expire", &due), 0);
+    snprintf(want, sizeof want,
+             "points.earned %s {\"order_id\":\"o1\",\"points\":100,\"balance\":100}\n"
+             "points.earned amy {\"order_id\":\"o2\",\"points\":100,\"balance\":100}\n",
+             ps);
+    CHECK_STR(mktd_mock_dump(m, 0), want);
+    /* a refund of the old order reverses nothing of the new bob */
+    CHECK_INT(paid(m, "bob", T0 + 1, "o3", 5000), 0);
+    CHECK_INT(refund(m, "bob", T0 + 2, "o1", -1), 0);
+    CHECK_INT(mktd_mock_counter(m, "p", "bob", "balance"), 50);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_params();
@@ -603,5 +641,6 @@ int main(void)
     test_inactive();
     test_when();
     test_forget();
+    test_forget_by_host();
     return check_done();
 }

@@ -914,6 +914,29 @@ static void test_readme_example(void)
     mktd_mock_free(m);
 }
 
+/* Forget (mktd_mock_forget): the order records and the per-user count are
+ * the user's own, and go; the campaign's budget stays spent. */
+static void test_forget(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char ps[64];
+    add_ok(m, "p", "value: 100\nper_user_limit: 1\nbudget: 1000\n");
+    CHECK_INT(paid(m, "u1", 1000, "o1", 5000), 0);
+    CHECK_INT(mktd_mock_count(m), 1);
+    CHECK_INT(mktd_mock_counter(m, "p", "u1", "applied"), 1);
+    CHECK_INT(mktd_mock_state(m, "p", "u1", "o:o1", NULL, NULL), 0);
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), 0);
+    CHECK_INT(mktd_mock_counter(m, "p", "u1", "applied"), 0);
+    CHECK_INT(mktd_mock_state(m, "p", "u1", "o:o1", NULL, NULL), -ENOENT);
+    CHECK_INT(mktd_mock_counter(m, "p", NULL, "spent"), 100);
+    CHECK_STR(mktd_mock_action_at(m, 0)->user, ps);
+    /* a new user: the limit counts again from nothing */
+    CHECK_INT(paid(m, "u1", 2000, "o2", 5000), 0);
+    CHECK_INT(mktd_mock_count(m), 2);
+    CHECK_STR(mktd_mock_action_at(m, 1)->user, "u1");
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_param_errors();
@@ -934,5 +957,6 @@ int main(void)
     test_dry();
     test_two_campaigns();
     test_readme_example();
+    test_forget();
     return check_done();
 }

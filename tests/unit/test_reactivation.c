@@ -965,6 +965,31 @@ static void test_state_text(void)
     mktd_mock_free(m);
 }
 
+/* Forget (mktd_mock_forget): the plugin keeps nothing beyond the user's
+ * own state and timer, which go; the user comes back as a new one. */
+static void test_forget(void)
+{
+    mktd_mock *m = setup("w", "inactive_for: 7d\n");
+    int64_t due;
+    char ps[64];
+    if (!m)
+        return;
+    CHECK_INT(play(m, "visit", "u1", T0), 0);
+    CHECK_INT(play(m, "visit", "u2", T0), 0);
+    CHECK_INT(timer_of(m, "w", "u1"), T0 + 7 * DAY);
+    CHECK_INT(mktd_mock_forget(m, "u1", ps, sizeof ps), 0);
+    CHECK_INT(mktd_mock_state(m, "w", "u1", "s", NULL, NULL), -ENOENT);
+    CHECK_INT(mktd_mock_timer(m, "w", "u1", "attempt", &due), -ENOENT);
+    CHECK_INT(timer_of(m, "w", "u2"), T0 + 7 * DAY);
+    /* the next attempt is u2's alone; u1 starts over from its new activity */
+    CHECK_INT(play(m, "visit", "u1", T0 + DAY), 0);
+    CHECK_INT(mktd_mock_advance(m, T0 + 7 * DAY), 0);
+    CHECK_STR(mktd_mock_dump(m, 0), "reactivation.offer u2 "
+                                    "{\"attempt\":1,\"inactive_ms\":604800000,\"offer\":{}}\n");
+    CHECK_INT(timer_of(m, "w", "u1"), T0 + 8 * DAY);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_descriptor();
@@ -986,5 +1011,6 @@ int main(void)
     test_two_campaigns();
     test_readme_example();
     test_state_text();
+    test_forget();
     return check_done();
 }

@@ -1061,6 +1061,87 @@ static void test_garbage_state(void)
     mktd_mock_free(m);
 }
 
+/* A state value of campaign "ref" as text, "(none)" when absent. */
+static const char *ref_state(mktd_mock *m, const char *user, const char *key)
+{
+    const char *v;
+    return mktd_mock_state(m, "ref", user, key, &v, NULL) == 0 ? v : "(none)";
+}
+
+/* on_forget: b is referee (of a) and referrer (of c); its referees are
+ * bound to the pseudonym, its referrer's index forgets it, order records
+ * name the pseudonym; b itself comes back as a new user. */
+static void test_forget(void)
+{
+    mktd_mock *m = mk("commission: [1000, 500]\n");
+    char ps[64], key[256];
+    size_t mark;
+
+    if (!m)
+        return;
+    signup(m, T0, "a", NULL);
+    signup(m, T0 + 1, "b", "a");
+    signup(m, T0 + 2, "c", "b");
+    paid(m, T0 + 3, "b", "ob", 10000); /* a earns; b is the buyer */
+    paid(m, T0 + 4, "c", "oc", 10000); /* b and a earn */
+    CHECK_STR(ref_state(m, "a", "kid:b"), "");
+    CHECK_STR(ref_state(m, "b", "kid:c"), "");
+    CHECK_INT(mktd_mock_forget(m, "b", ps, sizeof ps), 0);
+    CHECK_INT(strncmp(ps, "forgotten:", 10), 0);
+    CHECK_INT(strlen(ps), 42);
+    /* b's own state went; c is bound to the pseudonym, with its ts */
+    CHECK_STR(ref_state(m, "b", "ref"), "(none)");
+    CHECK_STR(ref_state(m, "b", "kid:c"), "(none)");
+    CHECK_STR(ref_state(m, "a", "kid:b"), "(none)");
+    snprintf(key, sizeof key, "%lld %s", T0 + 2, ps);
+    CHECK_STR(ref_state(m, "c", "ref"), key);
+    /* the order records name the pseudonym (buyer, beneficiary) */
+    snprintf(key, sizeof key, "o;10000;0;1;42:%s;1;1000;0;1:a", ps);
+    CHECK_STR(ref_state(m, NULL, "order:ob"), key);
+    snprintf(key, sizeof key, "o;10000;0;2;1:c;1;1000;0;42:%s;2;500;0;1:a", ps);
+    CHECK_STR(ref_state(m, NULL, "order:oc"), key);
+    /* the recorded actions name it too (the host's rewrite) */
+    const char *dump = mktd_mock_dump(m, 0);
+    CHECK(strstr(dump, " b ") == NULL && strstr(dump, "\"b\"") == NULL);
+    CHECK(strstr(dump, ps) != NULL);
+    /* a clawback of c's order reaches the pseudonym's commission */
+    mark = mktd_mock_count(m);
+    refund(m, T0 + 5, "c", "oc", -1);
+    snprintf(key, sizeof key,
+             "referral.clawback %s {\"order_id\":\"oc\",\"level\":1,\"amount\":1000}\n"
+             "referral.clawback a {\"order_id\":\"oc\",\"level\":2,\"amount\":500}\n",
+             ps);
+    CHECK_STR(mktd_mock_dump(m, mark), key);
+    /* b comes back new: it may bind again (to c even: b's chain is gone) */
+    mark = mktd_mock_count(m);
+    signup(m, T0 + 6, "b", "c");
+    CHECK_STR(mktd_mock_dump(m, mark), "referral.bound b {\"referrer\":\"c\"}\n");
+    mktd_mock_free(m);
+}
+
+/* After a load (the marker set, nothing to index on a first one) the
+ * index goes on growing with each binding. (Bindings older than the index
+ * are indexed at the first load of this version: tests/integration
+ * test_forget.py.) */
+static void test_forget_after_load(void)
+{
+    mktd_mock *m = mk("commission: [1000]\n");
+    char ps[64], want[96];
+    const char *v;
+
+    if (!m)
+        return;
+    CHECK_INT(mktd_mock_load(m), 0); /* first load: nothing to index */
+    CHECK_STR(ref_state(m, NULL, "kids"), "1");
+    signup(m, T0, "a", NULL);
+    signup(m, T0 + 1, "b", "a");
+    CHECK_INT(mktd_mock_state(m, "ref", "a", "kid:b", &v, NULL), 0);
+    CHECK_INT(mktd_mock_forget(m, "a", ps, sizeof ps), 0);
+    snprintf(want, sizeof want, "%lld %s", T0 + 1, ps);
+    CHECK_STR(ref_state(m, "b", "ref"), want);
+    mktd_mock_free(m);
+}
+
 int main(void)
 {
     test_params();
@@ -1076,5 +1157,7 @@ int main(void)
     test_large_amounts();
     test_user_ids();
     test_garbage_state();
+    test_forget();
+    test_forget_after_load();
     return check_done();
 }

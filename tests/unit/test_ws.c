@@ -248,6 +248,42 @@ static void test_bloom(void)
     bloom_free(b);
 }
 
+/* ws_drop_user (forget): the user's entries go, so that what the store
+ * now lacks is read again as absent; other users' entries, a user whose id
+ * the forgotten one's is a prefix of, and event ids stay. */
+static void test_drop_user(void)
+{
+    struct store *s = open_store(":memory:");
+    struct ws *w = ws_new(s, 1 << 20);
+    int64_t v;
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", "u1", "n", 5), 0);
+    CHECK_INT(ws_put_int(w, WS_TIMER, "c", "u1", "t", 9), 0);
+    CHECK_INT(ws_put_str(w, WS_STATE, "c", "u1", "k", "v", 1), 0);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", "u10", "n", 6), 0);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", "u2", "n", 7), 0);
+    CHECK_INT(ws_put_str(w, WS_EVENT, "", "", "e1", "", 0), 0);
+    commit(s, w);
+    /* the store forgets u1 behind the working set's back, as forget does */
+    CHECK_INT(
+        sqlite3_exec(store_sqlite(s), "DELETE FROM per_user WHERE user = 'u1'", NULL, NULL, NULL),
+        SQLITE_OK);
+    CHECK_INT(ws_get_int(w, WS_COUNTER, "c", "u1", "n", &v), 0); /* stale until dropped */
+    ws_drop_user(w, "u1");
+    CHECK_INT(ws_get_int(w, WS_COUNTER, "c", "u1", "n", &v), -ENOENT);
+    CHECK_INT(ws_get_int(w, WS_TIMER, "c", "u1", "t", &v), -ENOENT);
+    CHECK_INT(ws_get_str(w, WS_STATE, "c", "u1", "k", NULL, NULL), -ENOENT);
+    CHECK_INT(ws_get_int(w, WS_COUNTER, "c", "u10", "n", &v), 0);
+    CHECK_INT(v, 6);
+    CHECK_INT(ws_get_int(w, WS_COUNTER, "c", "u2", "n", &v), 0);
+    CHECK_INT(v, 7);
+    CHECK_INT(ws_get_str(w, WS_EVENT, "", "", "e1", NULL, NULL), 0);
+    /* nothing is written back for u1 */
+    commit(s, w);
+    CHECK_INT(stored_int(s, STORE_COUNTER, "c", "u1", "n"), -1);
+    ws_free(w);
+    store_close(s);
+}
+
 int main(void)
 {
     test_read_through_and_undo();
@@ -257,5 +293,6 @@ int main(void)
     test_read_error_is_not_absent();
     test_event_ids();
     test_bloom();
+    test_drop_user();
     return check_done();
 }

@@ -25,6 +25,7 @@
 #define MKTD_MOCK_H
 
 #include <mktd/plugin.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -112,6 +113,15 @@ int64_t mktd_mock_counter(mktd_mock *m, const char *campaign, const char *user, 
  * the mock, valid until the next event) or -ENOENT. */
 int mktd_mock_state(mktd_mock *m, const char *campaign, const char *user, const char *key,
                     const char **val, size_t *len);
+
+/* Forgets user as `mktd forget` does (spec 14): the user's own state,
+ * counters, timers and profile go, recorded actions name the pseudonym
+ * ("forgotten:" + 32 hex digits, written to pseudonym when not NULL; size
+ * at least 43) instead, and every campaign's on_forget runs, all in one
+ * transaction: a failing on_forget undoes it all. The actions already
+ * read (mktd_mock_action_at, mktd_mock_dump) are read again. 0, or the
+ * error (-EIO when a plugin or the store failed). */
+int mktd_mock_forget(mktd_mock *m, const char *user, char *pseudonym, size_t size);
 
 #ifdef __cplusplus
 }

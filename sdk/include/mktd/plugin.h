@@ -293,9 +293,12 @@ typedef struct mktd_plugin {
     int (*on_load)(mktd_ctx *ctx, void *data, int first);
     /* ABI 1.1: the user is forgotten (spec 14: `mktd forget`): rewrite
      * every place of the campaign's own state that names user (a member
-     * list, a key of campaign-wide state) to pseudonym. The host has
-     * already deleted the user's own per-user state, counters and timers.
-     * May be NULL. A negative return fails the forget, undoing it all. */
+     * list, a key of campaign-wide state, another user's state) to
+     * pseudonym. The user's own per-user state, counters and timers are
+     * still readable here (to find where else the user is named) and the
+     * host deletes them, and anything written under the user, right
+     * after, in the same transaction. Record no actions. May be NULL. A
+     * negative return fails the forget, undoing it all. */
     int (*on_forget)(mktd_ctx *ctx, void *data, const char *user, const char *pseudonym);
 } mktd_plugin;
 
