@@ -20,8 +20,10 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "engine/event.h"
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "store/dblock.h"
 #include "store/store.h"
 
 #define FETCH_BATCH 512
@@ -861,6 +863,14 @@ int cluster_run(const char *config_path)
         return 1;
     log_level = cfg->log_level;
     char err[1024];
+    /* the worker's shards are <database>.p<N>: one worker per database */
+    struct dblock *lock = NULL;
+    addr_mkdir_parent(cfg->database);
+    if (dblock_take(cfg->database, &lock, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        config_free(cfg);
+        return 1;
+    }
     struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
     int rc = 1;
     if (!c)
@@ -868,6 +878,7 @@ int cluster_run(const char *config_path)
     else
         rc = cluster_worker_run(c, config_path, cfg);
     cluster_close(c);
+    dblock_release(lock);
     config_free(cfg);
     return rc;
 }

@@ -229,6 +229,14 @@ def test_two_workers_apply_once_and_publish_once():
         # a fair share each: 8 and 8
         wait_for("8 partitions each",
                  lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
+        # a third worker over w1's database is refused: shards have one writer
+        with open(ws[0].cfg) as f:
+            other = f.read().replace("worker: w1", "worker: w3")
+        with open(os.path.join(d, "w3.yaml"), "w") as f:
+            f.write(other)
+        r = subprocess.run(command("-c", os.path.join(d, "w3.yaml")), capture_output=True,
+                           text=True, timeout=slow(30))
+        assert r.returncode == 1 and "w1/mktd.db" in r.stderr, (r.returncode, r.stderr)
         evs = events(20000)
         publish(cfg, evs)
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
