@@ -53,8 +53,8 @@ struct part {
     int64_t published;  /* last action seq published (acknowledged) */
     int64_t queued;     /* last action seq published asynchronously */
     int64_t app_put_ms; /* when app.p<N> was last written */
-    int timeouts;       /* fetches in a row that had no answer */
     uint64_t pending;   /* messages waiting after the last one fetched */
+    int stalled;        /* the consumer does not answer: not deleted */
 };
 
 struct worker {
@@ -233,20 +233,30 @@ static void put_applied(struct worker *w, int idx)
         p->app_put_ms = wall_ms();
 }
 
-static void close_consumer(struct part *p)
+/* delete: the ephemeral consumer too (else its server drops it once it
+ * has been idle for InactiveThreshold; a consumer whose server is gone
+ * cannot be deleted anyway). */
+static void drop_consumer(struct part *p, int delete)
 {
     if (p->sub) {
-        natsSubscription_Unsubscribe(p->sub); /* deletes the ephemeral consumer */
+        if (delete)
+            natsSubscription_Unsubscribe(p->sub);
         natsSubscription_Destroy(p->sub);
         p->sub = NULL;
     }
+}
+
+static void close_consumer(struct part *p)
+{
+    drop_consumer(p, 1);
 }
 
 /* A fresh ephemeral consumer of partition idx from applied + 1. */
 static int open_consumer(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
-    close_consumer(p);
+    drop_consumer(p, !p->stalled);
+    p->stalled = 0;
     char subject[64];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
     jsOptions jo;
@@ -274,7 +284,6 @@ static int open_consumer(struct worker *w, int idx)
     }
     p->cseq = 0;
     p->pending = 0;
-    p->timeouts = 0;
     return 0;
 }
 
@@ -388,15 +397,23 @@ static int apply_batch(struct worker *w, int idx)
     if (s != NATS_OK && list.Count == 0) {
         natsMsgList_Destroy(&list);
         if (s == NATS_NOT_FOUND) { /* nothing new: the server said so at once */
-            p->timeouts = 0;
             return 0;
         }
-        /* no answer while the consumer said messages were waiting, again
-         * and again: its server may be gone (an ephemeral consumer has one
-         * replica). Without messages waiting, a timeout is an empty fetch. */
-        if (s == NATS_TIMEOUT && (!p->pending || ++p->timeouts < 3))
-            return 0;
-        p->timeouts = 0;
+        /* no answer: an empty fetch, or the consumer's server is gone (an
+         * ephemeral consumer has one replica). Its info says which. */
+        if (s == NATS_TIMEOUT) {
+            jsConsumerInfo *ci = NULL;
+            jsOptions jo;
+            jsOptions_Init(&jo);
+            jo.Wait = 2000;
+            jsErrCode jerr = 0;
+            natsStatus is = natsSubscription_GetConsumerInfo(&ci, p->sub, &jo, &jerr);
+            jsConsumerInfo_Destroy(ci);
+            if (is == NATS_OK)
+                return 0;
+            p->stalled = 1;
+            s = is;
+        }
         log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
                  natsStatus_GetText(s), p->applied + 1);
         return open_consumer(w, idx) < 0 ? -1 : 0;
@@ -612,6 +629,9 @@ static natsStatus lease_delete(struct worker *w, const char *key, uint64_t rev)
         if (s == NATS_OK)
             break;
     }
+    if (s != NATS_OK)
+        log_debug("deleting lease %s at revision %" PRIu64 ": %s (JetStream error %d: %s)", key,
+                  rev, natsStatus_GetText(s), (int)jerr, nats_GetLastError(NULL));
     jsPubAck_Destroy(pa);
     natsMsg_Destroy(m);
     return s;
@@ -801,7 +821,6 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     /* stop: the apply thread commits and closes every shard, then the
      * leases go, so that others take the partitions at once */
     pthread_join(apply_t, NULL);
-    pthread_join(census_t, NULL);
     for (int i = 0; i < n; i++) {
         if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE || w->p[i].state == L_RELEASED) {
             char key[32];
@@ -817,6 +836,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     char key[80];
     snprintf(key, sizeof(key), "w.%s", cfg->cluster.worker);
     kvStore_Delete(w->leases, key);
+    pthread_join(census_t, NULL); /* (a listing may take its timeout) */
     free(taken);
     free(w->taken);
     pthread_kill(sig_t, SIGTERM); /* when the stop came from elsewhere */
