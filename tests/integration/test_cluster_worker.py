@@ -334,27 +334,3 @@ def test_restarted_worker_takes_its_share_back():
         for w in ws:
             w.stop()
 
-
-def test_nats_server_killed_mid_stream():
-    nc, d, ws = setup()
-    cfg = ws[0].cfg
-    try:
-        for w in ws:
-            w.start()
-        wait_for("8 partitions each",
-                 lambda: sorted(owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
-        evs = events(16000)
-        publish(cfg, evs[:8000])
-        # one of the three servers dies: streams and buckets are R3, the
-        # workers' consumers (one replica each) on it are made again
-        nc.kill9(2)
-        publish(cfg, evs[8000:])
-        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 50)
-        check_exactly_once(cfg, shards, evs)
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            w.stop()
