@@ -91,25 +91,16 @@ static void on_action_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
     natsMsg_Destroy(msg);
 }
 
+/* The action as `mktd actions` prints it, with "partition" first. */
 static void action_json(struct sbuf *b, int partition, const struct store_action *a)
 {
-    const char *const names[] = {",\"kind\":", ",\"user\":", ",\"event_id\":"};
-    const char *const vals[] = {a->campaign, a->kind, a->user, a->event_id};
-    const size_t lens[] = {a->campaign_len, a->kind_len, a->user_len, a->event_id_len};
     b->len = 0;
-    sb_fmt(b, "{\"partition\":%d,\"seq\":%lld,\"ts\":%lld,\"campaign\":", partition,
-           (long long)a->seq, (long long)a->ts);
-    for (int i = 0; i < 4; i++) {
-        if (i > 0)
-            sb_str(b, names[i - 1]);
-        if (!vals[i])
-            sb_str(b, "null");
-        else
-            sb_json_str(b, vals[i], lens[i]);
-    }
-    sb_str(b, ",\"payload\":");
-    sb_str(b, a->payload ? a->payload : "null");
-    sb_str(b, "}");
+    sb_fmt(b, "{\"partition\":%d,", partition);
+    size_t at = b->len;
+    store_action_json(b, a); /* {"seq":...}\n: its '{' and newline go */
+    memmove(b->s + at, b->s + at + 1, b->len - at - 1);
+    b->len -= 2;
+    b->s[b->len] = 0;
 }
 
 struct pub_ctx {
