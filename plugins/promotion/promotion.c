@@ -29,6 +29,8 @@
 
 #include <mktd/plugin.h>
 
+#include "../common/discount.h"
+
 static const mktd_host *host;
 
 struct promotion {
@@ -62,46 +64,6 @@ static int64_t percent_of(int64_t amount, int64_t percent)
 
 /* ---- init ---- */
 
-/* The key node of whichever of `a` and `b` (value nodes of params) comes
- * second in the map. */
-static const mktd_node *second_key(const mktd_node *params, const mktd_node *a, const mktd_node *b)
-{
-    size_t n = host->node_len(params);
-    int seen = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        const mktd_node *v = host->node_value_at(params, i);
-        if (v == a || v == b) {
-            if (seen)
-                return host->node_key_at(params, i);
-            seen = 1;
-        }
-    }
-    return params;
-}
-
-/* Exactly one of `value` and `percent`. A key set to null counts as absent,
- * as it does for the host's typed getters. */
-static int parse_discount(mktd_ctx *ctx, const mktd_node *params, struct promotion *p)
-{
-    int rv, rp, has_v, has_p;
-
-    /* The defaults (0) are below both ranges: 0 after success means absent. */
-    rv = host->get_int(ctx, params, "value", 0, 0, 1, INT64_MAX, &p->value);
-    rp = host->get_int(ctx, params, "percent", 0, 0, 1, 100, &p->percent);
-    has_v = rv < 0 || p->value > 0;
-    has_p = rp < 0 || p->percent > 0;
-    if (!has_v && !has_p)
-        return host->config_error(ctx, params, "one of 'value' or 'percent' is required");
-    if (has_v && has_p) {
-        const mktd_node *at =
-            second_key(params, host->node_get(params, "value"), host->node_get(params, "percent"));
-        host->config_error(ctx, at, "'value' and 'percent' exclude each other: give only one");
-        return -EINVAL;
-    }
-    return rv < 0 || rp < 0 ? -EINVAL : 0;
-}
-
 static int promotion_init(mktd_ctx *ctx, const mktd_node *params, void **data)
 {
     static const char *const allowed[] = {"value",  "percent",        "min_spend", "max_discount",
@@ -120,7 +82,7 @@ static int promotion_init(mktd_ctx *ctx, const mktd_node *params, void **data)
 
     if (host->check_keys(ctx, params, allowed) < 0)
         rc = -EINVAL;
-    if (parse_discount(ctx, params, p) < 0)
+    if (plug_value_or_percent(host, ctx, params, &p->value, &p->percent) < 0)
         rc = -EINVAL;
     if (host->get_int(ctx, params, "min_spend", 0, 0, 0, INT64_MAX, &p->min_spend) < 0)
         rc = -EINVAL;
