@@ -13,6 +13,12 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
+static void clear_notes(void);
+static const mktd_plugin *test_entry(const mktd_host *host);
+#define PLUGKIT_ENTRY test_entry
+#define PLUGKIT_BEFORE_PLAY() clear_notes()
+
+#include "plugkit.h"
 
 #define MIN_MS 60000LL
 #define HOUR_MS 3600000LL
@@ -123,71 +129,15 @@ static const mktd_plugin *emitter_entry(const mktd_host *host)
 
 /* ---- helpers ---- */
 
-static int ev_seq;
-
-static int play(mktd_mock *m, const char *type, const char *user, int64_t ts)
+static void clear_notes(void)
 {
-    char line[512];
     notes[0] = '\0';
-    snprintf(line, sizeof line,
-             "{\"id\":\"e%d\",\"type\":\"%s\",\"user\":\"%s\",\"ts\":%" PRId64 "}", ++ev_seq, type,
-             user, ts);
-    return mktd_mock_event(m, line);
 }
 
 static int checkin(mktd_mock *m, const char *user, int64_t ts)
 {
-    return play(m, "checkin", user, ts);
+    return play(m, "checkin", user, ts, NULL);
 }
-
-static const mktd_mock_action *last(mktd_mock *m)
-{
-    size_t n = mktd_mock_count(m);
-    return n ? mktd_mock_action_at(m, n - 1) : NULL;
-}
-
-static void add_ok(mktd_mock *m, const char *id, const char *yaml)
-{
-    int rc = mktd_mock_add(m, test_entry, id, yaml);
-    CHECK_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "  errors: %s\n", mktd_mock_errors(m));
-}
-
-static const char *add_err(mktd_mock *m, const char *yaml)
-{
-    static int n;
-    char id[32];
-    snprintf(id, sizeof id, "bad%d", ++n);
-    CHECK_INT(mktd_mock_add(m, test_entry, id, yaml), -EINVAL);
-    return mktd_mock_errors(m) ? mktd_mock_errors(m) : "";
-}
-
-static int has_error(const char *errs, const char *where, const char *what)
-{
-    const char *p = errs;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[512];
-        if (len >= sizeof line)
-            len = sizeof line - 1;
-        memcpy(line, p, len);
-        line[len] = '\0';
-        if (strncmp(line, where, strlen(where)) == 0 && (!what || strstr(line, what)))
-            return 1;
-        p = nl ? nl + 1 : NULL;
-    }
-    return 0;
-}
-
-#define CHECK_ERR(yaml, where, what)                                                               \
-    do {                                                                                           \
-        const char *e_ = add_err(m, yaml);                                                         \
-        CHECK(has_error(e_, where, what));                                                         \
-        if (!has_error(e_, where, what))                                                           \
-            fprintf(stderr, "  wanted %s ... %s in:\n%s\n", where, what ? what : "", e_);          \
-    } while (0)
 
 static const char *run_state(mktd_mock *m, const char *campaign, const char *user)
 {
@@ -273,11 +223,7 @@ static void test_streak(void)
     CHECK_STR(a->kind, "checkin.reward");
     CHECK_STR(a->campaign, "c");
     CHECK_STR(a->user, "u1");
-    {
-        char id[16];
-        snprintf(id, sizeof id, "e%d", ev_seq);
-        CHECK_STR(a->event_id, id);
-    }
+    CHECK_STR(a->event_id, last_id());
     CHECK_INT(a->ts, D0 + 2 * DAY_MS);
     CHECK_STR(a->payload, "{\"days\":3,\"reward\":{\"points\":50,\"note\":\"3 days\"}}");
     CHECK_NOTE("run 3 on 2023-11-17: reward");
@@ -295,7 +241,7 @@ static void test_streak(void)
     CHECK_STR(run_state(m, "c", "u2"), "19682 1");
     CHECK_INT(mktd_mock_count(m), 2);
     /* other event types are not check-ins */
-    CHECK_INT(play(m, "visit", "u2", D0 + 7 * DAY_MS), 0);
+    CHECK_INT(play(m, "visit", "u2", D0 + 7 * DAY_MS, NULL), 0);
     CHECK_STR(run_state(m, "c", "u2"), "19682 1");
     mktd_mock_free(m);
 }
@@ -448,7 +394,7 @@ static void test_internal_ignored(void)
 
     CHECK_INT(mktd_mock_add(m, emitter_entry, "em", NULL), 0);
     add_ok(m, "c", "streak: 1\n");
-    CHECK_INT(play(m, "tick", "u1", D0), 0);
+    CHECK_INT(play(m, "tick", "u1", D0, NULL), 0);
     CHECK_STR(mktd_mock_dump(m, 0), "checkin u1 {}\n");
     CHECK_STR(run_state(m, "c", "u1"), "(none)");
     mktd_mock_free(m);
@@ -521,7 +467,7 @@ static void test_dry(void)
 
     add_ok(m, "c", "streak: 2\n");
     CHECK_INT(checkin(m, "u1", D0), 0);
-    notes[0] = '\0';
+    clear_notes();
     CHECK_INT(mktd_mock_event(m, "{\"id\":\"d1\",\"type\":\"checkin\",\"user\":\"u1\",\"ts\":"
                                  "1700092800000,\"dry\":true}"),
               0);

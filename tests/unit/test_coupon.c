@@ -13,6 +13,8 @@
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
 
+#include "plugkit.h"
+
 #define HOUR_MS 3600000LL
 #define DAY_MS (24 * HOUR_MS)
 
@@ -100,26 +102,6 @@ static void set_script(const unsigned char *bytes, size_t len)
 
 /* ---- helpers ---- */
 
-static int ev_seq;
-
-/* Plays one event; props is a JSON object text or NULL. */
-static int play(mktd_mock *m, const char *type, const char *user, int64_t ts, const char *props)
-{
-    char line[1024];
-    snprintf(line, sizeof line,
-             "{\"id\":\"e%d\",\"type\":\"%s\",\"user\":\"%s\",\"ts\":%" PRId64 "%s%s}", ++ev_seq,
-             type, user, ts, props ? ",\"props\":" : "", props ? props : "");
-    return mktd_mock_event(m, line);
-}
-
-/* The id of the last event played. */
-static const char *last_id(void)
-{
-    static char id[16];
-    snprintf(id, sizeof id, "e%d", ev_seq);
-    return id;
-}
-
 /* Plays a coupon.used event for code; extra is more props ("" or ",..."). */
 static int use(mktd_mock *m, const char *user, int64_t ts, const char *code, const char *extra)
 {
@@ -143,58 +125,6 @@ static const char *code_of(const mktd_mock_action *a, char *buf, size_t size)
     buf[q - p] = '\0';
     return buf;
 }
-
-static const mktd_mock_action *last(mktd_mock *m)
-{
-    size_t n = mktd_mock_count(m);
-    return n ? mktd_mock_action_at(m, n - 1) : NULL;
-}
-
-/* Adds a coupon campaign; the test fails when it is refused. */
-static void add_ok(mktd_mock *m, const char *id, const char *yaml)
-{
-    int rc = mktd_mock_add(m, mktd_plugin_entry, id, yaml);
-    CHECK_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "  errors: %s\n", mktd_mock_errors(m));
-}
-
-/* Adds a campaign that must be refused; returns its errors (owned by m). */
-static const char *add_err(mktd_mock *m, const char *yaml)
-{
-    static int n;
-    char id[32];
-    snprintf(id, sizeof id, "bad%d", ++n);
-    CHECK_INT(mktd_mock_add(m, mktd_plugin_entry, id, yaml), -EINVAL);
-    return mktd_mock_errors(m) ? mktd_mock_errors(m) : "";
-}
-
-/* The errors contain a line starting with `where` and containing `what`. */
-static int has_error(const char *errs, const char *where, const char *what)
-{
-    const char *p = errs;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[512];
-        if (len >= sizeof line)
-            len = sizeof line - 1;
-        memcpy(line, p, len);
-        line[len] = '\0';
-        if (strncmp(line, where, strlen(where)) == 0 && (!what || strstr(line, what)))
-            return 1;
-        p = nl ? nl + 1 : NULL;
-    }
-    return 0;
-}
-
-#define CHECK_ERR(yaml, where, what)                                                               \
-    do {                                                                                           \
-        const char *e_ = add_err(m, yaml);                                                         \
-        CHECK(has_error(e_, where, what));                                                         \
-        if (!has_error(e_, where, what))                                                           \
-            fprintf(stderr, "  wanted %s ... %s in:\n%s\n", where, what ? what : "", e_);          \
-    } while (0)
 
 static int count_lines(const char *s)
 {

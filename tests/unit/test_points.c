@@ -13,22 +13,13 @@
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
 
+#include "plugkit.h"
+
 #define HOUR_MS 3600000LL
 #define DAY_MS (24 * HOUR_MS)
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
 
 /* ---- helpers ---- */
-
-static int ev_seq;
-
-static int play(mktd_mock *m, const char *type, const char *user, int64_t ts, const char *props)
-{
-    char line[2048];
-    snprintf(line, sizeof line,
-             "{\"id\":\"e%d\",\"type\":\"%s\",\"user\":\"%s\",\"ts\":%" PRId64 "%s%s}", ++ev_seq,
-             type, user, ts, props ? ",\"props\":" : "", props ? props : "");
-    return mktd_mock_event(m, line);
-}
 
 static int paid(mktd_mock *m, const char *user, int64_t ts, const char *order, int64_t amount)
 {
@@ -55,49 +46,6 @@ static int refund(mktd_mock *m, const char *user, int64_t ts, const char *order,
                  amount);
     return play(m, "order.refunded", user, ts, props);
 }
-
-static void add_ok(mktd_mock *m, const char *id, const char *yaml)
-{
-    int rc = mktd_mock_add(m, mktd_plugin_entry, id, yaml);
-    CHECK_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "  errors: %s\n", mktd_mock_errors(m));
-}
-
-static const char *add_err(mktd_mock *m, const char *yaml)
-{
-    static int n;
-    char id[32];
-    snprintf(id, sizeof id, "bad%d", ++n);
-    CHECK_INT(mktd_mock_add(m, mktd_plugin_entry, id, yaml), -EINVAL);
-    return mktd_mock_errors(m) ? mktd_mock_errors(m) : "";
-}
-
-static int has_error(const char *errs, const char *where, const char *what)
-{
-    const char *p = errs;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[512];
-        if (len >= sizeof line)
-            len = sizeof line - 1;
-        memcpy(line, p, len);
-        line[len] = '\0';
-        if (strncmp(line, where, strlen(where)) == 0 && (!what || strstr(line, what)))
-            return 1;
-        p = nl ? nl + 1 : NULL;
-    }
-    return 0;
-}
-
-#define CHECK_ERR(yaml, where, what)                                                               \
-    do {                                                                                           \
-        const char *e_ = add_err(m, yaml);                                                         \
-        CHECK(has_error(e_, where, what));                                                         \
-        if (!has_error(e_, where, what))                                                           \
-            fprintf(stderr, "  wanted %s ... %s in:\n%s\n", where, what ? what : "", e_);          \
-    } while (0)
 
 /* "kind user payload" per action from index from, "@ts" added for
  * timer-driven ones. */

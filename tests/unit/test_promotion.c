@@ -13,6 +13,13 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
+static void clear_notes(void);
+static const mktd_plugin *test_entry(const mktd_host *host);
+#define PLUGKIT_ENTRY test_entry
+#define PLUGKIT_BEFORE_PLAY() clear_notes()
+#define PLUGKIT_AFTER_ADD(m, id) mktd_mock_set_when(m, id, "order.paid")
+
+#include "plugkit.h"
 
 /* ---- the plugin under a test host: notes are kept, emits can be capped,
  * and matching events can be marked excluded by a group ---- */
@@ -131,20 +138,6 @@ static const mktd_plugin *emitter_entry(const mktd_host *host)
 
 /* ---- helpers ---- */
 
-static int ev_seq;
-
-/* Plays one event; props is a JSON object text or NULL. Notes start
- * afresh with each event. */
-static int play(mktd_mock *m, const char *type, const char *user, int64_t ts, const char *props)
-{
-    char line[1024];
-    clear_notes();
-    snprintf(line, sizeof line,
-             "{\"id\":\"e%d\",\"type\":\"%s\",\"user\":\"%s\",\"ts\":%" PRId64 "%s%s}", ++ev_seq,
-             type, user, ts, props ? ",\"props\":" : "", props ? props : "");
-    return mktd_mock_event(m, line);
-}
-
 static int paid(mktd_mock *m, const char *user, int64_t ts, const char *order, int64_t amount)
 {
     char props[256];
@@ -164,19 +157,6 @@ static int refunded(mktd_mock *m, const char *user, int64_t ts, const char *orde
     return play(m, "order.refunded", user, ts, props);
 }
 
-static const char *last_id(void)
-{
-    static char id[16];
-    snprintf(id, sizeof id, "e%d", ev_seq);
-    return id;
-}
-
-static const mktd_mock_action *last(mktd_mock *m)
-{
-    size_t n = mktd_mock_count(m);
-    return n ? mktd_mock_action_at(m, n - 1) : NULL;
-}
-
 static void check_last(mktd_mock *m, const char *kind, const char *user, const char *payload)
 {
     const mktd_mock_action *a = last(m);
@@ -187,53 +167,6 @@ static void check_last(mktd_mock *m, const char *kind, const char *user, const c
     CHECK_STR(a->user, user);
     CHECK_STR(a->payload, payload);
 }
-
-/* Adds a promotion campaign whose `when` names order.paid; the test fails
- * when it is refused. */
-static void add_ok(mktd_mock *m, const char *id, const char *yaml)
-{
-    int rc = mktd_mock_add(m, test_entry, id, yaml);
-    CHECK_INT(rc, 0);
-    if (rc != 0)
-        fprintf(stderr, "  errors: %s\n", mktd_mock_errors(m));
-    else
-        mktd_mock_set_when(m, id, "order.paid");
-}
-
-static const char *add_err(mktd_mock *m, const char *yaml)
-{
-    static int n;
-    char id[32];
-    snprintf(id, sizeof id, "bad%d", ++n);
-    CHECK_INT(mktd_mock_add(m, test_entry, id, yaml), -EINVAL);
-    return mktd_mock_errors(m) ? mktd_mock_errors(m) : "";
-}
-
-static int has_error(const char *errs, const char *where, const char *what)
-{
-    const char *p = errs;
-    while (p && *p) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[512];
-        if (len >= sizeof line)
-            len = sizeof line - 1;
-        memcpy(line, p, len);
-        line[len] = '\0';
-        if (strncmp(line, where, strlen(where)) == 0 && (!what || strstr(line, what)))
-            return 1;
-        p = nl ? nl + 1 : NULL;
-    }
-    return 0;
-}
-
-#define CHECK_ERR(yaml, where, what)                                                               \
-    do {                                                                                           \
-        const char *e_ = add_err(m, yaml);                                                         \
-        CHECK(has_error(e_, where, what));                                                         \
-        if (!has_error(e_, where, what))                                                           \
-            fprintf(stderr, "  wanted %s ... %s in:\n%s\n", where, what ? what : "", e_);          \
-    } while (0)
 
 static int count_lines(const char *s)
 {
