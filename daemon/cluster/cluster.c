@@ -96,7 +96,8 @@ void cluster_bucket_name(const struct cluster *c, const char *what, char *buf, s
     snprintf(buf, len, "%s_%s", c->cfg->stream, what);
 }
 
-/* Creates stream name over subject (prefix.*), or finds it as it is. */
+/* Creates stream name over subject (prefix.*), or finds it as it is; a
+ * stream that differs only in its duplicate window gets the new window. */
 static int ensure_stream(struct cluster *c, const char *name, const char *prefix,
                          int64_t dup_window_ms, FILE *out, char *err, size_t errlen)
 {
@@ -118,9 +119,30 @@ static int ensure_stream(struct cluster *c, const char *name, const char *prefix
     do
         s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
     while (s != NATS_OK && cluster_retry_until(deadline, s));
+    const char *how = "ready";
+    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+        /* the same shape but another duplicate window (cluster.snapshot or
+         * takeover changed): the window is updated */
+        jsStreamInfo *have = NULL;
+        jsErrCode j2 = 0;
+        if (js_GetStreamInfo(&have, c->js, name, NULL, &j2) == NATS_OK) {
+            const jsStreamConfig *hc = have->Config;
+            if (hc->SubjectsLen == 1 && strcmp(hc->Subjects[0], subject) == 0 &&
+                hc->Replicas == sc.Replicas && hc->Storage == sc.Storage &&
+                hc->Duplicates != sc.Duplicates) {
+                jerr = 0;
+                s = js_UpdateStream(&si, c->js, &sc, NULL, &jerr);
+                how = "duplicate window updated";
+            }
+            jsStreamInfo_Destroy(have);
+        }
+    }
     if (s == NATS_OK) {
-        fprintf(out, "stream %s: ready (subjects %s, %" PRId64 " replicas, %" PRIu64 " messages)\n",
-                name, subject, si->Config->Replicas, si->State.Msgs);
+        fprintf(out,
+                "stream %s: %s (subjects %s, %" PRId64 " replicas, duplicate window %" PRId64
+                " s, %" PRIu64 " messages)\n",
+                name, how, subject, si->Config->Replicas,
+                (int64_t)(si->Config->Duplicates / 1000000000LL), si->State.Msgs);
         jsStreamInfo_Destroy(si);
         return 0;
     }
@@ -134,6 +156,12 @@ static int ensure_stream(struct cluster *c, const char *name, const char *prefix
         snprintf(what, sizeof(what), "cannot create stream %s", name);
     cluster_errf(err, errlen, what, s, jerr);
     return -1;
+}
+
+int64_t cluster_actions_dup_window_ms(const struct cluster_cfg *k)
+{
+    int64_t w = k->snapshot_ms + k->takeover_ms;
+    return w > 3600000 ? w : 3600000;
 }
 
 int cluster_transient(natsStatus s)
@@ -209,9 +237,14 @@ int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
     kvStore *meta = NULL, *leases = NULL;
     int rc = -1;
     /* events: duplicates within 10 minutes are found by JetStream, older
-     * ones by the partition's owner (its event-id filter) */
+     * ones by the partition's owner (its event-id filter). Actions: an owner
+     * that takes over from a snapshot publishes again what was applied
+     * after it, up to a snapshot interval plus the takeover time late
+     * (spec 18): the window covers that, and at least an hour. */
     if (ensure_stream(c, k->stream, CLUSTER_EVENTS_PREFIX, 600000, out, err, errlen) < 0 ||
-        ensure_stream(c, k->actions, CLUSTER_ACTIONS_PREFIX, 3600000, out, err, errlen) < 0)
+        ensure_stream(c, k->actions, CLUSTER_ACTIONS_PREFIX, cluster_actions_dup_window_ms(k), out,
+                      err, errlen) < 0 ||
+        ensure_stream(c, k->snapshots, CLUSTER_SNAP_PREFIX, 120000, out, err, errlen) < 0)
         return -1;
     if (cluster_bucket(c, "meta", 0, &meta, 1, err, errlen) < 0 ||
         cluster_bucket(c, "leases", k->takeover_ms, &leases, 1, err, errlen) < 0)
@@ -260,6 +293,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     uint64_t *msgs = NULL;
     char **owner = NULL;
     int64_t *applied = NULL, *published = NULL; /* -1: not known */
+    struct snap_rec *snap = NULL;               /* seq 0: none recorded */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -282,6 +316,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     owner = xcalloc((size_t)n, sizeof(*owner));
     applied = xcalloc((size_t)n, sizeof(*applied));
     published = xcalloc((size_t)n, sizeof(*published));
+    snap = xcalloc((size_t)n, sizeof(*snap));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -317,7 +352,10 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
             kvEntry_Destroy(e);
         }
+        if (cluster_snap_get(meta, p, &snap[p]) != 0)
+            snap[p].seq = 0;
     }
+    int64_t now = wall_ms();
     if (json) {
         struct sbuf b = {0};
         sb_str(&b, "{\"stream\":");
@@ -331,6 +369,12 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
             if (published[p] >= 0)
                 sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
+            if (snap[p].seq)
+                sb_fmt(&b,
+                       ",\"snapshot\":{\"applied_seq\":%" PRIu64 ",\"stream_seq\":%" PRIu64
+                       ",\"chunks\":%d,\"bytes\":%" PRId64 ",\"age_ms\":%" PRId64 "}",
+                       snap[p].applied, snap[p].seq, snap[p].chunks, snap[p].size,
+                       now - snap[p].ms);
             sb_str(&b, "}");
         }
         fputs(b.s, out);
@@ -339,15 +383,19 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,
                 n);
-        fprintf(out, "%-10s %12s %12s %10s  %s\n", "partition", "events", "applied_seq", "actions",
-                "owner");
+        fprintf(out, "%-10s %12s %12s %10s %12s %9s  %s\n", "partition", "events", "applied_seq",
+                "actions", "snapshot_seq", "snap_age", "owner");
         for (int p = 0; p < n; p++) {
-            char a[24] = "-", b[24] = "-";
+            char a[24] = "-", b[24] = "-", sq[24] = "-", sa[24] = "-";
+            if (snap[p].seq) {
+                snprintf(sq, sizeof(sq), "%" PRIu64, snap[p].applied);
+                snprintf(sa, sizeof(sa), "%" PRId64 "s", (now - snap[p].ms) / 1000);
+            }
             if (applied[p] >= 0)
                 snprintf(a, sizeof(a), "%" PRId64, applied[p]);
             if (published[p] >= 0)
                 snprintf(b, sizeof(b), "%" PRId64, published[p]);
-            fprintf(out, "%-10d %12" PRIu64 " %12s %10s  %s\n", p, msgs[p], a, b,
+            fprintf(out, "%-10d %12" PRIu64 " %12s %10s %12s %9s  %s\n", p, msgs[p], a, b, sq, sa,
                     owner[p] ? owner[p] : "-");
         }
     }
@@ -359,6 +407,7 @@ out:
     free(owner);
     free(applied);
     free(published);
+    free(snap);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);

@@ -8,6 +8,9 @@
 
 #define CLUSTER_EVENTS_PREFIX "mktd.events"
 #define CLUSTER_ACTIONS_PREFIX "mktd.actions"
+#define CLUSTER_SNAP_PREFIX "mktd.snap"
+/* The shard's meta row of the last applied stream sequence. */
+#define CLUSTER_APPLIED_KEY "cluster_applied"
 
 struct cluster {
     const struct cluster_cfg *cfg;
@@ -35,5 +38,34 @@ int cluster_bucket(struct cluster *c, const char *what, int64_t ttl_ms, kvStore 
                    char *err, size_t errlen);
 /* The partition count kept in the meta bucket, or -1 with err. */
 int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_t errlen);
+
+/* The actions stream's duplicate window: max(1 h, snapshot + takeover). */
+int64_t cluster_actions_dup_window_ms(const struct cluster_cfg *k);
+
+/* A partition's snapshot as recorded in the meta bucket (snap.p<N>), JSON:
+ * {"seq","chunks","size","sha256","applied","ms"}. */
+struct snap_rec {
+    uint64_t seq;     /* stream sequence of the first chunk */
+    int chunks;       /* how many */
+    int64_t size;     /* bytes of the whole file */
+    char sha256[65];  /* of the whole file */
+    uint64_t applied; /* the shard's applied stream sequence */
+    int64_t ms;       /* when it was recorded (wall clock) */
+};
+/* Reads snap.p<idx>: 0, -ENOENT (none), -1 (unreadable). */
+int cluster_snap_get(kvStore *meta, int idx, struct snap_rec *r);
+/* Snapshots partition idx's shard at path (snapshot.c): a copy, published
+ * in chunks on the snapshot stream, recorded as snap.p<idx>, older ones
+ * purged. still_ours(arg, idx) is asked before each chunk and before the
+ * record. 0 and *applied (the copy's applied sequence), 1 when the copy
+ * is not past since (nothing published), -1 failed or abandoned (logged). */
+int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *shard, uint64_t since,
+                      int (*still_ours)(void *arg, int idx), void *arg, uint64_t *applied);
+/* Before partition idx's shard at path is opened: when snap.p<idx> is
+ * newer than the shard (or there is no shard), the snapshot's chunks are
+ * fetched, checked (SHA-256, a database of a known schema carrying that
+ * applied sequence) and put in its place. 1 restored, 0 nothing to do, -1
+ * the snapshot is not usable (logged; the shard is left as it was). */
+int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
 
 #endif

@@ -4,10 +4,12 @@
  * the shard's actions to the actions stream (docs/cluster.md, "The design
  * of the workers").
  *
- * Three threads of its own: the main thread keeps the leases (register,
- * renew, take, release), the apply thread owns every shard, engine and
- * consumer, and a signal thread turns SIGTERM/SIGINT into a stop. They
- * share only the partitions' lease states, under one mutex. */
+ * Threads of its own: the main thread keeps the leases (register, renew,
+ * take, release), the census thread counts the live workers, the apply
+ * thread owns every shard, engine and consumer, the snapshot thread
+ * copies and publishes the shards now and then (snapshot.c), and a signal
+ * thread turns SIGTERM/SIGINT into a stop. They share only the
+ * partitions' lease and snapshot states, under one mutex. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -27,7 +29,7 @@
 #include "store/store.h"
 
 #define FETCH_BATCH 512
-#define APPLIED_KEY "cluster_applied"
+#define APPLIED_KEY CLUSTER_APPLIED_KEY
 
 /* A partition's lease, as the lease thread and the apply thread see it. */
 enum lease {
@@ -42,7 +44,11 @@ struct part {
     /* under w->mu */
     enum lease state;
     uint64_t rev;
-    int64_t valid_until; /* wall ms: stop applying before this */
+    int64_t valid_until;   /* wall ms: stop applying before this */
+    int shard_open;        /* the apply thread has the shard open */
+    uint64_t committed;    /* its applied sequence, as committed */
+    int snapping;          /* the snapshot thread is copying the shard */
+    uint64_t snap_applied; /* applied sequence of the newest snapshot known */
     /* the apply thread's */
     int open;
     struct store *st;
@@ -285,6 +291,9 @@ static void close_part(struct worker *w, int idx)
         return;
     finish_publishing(w); /* its actions in flight, acknowledged and recorded */
     close_consumer(p);
+    pthread_mutex_lock(&w->mu);
+    p->shard_open = 0;
+    pthread_mutex_unlock(&w->mu);
     if (p->e && engine_batch_size(p->e))
         engine_commit(p->e);
     engine_free(p->e);
@@ -313,6 +322,21 @@ static int open_part(struct worker *w, int idx)
         if (cfg)
             config_free(cfg);
         return -1;
+    }
+    /* a snapshot newer than the shard here (or no shard): restored first,
+     * once the snapshot thread is done with a copy of an earlier opening */
+    struct snap_rec rec;
+    uint64_t snap_applied = cluster_snap_get(w->meta, idx, &rec) == 0 ? rec.applied : 0;
+    if (w->cfg->cluster.snapshot_ms > 0) {
+        for (;;) {
+            pthread_mutex_lock(&w->mu);
+            int busy = p->snapping;
+            pthread_mutex_unlock(&w->mu);
+            if (!busy)
+                break;
+            nats_Sleep(20);
+        }
+        cluster_snap_restore(w->c, w->meta, idx, path);
     }
     if (store_open(path, cfg->sync_full, &p->st, err, sizeof(err)) < 0) {
         log_error("partition %d: database %s", idx, err);
@@ -346,6 +370,11 @@ static int open_part(struct worker *w, int idx)
     if (open_consumer(w, idx) < 0)
         goto fail;
     p->open = 1;
+    pthread_mutex_lock(&w->mu);
+    p->shard_open = 1;
+    p->committed = p->applied;
+    p->snap_applied = snap_applied;
+    pthread_mutex_unlock(&w->mu);
     log_info("partition %d: applying from stream sequence %" PRIu64 " (actions published up to "
              "%" PRId64 ")",
              idx, p->applied + 1, p->published);
@@ -465,6 +494,9 @@ static int apply_batch(struct worker *w, int idx)
             return -1;
         }
         p->applied = last;
+        pthread_mutex_lock(&w->mu);
+        p->committed = last;
+        pthread_mutex_unlock(&w->mu);
         queue_actions(w, idx);
         if (wall_ms() - p->app_put_ms >= 1000)
             put_applied(w, idx);
@@ -526,6 +558,52 @@ static void *apply_main(void *arg)
     for (int i = 0; i < w->n; i++)
         close_part(w, i);
     atomic_store(&w->apply_done, 1);
+    return NULL;
+}
+
+/* ---- the snapshot thread ---- */
+
+static int snap_still_ours(void *arg, int idx)
+{
+    struct worker *w = arg;
+    return !atomic_load(&w->stop) && may_apply(w, idx);
+}
+
+/* Every cluster.snapshot: each partition held whose applied sequence moved
+ * since its newest snapshot is copied and published (snapshot.c). The copy
+ * is made through a connection of its own, so the apply thread goes on. */
+static void *snapshot_main(void *arg)
+{
+    struct worker *w = arg;
+    int64_t period = w->cfg->cluster.snapshot_ms;
+    int64_t next = wall_ms() + period;
+    while (!atomic_load(&w->stop)) {
+        if (wall_ms() < next) {
+            nats_Sleep(20);
+            continue;
+        }
+        for (int i = 0; i < w->n && !atomic_load(&w->stop); i++) {
+            struct part *p = &w->p[i];
+            pthread_mutex_lock(&w->mu);
+            int due = p->state == L_OWNED && p->shard_open && p->committed > p->snap_applied;
+            uint64_t since = p->snap_applied;
+            if (due)
+                p->snapping = 1;
+            pthread_mutex_unlock(&w->mu);
+            if (!due)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof(path), "%s.p%d", w->cfg->database, i);
+            uint64_t applied = 0;
+            int r = cluster_snap_take(w->c, w->meta, i, path, since, snap_still_ours, w, &applied);
+            pthread_mutex_lock(&w->mu);
+            p->snapping = 0;
+            if (r == 0 && applied > p->snap_applied)
+                p->snap_applied = applied;
+            pthread_mutex_unlock(&w->mu);
+        }
+        next = wall_ms() + period;
+    }
     return NULL;
 }
 
@@ -787,11 +865,14 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         log_error("%s", err);
         goto out;
     }
-    pthread_t sig_t, apply_t;
+    pthread_t sig_t, apply_t, snap_t;
     pthread_create(&sig_t, NULL, signal_main, w);
     pthread_create(&apply_t, NULL, apply_main, w);
-    log_info("worker %s: %d partitions, takeover %" PRId64 " ms", cfg->cluster.worker, n,
-             cfg->cluster.takeover_ms);
+    int snapshots = cfg->cluster.snapshot_ms > 0;
+    if (snapshots)
+        pthread_create(&snap_t, NULL, snapshot_main, w);
+    log_info("worker %s: %d partitions, takeover %" PRId64 " ms, snapshots every %" PRId64 " ms",
+             cfg->cluster.worker, n, cfg->cluster.takeover_ms, cfg->cluster.snapshot_ms);
     char *taken = xcalloc((size_t)n, 1);
     w->taken = xcalloc((size_t)n, 1);
     pthread_t census_t;
@@ -812,6 +893,8 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     /* stop: the apply thread commits and closes every shard, then the
      * leases go, so that others take the partitions at once */
     pthread_join(apply_t, NULL);
+    if (snapshots)
+        pthread_join(snap_t, NULL);
     for (int i = 0; i < n; i++) {
         if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE || w->p[i].state == L_RELEASED) {
             char key[32];

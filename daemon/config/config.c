@@ -598,8 +598,9 @@ static int nats_url_ok(const char *s)
 
 static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *cfg)
 {
-    static const char *const keys[] = {"nats",     "partitions", "worker",      "stream", "actions",
-                                       "replicas", "takeover",   "secret_file", NULL};
+    static const char *const keys[] = {"nats",      "partitions",  "worker",   "stream",
+                                       "actions",   "replicas",    "takeover", "snapshot",
+                                       "snapshots", "secret_file", NULL};
     struct cluster_cfg *k = &cfg->cluster;
     const struct ynode *m = want_map(c, ynode_get(d, "cluster"), "cluster"), *n;
     if (!m)
@@ -610,6 +611,8 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     k->takeover_ms = 10000;
     k->stream = xstrdup("MKTD_EVENTS");
     k->actions = xstrdup("MKTD_ACTIONS");
+    k->snapshot_ms = 60000;
+    k->snapshots = xstrdup("MKTD_SNAPSHOTS");
     char host[256] = "";
     if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
         snprintf(host, sizeof(host), "mktd");
@@ -629,9 +632,12 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     if ((n = get(m, "takeover")) && get_duration(c, n, "cluster.takeover", &k->takeover_ms) == 0 &&
         (k->takeover_ms < 1000 || k->takeover_ms > 3600000))
         cerr(c, n, "cluster.takeover: must be from 1s to 1h");
-    static const char *const names[] = {"worker", "stream", "actions"};
-    char **dst[] = {&k->worker, &k->stream, &k->actions};
-    for (int i = 0; i < 3; i++) {
+    if ((n = get(m, "snapshot")) && get_duration(c, n, "cluster.snapshot", &k->snapshot_ms) == 0 &&
+        k->snapshot_ms != 0 && (k->snapshot_ms < 1000 || k->snapshot_ms > 86400000))
+        cerr(c, n, "cluster.snapshot: must be 0 (no snapshots) or from 1s to 24h");
+    static const char *const names[] = {"worker", "stream", "actions", "snapshots"};
+    char **dst[] = {&k->worker, &k->stream, &k->actions, &k->snapshots};
+    for (int i = 0; i < 4; i++) {
         char *s, what[32];
         snprintf(what, sizeof(what), "cluster.%s", names[i]);
         if ((n = get(m, names[i])) && get_string(c, n, what, &s) == 0) {
@@ -646,6 +652,8 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     }
     if (strcmp(k->stream, k->actions) == 0)
         cerr(c, m, "cluster: stream and actions must be different streams");
+    if (strcmp(k->snapshots, k->stream) == 0 || strcmp(k->snapshots, k->actions) == 0)
+        cerr(c, m, "cluster: snapshots must be a stream of its own (not stream or actions)");
     get_path(c, m, "secret_file", "cluster.secret_file", cfg, &k->secret_file);
     /* time comes from the stream in cluster mode (spec 18) */
     if ((n = get(d, "clock")))
@@ -658,6 +666,7 @@ static void cluster_cfg_free(struct cluster_cfg *k)
     free(k->worker);
     free(k->stream);
     free(k->actions);
+    free(k->snapshots);
     free(k->secret_file);
 }
 

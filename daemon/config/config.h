@@ -67,6 +67,8 @@ struct cluster_cfg {
     char *actions;       /* the actions stream, default MKTD_ACTIONS */
     int replicas;        /* 1..5, default 3 */
     int64_t takeover_ms; /* cluster.takeover, default 10 s */
+    int64_t snapshot_ms; /* cluster.snapshot: shard snapshots every, default 60 s; 0: none */
+    char *snapshots;     /* the snapshot stream, default MKTD_SNAPSHOTS */
     char *secret_file;   /* resolved against the config's folder; NULL: absent */
 };
 

@@ -83,6 +83,22 @@ class NatsCluster:
             time.sleep(0.2)
         raise RuntimeError("the NATS cluster has no JetStream leader:\n" + self.log(0))
 
+    def publish(self, subject, payload, i=0):
+        """A plain NATS publish (a key-value put is one to $KV.<bucket>.<key>),
+        with the client protocol over a socket: CONNECT, PUB, then PING until
+        PONG so that the server has it."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with socket.create_connection(("127.0.0.1", self.client[i]), timeout=5) as s:
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"INFO")
+            s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n'
+                      + f"PUB {subject} {len(data)}\r\n".encode() + data + b"\r\nPING\r\n")
+            while True:
+                line = f.readline()
+                assert line and not line.startswith(b"-ERR"), line
+                if line.startswith(b"PONG"):
+                    return
+
     def kill9(self, i):
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].wait()

@@ -1399,6 +1399,8 @@ static void test_config_cluster(void)
     CHECK_STR(ca->cluster.actions, "MKTD_ACTIONS");
     CHECK(ca->cluster.takeover_ms == 10000);
     CHECK(cb->cluster.takeover_ms == 3000);
+    CHECK(ca->cluster.snapshot_ms == 60000);
+    CHECK_STR(ca->cluster.snapshots, "MKTD_SNAPSHOTS");
     struct config_change *v;
     size_t n = config_diff(ca, cb, &v);
     CHECK_INT((int)n, 1);
@@ -1410,6 +1412,58 @@ static void test_config_cluster(void)
     n = config_diff(ca, ca, &v);
     CHECK_INT((int)n, 0);
     config_changes_free(v, n);
+    /* cluster.snapshot and cluster.snapshots: parsed, checked, and a change
+     * of either alone needs a restart like every cluster key */
+    const char *s = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\", "
+                    "\"nats://h2:4223\"]\n    partitions: 16\n    worker: w1\n"
+                    "    snapshot: 1s\n    snapshots: SNAPS\n"
+                    "campaigns: []\n";
+    struct config *cs = config_load_string("/etc/mktd/a.yaml", s, strlen(s), &e);
+    CHECK_INT((int)e.n, 0);
+    errs_free(&e);
+    if (cs) {
+        CHECK(cs->cluster.snapshot_ms == 1000);
+        CHECK_STR(cs->cluster.snapshots, "SNAPS");
+        n = config_diff(ca, cs, &v);
+        CHECK_INT((int)n, 1);
+        if (n == 1) {
+            CHECK_STR(v[0].key, "cluster");
+            CHECK_INT(v[0].restart, 1);
+        }
+        config_changes_free(v, n);
+        config_free(cs);
+    }
+    static const struct {
+        const char *body, *want;
+    } bad[] = {
+        {"snapshot: 500ms", "cluster.snapshot: must be 0 (no snapshots) or from 1s to 24h"},
+        {"snapshot: 2d", "cluster.snapshot: must be 0 (no snapshots) or from 1s to 24h"},
+        {"snapshot: soon", "cluster.snapshot: must be a duration"},
+        {"snapshots: MKTD_EVENTS", "snapshots must be a stream of its own"},
+        {"snapshots: MKTD_ACTIONS", "snapshots must be a stream of its own"},
+        {"snapshots: a.b", "cluster.snapshots: 'a.b' must be 1-32 of [A-Za-z0-9_-]"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char y[512];
+        snprintf(y, sizeof(y),
+                 "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n    %s\n"
+                 "campaigns: []\n",
+                 bad[i].body);
+        struct config *c = config_load_string("/etc/mktd/a.yaml", y, strlen(y), &e);
+        CHECK(c == NULL);
+        CHECK(e.n == 1 && strstr(e.msg[0], bad[i].want));
+        if (e.n != 1 || !strstr(e.msg[0], bad[i].want))
+            fprintf(stderr, "%s: %s\n", bad[i].body, e.n ? e.msg[0] : "(no error)");
+        errs_free(&e);
+        config_free(c);
+    }
+    /* 0: no snapshots */
+    const char *z = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
+                    "    snapshot: 0\ncampaigns: []\n";
+    struct config *cz = config_load_string("/etc/mktd/a.yaml", z, strlen(z), &e);
+    CHECK(cz && cz->cluster.snapshot_ms == 0);
+    errs_free(&e);
+    config_free(cz);
     config_free(ca);
     config_free(cb);
 }
