@@ -31,7 +31,8 @@ void cluster_close(struct cluster *c);
  * on out. 0, or -1 with err. */
 int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen);
 
-/* mktd cluster status: partitions, events per partition, owners (text, or
+/* mktd cluster status: partitions, events per partition, owners, the
+ * newest snapshot of each (applied sequence, age) (text, or
  * one JSON object when json). 0, or -1 with err. */
 int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t errlen);
 
