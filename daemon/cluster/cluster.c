@@ -257,9 +257,10 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     int rc = -1, n;
-    uint64_t *msgs = NULL;
+    uint64_t *msgs = NULL, total_ticks = 0;
     char **owner = NULL;
     int64_t *applied = NULL, *published = NULL; /* -1: not known */
+    uint64_t *ticks = NULL;                     /* tick messages applied by the owners */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -282,6 +283,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     owner = xcalloc((size_t)n, sizeof(*owner));
     applied = xcalloc((size_t)n, sizeof(*applied));
     published = xcalloc((size_t)n, sizeof(*published));
+    ticks = xcalloc((size_t)n, sizeof(*ticks));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -305,27 +307,38 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             owner[p] = xstrdup(kvEntry_ValueString(e));
             kvEntry_Destroy(e);
         }
-        /* written by the partition's owners (app.p<N> now and then) */
+        /* written by the partition's owners (app.p<N> now and then, and
+         * after each tick: "<applied seq> <ticks applied>") */
         applied[p] = published[p] = -1;
         snprintf(key, sizeof(key), "app.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
-            applied[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
+            char *end;
+            applied[p] = strtoll(kvEntry_ValueString(e), &end, 10);
+            ticks[p] = strtoull(end, NULL, 10);
             kvEntry_Destroy(e);
         }
+        /* the partition's messages are its events and its ticks */
+        uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];
+        msgs[p] -= t;
+        total_ticks += t;
         snprintf(key, sizeof(key), "pub.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
             published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
             kvEntry_Destroy(e);
         }
     }
+    uint64_t events =
+        si->State.Msgs - (total_ticks < si->State.Msgs ? total_ticks : si->State.Msgs);
     if (json) {
         struct sbuf b = {0};
         sb_str(&b, "{\"stream\":");
         sb_json_str_or_null(&b, k->stream);
-        sb_fmt(&b, ",\"events\":%" PRIu64 ",\"partitions\":[", si->State.Msgs);
+        sb_fmt(&b, ",\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"partitions\":[", events,
+               total_ticks);
         for (int p = 0; p < n; p++) {
-            sb_fmt(&b, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":", p ? "," : "", p,
-                   msgs[p]);
+            sb_fmt(&b,
+                   "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"owner\":",
+                   p ? "," : "", p, msgs[p], ticks[p]);
             sb_json_str_or_null(&b, owner[p]);
             if (applied[p] >= 0)
                 sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
@@ -337,8 +350,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         sb_free(&b);
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,
-                n);
+        fprintf(out, "stream %s: %" PRIu64 " events, %" PRIu64 " ticks, %d partitions\n", k->stream,
+                events, total_ticks, n);
         fprintf(out, "%-10s %12s %12s %10s  %s\n", "partition", "events", "applied_seq", "actions",
                 "owner");
         for (int p = 0; p < n; p++) {
@@ -359,6 +372,7 @@ out:
     free(owner);
     free(applied);
     free(published);
+    free(ticks);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);
