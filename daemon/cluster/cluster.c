@@ -259,8 +259,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     int rc = -1, n;
     uint64_t *msgs = NULL, total_ticks = 0;
     char **owner = NULL;
-    int64_t *applied = NULL, *published = NULL; /* -1: not known */
-    uint64_t *ticks = NULL;                     /* tick messages applied by the owners */
+    int64_t *applied = NULL, *published = NULL, *lag = NULL; /* -1: not known */
+    uint64_t *ticks = NULL; /* tick messages applied by the owners */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -283,6 +283,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     owner = xcalloc((size_t)n, sizeof(*owner));
     applied = xcalloc((size_t)n, sizeof(*applied));
     published = xcalloc((size_t)n, sizeof(*published));
+    lag = xcalloc((size_t)n, sizeof(*lag));
     ticks = xcalloc((size_t)n, sizeof(*ticks));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
@@ -308,13 +309,18 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             kvEntry_Destroy(e);
         }
         /* written by the partition's owners (app.p<N> now and then, and
-         * after each tick: "<applied seq> <ticks applied>") */
-        applied[p] = published[p] = -1;
+         * after each tick) */
+        applied[p] = published[p] = lag[p] = -1;
         snprintf(key, sizeof(key), "app.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
+            /* "<applied> <waiting> <ticks>" (a worker of before lag:
+             * "<applied>"; of before ticks: "<applied> <waiting>") */
             char *end;
             applied[p] = strtoll(kvEntry_ValueString(e), &end, 10);
-            ticks[p] = strtoull(end, NULL, 10);
+            if (*end == ' ')
+                lag[p] = strtoll(end + 1, &end, 10);
+            if (*end == ' ')
+                ticks[p] = strtoull(end + 1, NULL, 10);
             kvEntry_Destroy(e);
         }
         /* the partition's messages are its events and its ticks */
@@ -342,6 +348,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             sb_json_str_or_null(&b, owner[p]);
             if (applied[p] >= 0)
                 sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
+            if (lag[p] >= 0)
+                sb_fmt(&b, ",\"lag\":%" PRId64, lag[p]);
             if (published[p] >= 0)
                 sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
             sb_str(&b, "}");
@@ -352,15 +360,17 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %" PRIu64 " ticks, %d partitions\n", k->stream,
                 events, total_ticks, n);
-        fprintf(out, "%-10s %12s %12s %10s  %s\n", "partition", "events", "applied_seq", "actions",
-                "owner");
+        fprintf(out, "%-10s %12s %12s %8s %10s  %s\n", "partition", "events", "applied_seq", "lag",
+                "actions", "owner");
         for (int p = 0; p < n; p++) {
-            char a[24] = "-", b[24] = "-";
+            char a[24] = "-", b[24] = "-", l[24] = "-";
             if (applied[p] >= 0)
                 snprintf(a, sizeof(a), "%" PRId64, applied[p]);
+            if (lag[p] >= 0)
+                snprintf(l, sizeof(l), "%" PRId64, lag[p]);
             if (published[p] >= 0)
                 snprintf(b, sizeof(b), "%" PRId64, published[p]);
-            fprintf(out, "%-10d %12" PRIu64 " %12s %10s  %s\n", p, msgs[p], a, b,
+            fprintf(out, "%-10d %12" PRIu64 " %12s %8s %10s  %s\n", p, msgs[p], a, l, b,
                     owner[p] ? owner[p] : "-");
         }
     }
@@ -372,6 +382,7 @@ out:
     free(owner);
     free(applied);
     free(published);
+    free(lag);
     free(ticks);
     free(msgs);
     jsStreamInfo_Destroy(si);
