@@ -566,7 +566,8 @@ static void maybe_tick(struct worker *w, int idx)
     if (s != NATS_OK)
         log_debug("partition %d: tick: %s (tried again in a second)", idx, natsStatus_GetText(s));
     else
-        log_debug("partition %d: tick at stream sequence %" PRIu64, idx, pa->Sequence);
+        log_debug("partition %d: tick at stream sequence %" PRIu64 " (%" PRId64 " ms)", idx,
+                  pa->Sequence, wall_ms() - now);
     jsPubAck_Destroy(pa);
     natsMsg_Destroy(m);
 }
