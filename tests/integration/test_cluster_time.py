@@ -10,6 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
+import harness  # noqa: E402
 from harness import slow  # noqa: E402
 
 INACTIVE_S = 3
@@ -24,7 +25,8 @@ CAMPAIGNS = f"""campaigns:
     params: {{inactive_for: {INACTIVE_S}s}}
 """
 
-USERS = 24
+# fewer users under valgrind (MKTD_VALGRIND=1), where every process is ~10x slower
+USERS = 8 if harness.VALGRIND else 24
 
 
 def events(prefix):
