@@ -70,12 +70,15 @@ def main():
     urls = ", ".join(f'"{u}"' for u in nc.urls())
     with open(os.path.join(HERE, "campaigns.yaml")) as f:
         campaigns = f.read()
+    with open(os.path.join(d, "cluster.secret"), "w") as f:
+        f.write("the bench's cluster secret\n")
     with open(cfg, "w") as f:
         f.write("daemon:\n"
                 f"  database: {d}/mktd.db\n"
                 f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
                 "  log: {level: " + os.environ.get("LOGLEVEL", "warn") + "}\n"
-                f"  cluster: {{nats: [{urls}], partitions: {PARTS}, worker: w1}}\n" + campaigns)
+                f"  cluster: {{nats: [{urls}], partitions: {PARTS}, worker: w1,"
+                " secret_file: cluster.secret}\n" + campaigns)
     while mktd("cluster", "init", "-c", cfg).returncode != 0:
         time.sleep(0.5)
     text = events(N, 0)

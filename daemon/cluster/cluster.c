@@ -290,10 +290,11 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     int rc = -1, n;
-    uint64_t *msgs = NULL;
+    uint64_t *msgs = NULL, total_ticks = 0;
     char **owner = NULL;
     int64_t *applied = NULL, *published = NULL, *lag = NULL; /* -1: not known */
     struct snap_rec *snap = NULL;                            /* seq 0: none recorded */
+    uint64_t *ticks = NULL; /* tick messages applied by the owners */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -318,6 +319,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     published = xcalloc((size_t)n, sizeof(*published));
     lag = xcalloc((size_t)n, sizeof(*lag));
     snap = xcalloc((size_t)n, sizeof(*snap));
+    ticks = xcalloc((size_t)n, sizeof(*ticks));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -341,17 +343,25 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             owner[p] = xstrdup(kvEntry_ValueString(e));
             kvEntry_Destroy(e);
         }
-        /* written by the partition's owners (app.p<N> now and then) */
+        /* written by the partition's owners (app.p<N> now and then, and
+         * after each tick) */
         applied[p] = published[p] = lag[p] = -1;
         snprintf(key, sizeof(key), "app.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
-            /* "<applied> <waiting>" (a worker of before lag: "<applied>") */
+            /* "<applied> <waiting> <ticks>" (a worker of before lag:
+             * "<applied>"; of before ticks: "<applied> <waiting>") */
             char *end;
             applied[p] = strtoll(kvEntry_ValueString(e), &end, 10);
             if (*end == ' ')
-                lag[p] = strtoll(end + 1, NULL, 10);
+                lag[p] = strtoll(end + 1, &end, 10);
+            if (*end == ' ')
+                ticks[p] = strtoull(end + 1, NULL, 10);
             kvEntry_Destroy(e);
         }
+        /* the partition's messages are its events and its ticks */
+        uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];
+        msgs[p] -= t;
+        total_ticks += t;
         snprintf(key, sizeof(key), "pub.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
             published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
@@ -361,14 +371,18 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             snap[p].seq = 0;
     }
     int64_t now = wall_ms();
+    uint64_t events =
+        si->State.Msgs - (total_ticks < si->State.Msgs ? total_ticks : si->State.Msgs);
     if (json) {
         struct sbuf b = {0};
         sb_str(&b, "{\"stream\":");
         sb_json_str_or_null(&b, k->stream);
-        sb_fmt(&b, ",\"events\":%" PRIu64 ",\"partitions\":[", si->State.Msgs);
+        sb_fmt(&b, ",\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"partitions\":[", events,
+               total_ticks);
         for (int p = 0; p < n; p++) {
-            sb_fmt(&b, "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"owner\":", p ? "," : "", p,
-                   msgs[p]);
+            sb_fmt(&b,
+                   "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"owner\":",
+                   p ? "," : "", p, msgs[p], ticks[p]);
             sb_json_str_or_null(&b, owner[p]);
             if (applied[p] >= 0)
                 sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
@@ -388,8 +402,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         sb_free(&b);
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,
-                n);
+        fprintf(out, "stream %s: %" PRIu64 " events, %" PRIu64 " ticks, %d partitions\n", k->stream,
+                events, total_ticks, n);
         fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s  %s\n", "partition", "events",
                 "applied_seq", "lag", "actions", "snapshot_seq", "snap_age", "owner");
         for (int p = 0; p < n; p++) {
@@ -418,6 +432,7 @@ out:
     free(published);
     free(lag);
     free(snap);
+    free(ticks);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);

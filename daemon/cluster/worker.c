@@ -35,6 +35,9 @@
 
 #define FETCH_BATCH 512
 #define APPLIED_KEY CLUSTER_APPLIED_KEY
+#define TICKS_KEY "cluster_ticks" /* tick messages applied (status: events = messages - ticks) */
+#define TICK_QUIET_MS 1000        /* a partition this long without a message may get a tick */
+#define TICK_HEADER "Mktd-Tick"
 
 /* A partition's lease, as the lease thread and the apply thread see it. */
 enum lease {
@@ -59,14 +62,17 @@ struct part {
     struct store *st;
     struct engine *e;
     natsSubscription *sub;
-    uint64_t applied;   /* last stream sequence in the shard */
-    uint64_t cseq;      /* last consumer sequence seen */
-    int64_t published;  /* last action seq published (acknowledged) */
-    int64_t queued;     /* last action seq published asynchronously */
-    int64_t app_put_ms; /* when app.p<N> was last written */
-    uint64_t app_put;   /* the applied sequence it then said */
-    uint64_t pending;   /* messages waiting after the last one fetched */
-    int stalled;        /* the consumer does not answer: not deleted */
+    uint64_t applied;    /* last stream sequence in the shard */
+    uint64_t cseq;       /* last consumer sequence seen */
+    int64_t published;   /* last action seq published (acknowledged) */
+    int64_t queued;      /* last action seq published asynchronously */
+    int64_t app_put_ms;  /* when app.p<N> was last written */
+    uint64_t app_put;    /* the applied sequence it then said */
+    uint64_t pending;    /* messages waiting after the last one fetched */
+    int stalled;         /* the consumer does not answer: not deleted */
+    uint64_t ticks;      /* tick messages applied (meta cluster_ticks) */
+    int64_t quiet_since; /* wall ms of the last message applied (or of opening) */
+    int64_t tick_at;     /* wall ms of the last tick appended */
 };
 
 struct worker {
@@ -226,14 +232,15 @@ static void finish_publishing(struct worker *w)
     }
 }
 
-/* app.p<N> = "<applied stream seq> <messages waiting after it>", as the
- * owner last saw them (mktd cluster status: applied_seq and lag) */
+/* app.p<N> = "<applied stream seq> <messages waiting after it> <ticks
+ * applied>", as the owner last saw them (mktd cluster status: applied_seq,
+ * lag, and events = messages less ticks) */
 static void put_applied(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
     char key[32], v[48];
     snprintf(key, sizeof(key), "app.p%d", idx);
-    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, p->applied, p->pending);
+    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64 " %" PRIu64, p->applied, p->pending, p->ticks);
     uint64_t rev;
     if (kvStore_Put(&rev, w->meta, key, v, (int)strlen(v)) == NATS_OK) {
         p->app_put_ms = wall_ms();
@@ -354,7 +361,12 @@ static int open_part(struct worker *w, int idx)
         world_free(wd);
         return -1;
     }
-    struct engine_opts eo = {.clock_event = 1, .memory_bytes = (size_t)cfg->working_set};
+    /* random_for: HMAC of the cluster's secret and the action (spec 17) */
+    struct engine_opts eo = {.clock_event = 1,
+                             .memory_bytes = (size_t)cfg->working_set,
+                             .secret = w->cfg->cluster.secret,
+                             .secret_len = w->cfg->cluster.secret_len,
+                             .partition = (uint32_t)idx};
     if (engine_new(p->st, &eo, &p->e, err, sizeof(err)) < 0) {
         log_error("partition %d: %s", idx, err);
         world_free(wd);
@@ -369,6 +381,11 @@ static int open_part(struct worker *w, int idx)
     if (store_meta_get(p->st, APPLIED_KEY, &applied) < 0)
         applied = 0;
     p->applied = (uint64_t)applied;
+    int64_t ticks = 0;
+    if (store_meta_get(p->st, TICKS_KEY, &ticks) < 0)
+        ticks = 0;
+    p->ticks = (uint64_t)ticks;
+    p->quiet_since = wall_ms();
     /* actions already published, by this worker or an owner before it */
     char key[32];
     kvEntry *ke = NULL;
@@ -453,7 +470,7 @@ static int apply_batch(struct worker *w, int idx)
         return open_consumer(w, idx) < 0 ? -1 : 0;
     }
     int applied = 0, gap = 0;
-    uint64_t last = p->applied;
+    uint64_t last = p->applied, ticks = 0;
     for (int i = 0; i < list.Count; i++) {
         natsMsg *m = list.Msgs[i];
         jsMsgMetaData *md = NULL;
@@ -476,6 +493,16 @@ static int apply_batch(struct worker *w, int idx)
         p->cseq = cseq;
         last = sseq;
         applied++;
+        const char *tick = NULL;
+        if (natsMsgHeader_Get(m, TICK_HEADER, &tick) == NATS_OK) {
+            /* a tick: time passes (due timers fire), nothing else; it is
+             * no event (no id, not in events or the event log) */
+            ticks++;
+            if (engine_advance(p->e, ms) < 0)
+                log_error("partition %d: tick at stream sequence %" PRIu64 ": timers failed", idx,
+                          sseq);
+            continue;
+        }
         struct event ev;
         char detail[256], *echo = NULL;
         struct decode_opts o = {.wall_now_ms = 0, .max_future_ms = INT64_MAX / 4, .max_past_ms = 0};
@@ -503,6 +530,8 @@ static int apply_batch(struct worker *w, int idx)
     natsMsgList_Destroy(&list);
     if (applied) {
         engine_commit_meta(p->e, APPLIED_KEY, (int64_t)last);
+        if (ticks)
+            engine_commit_meta(p->e, TICKS_KEY, (int64_t)(p->ticks + ticks));
         if (engine_commit(p->e) < 0) {
             log_error("partition %d: commit failed: %s", idx, store_errmsg(p->st));
             return -1;
@@ -511,8 +540,12 @@ static int apply_batch(struct worker *w, int idx)
         pthread_mutex_lock(&w->mu);
         p->committed = last;
         pthread_mutex_unlock(&w->mu);
+        p->ticks += ticks;
+        p->quiet_since = wall_ms();
         queue_actions(w, idx);
-        if (wall_ms() - p->app_put_ms >= 1000)
+        /* at once after a tick, so that status's events (messages less
+         * ticks) are exact when the partition is quiet */
+        if (ticks || wall_ms() - p->app_put_ms >= 1000)
             put_applied(w, idx);
         log_debug("partition %d: %d events: fetch %" PRId64 " ms, apply and commit %" PRId64 " ms",
                   idx, applied, ta - tf, wall_ms() - ta);
@@ -520,6 +553,54 @@ static int apply_batch(struct worker *w, int idx)
     if (gap && open_consumer(w, idx) < 0)
         return -1;
     return applied;
+}
+
+/* A tick's message id: never an event id (those are 1-128 bytes), the
+ * same when its publish is tried again. */
+static void tick_id(int idx, int64_t ms, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "tick:%d:%" PRId64 ":", idx, ms);
+    while (n < 130 && (size_t)n + 1 < len)
+        buf[n++] = '-';
+    buf[n] = 0;
+}
+
+/* Appends a tick to a quiet partition of ours whose next timer is due by
+ * the wall clock, at most once a TICK_QUIET_MS: applying it (this worker,
+ * or any replay of the partition) advances the clock to its JetStream
+ * timestamp, so the timer fires without a new event. Ticks only when a
+ * timer is due: a tick without one would change nothing. */
+static void maybe_tick(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    int64_t now = wall_ms();
+    if (p->pending || now - p->quiet_since < TICK_QUIET_MS || now - p->tick_at < TICK_QUIET_MS ||
+        engine_next_due(p->e) > now || !may_apply(w, idx))
+        return;
+    p->tick_at = now;
+    char subject[64], id[160], v[32];
+    cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
+    tick_id(idx, now, id, sizeof(id));
+    snprintf(v, sizeof(v), "%" PRId64, now);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, TICK_HEADER, v);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.MaxWait = 2000;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    if (s == NATS_OK)
+        s = js_PublishMsg(&pa, w->c->js, m, &po, &jerr);
+    if (s != NATS_OK)
+        log_debug("partition %d: tick: %s (tried again in a second)", idx, natsStatus_GetText(s));
+    else
+        log_debug("partition %d: tick at stream sequence %" PRIu64 " (%" PRId64 " ms)", idx,
+                  pa->Sequence, wall_ms() - now);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
 }
 
 static void *apply_main(void *arg)
@@ -563,6 +644,8 @@ static void *apply_main(void *arg)
                 pthread_mutex_unlock(&w->mu);
             } else if (r > 0) {
                 any = 1;
+            } else {
+                maybe_tick(w, i);
             }
         }
         finish_publishing(w);

@@ -374,6 +374,39 @@ char *config_resolve(const char *dir, int real, const char *p)
     return b.s;
 }
 
+int config_read_secret(const char *path, const char *dir, char **out, size_t *len, char *err,
+                       size_t errlen)
+{
+    /* a relative path says where it was looked for */
+    int rel = dir && strncmp(path, dir, strlen(dir)) == 0;
+    const char *note = rel ? " (resolved against the config's folder " : "";
+    struct sbuf sb = {0};
+    struct errs e = {0};
+    if (read_file(path, &sb, &e) < 0) {
+        snprintf(err, errlen, "%s%s%s%s", e.n ? e.msg[0] : "cannot be read", note, rel ? dir : "",
+                 rel ? ")" : "");
+        errs_free(&e);
+        sb_free(&sb);
+        return -1;
+    }
+    errs_free(&e);
+    size_t n = sb.len;
+    if (n && sb.s[n - 1] == '\n')
+        n--;
+    if (n && sb.s[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        snprintf(err, errlen, "%s is empty%s%s%s", path, note, rel ? dir : "", rel ? ")" : "");
+        sb_free(&sb);
+        return -1;
+    }
+    *out = xstrndup(sb.s, n);
+    *len = n;
+    memset(sb.s, 0, sb.len);
+    sb_free(&sb);
+    return 0;
+}
+
 static char *resolve_path(const struct config *cfg, const char *p)
 {
     return config_resolve(cfg->dir, cfg->dir_real, p);
@@ -654,7 +687,17 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
         cerr(c, m, "cluster: stream and actions must be different streams");
     if (strcmp(k->snapshots, k->stream) == 0 || strcmp(k->snapshots, k->actions) == 0)
         cerr(c, m, "cluster: snapshots must be a stream of its own (not stream or actions)");
+    /* the key of the action-derived random bytes (coupon codes): every
+     * worker of a cluster needs the same one */
     get_path(c, m, "secret_file", "cluster.secret_file", cfg, &k->secret_file);
+    char why[1024];
+    if (!get(m, "secret_file"))
+        cerr(c, m,
+             "cluster.secret_file: required (a file of secret bytes, the same for every worker: "
+             "coupon codes are derived from it)");
+    else if (k->secret_file && config_read_secret(k->secret_file, cfg->dir, &k->secret,
+                                                  &k->secret_len, why, sizeof(why)) < 0)
+        cerr(c, get(m, "secret_file"), "cluster.secret_file: %s", why);
     /* time comes from the stream in cluster mode (spec 18) */
     if ((n = get(d, "clock")))
         cerr(c, n, "clock: not allowed with daemon.cluster (time comes from the event stream)");
@@ -668,6 +711,9 @@ static void cluster_cfg_free(struct cluster_cfg *k)
     free(k->actions);
     free(k->snapshots);
     free(k->secret_file);
+    if (k->secret)
+        memset(k->secret, 0, k->secret_len);
+    free(k->secret);
 }
 
 /* ---- daemon ---- */

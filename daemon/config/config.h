@@ -69,7 +69,9 @@ struct cluster_cfg {
     int64_t takeover_ms; /* cluster.takeover, default 10 s */
     int64_t snapshot_ms; /* cluster.snapshot: shard snapshots every, default 60 s; 0: none */
     char *snapshots;     /* the snapshot stream, default MKTD_SNAPSHOTS */
-    char *secret_file;   /* resolved against the config's folder; NULL: absent */
+    char *secret_file;   /* resolved against the config's folder; required */
+    char *secret;        /* its bytes, a trailing newline dropped; never empty */
+    size_t secret_len;
 };
 
 /* A frequency cap across campaigns (top-level `caps:`, spec 11). */
@@ -162,6 +164,11 @@ void config_free(struct config *c);
 /* path resolved against the folder dir (NULL: as written; real: dir is
  * absolute without symbolic links, so leading ../ fold into it), malloc'd. */
 char *config_resolve(const char *dir, int real, const char *path);
+/* A secret file's bytes (a trailing newline or CRLF dropped), malloc'd
+ * into *out: 0, or -1 with err saying why (unreadable, empty), naming the
+ * config's folder dir when path was resolved against it. */
+int config_read_secret(const char *path, const char *dir, char **out, size_t *len, char *err,
+                       size_t errlen);
 /* Section 18: before paths resolved against the config's folder, a
  * relative `database` was found from the current directory. When nothing
  * is at c->database but a database file is at that old place (a different

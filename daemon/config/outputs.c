@@ -93,33 +93,9 @@ static void want_strings(struct octx *c, const struct ynode *n, const char *name
 static void read_secret(struct octx *c, const struct ynode *n, struct output_cfg *o,
                         const char *dir)
 {
-    /* a relative secret_file says where it was looked for */
-    int rel = dir && strncmp(o->secret_file, dir, strlen(dir)) == 0;
-    const char *note = rel ? " (resolved against the config's folder " : "";
-    struct sbuf sb = {0};
-    struct errs e = {0};
-    if (read_file(o->secret_file, &sb, &e) < 0) {
-        oerr(c, n, "secret_file: %s%s%s%s", e.n ? e.msg[0] : "cannot be read", note, rel ? dir : "",
-             rel ? ")" : "");
-        errs_free(&e);
-        sb_free(&sb);
-        return;
-    }
-    errs_free(&e);
-    size_t len = sb.len;
-    if (len && sb.s[len - 1] == '\n')
-        len--;
-    if (len && sb.s[len - 1] == '\r')
-        len--;
-    if (len == 0) {
-        oerr(c, n, "secret_file: %s is empty%s%s%s", o->secret_file, note, rel ? dir : "",
-             rel ? ")" : "");
-        sb_free(&sb);
-        return;
-    }
-    o->secret = xstrndup(sb.s, len);
-    o->secret_len = len;
-    sb_free(&sb);
+    char why[1024];
+    if (config_read_secret(o->secret_file, dir, &o->secret, &o->secret_len, why, sizeof(why)) < 0)
+        oerr(c, n, "secret_file: %s", why);
 }
 
 static void parse_output(struct octx *c, const struct ynode *m, size_t idx, const char *dir,

@@ -145,6 +145,12 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     e->ws_budget = o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET;
     e->ws = ws_new(st, e->ws_budget);
     e->fixed_profiles = o->fixed_profiles;
+    if (o->secret && o->secret_len) {
+        e->secret = xmalloc(o->secret_len);
+        memcpy(e->secret, o->secret, o->secret_len);
+        e->secret_len = o->secret_len;
+    }
+    e->partition = o->partition;
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;
@@ -235,6 +241,9 @@ void engine_free(struct engine *e)
     }
     free(e->capped_totals);
     ws_free(e->ws);
+    if (e->secret)
+        memset(e->secret, 0, e->secret_len);
+    free(e->secret);
     free(e);
 }
 
@@ -652,9 +661,11 @@ static int run_chain(struct engine *e, const char *event_id)
 
 /* ---- groups and caps (spec 11) ---- */
 
-/* A new chain (an input event's, or a timer's): every group is free. */
+/* A new chain (an input event's, or a timer's): every group is free, and
+ * random_for counts its calls from 0. */
 static void groups_reset(struct engine *e)
 {
+    e->random_calls = 0;
     size_t n = e->w->cfg->n_groups;
     if (n > e->n_taken) {
         e->taken = xrealloc(e->taken, n * sizeof(*e->taken));
@@ -870,6 +881,7 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
         ctx.base.notes = json_array();
     e->failed = NULL;
     groups_reset(e); /* the timer's chain is a chain of its own */
+    e->firing = r;   /* random_for: the timer is the chain's identity */
     /* a campaign-wide timer is a timer of user "": a 1.1 plugin gets NULL
      * for it, a 1.0 plugin "" as it always did */
     const char *user = r->user[0] || MKTD_ABI_MINOR_OF(c->mod->d.abi_version) < 1 ? r->user : NULL;
@@ -884,6 +896,7 @@ static int fire_one(struct engine *e, struct campaign *c, const struct timer_row
     }
     if (rc >= 0 && !e->io_failed)
         rc = run_chain(e, NULL);
+    e->firing = NULL;
     queue_clear(e);
     if (e->io_failed)
         return -EIO;
@@ -1172,9 +1185,15 @@ static int write_actions(struct engine *e)
 
 void engine_commit_meta(struct engine *e, const char *key, int64_t val)
 {
-    snprintf(e->commit_meta_key, sizeof(e->commit_meta_key), "%s", key);
-    e->commit_meta_val = val;
-    e->commit_meta_set = 1;
+    int i = 0;
+    while (i < e->commit_meta_set && strcmp(e->commit_meta[i].key, key) != 0)
+        i++;
+    if (i == ENGINE_COMMIT_META_MAX)
+        abort(); /* a caller's bug: a handful of keys at most */
+    snprintf(e->commit_meta[i].key, sizeof(e->commit_meta[i].key), "%s", key);
+    e->commit_meta[i].val = val;
+    if (i == e->commit_meta_set)
+        e->commit_meta_set++;
 }
 
 int engine_commit(struct engine *e)
@@ -1202,8 +1221,8 @@ int engine_commit(struct engine *e)
     }
     if (rc == 0 && e->clock_event && e->now != e->saved_now)
         rc = store_meta_set(e->st, "clock_now", e->now);
-    if (rc == 0 && e->commit_meta_set)
-        rc = store_meta_set(e->st, e->commit_meta_key, e->commit_meta_val);
+    for (int i = 0; rc == 0 && i < e->commit_meta_set; i++)
+        rc = store_meta_set(e->st, e->commit_meta[i].key, e->commit_meta[i].val);
     e->commit_meta_set = 0;
     if (rc == 0 && store_commit(e->st) == 0) {
         write_end(e, 1);

@@ -36,6 +36,12 @@ struct engine_opts {
     int clock_event;     /* `clock: event` */
     size_t memory_bytes; /* the working set's budget; 0: the default */
     int fixed_profiles;  /* events leave profiles alone (the SDK's test kit sets them) */
+    /* cluster mode: random_for derives its bytes from this secret and the
+     * action's identity, partition included (engine/derive.h); NULL: the
+     * cryptographic source. The engine keeps a copy. */
+    const char *secret;
+    size_t secret_len;
+    uint32_t partition;
 };
 
 /* An engine over st (which it borrows). No world runs until engine_swap. */
@@ -87,7 +93,9 @@ int engine_batch_size(const struct engine *e);
 int engine_commit(struct engine *e);
 /* A meta row (key < 64 bytes) the next engine_commit writes inside its
  * transaction, even when the batch changed nothing else (cluster mode: the
- * partition's applied stream sequence, kept with the effects). Once. */
+ * partition's applied stream sequence, kept with the effects). Once; up to
+ * ENGINE_COMMIT_META_MAX keys a commit (a key set again keeps the last). */
+#define ENGINE_COMMIT_META_MAX 4
 void engine_commit_meta(struct engine *e, const char *key, int64_t val);
 
 /* The smallest due time of a pending timer, INT64_MAX when none. */

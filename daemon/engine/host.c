@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "engine/derive.h"
 #include "engine/gauges.h"
 #include "engine/hostcommon.h"
 #include "engine/internal.h"
@@ -334,11 +335,35 @@ static int h_gauge_set(mktd_ctx *ctx, const char *name, int64_t value)
     return gauges_set(e->gauges, ctx->c->cfg->id, ctx->c->cfg->plugin, name, value);
 }
 
-/* One daemon: the cryptographic source (cluster mode will derive them). */
+/* One daemon: the cryptographic source. Cluster mode (an engine with a
+ * secret): HMAC-SHA256 of the secret and the action's identity, so that a
+ * replayed partition draws the same bytes (engine/derive.h): the chain's
+ * input event id, or the timer that started it, the campaign asking, and
+ * how many calls came before in the chain (a code that collides draws
+ * again with the next count). */
 static int h_random_for(mktd_ctx *ctx, void *buf, size_t len)
 {
-    (void)ctx;
-    return h_random_bytes(buf, len);
+    struct engine *e = ctx->e;
+    if (!buf && len)
+        return -EINVAL;
+    if (!e || !e->secret)
+        return h_random_bytes(buf, len);
+    struct derive_id id = {
+        .partition = e->partition, .campaign = ctx->c->cfg->id, .counter = e->random_calls++};
+    if (ctx->event_id) {
+        id.kind = DERIVE_EVENT;
+        id.event_id = ctx->event_id;
+    } else if (e->firing) {
+        id.kind = DERIVE_TIMER;
+        id.timer_campaign = e->firing->campaign;
+        id.timer_user = e->firing->user;
+        id.timer_name = e->firing->name;
+        id.due_or_now = e->firing->due;
+    } else {
+        id.kind = DERIVE_OTHER;
+        id.due_or_now = ctx->now;
+    }
+    return derive_bytes(e->secret, e->secret_len, &id, buf, len);
 }
 
 static int h_timer_campaign_set(mktd_ctx *ctx, const char *name, int64_t due)

@@ -56,12 +56,14 @@ struct engine {
     int fixed_profiles;
     int64_t now;       /* the clock; under `clock: event` the largest ts so far */
     int64_t saved_now; /* the clock as the database has it */
-    /* engine_commit_meta: a meta row the next commit writes (forces a write) */
-    char commit_meta_key[64];
-    int64_t commit_meta_val;
-    int commit_meta_set;
-    int64_t next_due; /* smallest timer due, INT64_MAX when none */
-    char **counted;   /* types counted for user.count.<type> */
+    /* engine_commit_meta: meta rows the next commit writes (forces a write) */
+    struct {
+        char key[64];
+        int64_t val;
+    } commit_meta[ENGINE_COMMIT_META_MAX];
+    int commit_meta_set; /* rows in commit_meta */
+    int64_t next_due;    /* smallest timer due, INT64_MAX when none */
+    char **counted;      /* types counted for user.count.<type> */
     size_t n_counted;
     /* the cause being evaluated */
     struct pending *q;
@@ -107,6 +109,14 @@ struct engine {
     struct evlog_row *logq;
     size_t n_logq, cap_logq;
     char actor[64]; /* who loads configs, for oplog (engine_set_actor; "" = "daemon") */
+    /* random_for in cluster mode (engine/derive.h): the secret (NULL: the
+     * cryptographic source), the partition, the timer whose chain runs
+     * (NULL for an input event's), and the calls so far in the chain */
+    char *secret;
+    size_t secret_len;
+    uint32_t partition;
+    const struct timer_row *firing;
+    uint32_t random_calls;
 };
 
 /* Writes the working set into the open write transaction (opening it):

@@ -294,8 +294,10 @@ static int handle_used(mktd_ctx *ctx, const mktd_event *ev)
 /* prefix + CODE_CHARS characters of code_alphabet, each drawn uniformly:
  * one random byte per character, bytes >= BYTE_LIMIT drawn again. Only the
  * bytes still needed are asked for, so the host's stream maps to the code
- * one byte at a time. */
-static int make_code(const struct coupon *c, char *out, size_t size)
+ * one byte at a time. The bytes are the action's (random_for): in cluster
+ * mode derived from it, so that a replayed partition issues the same
+ * codes; each call draws new ones (a collision tries the next). */
+static int make_code(mktd_ctx *ctx, const struct coupon *c, char *out, size_t size)
 {
     size_t plen = strlen(c->prefix), n = 0;
     unsigned char buf[CODE_CHARS];
@@ -305,7 +307,7 @@ static int make_code(const struct coupon *c, char *out, size_t size)
     memcpy(out, c->prefix, plen);
     while (n < CODE_CHARS) {
         size_t want = CODE_CHARS - n;
-        int rc = host->random_bytes(buf, want);
+        int rc = host->random_for(ctx, buf, want);
         if (rc < 0)
             return rc;
         for (size_t i = 0; i < want; i++) {
@@ -342,7 +344,7 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
     for (tries = 0; !dry; tries++) {
         if (tries == CLAIM_TRIES)
             return -EEXIST;
-        rc = make_code(c, code, sizeof code);
+        rc = make_code(ctx, c, code, sizeof code);
         if (rc < 0)
             return rc;
         rc = host->unique_claim(ctx, COUPON_NS, code);

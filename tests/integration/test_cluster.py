@@ -23,10 +23,13 @@ def fnv1a(s):
 def write_config(d, nats, partitions=PARTITIONS, extra=""):
     path = os.path.join(d, "mktd.yaml")
     urls = ", ".join(f'"{u}"' for u in nats)
+    with open(os.path.join(d, "cluster.secret"), "w") as f:
+        f.write("a secret of the test's cluster\n")
     with open(path, "w") as f:
         f.write("daemon:\n"
                 f"  database: {d}/mktd.db\n"
-                f"  cluster: {{nats: [{urls}], partitions: {partitions}, worker: w1}}\n"
+                f"  cluster: {{nats: [{urls}], partitions: {partitions}, worker: w1,"
+                " secret_file: cluster.secret}\n"
                 f"{extra}"
                 "campaigns: []\n")
     return path
@@ -153,8 +156,25 @@ def test_config_is_checked():
                  "mktd.yaml:5:17: cluster.partitions: must be an integer from 1 to 1024",
                  "mktd.yaml:6:13: cluster.stream: 'bad.name' must be 1-32 of [A-Za-z0-9_-]",
                  "mktd.yaml:7:15: cluster.takeover: must be from 1s to 1h",
+                 "mktd.yaml:4:5: cluster.secret_file: required",
                  "colour"):
         assert want in r.stderr, (want, r.stderr)
+    # the secret: read when the config is, relative to its folder
+    real = os.path.realpath(d)
+    for content, why in (("", f"{real}/cluster.secret is empty"),
+                         (None, f"{real}/cluster.secret")):
+        sp = os.path.join(d, "cluster.secret")
+        if content is None:
+            os.unlink(sp)
+        else:
+            with open(sp, "w") as f:
+                f.write(content)
+        with open(path, "w") as f:
+            f.write("daemon:\n  cluster: {nats: [\"nats://127.0.0.1:4222\"],"
+                    " secret_file: cluster.secret}\ncampaigns: []\n")
+        r = mktd("check", "-c", path)
+        assert r.returncode != 0 and "cluster.secret_file: " + why in r.stderr \
+            and f"(resolved against the config's folder {real})" in r.stderr, r.stderr
     with open(path, "w") as f:
         f.write("daemon:\n  cluster: {partitions: 4}\ncampaigns: []\n")
     r = mktd("check", "-c", path)

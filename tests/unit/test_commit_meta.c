@@ -84,13 +84,24 @@ static void test_with_the_batch(void)
     CHECK_INT(engine_commit(e), 0);
     CHECK(store_meta_get(st, "cluster_applied", &v) == 0);
     CHECK_INT(v, 11);
+
+    /* two keys in one commit (the applied sequence and the ticks); a key
+     * set twice keeps its last value */
+    engine_commit_meta(e, "cluster_applied", 12);
+    engine_commit_meta(e, "cluster_ticks", 1);
+    engine_commit_meta(e, "cluster_applied", 13);
+    CHECK_INT(engine_commit(e), 0);
+    CHECK(store_meta_get(st, "cluster_applied", &v) == 0);
+    CHECK_INT(v, 13);
+    CHECK(store_meta_get(st, "cluster_ticks", &v) == 0);
+    CHECK_INT(v, 1);
     engine_free(e);
     store_close(st);
 
     /* it survives a reopen, as the shard's truth */
     CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
     CHECK(store_meta_get(st, "cluster_applied", &v) == 0);
-    CHECK_INT(v, 11);
+    CHECK_INT(v, 13);
     store_close(st);
     char more[300];
     unlink(path);

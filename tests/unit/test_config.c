@@ -1375,22 +1375,48 @@ static void test_config_paths(void)
 /* daemon.cluster: its defaults and values; a change of it needs a restart. */
 static void test_config_cluster(void)
 {
+    /* the secret file, relative to the config's folder (a trailing newline
+     * is not part of it) */
+    char dir[] = "/tmp/test_cluster_XXXXXX", secret[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(secret, sizeof(secret), "%s/cluster.secret", dir);
+    FILE *f = fopen(secret, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("s3cret\n", f);
+        fclose(f);
+    }
     const char *a = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\", "
                     "\"nats://h2:4223\"]\n    partitions: 16\n    worker: w1\n"
+                    "    secret_file: cluster.secret\n"
                     "campaigns: []\n";
     const char *b = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
                     "    partitions: 8\n    worker: w1\n    takeover: 3s\n"
+                    "    secret_file: cluster.secret\n"
                     "campaigns: []\n";
+    const char *none = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
+                       "campaigns: []\n";
     struct errs e = {0};
-    struct config *ca = config_load_string("/etc/mktd/a.yaml", a, strlen(a), &e);
-    struct config *cb = config_load_string("/etc/mktd/b.yaml", b, strlen(b), &e);
+    struct config *ca = config_load_string_in("a.yaml", dir, 0, a, strlen(a), &e);
+    struct config *cb = config_load_string_in("b.yaml", dir, 0, b, strlen(b), &e);
     CHECK_INT((int)e.n, 0);
     errs_free(&e);
+    /* cluster mode needs the secret */
+    struct config *cn = config_load_string_in("n.yaml", dir, 0, none, strlen(none), &e);
+    CHECK(cn == NULL);
+    CHECK(e.n == 1 && strstr(e.msg[0], "cluster.secret_file: required"));
+    errs_free(&e);
+    config_free(cn);
+    unlink(secret);
+    rmdir(dir);
     if (!ca || !cb) {
         config_free(ca);
         config_free(cb);
         return;
     }
+    CHECK_INT((int)ca->cluster.secret_len, 6);
+    CHECK(ca->cluster.secret && memcmp(ca->cluster.secret, "s3cret", 6) == 0);
+    CHECK_STR(ca->cluster.secret_file, secret);
     CHECK_INT((int)ca->cluster.n_nats, 2);
     CHECK_STR(ca->cluster.nats[1], "nats://h2:4223");
     CHECK_INT(ca->cluster.partitions, 16);

@@ -85,11 +85,18 @@ static int scripted_random(void *buf, size_t len)
     return 0;
 }
 
+static int scripted_random_for(mktd_ctx *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    return scripted_random(buf, len);
+}
+
 static const mktd_plugin *scripted_entry(const mktd_host *host)
 {
     (void)host;
     scripted_host = *mktd_mock_host();
     scripted_host.random_bytes = scripted_random;
+    scripted_host.random_for = scripted_random_for;
     return mktd_plugin_entry(&scripted_host);
 }
 
