@@ -259,7 +259,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     int rc = -1, n;
     uint64_t *msgs = NULL;
     char **owner = NULL;
-    int64_t *applied = NULL, *published = NULL; /* -1: not known */
+    int64_t *applied = NULL, *published = NULL, *lag = NULL; /* -1: not known */
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -282,6 +282,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     owner = xcalloc((size_t)n, sizeof(*owner));
     applied = xcalloc((size_t)n, sizeof(*applied));
     published = xcalloc((size_t)n, sizeof(*published));
+    lag = xcalloc((size_t)n, sizeof(*lag));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -306,10 +307,14 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             kvEntry_Destroy(e);
         }
         /* written by the partition's owners (app.p<N> now and then) */
-        applied[p] = published[p] = -1;
+        applied[p] = published[p] = lag[p] = -1;
         snprintf(key, sizeof(key), "app.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
-            applied[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
+            /* "<applied> <waiting>" (a worker of before lag: "<applied>") */
+            char *end;
+            applied[p] = strtoll(kvEntry_ValueString(e), &end, 10);
+            if (*end == ' ')
+                lag[p] = strtoll(end + 1, NULL, 10);
             kvEntry_Destroy(e);
         }
         snprintf(key, sizeof(key), "pub.p%d", p);
@@ -329,6 +334,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             sb_json_str_or_null(&b, owner[p]);
             if (applied[p] >= 0)
                 sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
+            if (lag[p] >= 0)
+                sb_fmt(&b, ",\"lag\":%" PRId64, lag[p]);
             if (published[p] >= 0)
                 sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
             sb_str(&b, "}");
@@ -339,15 +346,17 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %d partitions\n", k->stream, si->State.Msgs,
                 n);
-        fprintf(out, "%-10s %12s %12s %10s  %s\n", "partition", "events", "applied_seq", "actions",
-                "owner");
+        fprintf(out, "%-10s %12s %12s %8s %10s  %s\n", "partition", "events", "applied_seq", "lag",
+                "actions", "owner");
         for (int p = 0; p < n; p++) {
-            char a[24] = "-", b[24] = "-";
+            char a[24] = "-", b[24] = "-", l[24] = "-";
             if (applied[p] >= 0)
                 snprintf(a, sizeof(a), "%" PRId64, applied[p]);
+            if (lag[p] >= 0)
+                snprintf(l, sizeof(l), "%" PRId64, lag[p]);
             if (published[p] >= 0)
                 snprintf(b, sizeof(b), "%" PRId64, published[p]);
-            fprintf(out, "%-10d %12" PRIu64 " %12s %10s  %s\n", p, msgs[p], a, b,
+            fprintf(out, "%-10d %12" PRIu64 " %12s %8s %10s  %s\n", p, msgs[p], a, l, b,
                     owner[p] ? owner[p] : "-");
         }
     }
@@ -359,6 +368,7 @@ out:
     free(owner);
     free(applied);
     free(published);
+    free(lag);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);

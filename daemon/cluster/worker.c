@@ -6,8 +6,10 @@
  *
  * Three threads of its own: the main thread keeps the leases (register,
  * renew, take, release), the apply thread owns every shard, engine and
- * consumer, and a signal thread turns SIGTERM/SIGINT into a stop. They
- * share only the partitions' lease states, under one mutex. */
+ * consumer, and a signal thread turns SIGTERM/SIGINT into a stop (and
+ * refuses SIGHUP). They share only the partitions' lease states, under
+ * one mutex. The lease thread tells systemd READY=1, STOPPING=1 and
+ * WATCHDOG=1. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -25,6 +27,10 @@
 #include "lib/util.h"
 #include "store/dblock.h"
 #include "store/store.h"
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #define FETCH_BATCH 512
 #define APPLIED_KEY "cluster_applied"
@@ -53,6 +59,7 @@ struct part {
     int64_t published;  /* last action seq published (acknowledged) */
     int64_t queued;     /* last action seq published asynchronously */
     int64_t app_put_ms; /* when app.p<N> was last written */
+    uint64_t app_put;   /* the applied sequence it then said */
     uint64_t pending;   /* messages waiting after the last one fetched */
     int stalled;        /* the consumer does not answer: not deleted */
 };
@@ -70,6 +77,7 @@ struct worker {
     pthread_mutex_t mu;
     atomic_int stop;
     atomic_int apply_done;
+    atomic_llong apply_round_ms; /* when the apply thread last began a round */
     /* the census: live workers, partitions with a lease (under mu) */
     int workers;
     char *taken;
@@ -213,15 +221,19 @@ static void finish_publishing(struct worker *w)
     }
 }
 
+/* app.p<N> = "<applied stream seq> <messages waiting after it>", as the
+ * owner last saw them (mktd cluster status: applied_seq and lag) */
 static void put_applied(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
-    char key[32], v[32];
+    char key[32], v[48];
     snprintf(key, sizeof(key), "app.p%d", idx);
-    snprintf(v, sizeof(v), "%" PRIu64, p->applied);
+    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, p->applied, p->pending);
     uint64_t rev;
-    if (kvStore_Put(&rev, w->meta, key, v, (int)strlen(v)) == NATS_OK)
+    if (kvStore_Put(&rev, w->meta, key, v, (int)strlen(v)) == NATS_OK) {
         p->app_put_ms = wall_ms();
+        p->app_put = p->applied;
+    }
 }
 
 /* delete: the ephemeral consumer too (else its server drops it once it
@@ -376,6 +388,9 @@ static int may_apply(struct worker *w, int idx)
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
+    /* a partition gone quiet says where it stopped within a second */
+    if (p->app_put != p->applied && wall_ms() - p->app_put_ms >= 1000)
+        put_applied(w, idx);
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
     req.Batch = FETCH_BATCH;
@@ -482,6 +497,7 @@ static void *apply_main(void *arg)
     int idle = 0; /* rounds without a message: the pause grows to 100 ms */
     while (!atomic_load(&w->stop)) {
         int any = 0;
+        atomic_store(&w->apply_round_ms, wall_ms());
         for (int i = 0; i < w->n && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
@@ -738,6 +754,39 @@ static void lease_round(struct worker *w, char *taken)
     }
 }
 
+static void notify(const char *msg)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, msg);
+#else
+    (void)msg;
+#endif
+}
+
+/* WATCHDOG=1 every half of WatchdogSec=, from the lease thread, but only
+ * while the apply thread goes round: a worker stuck in a plugin is killed
+ * (and its leases run out), not kept alive by its lease thread. */
+static void watchdog(struct worker *w, int64_t *last_ms)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return;
+    int64_t half = (int64_t)(usec / 2000), now = wall_ms();
+    if (now - *last_ms < half || now - atomic_load(&w->apply_round_ms) > half)
+        return;
+    *last_ms = now;
+    notify("WATCHDOG=1");
+#else
+    (void)w;
+    (void)last_ms;
+#endif
+}
+
+/* SIGTERM and SIGINT stop the worker. SIGHUP (systemctl reload) is
+ * refused with a warning: a worker applies its config at a partition's
+ * open, and a reload must reach every partition at the same point of its
+ * stream (spec 18), which a signal to one worker cannot do. */
 static void *signal_main(void *arg)
 {
     struct worker *w = arg;
@@ -745,8 +794,11 @@ static void *signal_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        log_warn("reload: not applied in cluster mode; a worker reads the config when it opens a "
+                 "partition (docs/operations.md, \"Run a cluster\")");
     atomic_store(&w->stop, 1);
     return NULL;
 }
@@ -788,6 +840,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         goto out;
     }
     pthread_t sig_t, apply_t;
+    atomic_store(&w->apply_round_ms, wall_ms());
     pthread_create(&sig_t, NULL, signal_main, w);
     pthread_create(&apply_t, NULL, apply_main, w);
     log_info("worker %s: %d partitions, takeover %" PRId64 " ms", cfg->cluster.worker, n,
@@ -801,10 +854,21 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         period = 100;
     /* leases are renewed until the apply thread is done (on a stop it
      * finishes its round and closes every shard first) */
+    int64_t wd_ms = 0;
+    int ready = 0, stopping_told = 0;
     while (!atomic_load(&w->apply_done)) {
         int64_t t0 = wall_ms();
         lease_round(w, taken);
+        if (!ready) { /* registered: a worker the others count */
+            notify("READY=1");
+            ready = 1;
+        }
         int stopping = atomic_load(&w->stop);
+        if (stopping && !stopping_told) {
+            notify("STOPPING=1");
+            stopping_told = 1;
+        }
+        watchdog(w, &wd_ms);
         while (!atomic_load(&w->apply_done) && stopping == atomic_load(&w->stop) &&
                wall_ms() < t0 + period)
             nats_Sleep(20);
@@ -863,6 +927,7 @@ int cluster_run(const char *config_path)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct errs errs = {0};

@@ -88,10 +88,10 @@ class Worker:
         self.log = os.path.join(d, f"{name}.log")
         self.proc = None
 
-    def start(self):
+    def start(self, env=None):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command("-c", self.cfg), stdout=subprocess.DEVNULL,
-                                         stderr=log)
+                                         stderr=log, env=dict(os.environ, **(env or {})))
         atexit.register(self._kill)
 
     def _kill(self):
@@ -249,15 +249,19 @@ def test_two_workers_apply_once_and_publish_once():
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         n = check_exactly_once(cfg, shards, evs)
         assert n > 2000 // SCALE, n
-        # status: what each owner applied and published, as it recorded
+        # status: what each owner applied and published, as it recorded;
+        # a partition gone quiet says so within a second (lag 0)
         def recorded():
             st = status(cfg)
-            return st if all(p.get("actions_published") is not None for p in st["partitions"]) \
+            return st if all(p.get("actions_published") is not None and p.get("lag") == 0
+                             for p in st["partitions"]) \
                 and sum(p["actions_published"] for p in st["partitions"]) == n else None
-        st = wait_for("published actions recorded", recorded, 20)
+        st = wait_for("published actions and no lag recorded", recorded, 20)
         assert sum(p["events"] for p in st["partitions"]) == len(evs)
+        # the last applied sequence is the stream's last, in one partition
+        assert max(p["applied_seq"] for p in st["partitions"]) == len(evs), st
         r = mktd("cluster", "status", "-c", cfg)
-        assert r.returncode == 0 and "applied_seq" in r.stdout, r.stdout
+        assert r.returncode == 0 and "applied_seq" in r.stdout and " lag " in r.stdout, r.stdout
     except BaseException:
         for w in ws:
             print(f"--- {w.name}'s log:\n{w.tail()}")
@@ -349,3 +353,37 @@ def test_restarted_worker_takes_its_share_back():
         for w in ws:
             w.stop()
 
+
+def test_worker_under_systemd():
+    """Type=notify: READY=1 once registered, WATCHDOG=1 while it applies,
+    SIGHUP (systemctl reload) refused with a warning and the worker goes
+    on, STOPPING=1 on SIGTERM."""
+    from test_ops import Notify
+    nc, d, ws = setup(1)
+    w = ws[0]
+    cfg = w.cfg
+    n = Notify(d)
+    try:
+        w.start(env={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": str(slow(1) * 1000000)})
+        assert n.next_state(timeout=slow(20)) == "READY=1", n.msgs
+        wait_for("w1 owns every partition", lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
+        # pings every half of WATCHDOG_USEC, while the apply thread goes round
+        deadline = time.time() + slow(20)
+        while sum(m == "WATCHDOG=1" for _, m in n.msgs) < 2 and time.time() < deadline:
+            n.recv(0.5)
+        assert sum(m == "WATCHDOG=1" for _, m in n.msgs) >= 2, n.msgs
+        w.proc.send_signal(signal.SIGHUP)
+        wait_for("the reload refused", lambda: "reload: not applied in cluster mode" in w.tail(), 10)
+        evs = events(300)
+        publish(cfg, evs)
+        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
+        check_exactly_once(cfg, shards, evs)
+        assert w.proc.poll() is None
+        w.terminate()
+        assert n.next_state(timeout=slow(20)) == "STOPPING=1", n.msgs
+    except BaseException:
+        print(f"--- w1's log:\n{w.tail()}")
+        raise
+    finally:
+        w.stop()
+        n.close()

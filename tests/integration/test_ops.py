@@ -202,13 +202,15 @@ def test_systemd_units_verify():
         print("skipped: no systemd-analyze")
         return
     tmp = tempfile.mkdtemp(prefix="mktd-units-")
-    for name in ("mktd.service", "mktd.socket"):
+    for name in ("mktd.service", "mktd.socket", "mktd-worker@.service"):
         with open(os.path.join(SRC, "config", name)) as f:
             text = f.read()
         # the installed binary need not exist here: point at one that does
         with open(os.path.join(tmp, name), "w") as f:
             f.write(text.replace("/usr/local/bin/mktd", BIN))
-    r = subprocess.run([sa, "verify", "mktd.service", "mktd.socket"], cwd=tmp,
+    # a template is verified as an instance of it
+    shutil.copy(os.path.join(tmp, "mktd-worker@.service"), os.path.join(tmp, "mktd-worker@w1.service"))
+    r = subprocess.run([sa, "verify", "mktd.service", "mktd.socket", "mktd-worker@w1.service"], cwd=tmp,
                        capture_output=True, text=True, timeout=60)
     out = "\n".join(l for l in (r.stdout + r.stderr).splitlines()
                     if "Failed to connect" not in l and "bus" not in l.lower())
@@ -217,6 +219,12 @@ def test_systemd_units_verify():
         unit = f.read()
     for line in ("Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in unit, line
+    with open(os.path.join(SRC, "config", "mktd-worker@.service")) as f:
+        unit = f.read()
+    # a worker refuses SIGHUP: its unit must not offer a reload
+    for line in ("Type=notify", "WatchdogSec=", "/etc/mktd/%i.yaml"):
+        assert line in unit, line
+    assert not any(l.startswith("ExecReload=") for l in unit.splitlines())
 
 
 # ---- reload under load ----
