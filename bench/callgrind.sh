@@ -9,12 +9,17 @@
 #   e.g. bench/callgrind.sh /tmp/mktd-bench/release /tmp/mktd-bench/bench/loadgen 30000 explain
 #        bench/callgrind.sh /tmp/mktd-bench/release /tmp/mktd-bench/bench/loadgen 30000 none \
 #            "event_log: {keep: 30d}"
+# Environment: MKTD_CG_CAMPAIGNS, another campaigns file than
+# bench/campaigns.yaml (e.g. one campaign alone); MKTD_CG_KEEP, a folder
+# to keep the callgrind output of the run with events in (cg.out), for
+# callgrind_annotate.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 rel=$1 loadgen=$2 count=${3:-30000} flags=${4:-none} line=${5:-}
 rel=$(realpath "$rel") # the config below is elsewhere: paths in it must be absolute
 w=$(mktemp -d /tmp/mktd-cg.XXXXXX)
 trap 'rm -rf "$w"' EXIT
+campaigns=${MKTD_CG_CAMPAIGNS:-$here/campaigns.yaml}
 run() { # N: instructions of a run with N events
     local d=$w/$1
     mkdir -p "$d"
@@ -29,8 +34,8 @@ daemon:
   $line
 
 Y
-    cat "$here/campaigns.yaml" >>"$d/c.yaml"
-    valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" "$rel/mktd" -c "$d/c.yaml" 2>"$d/log" &
+    cat "$campaigns" >>"$d/c.yaml"
+    valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$d/cg.out" "$rel/mktd" -c "$d/c.yaml" 2>"$d/log" &
     local pid=$!
     for _ in $(seq 600); do [ -S "$d/s" ] && break; sleep 0.1; done
     local f=()
@@ -41,6 +46,10 @@ Y
     fi
     kill "$pid"
     wait "$pid" || true
+    if [ "$1" -gt 0 ] && [ -n "${MKTD_CG_KEEP:-}" ]; then
+        mkdir -p "$MKTD_CG_KEEP"
+        cp "$d/cg.out" "$MKTD_CG_KEEP/cg.out"
+    fi
     grep -m1 '^summary\|^totals' "$d/cg.out" | awk '{print $2}'
 }
 base=$(run 0)

@@ -38,6 +38,12 @@ enum ev_status event_decode(const char *line, size_t len, const struct decode_op
                             struct event *ev, char *detail, size_t detail_len, char **echo_id);
 void event_clear(struct event *ev);
 
+/* The tree jansson would give for a plain line (ASCII, no escapes, no real,
+ * integers of up to 18 digits, no duplicate key, at most 64 levels, an
+ * object at the top), or NULL for any other line: event_decode's fast path,
+ * which leaves every other line to jansson. */
+json_t *event_parse_plain(const char *s, size_t n);
+
 /* Props lookup by dot path (object keys only); NULL when absent or null. */
 json_t *props_path(json_t *props, const char *path);
 

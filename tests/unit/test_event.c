@@ -779,6 +779,125 @@ static void test_dry_explain(void)
     CHECK_INT(ev.dry, 0);
 }
 
+/* jansson's tree of s, dumped in key order (NULL when jansson refuses it). */
+static char *jansson_dump(const char *s)
+{
+    json_t *j = json_loadb(s, strlen(s), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    char *d = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    return d;
+}
+
+/* levels containers, objects ({"k": ...}) and arrays in turn, an object
+ * outermost, 0 innermost; its length. */
+static size_t nest(char *out, int levels)
+{
+    size_t n = 0;
+    for (int k = 0; k < levels; k++)
+        n += (size_t)sprintf(out + n, "%s", k % 2 ? "[" : "{\"k\":");
+    out[n++] = '0';
+    for (int k = levels - 1; k >= 0; k--)
+        out[n++] = k % 2 ? ']' : '}';
+    out[n] = 0;
+    return n;
+}
+
+/* The fast path takes s and gives jansson's tree: the same values, types
+ * (an integer stays one) and key order. */
+static void check_plain(const char *s)
+{
+    json_t *j = event_parse_plain(s, strlen(s));
+    CHECK(j != NULL);
+    if (!j) {
+        fprintf(stderr, "  (not taken: %s)\n", s);
+        return;
+    }
+    char *a = json_dumps(j, JSON_COMPACT), *b = jansson_dump(s);
+    CHECK(b != NULL);
+    CHECK_STR(a, b ? b : "(refused)");
+    json_t *ref = json_loadb(s, strlen(s), 0, NULL);
+    CHECK(json_equal(j, ref));
+    json_decref(ref);
+    free(a);
+    free(b);
+    json_decref(j);
+}
+
+static void test_plain(void)
+{
+    static const char *const plain[] = {
+        "{}",
+        " {\t\"a\" :\r1 , \"b\":\n-2}  ",
+        "{\"id\":\"e1\",\"type\":\"order.paid\",\"user\":\"u1\",\"ts\":1793491200000,"
+        "\"props\":{\"order_id\":\"o1\",\"amount\":12000,\"tags\":[\"a\",1,true,false,null,"
+        "{},[]],\"n\":{\"m\":{\"k\":0}}}}",
+        "{\"z\":1,\"a\":2,\"m\":3}", /* insertion order, not sorted */
+        "{\"\":\"\",\"x\":\"a b/c\"}",
+        "{\"big\":999999999999999999,\"neg\":-999999999999999999,\"zero\":0}",
+        "{\"a\":[[],[[1]],{\"b\":[{}]}]}",
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+        check_plain(plain[i]);
+
+    /* 64 levels are plain, 65 are jansson's (whose error names the depth) */
+    char deep[600];
+    nest(deep, 64);
+    check_plain(deep);
+
+    /* Left to jansson: each line below either is not valid JSON or needs
+     * what the fast path does not do; event_decode's answers for them are
+     * those of the tests above. */
+    static const char *const other[] = {
+        "",
+        "   ",
+        "[]",
+        "1",
+        "\"s\"",
+        "{\"a\":\"\\n\"}",      /* an escape */
+        "{\"a\":\"\xc3\xa9\"}", /* UTF-8 */
+        "{\"a\":\"\xff\"}",     /* not UTF-8 */
+        "{\"a\":\"x\ty\"}",     /* a control byte */
+        "{\"a\":1.5}",          /* a real */
+        "{\"a\":1e3}",
+        "{\"a\":1E3}",
+        "{\"a\":01}", /* zero-led */
+        "{\"a\":-0}",
+        "{\"a\":-}",
+        "{\"a\":1234567890123456789}", /* 19 digits */
+        "{\"a\":99999999999999999999999}",
+        "{\"a\":1x}",
+        "{\"a\":truex}",
+        "{\"a\":nul}",
+        "{\"a\":1,\"a\":2}", /* a duplicate key */
+        "{\"a\":{\"b\":1,\"b\":1}}",
+        "{\"a\":1,}",
+        "{\"a\":1",
+        "{\"a\" 1}",
+        "{\"a\":[1,]}",
+        "{\"a\":[1 2]}",
+        "{a:1}",
+        "{\"a\":1} x",
+        "{\"a\":1}{}",
+        "{\"a\":\"unterminated}",
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        json_t *j = event_parse_plain(other[i], strlen(other[i]));
+        CHECK(j == NULL);
+        if (j)
+            fprintf(stderr, "  (taken: %s)\n", other[i]);
+        json_decref(j);
+    }
+    char deeper[600];
+    size_t n = nest(deeper, 65);
+    CHECK(event_parse_plain(deeper, n) == NULL);
+    CHECK_INT(dec(deeper), EV_INVALID_JSON);
+    CHECK_DETAIL("nesting deeper than 64 levels");
+    /* a line cut short is never read past its length */
+    const char *full = "{\"id\":\"e1\",\"type\":\"t\",\"user\":\"u\"}";
+    for (size_t k = 0; k < strlen(full); k++)
+        CHECK(event_parse_plain(full, k) == NULL);
+}
+
 int main(void)
 {
     test_valid();
@@ -794,6 +913,7 @@ int main(void)
     test_depth();
     test_props_path();
     test_dry_explain();
+    test_plain();
     event_clear(&ev);
     free(echo);
     /* event_clear on a cleared event is harmless. */
