@@ -74,13 +74,15 @@ def config(d, nc, name, snapshot, level):
     with open(os.path.join(HERE, "campaigns.yaml")) as f:
         campaigns = f.read()
     os.makedirs(os.path.join(d, name), exist_ok=True)
+    with open(os.path.join(d, "cluster.secret"), "w") as f:
+        f.write("the bench's cluster secret\n")
     with open(cfg, "w") as f:
         f.write("daemon:\n"
                 f"  database: {d}/{name}/mktd.db\n"
                 f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
                 f"  log: {{level: {level}}}\n"
                 f"  cluster: {{nats: [{urls}], partitions: 1, worker: {name}, takeover: 2s,"
-                f" snapshot: {snapshot}}}\n" + campaigns)
+                f" snapshot: {snapshot}, secret_file: cluster.secret}}\n" + campaigns)
     return cfg
 
 

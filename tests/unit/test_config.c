@@ -1407,11 +1407,11 @@ static void test_config_cluster(void)
     CHECK(e.n == 1 && strstr(e.msg[0], "cluster.secret_file: required"));
     errs_free(&e);
     config_free(cn);
-    unlink(secret);
-    rmdir(dir);
     if (!ca || !cb) {
         config_free(ca);
         config_free(cb);
+        unlink(secret);
+        rmdir(dir);
         return;
     }
     CHECK_INT((int)ca->cluster.secret_len, 6);
@@ -1442,9 +1442,9 @@ static void test_config_cluster(void)
      * of either alone needs a restart like every cluster key */
     const char *s = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\", "
                     "\"nats://h2:4223\"]\n    partitions: 16\n    worker: w1\n"
-                    "    snapshot: 1s\n    snapshots: SNAPS\n"
+                    "    snapshot: 1s\n    snapshots: SNAPS\n    secret_file: cluster.secret\n"
                     "campaigns: []\n";
-    struct config *cs = config_load_string("/etc/mktd/a.yaml", s, strlen(s), &e);
+    struct config *cs = config_load_string_in("s.yaml", dir, 0, s, strlen(s), &e);
     CHECK_INT((int)e.n, 0);
     errs_free(&e);
     if (cs) {
@@ -1473,9 +1473,9 @@ static void test_config_cluster(void)
         char y[512];
         snprintf(y, sizeof(y),
                  "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n    %s\n"
-                 "campaigns: []\n",
+                 "    secret_file: cluster.secret\ncampaigns: []\n",
                  bad[i].body);
-        struct config *c = config_load_string("/etc/mktd/a.yaml", y, strlen(y), &e);
+        struct config *c = config_load_string_in("bad.yaml", dir, 0, y, strlen(y), &e);
         CHECK(c == NULL);
         CHECK(e.n == 1 && strstr(e.msg[0], bad[i].want));
         if (e.n != 1 || !strstr(e.msg[0], bad[i].want))
@@ -1485,13 +1485,15 @@ static void test_config_cluster(void)
     }
     /* 0: no snapshots */
     const char *z = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
-                    "    snapshot: 0\ncampaigns: []\n";
-    struct config *cz = config_load_string("/etc/mktd/a.yaml", z, strlen(z), &e);
+                    "    snapshot: 0\n    secret_file: cluster.secret\ncampaigns: []\n";
+    struct config *cz = config_load_string_in("z.yaml", dir, 0, z, strlen(z), &e);
     CHECK(cz && cz->cluster.snapshot_ms == 0);
     errs_free(&e);
     config_free(cz);
     config_free(ca);
     config_free(cb);
+    unlink(secret);
+    rmdir(dir);
 }
 
 int main(void)
