@@ -25,13 +25,10 @@
 #include "engine/event.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "lib/notify.h"
 #include "lib/util.h"
 #include "store/dblock.h"
 #include "store/store.h"
-
-#ifdef HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
 
 #define FETCH_BATCH 512
 #define APPLIED_KEY CLUSTER_APPLIED_KEY
@@ -914,33 +911,19 @@ static void lease_round(struct worker *w, char *taken)
     }
 }
 
-static void notify(const char *msg)
-{
-#ifdef HAVE_SYSTEMD
-    sd_notify(0, msg);
-#else
-    (void)msg;
-#endif
-}
-
 /* WATCHDOG=1 every half of WatchdogSec=, from the lease thread, but only
  * while the apply thread goes round: a worker stuck in a plugin is killed
  * (and its leases run out), not kept alive by its lease thread. */
 static void watchdog(struct worker *w, int64_t *last_ms)
 {
-#ifdef HAVE_SYSTEMD
-    uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+    uint64_t usec = notify_watchdog_usec();
+    if (usec == 0)
         return;
     int64_t half = (int64_t)(usec / 2000), now = wall_ms();
     if (now - *last_ms < half || now - atomic_load(&w->apply_round_ms) > half)
         return;
     *last_ms = now;
     notify("WATCHDOG=1");
-#else
-    (void)w;
-    (void)last_ms;
-#endif
 }
 
 /* SIGTERM and SIGINT stop the worker. SIGHUP (systemctl reload) is

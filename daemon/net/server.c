@@ -45,6 +45,7 @@
 #include "engine/plugins.h"
 #include "lib/addr.h"
 #include "lib/log.h"
+#include "lib/notify.h"
 #include "net/admin.h"
 #include "net/auth.h"
 #include "net/ingest.h"
@@ -154,15 +155,6 @@ struct server {
 static const struct config *cfg_of(struct server *s)
 {
     return engine_config(s->eng);
-}
-
-static void notify(const char *msg)
-{
-#ifdef HAVE_SYSTEMD
-    sd_notify(0, msg);
-#else
-    (void)msg;
-#endif
 }
 
 /* RELOADING=1 with the CLOCK_MONOTONIC time the reload began, as systemd
@@ -1718,18 +1710,14 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 
 static void start_watchdog(struct server *s)
 {
-#ifdef HAVE_SYSTEMD
-    uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    uint64_t usec = notify_watchdog_usec();
+    if (usec > 0) {
         s->watchdog_ev = event_new(s->base, -1, EV_PERSIST, watchdog_cb, s);
         struct timeval tv = {.tv_sec = (time_t)(usec / 2 / 1000000),
                              .tv_usec = (suseconds_t)(usec / 2 % 1000000)};
         event_add(s->watchdog_ev, &tv);
         log_info("watchdog every %llu ms", (unsigned long long)(usec / 2000));
     }
-#else
-    (void)s;
-#endif
 }
 
 /* ---- run ---- */
