@@ -32,21 +32,14 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from harness import PLUGINS, command, mktd  # noqa: E402
 from natscluster import NatsCluster  # noqa: E402
 
+import cluster_worker  # noqa: E402  (bench/: the same events)
+
 USERS = int(sys.argv[1]) if len(sys.argv) > 1 else 50000
 EXTRA = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
 
 
 def events(n, start):
-    out = []
-    for i in range(start, start + n):
-        u = f"u{(i * 7919) % USERS}"
-        e = {"id": f"e{i}", "user": u}
-        if i % 7 == 0:
-            e.update(type="order.paid", props={"order_id": f"o{i}", "amount": 5000 + (i % 9) * 2000})
-        else:
-            e["type"] = "page.view"
-        out.append(json.dumps(e) + "\n")
-    return "".join(out)
+    return cluster_worker.events(n, start, USERS)
 
 
 def applied(path):

@@ -30,10 +30,11 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 PARTS = 16
 
 
-def events(n, start):
+def events(n, start, users=40000):
+    """n events from number start: 1 in 7 a paid order, the rest page views."""
     out = []
     for i in range(start, start + n):
-        u = f"u{(i * 7919) % 40000}"
+        u = f"u{(i * 7919) % users}"
         e = {"id": f"e{i}", "user": u}  # no ts: time comes from the log
         if i % 7 == 0:
             e.update(type="order.paid", props={"order_id": f"o{i}", "amount": 5000 + (i % 9) * 2000})

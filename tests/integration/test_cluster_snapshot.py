@@ -25,27 +25,11 @@ SCALE = cw.SCALE
 PARTITIONS = cw.PARTITIONS
 
 
-def write_config(d, nats, worker):
-    path = os.path.join(d, f"{worker}.yaml")
-    urls = ", ".join(f'"{u}"' for u in nats)
-    with open(os.path.join(d, "cluster.secret"), "w") as f:
-        f.write("the workers' shared secret\n")
-    with open(path, "w") as f:
-        f.write("daemon:\n"
-                f"  database: {d}/{worker}/mktd.db\n"
-                f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
-                f"  cluster: {{nats: [{urls}], partitions: {PARTITIONS}, worker: {worker},"
-                " takeover: 2s, snapshot: 1s, secret_file: cluster.secret}\n"
-                + cw.CAMPAIGNS)
-    os.makedirs(os.path.join(d, worker), exist_ok=True)
-    return path
-
-
 def setup():
     nc = NatsCluster(3)
     d = tempfile.mkdtemp(prefix="mktd-snap-")
     harness._TEMP_DIRS.append(d)
-    ws = [cw.Worker(d, write_config(d, nc.urls(), n), n) for n in ("w1", "w2")]
+    ws = [cw.Worker(d, cw.write_config(d, nc.urls(), n, extra="snapshot: 1s"), n) for n in ("w1", "w2")]
     cw.init(ws[0].cfg)
     return nc, d, ws
 

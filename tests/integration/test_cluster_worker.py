@@ -36,7 +36,8 @@ CAMPAIGNS = """campaigns:
 """
 
 
-def write_config(d, nats, worker, campaigns=CAMPAIGNS):
+def write_config(d, nats, worker, campaigns=CAMPAIGNS, extra=""):
+    """A worker's config; extra: more keys of daemon.cluster ("snapshot: 1s")."""
     path = os.path.join(d, f"{worker}.yaml")
     urls = ", ".join(f'"{u}"' for u in nats)
     with open(os.path.join(d, "cluster.secret"), "w") as f:
@@ -46,8 +47,8 @@ def write_config(d, nats, worker, campaigns=CAMPAIGNS):
                 f"  database: {d}/{worker}/mktd.db\n"
                 f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
                 f"  cluster: {{nats: [{urls}], partitions: {PARTITIONS}, worker: {worker},"
-                " takeover: 2s, secret_file: cluster.secret}\n"
-                + campaigns)
+                " takeover: 2s, secret_file: cluster.secret"
+                + (", " + extra if extra else "") + "}\n" + campaigns)
     os.makedirs(os.path.join(d, worker), exist_ok=True)
     return path
 
