@@ -1,5 +1,7 @@
-/* mktd cluster actions: the actions stream read back, oldest first. */
+/* mktd cluster actions and failed: what the workers published, read back. */
 #include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/internal.h"
@@ -71,4 +73,73 @@ int cluster_actions(struct cluster *c, FILE *out, char *err, size_t errlen)
     natsSubscription_Destroy(sub);
     fflush(out);
     return rc;
+}
+
+struct failed {
+    int partition;
+    uint64_t seq;
+    char *json;
+};
+
+static int failed_cmp(const void *a, const void *b)
+{
+    const struct failed *x = a, *y = b;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int cluster_failed(struct cluster *c, FILE *out, int json, char *err, size_t errlen)
+{
+    kvStore *meta = NULL;
+    if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
+        return -1;
+    kvKeysList kl = {0};
+    natsStatus s = kvStore_Keys(&kl, meta, NULL);
+    if (s == NATS_NOT_FOUND) { /* an empty bucket */
+        kvStore_Destroy(meta);
+        return 0;
+    }
+    if (s != NATS_OK) {
+        cluster_errf(err, errlen, "listing the meta bucket", s, 0);
+        kvStore_Destroy(meta);
+        return -1;
+    }
+    size_t plen = strlen(CLUSTER_FAILED_PREFIX), n = 0;
+    struct failed *f = xcalloc((size_t)kl.Count + 1, sizeof(*f));
+    for (int i = 0; i < kl.Count; i++) {
+        const char *key = kl.Keys[i];
+        int part;
+        uint64_t seq;
+        if (strncmp(key, CLUSTER_FAILED_PREFIX, plen) != 0 ||
+            sscanf(key + plen, "p%d.%" SCNu64, &part, &seq) != 2)
+            continue;
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, meta, key) != NATS_OK)
+            continue; /* deleted meanwhile */
+        f[n].partition = part;
+        f[n].seq = seq;
+        f[n].json = xstrndup(kvEntry_ValueString(e), (size_t)kvEntry_ValueLen(e));
+        kvEntry_Destroy(e);
+        n++;
+    }
+    kvKeysList_Destroy(&kl);
+    qsort(f, n, sizeof(*f), failed_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (json) {
+            fprintf(out, "%s\n", f[i].json);
+        } else {
+            json_t *o = json_loads(f[i].json, 0, NULL);
+            const char *id = o ? json_string_value(json_object_get(o, "id")) : NULL;
+            const char *user = o ? json_string_value(json_object_get(o, "user")) : NULL;
+            const char *error = o ? json_string_value(json_object_get(o, "error")) : NULL;
+            fprintf(out, "partition %d seq %" PRIu64 ": event %s of user %s: %s\n", f[i].partition,
+                    f[i].seq, id ? id : "?", user ? user : "?", error ? error : "?");
+            json_decref(o);
+        }
+        free(f[i].json);
+    }
+    free(f);
+    kvStore_Destroy(meta);
+    return 0;
 }

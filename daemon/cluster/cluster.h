@@ -64,4 +64,10 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
  * 0, or -1 with err. */
 int cluster_actions(struct cluster *c, FILE *out, char *err, size_t errlen);
 
+/* mktd cluster failed: the events a plugin failed, set aside by the
+ * partitions' owners (spec 18), one JSON object a line ({"partition",
+ * "seq","id","type","user","error","at","worker"}) by partition and
+ * stream sequence, or a line of text each. 0, or -1 with err. */
+int cluster_failed(struct cluster *c, FILE *out, int json, char *err, size_t errlen);
+
 #endif

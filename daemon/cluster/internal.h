@@ -11,6 +11,8 @@
 #define CLUSTER_SNAP_PREFIX "mktd.snap"
 /* The shard's meta row of the last applied stream sequence. */
 #define CLUSTER_APPLIED_KEY "cluster_applied"
+/* Events a plugin failed, set aside in the meta bucket: fail.p<N>.<seq> */
+#define CLUSTER_FAILED_PREFIX "fail."
 
 struct cluster {
     const struct cluster_cfg *cfg;

@@ -229,6 +229,39 @@ static void finish_publishing(struct worker *w)
     }
 }
 
+/* An event a plugin failed (spec 18): undone by the engine, and set aside
+ * as fail.p<N>.<stream seq> in the meta bucket with its error, for `mktd
+ * cluster failed`; the partition goes on. Written again, to the same key,
+ * by an owner that applies the event again after a takeover. */
+static void set_aside(struct worker *w, int idx, uint64_t sseq, const struct event *ev,
+                      const char *error)
+{
+    char key[64];
+    snprintf(key, sizeof(key), CLUSTER_FAILED_PREFIX "p%d.%" PRIu64, idx, sseq);
+    struct sbuf b = {0};
+    sb_fmt(&b, "{\"partition\":%d,\"seq\":%" PRIu64 ",\"id\":", idx, sseq);
+    sb_json_str_or_null(&b, ev->id);
+    sb_str(&b, ",\"type\":");
+    sb_json_str_or_null(&b, ev->type);
+    sb_str(&b, ",\"user\":");
+    sb_json_str_or_null(&b, ev->user);
+    sb_str(&b, ",\"error\":");
+    sb_json_str_or_null(&b, error);
+    sb_fmt(&b, ",\"at\":%" PRId64 ",\"worker\":", wall_ms());
+    sb_json_str_or_null(&b, w->cfg->cluster.worker);
+    sb_str(&b, "}");
+    uint64_t rev;
+    int64_t deadline = wall_ms() + 2000;
+    natsStatus s;
+    do
+        s = kvStore_Put(&rev, w->meta, key, b.s, (int)b.len);
+    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    if (s != NATS_OK)
+        log_error("partition %d: stream sequence %" PRIu64 ": not set aside (%s)", idx, sseq,
+                  natsStatus_GetText(s));
+    sb_free(&b);
+}
+
 /* app.p<N> = "<applied stream seq> <messages waiting after it> <ticks
  * applied>", as the owner last saw them (mktd cluster status: applied_seq,
  * lag, and events = messages less ticks) */
@@ -519,9 +552,13 @@ static int apply_batch(struct worker *w, int idx)
             ev.ts = ms;
         }
         int n_actions = 0;
-        if (engine_advance(p->e, ms) < 0 ||
-            engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL)
-            log_error("partition %d: stream sequence %" PRIu64 ": %s", idx, sseq, detail);
+        if (engine_advance(p->e, ms) < 0)
+            log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
+        if (engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL) {
+            log_error("partition %d: stream sequence %" PRIu64 ", event %s: %s; set aside", idx,
+                      sseq, ev.id, detail);
+            set_aside(w, idx, sseq, &ev, detail);
+        }
         event_clear(&ev);
     }
     natsMsgList_Destroy(&list);

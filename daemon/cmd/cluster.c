@@ -1,4 +1,4 @@
-/* mktd cluster init|status and mktd publish (spec 17). */
+/* mktd cluster init|status|actions|failed and mktd publish (spec 17). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +40,7 @@ int cli_cluster(const char *sub, const char *config_path, const char *format)
     if (c) {
         rc = strcmp(sub, "init") == 0      ? cluster_init(c, stdout, err, sizeof(err))
              : strcmp(sub, "actions") == 0 ? cluster_actions(c, stdout, err, sizeof(err))
+             : strcmp(sub, "failed") == 0  ? cluster_failed(c, stdout, json, err, sizeof(err))
                                            : cluster_status(c, stdout, json, err, sizeof(err));
         rc = rc < 0 ? 1 : 0;
     }

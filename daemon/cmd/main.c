@@ -51,10 +51,11 @@ static void usage(FILE *f)
             "              [--format text|json|html] [-o FILE]\n"
             "                                    campaign figures over a period (T: RFC 3339,\n"
             "                                    a date or Unix ms)\n"
-            "  mktd cluster init|status|actions -c FILE [--format text|json]\n"
+            "  mktd cluster init|status|actions|failed -c FILE [--format text|json]\n"
             "                                    cluster mode: create the streams and\n"
             "                                    buckets; partitions, events and owners;\n"
-            "                                    the actions stream as NDJSON\n"
+            "                                    the actions stream as NDJSON; the events\n"
+            "                                    a plugin failed, set aside\n"
             "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
             "  mktd forget [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
             "                                    forget a user (through the daemon, else on\n"
@@ -261,7 +262,8 @@ int main(int argc, char **argv)
         code = cli_report(config, db, campaign, since_arg, until, format, out_path);
     } else if (strcmp(cmd, "cluster") == 0) {
         if (!config || npos != 1 ||
-            (strcmp(pos[0], "init") && strcmp(pos[0], "status") && strcmp(pos[0], "actions"))) {
+            (strcmp(pos[0], "init") && strcmp(pos[0], "status") && strcmp(pos[0], "actions") &&
+             strcmp(pos[0], "failed"))) {
             usage(stderr);
             goto out;
         }

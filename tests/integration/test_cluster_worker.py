@@ -16,7 +16,7 @@ import tempfile
 import time
 
 import harness
-from harness import PLUGINS, command, mktd, slow
+from harness import PLUGINS, TEST_PLUGINS, command, mktd, slow
 from natscluster import NatsCluster
 
 # fewer events under valgrind (MKTD_VALGRIND=1), where every process is ~10x slower
@@ -36,7 +36,7 @@ CAMPAIGNS = """campaigns:
 """
 
 
-def write_config(d, nats, worker, campaigns=CAMPAIGNS, extra=""):
+def write_config(d, nats, worker, campaigns=CAMPAIGNS, extra="", plugin_dirs=(PLUGINS,)):
     """A worker's config; extra: more keys of daemon.cluster ("snapshot: 1s")."""
     path = os.path.join(d, f"{worker}.yaml")
     urls = ", ".join(f'"{u}"' for u in nats)
@@ -45,7 +45,7 @@ def write_config(d, nats, worker, campaigns=CAMPAIGNS, extra=""):
     with open(path, "w") as f:
         f.write("daemon:\n"
                 f"  database: {d}/{worker}/mktd.db\n"
-                f"  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
+                f"  plugin_dirs: {json.dumps(list(plugin_dirs))}\n"
                 f"  cluster: {{nats: [{urls}], partitions: {PARTITIONS}, worker: {worker},"
                 " takeover: 2s, secret_file: cluster.secret"
                 + (", " + extra if extra else "") + "}\n" + campaigns)
@@ -398,3 +398,52 @@ def test_worker_under_systemd():
     finally:
         w.stop()
         n.close()
+
+
+def test_an_event_a_plugin_fails_is_set_aside():
+    """Spec 18: a partition whose event fails in a plugin sets that event
+    aside with its error (mktd cluster failed) and goes on: the event is
+    undone (its id not remembered, nothing of it recorded or published)."""
+    nc = NatsCluster(3)
+    d = tempfile.mkdtemp(prefix="mktd-clf-")
+    harness._TEMP_DIRS.append(d)
+    campaigns = CAMPAIGNS + "  - id: doom\n    plugin: probe\n"
+    cfg = write_config(d, nc.urls(), "w1", campaigns, plugin_dirs=(PLUGINS, TEST_PLUGINS))
+    init(cfg)
+    w = Worker(d, cfg, "w1")
+    good = events(600 // SCALE)
+    bad = [{"id": f"bad{i}", "type": "page.view", "user": f"u{i * 37}", "ts": T0 + i * 1000,
+            "props": {"fail": True}} for i in range(3)]
+    try:
+        r = mktd("cluster", "failed", "-c", cfg)
+        assert r.returncode == 0 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        w.start()
+        publish(cfg, good[:300 // SCALE] + bad + good[300 // SCALE:])
+        shards = wait_for("every good event applied", lambda: applied_all(cfg, [w], len(good)), 40)
+
+        def listed():
+            r = mktd("cluster", "failed", "-c", cfg, "--format", "json")
+            assert r.returncode == 0, r.stderr
+            got = [json.loads(x) for x in r.stdout.splitlines()]
+            return got if len(got) == len(bad) else None
+        got = wait_for("three events set aside", listed, 20)
+        assert sorted(f["id"] for f in got) == [e["id"] for e in bad], got
+        for f in got:
+            e = next(b for b in bad if b["id"] == f["id"])
+            assert f["user"] == e["user"] and f["type"] == "page.view" and f["worker"] == "w1", f
+            assert f["error"] and isinstance(f["seq"], int) and 0 <= f["partition"] < PARTITIONS
+        # by partition, then stream sequence
+        assert [(f["partition"], f["seq"]) for f in got] == \
+            sorted((f["partition"], f["seq"]) for f in got)
+        r = mktd("cluster", "failed", "-c", cfg)
+        assert r.returncode == 0 and "event bad0 of user u0: " in r.stdout, r.stdout
+        # undone: the ids are not remembered, nothing doomed was recorded
+        check_exactly_once(cfg, shards, good)
+        assert all(a["kind"] != "probe.doomed" for a in stream_actions(cfg))
+        assert "set aside" in w.tail()
+        assert w.proc.poll() is None
+    except BaseException:
+        print(f"--- w1's log:\n{w.tail()}")
+        raise
+    finally:
+        w.stop()
