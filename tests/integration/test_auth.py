@@ -8,7 +8,7 @@ import socket
 import stat
 import time
 
-from harness import Daemon, free_port, lines_of, metric_lines, mktd, ok, reload_wait
+from harness import Daemon, free_port, lines_of, metric_lines, mktd, ok, reload_wait, slow
 from secure import COUPON, TOKENS, SecureDaemon, exchange, paid, read_lines, tokens_text
 
 SHOP = TOKENS["shop"][0]
@@ -289,6 +289,11 @@ def test_socket_group_applies():
     name, gid = _other_group()
     d = Daemon(daemon=f'socket_mode: "0660"\nsocket_group: "{name}"')
     try:
+        # the socket exists from its bind; its mode and group follow at
+        # once, before "listening on" is logged
+        deadline = time.time() + slow(10)
+        while "listening on unix:" not in d.log() and time.time() < deadline:
+            time.sleep(0.05)
         st = os.stat(d.sock)
         assert st.st_gid == gid and stat.S_IMODE(st.st_mode) == 0o660, (st, name, gid)
     finally:
