@@ -234,7 +234,7 @@ int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_
 int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
-    kvStore *meta = NULL, *leases = NULL;
+    kvStore *meta = NULL, *leases = NULL, *budgets = NULL;
     int rc = -1;
     /* events: duplicates within 10 minutes are found by JetStream, older
      * ones by the partition's owner (its event-id filter). Actions: an owner
@@ -247,7 +247,8 @@ int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
         ensure_stream(c, k->snapshots, CLUSTER_SNAP_PREFIX, 120000, out, err, errlen) < 0)
         return -1;
     if (cluster_bucket(c, "meta", 0, &meta, 1, err, errlen) < 0 ||
-        cluster_bucket(c, "leases", k->takeover_ms, &leases, 1, err, errlen) < 0)
+        cluster_bucket(c, "leases", k->takeover_ms, &leases, 1, err, errlen) < 0 ||
+        cluster_bucket(c, "budgets", 0, &budgets, 1, err, errlen) < 0)
         goto out;
     char v[16];
     uint64_t rev = 0;
@@ -280,6 +281,7 @@ int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
 out:
     kvStore_Destroy(meta);
     kvStore_Destroy(leases);
+    kvStore_Destroy(budgets);
     return rc;
 }
 
@@ -370,6 +372,15 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         if (cluster_snap_get(meta, p, &snap[p]) != 0)
             snap[p].seq = 0;
     }
+    /* budgets' pools (none listed from a cluster made before them) */
+    struct pool_sum *pools = NULL;
+    size_t n_pools = 0;
+    kvStore *budgets = NULL;
+    if (cluster_bucket(c, "budgets", 0, &budgets, 0, err, errlen) == 0) {
+        cluster_pools(budgets, &pools, &n_pools);
+        kvStore_Destroy(budgets);
+    }
+    err[0] = 0;
     int64_t now = wall_ms();
     uint64_t events =
         si->State.Msgs - (total_ticks < si->State.Msgs ? total_ticks : si->State.Msgs);
@@ -398,6 +409,13 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                        now - snap[p].ms);
             sb_str(&b, "}");
         }
+        sb_str(&b, "],\"budgets\":[");
+        for (size_t i = 0; i < n_pools; i++) {
+            sb_str(&b, i ? ",{\"pool\":" : "{\"pool\":");
+            sb_json_str_or_null(&b, pools[i].name);
+            sb_fmt(&b, ",\"claimed\":%" PRId64 ",\"claims\":%" PRId64 ",\"limit\":%" PRId64 "}",
+                   pools[i].claimed, pools[i].claims, pools[i].limit);
+        }
         fputs(b.s, out);
         sb_free(&b);
         fprintf(out, "]}\n");
@@ -421,7 +439,13 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             fprintf(out, "%-10d %12" PRIu64 " %12s %8s %10s %12s %9s  %s\n", p, msgs[p], a, l, b,
                     sq, sa, owner[p] ? owner[p] : "-");
         }
+        for (size_t i = 0; i < n_pools; i++)
+            fprintf(out,
+                    "budget %s: %" PRId64 " of %" PRId64 " claimed by partitions in %" PRId64
+                    " claims\n",
+                    pools[i].name, pools[i].claimed, pools[i].limit, pools[i].claims);
     }
+    cluster_pools_free(pools, n_pools);
     rc = 0;
 out:
     if (owner)

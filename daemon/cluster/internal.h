@@ -5,6 +5,7 @@
 #include <nats/nats.h>
 
 #include "cluster/cluster.h"
+#include "engine/engine.h"
 
 #define CLUSTER_EVENTS_PREFIX "mktd.events"
 #define CLUSTER_ACTIONS_PREFIX "mktd.actions"
@@ -69,5 +70,31 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
  * applied sequence) and put in its place. 1 restored, 0 nothing to do, -1
  * the snapshot is not usable (logged; the shard is left as it was). */
 int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
+
+/* The budgets' shared pool (budgets.c) as one partition uses it. */
+struct pool_part {
+    struct budget_pool ops; /* handed to the partition's engine */
+    kvStore *kv;            /* the "budgets" bucket */
+    int idx, partitions;
+    int64_t wait_ms; /* how long an unreachable pool is tried */
+    int down;        /* set when a claim failed so: the event is tried again */
+};
+void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partitions, int64_t wait_ms);
+/* One claim of the pool, as its key's value says. */
+struct claim {
+    int partition;
+    int64_t start, size, limit;
+};
+/* 0, or -1 when v is no claim. */
+int cluster_claim_parse(const char *v, struct claim *c);
+/* A pool's claims summed up, for `mktd cluster status`. */
+struct pool_sum {
+    char *name; /* "<campaign>.<counter>" */
+    int64_t claimed, claims;
+    int64_t end, limit; /* where the last claim ends, and its limit */
+};
+/* Every pool of the bucket. 0, or -1 when it cannot be listed. */
+int cluster_pools(kvStore *kv, struct pool_sum **out, size_t *n);
+void cluster_pools_free(struct pool_sum *p, size_t n);
 
 #endif

@@ -59,17 +59,18 @@ struct part {
     struct store *st;
     struct engine *e;
     natsSubscription *sub;
-    uint64_t applied;    /* last stream sequence in the shard */
-    uint64_t cseq;       /* last consumer sequence seen */
-    int64_t published;   /* last action seq published (acknowledged) */
-    int64_t queued;      /* last action seq published asynchronously */
-    int64_t app_put_ms;  /* when app.p<N> was last written */
-    uint64_t app_put;    /* the applied sequence it then said */
-    uint64_t pending;    /* messages waiting after the last one fetched */
-    int stalled;         /* the consumer does not answer: not deleted */
-    uint64_t ticks;      /* tick messages applied (meta cluster_ticks) */
-    int64_t quiet_since; /* wall ms of the last message applied (or of opening) */
-    int64_t tick_at;     /* wall ms of the last tick appended */
+    uint64_t applied;      /* last stream sequence in the shard */
+    uint64_t cseq;         /* last consumer sequence seen */
+    int64_t published;     /* last action seq published (acknowledged) */
+    int64_t queued;        /* last action seq published asynchronously */
+    int64_t app_put_ms;    /* when app.p<N> was last written */
+    uint64_t app_put;      /* the applied sequence it then said */
+    uint64_t pending;      /* messages waiting after the last one fetched */
+    int stalled;           /* the consumer does not answer: not deleted */
+    uint64_t ticks;        /* tick messages applied (meta cluster_ticks) */
+    int64_t quiet_since;   /* wall ms of the last message applied (or of opening) */
+    int64_t tick_at;       /* wall ms of the last tick appended */
+    struct pool_part pool; /* budgets shared with the other partitions */
 };
 
 struct worker {
@@ -78,7 +79,7 @@ struct worker {
     const struct config *cfg;
     int n;
     struct part *p;
-    kvStore *leases, *meta;
+    kvStore *leases, *meta, *budgets;
     jsCtx *pjs; /* actions, published asynchronously */
     atomic_int pub_failed;
     int pub_any, pub_redo; /* this round published something; must redo it */
@@ -391,12 +392,15 @@ static int open_part(struct worker *w, int idx)
         world_free(wd);
         return -1;
     }
-    /* random_for: HMAC of the cluster's secret and the action (spec 17) */
+    /* random_for: HMAC of the cluster's secret and the action (spec 17);
+     * budgets claimed from the pool the partitions share */
+    cluster_pool_init(&p->pool, w->budgets, idx, w->n, w->margin_ms);
     struct engine_opts eo = {.clock_event = 1,
                              .memory_bytes = (size_t)cfg->working_set,
                              .secret = w->cfg->cluster.secret,
                              .secret_len = w->cfg->cluster.secret_len,
-                             .partition = (uint32_t)idx};
+                             .partition = (uint32_t)idx,
+                             .pool = &p->pool.ops};
     if (engine_new(p->st, &eo, &p->e, err, sizeof(err)) < 0) {
         log_error("partition %d: %s", idx, err);
         world_free(wd);
@@ -521,6 +525,7 @@ static int apply_batch(struct worker *w, int idx)
             break;
         }
         p->cseq = cseq;
+        uint64_t before = last;
         last = sseq;
         applied++;
         const char *tick = NULL;
@@ -554,7 +559,20 @@ static int apply_batch(struct worker *w, int idx)
         int n_actions = 0;
         if (engine_advance(p->e, ms) < 0)
             log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
+        p->pool.down = 0;
         if (engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL) {
+            if (p->pool.down) {
+                /* the budgets' pool was out of reach: no fault of the
+                 * event's. What came before it is committed; it is tried
+                 * again from a new consumer. */
+                log_warn("partition %d: stream sequence %" PRIu64 ", event %s: budget pool out of "
+                         "reach; tried again",
+                         idx, sseq, ev.id);
+                event_clear(&ev);
+                last = before;
+                gap = 1;
+                break;
+            }
             log_error("partition %d: stream sequence %" PRIu64 ", event %s: %s; set aside", idx,
                       sseq, ev.id, detail);
             set_aside(w, idx, sseq, &ev, detail);
@@ -995,7 +1013,8 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     int rc = 1, n;
     if (cluster_bucket(c, "meta", 0, &w->meta, 0, err, sizeof(err)) < 0 ||
         (n = cluster_stored_partitions(c, w->meta, err, sizeof(err))) < 0 ||
-        cluster_bucket(c, "leases", 0, &w->leases, 0, err, sizeof(err)) < 0) {
+        cluster_bucket(c, "leases", 0, &w->leases, 0, err, sizeof(err)) < 0 ||
+        cluster_bucket(c, "budgets", 0, &w->budgets, 0, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -1087,6 +1106,7 @@ out:
     jsCtx_Destroy(w->pjs);
     kvStore_Destroy(w->meta);
     kvStore_Destroy(w->leases);
+    kvStore_Destroy(w->budgets);
     free(w->p);
     pthread_mutex_destroy(&w->mu);
     free(w);

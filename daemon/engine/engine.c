@@ -151,6 +151,10 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
         e->secret_len = o->secret_len;
     }
     e->partition = o->partition;
+    if (o->pool) {
+        e->pool = *o->pool;
+        e->has_pool = 1;
+    }
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;

@@ -32,6 +32,24 @@ void world_free(struct world *w);
 size_t world_campaigns(const struct world *w);
 const struct config *world_config(const struct world *w);
 
+/* Cluster mode (spec 17): the pool that campaign-wide counters added to
+ * with a limit (budgets) share across partitions (engine/budget.c).
+ *
+ * claim(arg, campaign, key, limit, need, next, end, got) finds this
+ * partition's next claim on the pool of campaign's counter key, looking
+ * from claim number *next on (*end: where claim *next - 1 ends): a claim
+ * of this partition already there (made by an event since undone, or by
+ * an earlier owner whose shard did not keep it), else a new one of at
+ * least need units (at most what is left under limit). 0 with *got > 0
+ * and *next, *end moved past it; 1 when the pool is spent (nothing more
+ * under limit); -EAGAIN when the pool cannot be reached in time (the event
+ * fails). */
+struct budget_pool {
+    int (*claim)(void *arg, const char *campaign, const char *key, int64_t limit, int64_t need,
+                 int64_t *next, int64_t *end, int64_t *got);
+    void *arg;
+};
+
 struct engine_opts {
     int clock_event;     /* `clock: event` */
     size_t memory_bytes; /* the working set's budget; 0: the default */
@@ -42,6 +60,9 @@ struct engine_opts {
     const char *secret;
     size_t secret_len;
     uint32_t partition;
+    /* cluster mode: budgets come from this pool; NULL: each budget is this
+     * engine's alone */
+    const struct budget_pool *pool;
 };
 
 /* An engine over st (which it borrows). No world runs until engine_swap. */

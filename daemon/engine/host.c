@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "engine/budget.h"
 #include "engine/derive.h"
 #include "engine/gauges.h"
 #include "engine/hostcommon.h"
@@ -159,6 +160,11 @@ static int h_counter_add(mktd_ctx *ctx, const char *user, const char *key, int64
     NEED_ENGINE(ctx, -EPERM);
     if (!key)
         return -EINVAL;
+    /* cluster mode: a budget's room is claimed from the shared pool */
+    if (ctx->e->has_pool && !user && limit >= 0 && delta > 0) {
+        int rc = budget_add(ctx->e, ctx->c->cfg->id, key, delta, limit, value);
+        return rc == -EIO ? io(ctx, rc) : rc;
+    }
     int64_t cur = 0;
     int rc = io(ctx, ws_get_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, &cur));
     if (rc == -EIO)
@@ -183,7 +189,11 @@ static int64_t h_counter_get(mktd_ctx *ctx, const char *user, const char *key)
 {
     NEED_ENGINE(ctx, 0);
     int64_t v = 0;
-    if (!key || io(ctx, ws_get_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, &v)) < 0)
+    if (!key)
+        return 0;
+    if (ctx->e->has_pool && !user)
+        return io(ctx, budget_get(ctx->e, ctx->c->cfg->id, key, &v)) < 0 ? 0 : v;
+    if (io(ctx, ws_get_int(ctx->e->ws, WS_COUNTER, ctx->c->cfg->id, user, key, &v)) < 0)
         return 0;
     return v;
 }

@@ -117,6 +117,9 @@ struct engine {
     uint32_t partition;
     const struct timer_row *firing;
     uint32_t random_calls;
+    /* cluster mode: the budgets' shared pool (engine/budget.c); NULL else */
+    struct budget_pool pool;
+    int has_pool;
 };
 
 /* Writes the working set into the open write transaction (opening it):

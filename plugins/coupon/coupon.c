@@ -357,8 +357,14 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
     rc = host->counter_add(ctx, NULL, "budget", 1, c->budget, &spent);
     if (rc < 0)
         return rc;
-    if (rc > 0) /* checked above; refused only if the host disagrees */
-        return -EAGAIN;
+    if (rc > 0) {
+        /* in cluster mode, the pool the partitions share ran out under
+         * this one (spec 17): as if the check above had said so (the code
+         * claimed stays claimed, unused: it was never shown) */
+        host->note(ctx, "budget spent");
+        rc = host->counter_add(ctx, ev->user, "issued", -1, -1, NULL);
+        return rc < 0 ? rc : 0;
+    }
     publish_budget(ctx, c, spent);
 
     now = host->now(ctx);

@@ -272,6 +272,23 @@ static int on_refund(mktd_ctx *ctx, const struct promotion *p, const mktd_event 
 
 /* ---- application ---- */
 
+/* Cuts *discount to the budget left (noting it). 0 when nothing is left. */
+static int cut_to_left(mktd_ctx *ctx, const struct promotion *p, int64_t *discount, int *budget_cut)
+{
+    int64_t left = p->budget - host->counter_get(ctx, NULL, "spent");
+    if (left <= 0) {
+        host->note(ctx, "budget spent");
+        return 0;
+    }
+    if (*discount > left) {
+        host->note(ctx, "budget_cut: discount %" PRId64 " cut to the %" PRId64 " left", *discount,
+                   left);
+        *discount = left;
+        *budget_cut = 1;
+    }
+    return 1;
+}
+
 static int apply(mktd_ctx *ctx, const struct promotion *p, const mktd_event *ev)
 {
     mktd_value amount, order;
@@ -324,21 +341,23 @@ static int apply(mktd_ctx *ctx, const struct promotion *p, const mktd_event *ev)
         host->note(ctx, "zero discount on amount %" PRId64, amount.i);
         return 0;
     }
-    if (p->budget >= 0) {
-        int64_t left = p->budget - host->counter_get(ctx, NULL, "spent");
-        if (left <= 0) {
-            host->note(ctx, "budget spent");
+    if (p->budget >= 0 && !cut_to_left(ctx, p, &discount, &budget_cut))
+        return 0;
+    /* the money taken before the emit (kept with or without a budget: a
+     * budget added later counts it). In cluster mode the pool the
+     * partitions share may run out here (spec 17); what is left is then
+     * exact. */
+    rc = host->counter_add(ctx, NULL, "spent", discount, p->budget, &spent);
+    if (rc > 0) {
+        if (!cut_to_left(ctx, p, &discount, &budget_cut))
             return 0;
-        }
-        if (discount > left) {
-            host->note(ctx, "budget_cut: discount %" PRId64 " cut to the %" PRId64 " left",
-                       discount, left);
-            discount = left;
-            budget_cut = 1;
-        }
+        rc = host->counter_add(ctx, NULL, "spent", discount, p->budget, &spent);
+        if (rc > 0)
+            return -EAGAIN;
     }
+    if (rc < 0)
+        return rc;
 
-    /* Emit first: a capped action counts nothing. */
     o = host->obj_new(ctx);
     if (!o)
         return -ENOMEM;
@@ -351,17 +370,11 @@ static int apply(mktd_ctx *ctx, const struct promotion *p, const mktd_event *ev)
     rc = host->emit(ctx, "promotion.applied", ev->user, o);
     if (rc < 0)
         return rc;
-    if (rc == MKTD_CAPPED) {
+    if (rc == MKTD_CAPPED) { /* a capped action counts nothing */
         host->note(ctx, "promotion.applied capped: nothing counted");
-        return 0;
+        rc = host->counter_add(ctx, NULL, "spent", -discount, -1, NULL);
+        return rc < 0 ? rc : 0;
     }
-
-    /* kept with or without a budget (a budget added later counts it) */
-    rc = host->counter_add(ctx, NULL, "spent", discount, p->budget, &spent);
-    if (rc < 0)
-        return rc;
-    if (rc > 0) /* checked above; refused only if the host disagrees */
-        return -EAGAIN;
     rc = host->counter_add(ctx, ev->user, "applied", 1, p->per_user_limit, NULL);
     if (rc < 0)
         return rc;
