@@ -58,6 +58,21 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
 int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
                    size_t errlen);
 
+/* mktd forget with a cluster config: publishes a forget message for user
+ * (who: the actor, for the shards' oplog) to every partition; each owner
+ * forgets the user where the message stands in its partition (the user's
+ * own partition also deletes the user's earlier messages from the stream),
+ * with one pseudonym in all of them. Waits up to wait_ms for every owner
+ * to have applied it and writes one JSON line on out: {"forget","status"
+ * ("ok", or "queued" when some have not yet),"pseudonym","partition","seq",
+ * "partitions","waiting"}. 0 (all applied), 1 (queued; err says so), or -1
+ * with err. */
+int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t wait_ms, FILE *out,
+                   char *err, size_t errlen);
+/* The key behind pseudonyms in every shard: HMAC-SHA256 of the cluster's
+ * secret and a fixed label. */
+void cluster_pseudonym_key(const struct cluster_cfg *k, unsigned char out[32]);
+
 /* The worker (docs/cluster.md, "The design of the workers"): whether the
  * config at path has daemon.cluster, and running as a worker until SIGTERM
  * or SIGINT (leases released on the way out). Exit code. */

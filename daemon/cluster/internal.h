@@ -18,6 +18,10 @@
  * the config it applied under the path "nats:<stream>/p<N>@<seq>". */
 #define CLUSTER_CONFIG_HEADER "Mktd-Config"
 #define CLUSTER_CONFIG_PATH "nats:"
+/* A forget message: this header (who asked), the user id as body. */
+#define CLUSTER_FORGET_HEADER "Mktd-Forget"
+/* A tick (worker.c): this header, the wall ms it was made at. */
+#define CLUSTER_TICK_HEADER "Mktd-Tick"
 /* Events a plugin failed, set aside in the meta bucket: fail.p<N>.<seq> */
 #define CLUSTER_FAILED_PREFIX "fail."
 
@@ -76,6 +80,10 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
  * applied sequence) and put in its place. 1 restored, 0 nothing to do, -1
  * the snapshot is not usable (logged; the shard is left as it was). */
 int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
+
+/* Erases from the event stream partition idx's events of user with a
+ * stream sequence below before (forget.c). How many, or -1 (logged). */
+int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before);
 
 /* The budgets' shared pool (budgets.c) as one partition uses it. */
 struct pool_part {

@@ -12,10 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "cluster/internal.h"
 #include "config/config.h"
 #include "engine/event.h"
 #include "lib/util.h"
+#include "store/privacy.h"
+#include "store/store.h"
 
 #define WINDOW 1024
 #define TABLE (4 * WINDOW) /* a power of two */
@@ -425,25 +430,21 @@ out:
     return rc;
 }
 
-/* ---- config messages (spec 18) ---- */
+/* ---- control messages: configs and forgets (spec 18) ---- */
 
-int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
-                   size_t errlen)
+/* Publishes one message to every partition's subject: body, header name =
+ * value, Nats-Msg-Id "<kind>:<ms>:<p>:" padded past any event id (the same
+ * when a publish is tried again). seqs[p] gets each stream sequence. 0,
+ * or -1 with err (partitions before the one that failed are said on out). */
+static int publish_all(struct cluster *c, int n, const char *kind, const char *name,
+                       const char *value, const char *body, size_t len, uint64_t *seqs, FILE *out,
+                       char *err, size_t errlen)
 {
-    kvStore *meta = NULL;
-    int n, rc = -1;
-    if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
-        (n = cluster_stored_partitions(c, meta, err, errlen)) < 0)
-        goto out;
-    char hash[17];
-    store_config_hash(text, len, hash);
-    /* one id per message of this reload, the same when a publish is tried
-     * again; longer than any event id (1-128 bytes) */
     int64_t now = wall_ms();
     for (int p = 0; p < n; p++) {
         char subject[64], id[160];
         cluster_event_subject((uint32_t)p, subject, sizeof(subject));
-        int k = snprintf(id, sizeof(id), "config:%" PRId64 ":%s:%d:", now, hash, p);
+        int k = snprintf(id, sizeof(id), "%s:%" PRId64 ":%d:", kind, now, p);
         while (k < 130 && (size_t)k + 1 < sizeof(id))
             id[k++] = '-';
         id[k] = 0;
@@ -456,26 +457,119 @@ int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, c
         int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
         do {
             natsMsg *m = NULL;
-            s = natsMsg_Create(&m, subject, NULL, text, (int)len);
+            s = natsMsg_Create(&m, subject, NULL, body, (int)len);
             if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, CLUSTER_CONFIG_HEADER, hash);
+                s = natsMsgHeader_Set(m, name, value);
             if (s == NATS_OK)
                 s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
             natsMsg_Destroy(m);
         } while (s != NATS_OK && cluster_retry_until(deadline, s));
         if (s != NATS_OK) {
             char what[64];
-            snprintf(what, sizeof(what), "partition %d: publishing the config", p);
+            snprintf(what, sizeof(what), "partition %d: publishing the %s", p, kind);
             cluster_errf(err, errlen, what, s, jerr);
             if (p)
-                fprintf(out, "config %s: published to partitions 0-%d only\n", hash, p - 1);
-            goto out;
+                fprintf(out, "%s: published to partitions 0-%d only\n", kind, p - 1);
+            return -1;
         }
+        seqs[p] = pa->Sequence;
         jsPubAck_Destroy(pa);
     }
-    fprintf(out, "config %s published to %d partitions\n", hash, n);
-    rc = 0;
-out:
+    return 0;
+}
+
+static int partitions_of(struct cluster *c, char *err, size_t errlen)
+{
+    kvStore *meta = NULL;
+    int n = -1;
+    if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) == 0)
+        n = cluster_stored_partitions(c, meta, err, errlen);
+    kvStore_Destroy(meta);
+    return n;
+}
+
+int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
+                   size_t errlen)
+{
+    int n = partitions_of(c, err, errlen);
+    if (n < 0)
+        return -1;
+    char hash[17];
+    store_config_hash(text, len, hash);
+    uint64_t *seqs = xcalloc((size_t)n, sizeof(*seqs));
+    int rc =
+        publish_all(c, n, "config", CLUSTER_CONFIG_HEADER, hash, text, len, seqs, out, err, errlen);
+    if (rc == 0)
+        fprintf(out, "config %s published to %d partitions\n", hash, n);
+    free(seqs);
+    return rc;
+}
+
+void cluster_pseudonym_key(const struct cluster_cfg *k, unsigned char out[32])
+{
+    static const char label[] = "mktd pseudonym key";
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), k->secret, (int)k->secret_len, (const unsigned char *)label,
+         sizeof(label) - 1, out, &len);
+}
+
+/* Whether partition p's owner recorded an applied sequence >= seq. */
+static int applied_past(kvStore *meta, int p, uint64_t seq)
+{
+    char key[32];
+    kvEntry *e = NULL;
+    snprintf(key, sizeof(key), "app.p%d", p);
+    if (kvStore_Get(&e, meta, key) != NATS_OK)
+        return 0;
+    uint64_t a = strtoull(kvEntry_ValueString(e), NULL, 10);
+    kvEntry_Destroy(e);
+    return a >= seq;
+}
+
+int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t wait_ms, FILE *out,
+                   char *err, size_t errlen)
+{
+    kvStore *meta = NULL;
+    int n = partitions_of(c, err, errlen), rc = -1;
+    if (n < 0 || cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
+        return -1;
+    uint64_t *seqs = xcalloc((size_t)n, sizeof(*seqs));
+    if (publish_all(c, n, "forget", CLUSTER_FORGET_HEADER, who, user, strlen(user), seqs, out, err,
+                    errlen) < 0)
+        goto done;
+    /* every owner applies it where it stands; wait for them to say so */
+    int64_t deadline = wall_ms() + wait_ms;
+    int waiting = n;
+    while (waiting && wall_ms() < deadline) {
+        waiting = 0;
+        for (int p = 0; p < n; p++)
+            waiting += !applied_past(meta, p, seqs[p]);
+        if (waiting)
+            nats_Sleep(200);
+    }
+    unsigned char key[32];
+    char ps[PSEUDONYM_LEN + 1];
+    cluster_pseudonym_key(c->cfg, key);
+    if (store_pseudonym_of(key, user, ps) < 0)
+        snprintf(ps, sizeof(ps), "?");
+    uint32_t home = cluster_partition(user, strlen(user), n);
+    struct sbuf b = {0};
+    sb_str(&b, "{\"forget\":");
+    sb_json_str(&b, user, strlen(user));
+    sb_fmt(&b,
+           ",\"status\":\"%s\",\"pseudonym\":\"%s\",\"partition\":%u,\"seq\":%" PRIu64
+           ",\"partitions\":%d,\"waiting\":%d}\n",
+           waiting ? "queued" : "ok", ps, home, seqs[home], n, waiting);
+    fputs(b.s, out);
+    sb_free(&b);
+    if (waiting)
+        snprintf(err, errlen,
+                 "%d partitions have not applied the forget yet: their owners apply it when they "
+                 "reach it (mktd cluster status)",
+                 waiting);
+    rc = waiting ? 1 : 0;
+done:
+    free(seqs);
     kvStore_Destroy(meta);
     return rc;
 }

@@ -28,6 +28,7 @@
 #include "lib/notify.h"
 #include "lib/util.h"
 #include "store/dblock.h"
+#include "store/privacy.h"
 #include "store/store.h"
 
 #define FETCH_BATCH 512
@@ -35,7 +36,6 @@
 #define TICKS_KEY                                                                                  \
     "cluster_ticks" /* ticks and config messages applied (status: events = messages - these) */
 #define TICK_QUIET_MS 1000 /* a partition this long without a message may get a tick */
-#define TICK_HEADER "Mktd-Tick"
 
 /* A partition's lease, as the lease thread and the apply thread see it. */
 enum lease {
@@ -87,6 +87,7 @@ struct worker {
     pthread_mutex_t mu;
     atomic_int stop;
     atomic_int apply_done;
+    atomic_int snap_now; /* a forget asks for snapshots at once (older ones name the user) */
     atomic_llong apply_round_ms; /* when the apply thread last began a round */
     /* the census: live workers, partitions with a lease (under mu) */
     int workers;
@@ -418,6 +419,12 @@ static int open_part(struct worker *w, int idx)
         log_error("partition %d: database %s", idx, err);
         return -1;
     }
+    /* pseudonyms alike in every shard (a forget reaches them all) */
+    unsigned char pk[32];
+    cluster_pseudonym_key(&w->cfg->cluster, pk);
+    if (store_pseudonym_key_set(p->st, pk) < 0)
+        log_warn("partition %d: the pseudonyms' key not set: %s", idx, store_errmsg(p->st));
+    memset(pk, 0, sizeof(pk));
     /* the campaigns of the newest config message the shard applied, if
      * any: a config change is where the stream put it, not where the file
      * on this machine stands */
@@ -552,6 +559,48 @@ static int apply_config(struct worker *w, int idx, natsMsg *m, uint64_t sseq, ui
     return commit_upto(w, idx, sseq);
 }
 
+/* A forget message at stream sequence sseq (spec 18; before: the message
+ * ahead of it): what came before it is committed, the user is forgotten
+ * in this shard (the engine rewrites every place naming the user to the
+ * pseudonym, the same in every shard), and the message counts as applied.
+ * The owner of the user's own partition then erases the user's earlier
+ * events from the stream, and snapshots are taken at once, so that none
+ * older names the user for long. 0, or -1 (a commit failed). */
+static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, uint64_t sseq,
+                        uint64_t before)
+{
+    struct part *p = &w->p[idx];
+    int len = natsMsg_GetDataLength(m);
+    if (commit_upto(w, idx, before) < 0)
+        return -1;
+    char user[129], ps[64], err[256];
+    if (len < 1 || len > 128 || !natsMsg_GetData(m)) {
+        log_warn("partition %d: stream sequence %" PRIu64 ": a forget without a valid user", idx,
+                 sseq);
+        return commit_upto(w, idx, sseq);
+    }
+    memcpy(user, natsMsg_GetData(m), (size_t)len);
+    user[len] = 0;
+    if (engine_forget(p->e, user, who, ps, sizeof(ps), err, sizeof(err)) < 0) {
+        log_error("partition %d: forget at stream sequence %" PRIu64 ": %s", idx, sseq, err);
+        return commit_upto(w, idx, sseq);
+    }
+    if (commit_upto(w, idx, sseq) < 0)
+        return -1;
+    int erased = 0;
+    if ((int)cluster_partition(user, (size_t)len, w->n) == idx)
+        erased = cluster_erase_user(w->c, idx, user, sseq);
+    /* the user id goes no further than this function */
+    memset(user, 0, sizeof(user));
+    log_info("partition %d: %s forgotten at stream sequence %" PRIu64 " (by %s)%s", idx, ps, sseq,
+             who,
+             erased > 0    ? "; their events erased from the stream"
+             : erased == 0 ? ""
+                           : "; erasing their events failed");
+    atomic_store(&w->snap_now, 1);
+    return 0;
+}
+
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -617,7 +666,7 @@ static int apply_batch(struct worker *w, int idx)
         last = sseq;
         applied++;
         const char *tick = NULL;
-        if (natsMsgHeader_Get(m, TICK_HEADER, &tick) == NATS_OK) {
+        if (natsMsgHeader_Get(m, CLUSTER_TICK_HEADER, &tick) == NATS_OK) {
             /* a tick: time passes (due timers fire), nothing else; it is
              * no event (no id, not in events or the event log) */
             ticks++;
@@ -633,6 +682,15 @@ static int apply_batch(struct worker *w, int idx)
                 return -1;
             }
             ticks++; /* no event either: counted with the ticks */
+            continue;
+        }
+        const char *who = NULL;
+        if (natsMsgHeader_Get(m, CLUSTER_FORGET_HEADER, &who) == NATS_OK) {
+            if (apply_forget(w, idx, m, who, sseq, before) < 0) {
+                natsMsgList_Destroy(&list);
+                return -1;
+            }
+            ticks++;
             continue;
         }
         struct event ev;
@@ -727,7 +785,7 @@ static void maybe_tick(struct worker *w, int idx)
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subject, NULL, NULL, 0);
     if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, TICK_HEADER, v);
+        s = natsMsgHeader_Set(m, CLUSTER_TICK_HEADER, v);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id;
@@ -818,7 +876,7 @@ static void *snapshot_main(void *arg)
     int64_t period = w->cfg->cluster.snapshot_ms;
     int64_t next = wall_ms() + period;
     while (!atomic_load(&w->stop)) {
-        if (wall_ms() < next) {
+        if (wall_ms() < next && !atomic_exchange(&w->snap_now, 0)) {
             nats_Sleep(20);
             continue;
         }

@@ -185,6 +185,32 @@ out:
     return code;
 }
 
+/* With a cluster config: a forget goes through the stream to every
+ * partition (spec 18); an export is not built there yet. */
+static int cluster_privacy(const char *cmd, enum privacy_op op, const char *user,
+                           const struct config *cfg)
+{
+    uint32_t p = cluster_partition(user, strlen(user), cfg->cluster.partitions);
+    if (op != PRIVACY_FORGET) {
+        fprintf(stderr,
+                "mktd %s: not built for cluster mode yet: user %s is in partition %u (the shard "
+                "%s.p%u of the worker that holds it); see docs/cluster.md, \"What the workers do "
+                "not do yet\"\n",
+                cmd, user, p, cfg->database, p);
+        return 2;
+    }
+    char err[1024] = "", who[64];
+    snprintf(who, sizeof(who), "cli:uid:%u", (unsigned)getuid());
+    struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
+    int rc =
+        c ? cluster_forget(c, user, who, cfg->cluster.takeover_ms + 10000, stdout, err, sizeof(err))
+          : -1;
+    if (*err)
+        fprintf(stderr, "mktd %s: %s\n", cmd, err);
+    cluster_close(c);
+    return rc < 0 ? 2 : rc;
+}
+
 int cli_privacy(enum privacy_op op, const char *config_path, const char *db_path,
                 const char *address, const char *user)
 {
@@ -204,15 +230,9 @@ int cli_privacy(enum privacy_op op, const char *config_path, const char *db_path
             return 2;
     }
     if (cfg && cfg->cluster.nats && !db_path && !address) {
-        /* the user's data is in one partition's shard and in the stream */
-        fprintf(stderr,
-                "mktd %s: not built for cluster mode yet: user %s is in partition %u (the shard "
-                "%s.p%u of the worker that holds it, and the event stream); see docs/cluster.md, "
-                "\"What the workers do not do yet\"\n",
-                cmd, user, cluster_partition(user, strlen(user), cfg->cluster.partitions),
-                cfg->database, cluster_partition(user, strlen(user), cfg->cluster.partitions));
+        int code = cluster_privacy(cmd, op, user, cfg);
         config_free(cfg);
-        return 2;
+        return code;
     }
     const char *to = daemon_address(address, cfg);
     if (to && (address || daemon_listens(to))) {

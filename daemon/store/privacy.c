@@ -92,15 +92,10 @@ static int secret_make(struct store *s, unsigned char key[KEY_BYTES])
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_pseudonym(struct store *s, const char *user, char out[PSEUDONYM_LEN + 1])
+int store_pseudonym_of(const unsigned char key[32], const char *user, char out[PSEUDONYM_LEN + 1])
 {
-    unsigned char key[KEY_BYTES], mac[EVP_MAX_MD_SIZE];
+    unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    int rc = secret_get(s, key);
-    if (rc == -ENOENT)
-        rc = secret_make(s, key);
-    if (rc < 0)
-        return rc;
     if (!HMAC(EVP_sha256(), key, KEY_BYTES, (const unsigned char *)user, strlen(user), mac,
               &maclen) ||
         maclen < 16)
@@ -110,6 +105,29 @@ int store_pseudonym(struct store *s, const char *user, char out[PSEUDONYM_LEN + 
         snprintf(out + sizeof(PSEUDONYM_PREFIX) - 1 + 2 * i, 3, "%02x", mac[i]);
     out[PSEUDONYM_LEN] = 0;
     return 0;
+}
+
+int store_pseudonym(struct store *s, const char *user, char out[PSEUDONYM_LEN + 1])
+{
+    unsigned char key[KEY_BYTES];
+    int rc = secret_get(s, key);
+    if (rc == -ENOENT)
+        rc = secret_make(s, key);
+    if (rc < 0)
+        return rc;
+    return store_pseudonym_of(key, user, out);
+}
+
+int store_pseudonym_key_set(struct store *s, const unsigned char key[32])
+{
+    sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO secrets(name, value) VALUES (?1, ?2)");
+    if (!st)
+        return -EIO;
+    bind_str(st, 1, KEY_NAME);
+    sqlite3_bind_blob(st, 2, key, KEY_BYTES, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 /* ---- user ids in JSON ---- */

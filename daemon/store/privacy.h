@@ -17,6 +17,12 @@ struct store;
 #define PSEUDONYM_PREFIX "forgotten:"
 #define PSEUDONYM_LEN (sizeof(PSEUDONYM_PREFIX) - 1 + 32)
 int store_pseudonym(struct store *s, const char *user, char out[PSEUDONYM_LEN + 1]);
+/* The pseudonym of user under a 32-byte key. 0, or -EIO. */
+int store_pseudonym_of(const unsigned char key[32], const char *user, char out[PSEUDONYM_LEN + 1]);
+/* Sets the key behind pseudonyms (cluster mode: one key for every shard,
+ * derived from the cluster's secret, so that a user has one pseudonym in
+ * all of them). 0, or -EIO. */
+int store_pseudonym_key_set(struct store *s, const unsigned char key[32]);
 
 /* 1 when a top-level payload key holds user ids (a string or an array of
  * strings) that forget rewrites: referrer, referee, buyer, beneficiary,

@@ -1,0 +1,134 @@
+"""Cluster mode (spec 14 and 18), forget: `mktd forget -c FILE USER`
+publishes a forget message to every partition; each owner forgets the
+user in its shard where the message stands (one pseudonym in all of
+them, so that another partition's referral naming the user is rewritten
+too), the owner of the user's partition erases the user's events from
+the stream, and snapshots are taken at once. Against a real three-node
+NATS JetStream cluster on 127.0.0.1."""
+import json
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
+from harness import mktd  # noqa: E402
+
+GONE = "zed-7"  # partition 4 of 16; others below are in other partitions
+
+CAMPAIGNS = """campaigns:
+  - id: welcome
+    plugin: coupon
+    when: {event: order.paid}
+    params: {value: 500, valid_for: 7d}
+  - id: invite
+    plugin: referral
+    params: {commission: [1000]}
+"""
+
+
+def dump(path):
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return "\n".join(c.iterdump())
+    finally:
+        c.close()
+
+
+def test_forget_reaches_every_partition_and_the_stream():
+    nc = W.NatsCluster(3)
+    d = W.tempfile.mkdtemp(prefix="mktd-clfg-")
+    W.harness._TEMP_DIRS.append(d)
+    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, CAMPAIGNS), n) for n in ("w1", "w2")]
+    cfg = ws[0].cfg
+    W.init(cfg)
+    home = 4  # FNV-1a 32 of GONE mod 16
+    try:
+        for w in ws:
+            w.start()
+        W.wait_for("8 partitions each",
+                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8], 30)
+        evs = W.events(1600 // W.SCALE)
+        mine = [
+            {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},
+            {"id": "g2", "type": "page.view", "user": GONE, "ts": W.T0 + 1000},
+            {"id": "g3", "type": "order.paid", "user": GONE, "ts": W.T0 + 2000,
+             "props": {"order_id": "go1", "amount": 3000}},
+            # u3 (another partition) is invited by the user
+            {"id": "r1", "type": "user.signup", "user": "u3", "ts": W.T0 - 1000,
+             "props": {"referrer": GONE}},
+        ]
+        W.publish(cfg, mine + evs)
+        W.wait_for("every event applied",
+                   lambda: W.applied_all(cfg, ws, len(mine) + len(evs)), 40)
+        W.wait_for("status to count every event",
+                   lambda: W.status(cfg)["events"] == len(mine) + len(evs), 20)
+        before = W.status(cfg)["partitions"][home]["events"]
+
+        r = mktd("forget", "-c", cfg, GONE, timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        ans = json.loads(r.stdout)
+        assert ans["status"] == "ok" and ans["partition"] == home, ans
+        assert ans["partitions"] == W.PARTITIONS and ans["waiting"] == 0, ans
+        ps = ans["pseudonym"]
+        assert ps.startswith("forgotten:") and len(ps) == len("forgotten:") + 32, ps
+
+        # the shards: the user named nowhere, the pseudonym where it was
+        shards = W.current_shards(cfg, ws)
+        for p, path in shards.items():
+            assert GONE not in dump(path), f"partition {p} still names the user"
+        rows = W.shard_rows(shards[home], "SELECT kind FROM actions WHERE user = ?1".replace(
+            "?1", "'" + ps + "'"))
+        assert ("coupon.issued",) in rows, rows
+        u3 = [p for p in range(W.PARTITIONS)
+              if W.shard_rows(shards[p], "SELECT count(*) FROM actions WHERE user = 'u3' "
+                              "AND kind = 'referral.bound'")[0][0]]
+        assert len(u3) == 1 and u3[0] != home
+        bound = W.shard_rows(shards[u3[0]], "SELECT payload FROM actions WHERE user = 'u3' "
+                             "AND kind = 'referral.bound'")
+        assert json.loads(bound[0][0])["referrer"] == ps, bound
+
+        # the stream: the user's three events erased from the partition;
+        # the forget messages are no events
+        W.wait_for("the partition's events less the user's",
+                   lambda: W.status(cfg)["partitions"][home]["events"] == before - 3, 20)
+        # snapshots taken at once (the interval is a minute): none older
+        # than the forget is left for the user's partition
+        def snapped():
+            p = W.status(cfg)["partitions"][home]
+            return p.get("snapshot", {}).get("applied_seq", 0) >= p["applied_seq"] > 0
+        W.wait_for("a snapshot past the forget", snapped, 20)
+        logs = ""
+        for w in ws:
+            with open(w.log, errors="replace") as f:
+                logs += f.read()
+        assert GONE not in logs, "a worker logged the user id"
+        assert f"{ps} forgotten at stream sequence" in logs
+        assert "their events erased from the stream" in logs
+
+        # the owner of the user's partition stops; the other takes it over
+        # from the snapshot and the stream, and the user stays forgotten
+        owner = next(w for w in ws if w.name == W.owners(cfg)[home])
+        other = next(w for w in ws if w is not owner)
+        owner.stop()
+        W.wait_for("one owner left", lambda: W.owners(cfg) == [other.name] * W.PARTITIONS, 30)
+        # (restored from the snapshot, the shard keeps the ids of the
+        # user's events, as a forget does; the stream has them no more)
+        shards = W.wait_for("every event applied by the other",
+                            lambda: W.applied_all(cfg, [other], len(mine) + len(evs)), 40)
+        with open(other.log, errors="replace") as f:
+            assert f"partition {home}: restored from snapshot" in f.read(), other.tail()
+        assert GONE not in dump(shards[home])
+        assert W.shard_rows(shards[home], "SELECT count(*) FROM actions WHERE user = '"
+                            + ps + "'")[0][0] >= 1
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
+    finally:
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.terminate()
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.stop()
