@@ -48,10 +48,11 @@ static int token(const char *key, char *buf, size_t len)
 
 int cluster_claim_parse(const char *v, struct claim *c)
 {
-    return sscanf(v, "%d %" SCNd64 " %" SCNd64 " %" SCNd64, &c->partition, &c->start, &c->size,
-                  &c->limit) == 4 && c->start >= 0 && c->size > 0
-               ? 0
-               : -1;
+    int n = sscanf(v, "%d %" SCNd64 " %" SCNd64 " %" SCNd64, &c->partition, &c->start, &c->size,
+                   &c->limit);
+    if (n != 4 || c->start < 0 || c->size <= 0)
+        return -1;
+    return 0;
 }
 
 /* The size of a new claim starting at end: what is left over twice the

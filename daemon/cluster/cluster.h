@@ -51,6 +51,13 @@ struct publish_limits {
 int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
                     long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen);
 
+/* mktd cluster reload: publishes a config's campaigns (text: its
+ * config_campaign_text) to every partition as a config message, which
+ * each partition's owner applies at that point of the partition (spec 18).
+ * 0, or -1 with err (the partitions published before it are said on out). */
+int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
+                   size_t errlen);
+
 /* The worker (docs/cluster.md, "The design of the workers"): whether the
  * config at path has daemon.cluster, and running as a worker until SIGTERM
  * or SIGINT (leases released on the way out). Exit code. */

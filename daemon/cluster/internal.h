@@ -12,6 +12,12 @@
 #define CLUSTER_SNAP_PREFIX "mktd.snap"
 /* The shard's meta row of the last applied stream sequence. */
 #define CLUSTER_APPLIED_KEY "cluster_applied"
+/* A config message (spec 18: config changes reach the workers through the
+ * stream, one message per partition): this header (the config's hash) and
+ * the config's campaigns as body (config_campaign_text). A shard records
+ * the config it applied under the path "nats:<stream>/p<N>@<seq>". */
+#define CLUSTER_CONFIG_HEADER "Mktd-Config"
+#define CLUSTER_CONFIG_PATH "nats:"
 /* Events a plugin failed, set aside in the meta bucket: fail.p<N>.<seq> */
 #define CLUSTER_FAILED_PREFIX "fail."
 

@@ -424,3 +424,58 @@ out:
     fflush(out);
     return rc;
 }
+
+/* ---- config messages (spec 18) ---- */
+
+int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
+                   size_t errlen)
+{
+    kvStore *meta = NULL;
+    int n, rc = -1;
+    if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
+        (n = cluster_stored_partitions(c, meta, err, errlen)) < 0)
+        goto out;
+    char hash[17];
+    store_config_hash(text, len, hash);
+    /* one id per message of this reload, the same when a publish is tried
+     * again; longer than any event id (1-128 bytes) */
+    int64_t now = wall_ms();
+    for (int p = 0; p < n; p++) {
+        char subject[64], id[160];
+        cluster_event_subject((uint32_t)p, subject, sizeof(subject));
+        int k = snprintf(id, sizeof(id), "config:%" PRId64 ":%s:%d:", now, hash, p);
+        while (k < 130 && (size_t)k + 1 < sizeof(id))
+            id[k++] = '-';
+        id[k] = 0;
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s;
+        int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
+        do {
+            natsMsg *m = NULL;
+            s = natsMsg_Create(&m, subject, NULL, text, (int)len);
+            if (s == NATS_OK)
+                s = natsMsgHeader_Set(m, CLUSTER_CONFIG_HEADER, hash);
+            if (s == NATS_OK)
+                s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
+            natsMsg_Destroy(m);
+        } while (s != NATS_OK && cluster_retry_until(deadline, s));
+        if (s != NATS_OK) {
+            char what[64];
+            snprintf(what, sizeof(what), "partition %d: publishing the config", p);
+            cluster_errf(err, errlen, what, s, jerr);
+            if (p)
+                fprintf(out, "config %s: published to partitions 0-%d only\n", hash, p - 1);
+            goto out;
+        }
+        jsPubAck_Destroy(pa);
+    }
+    fprintf(out, "config %s published to %d partitions\n", hash, n);
+    rc = 0;
+out:
+    kvStore_Destroy(meta);
+    return rc;
+}

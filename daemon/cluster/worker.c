@@ -32,8 +32,9 @@
 
 #define FETCH_BATCH 512
 #define APPLIED_KEY CLUSTER_APPLIED_KEY
-#define TICKS_KEY "cluster_ticks" /* tick messages applied (status: events = messages - ticks) */
-#define TICK_QUIET_MS 1000        /* a partition this long without a message may get a tick */
+#define TICKS_KEY                                                                                  \
+    "cluster_ticks" /* ticks and config messages applied (status: events = messages - these) */
+#define TICK_QUIET_MS 1000 /* a partition this long without a message may get a tick */
 #define TICK_HEADER "Mktd-Tick"
 
 /* A partition's lease, as the lease thread and the apply thread see it. */
@@ -356,22 +357,48 @@ static void close_part(struct worker *w, int idx)
 
 /* The shard, a world and an engine of its own, and a consumer from the
  * shard's applied sequence + 1. */
+/* The world a partition runs on: the config file's, or, once the shard
+ * applied a config message (name: how the shard records it, text: its
+ * config), the file's daemon block with the message's campaigns. NULL
+ * after logging why. */
+static struct world *build_world(struct worker *w, int idx, const char *name, const char *text,
+                                 size_t len)
+{
+    struct errs errs = {0};
+    struct config *cfg = config_load(w->config_path, &errs);
+    if (cfg && text) {
+        char err[512];
+        size_t n = 0;
+        char *spliced = config_splice(cfg, text, len, &n, err, sizeof(err));
+        struct config *file = cfg;
+        cfg = spliced ? config_load_string_in(name, file->dir, file->dir_real, spliced, n, &errs)
+                      : NULL;
+        if (!spliced)
+            log_error("partition %d: %s: %s", idx, name, err);
+        free(spliced);
+        config_free(file);
+    }
+    struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
+    for (size_t i = 0; i < errs.n; i++)
+        log_error("partition %d: %s", idx, errs.msg[i]);
+    errs_free(&errs);
+    if (!wd && cfg)
+        config_free(cfg);
+    return wd;
+}
+
+/* How a shard records a config that came through the stream. */
+static int from_stream(const char *path)
+{
+    return strncmp(path, CLUSTER_CONFIG_PATH, strlen(CLUSTER_CONFIG_PATH)) == 0;
+}
+
 static int open_part(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
     char path[4096], err[512];
-    struct errs errs = {0};
+    const struct config *cfg = w->cfg;
     snprintf(path, sizeof(path), "%s.p%d", w->cfg->database, idx);
-    struct config *cfg = config_load(w->config_path, &errs);
-    struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
-    for (size_t i = 0; i < errs.n; i++)
-        log_error("%s", errs.msg[i]);
-    errs_free(&errs);
-    if (!wd) {
-        if (cfg)
-            config_free(cfg);
-        return -1;
-    }
     /* a snapshot newer than the shard here (or no shard): restored first,
      * once the snapshot thread is done with a copy of an earlier opening */
     struct snap_rec rec;
@@ -389,7 +416,20 @@ static int open_part(struct worker *w, int idx)
     }
     if (store_open(path, cfg->sync_full, &p->st, err, sizeof(err)) < 0) {
         log_error("partition %d: database %s", idx, err);
-        world_free(wd);
+        return -1;
+    }
+    /* the campaigns of the newest config message the shard applied, if
+     * any: a config change is where the stream put it, not where the file
+     * on this machine stands */
+    char *cpath = NULL, *ctext = NULL;
+    size_t clen = 0;
+    int streamed = store_config_last(p->st, &cpath, &ctext, &clen) == 0 && from_stream(cpath);
+    struct world *wd = build_world(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen);
+    free(cpath);
+    free(ctext);
+    if (!wd) {
+        store_close(p->st);
+        p->st = NULL;
         return -1;
     }
     /* random_for: HMAC of the cluster's secret and the action (spec 17);
@@ -464,6 +504,54 @@ static int may_apply(struct worker *w, int idx)
 
 /* One fetch of partition idx applied and committed: the messages applied,
  * or -1 when the partition must be closed (and opened again). */
+/* Commits the open batch with sseq as the applied sequence. 0, or -1. */
+static int commit_upto(struct worker *w, int idx, uint64_t sseq)
+{
+    struct part *p = &w->p[idx];
+    engine_commit_meta(p->e, APPLIED_KEY, (int64_t)sseq);
+    if (engine_commit(p->e) < 0) {
+        log_error("partition %d: commit failed: %s", idx, store_errmsg(p->st));
+        return -1;
+    }
+    p->applied = sseq;
+    pthread_mutex_lock(&w->mu);
+    p->committed = sseq;
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+/* A config message at stream sequence sseq (before: the message ahead of
+ * it): what came before it is committed, the partition swaps to the
+ * message's campaigns (recorded in the shard, so that a reopening keeps
+ * them), and the message counts as applied. A config that does not build
+ * here (a plugin missing on this machine) is logged and skipped: the
+ * partition goes on with the campaigns it had. 0, or -1 (a commit failed). */
+static int apply_config(struct worker *w, int idx, natsMsg *m, uint64_t sseq, uint64_t before)
+{
+    struct part *p = &w->p[idx];
+    char name[200], err[512];
+    snprintf(name, sizeof(name), "%s%s/p%d@%" PRIu64, CLUSTER_CONFIG_PATH, w->cfg->cluster.stream,
+             idx, sseq);
+    if (commit_upto(w, idx, before) < 0)
+        return -1;
+    const char *text = natsMsg_GetData(m);
+    struct world *wd =
+        build_world(w, idx, name, text ? text : "", text ? (size_t)natsMsg_GetDataLength(m) : 0);
+    if (wd && engine_swap(p->e, wd, err, sizeof(err)) < 0) {
+        log_error("partition %d: %s: %s", idx, name, err);
+        world_free(wd);
+        wd = NULL;
+    }
+    if (wd)
+        log_info("partition %d: config applied at stream sequence %" PRIu64 ": %zu campaigns", idx,
+                 sseq, engine_campaigns(p->e));
+    else
+        log_error("partition %d: config at stream sequence %" PRIu64 " not applied; the "
+                  "campaigns before it go on",
+                  idx, sseq);
+    return commit_upto(w, idx, sseq);
+}
+
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -538,6 +626,15 @@ static int apply_batch(struct worker *w, int idx)
                           sseq);
             continue;
         }
+        const char *chash = NULL;
+        if (natsMsgHeader_Get(m, CLUSTER_CONFIG_HEADER, &chash) == NATS_OK) {
+            if (apply_config(w, idx, m, sseq, before) < 0) {
+                natsMsgList_Destroy(&list);
+                return -1;
+            }
+            ticks++; /* no event either: counted with the ticks */
+            continue;
+        }
         struct event ev;
         char detail[256], *echo = NULL;
         struct decode_opts o = {.wall_now_ms = 0, .max_future_ms = INT64_MAX / 4, .max_past_ms = 0};
@@ -581,17 +678,10 @@ static int apply_batch(struct worker *w, int idx)
     }
     natsMsgList_Destroy(&list);
     if (applied) {
-        engine_commit_meta(p->e, APPLIED_KEY, (int64_t)last);
         if (ticks)
             engine_commit_meta(p->e, TICKS_KEY, (int64_t)(p->ticks + ticks));
-        if (engine_commit(p->e) < 0) {
-            log_error("partition %d: commit failed: %s", idx, store_errmsg(p->st));
+        if (commit_upto(w, idx, last) < 0)
             return -1;
-        }
-        p->applied = last;
-        pthread_mutex_lock(&w->mu);
-        p->committed = last;
-        pthread_mutex_unlock(&w->mu);
         p->ticks += ticks;
         p->quiet_since = wall_ms();
         queue_actions(w, idx);
@@ -995,8 +1085,9 @@ static void *signal_main(void *arg)
     sigaddset(&set, SIGHUP);
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-        log_warn("reload: not applied in cluster mode; a worker reads the config when it opens a "
-                 "partition (docs/operations.md, \"Run a cluster\")");
+        log_warn("reload: not applied by a signal in cluster mode: `mktd cluster reload -c FILE` "
+                 "sends the campaigns to every partition (docs/cluster.md, \"Changing the "
+                 "campaigns\")");
     atomic_store(&w->stop, 1);
     return NULL;
 }

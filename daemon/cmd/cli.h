@@ -30,8 +30,8 @@ int cli_exchange(const char *who, const char *address, int in_fd, const char *bu
 int cli_simulate(const char *config_path, const char *events_path, const char *until,
                  const char *from_db, char **plugin_dirs, size_t n_plugin_dirs);
 
-/* Cluster mode (spec 17, daemon/cmd/cluster.c): sub is "init" or
- * "status"; format "text" (default) or "json". */
+/* Cluster mode (spec 17, daemon/cmd/cluster.c): sub is "init", "status",
+ * "actions", "failed" or "reload"; format "text" (default) or "json". */
 int cli_cluster(const char *sub, const char *config_path, const char *format);
 /* mktd publish: events from file ("-": standard input) into the stream. */
 int cli_publish(const char *config_path, const char *file);

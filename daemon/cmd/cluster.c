@@ -1,4 +1,4 @@
-/* mktd cluster init|status|actions|failed and mktd publish (spec 17). */
+/* mktd cluster init|status|actions|failed|reload and mktd publish (spec 17). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include "cluster/cluster.h"
 #include "cmd/cli.h"
 #include "config/config.h"
+#include "engine/engine.h"
 
 /* The config, which must have daemon.cluster; NULL after saying why. */
 static struct config *cluster_config(const char *path)
@@ -22,6 +23,30 @@ static struct config *cluster_config(const char *path)
         return NULL;
     }
     return cfg;
+}
+
+/* mktd cluster reload: the config's campaigns, checked as the daemon would
+ * build them (plugins loaded, params checked), into every partition. */
+static int reload(struct cluster *c, const char *config_path, const struct config *cfg, char *err,
+                  size_t errlen)
+{
+    struct errs errs = {0};
+    struct config *check = config_load(config_path, &errs);
+    struct world *w = check ? world_build(check, &errs) : NULL;
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msg[i]);
+    errs_free(&errs);
+    if (!w) {
+        config_free(check);
+        snprintf(err, errlen, "%s: not published (the campaigns do not build)", config_path);
+        return -1;
+    }
+    world_free(w);
+    size_t len = 0;
+    char *text = config_campaign_text(cfg, &len, err, errlen);
+    int rc = text ? cluster_reload(c, text, len, stdout, err, errlen) : -1;
+    free(text);
+    return rc;
 }
 
 int cli_cluster(const char *sub, const char *config_path, const char *format)
@@ -41,6 +66,7 @@ int cli_cluster(const char *sub, const char *config_path, const char *format)
         rc = strcmp(sub, "init") == 0      ? cluster_init(c, stdout, err, sizeof(err))
              : strcmp(sub, "actions") == 0 ? cluster_actions(c, stdout, err, sizeof(err))
              : strcmp(sub, "failed") == 0  ? cluster_failed(c, stdout, json, err, sizeof(err))
+             : strcmp(sub, "reload") == 0  ? reload(c, config_path, cfg, err, sizeof(err))
                                            : cluster_status(c, stdout, json, err, sizeof(err));
         rc = rc < 0 ? 1 : 0;
     }

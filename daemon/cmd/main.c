@@ -51,11 +51,12 @@ static void usage(FILE *f)
             "              [--format text|json|html] [-o FILE]\n"
             "                                    campaign figures over a period (T: RFC 3339,\n"
             "                                    a date or Unix ms)\n"
-            "  mktd cluster init|status|actions|failed -c FILE [--format text|json]\n"
+            "  mktd cluster init|status|actions|failed|reload -c FILE [--format text|json]\n"
             "                                    cluster mode: create the streams and\n"
             "                                    buckets; partitions, events and owners;\n"
             "                                    the actions stream as NDJSON; the events\n"
-            "                                    a plugin failed, set aside\n"
+            "                                    a plugin failed, set aside; send FILE's\n"
+            "                                    campaigns to every partition\n"
             "  mktd publish -c FILE FILE|-        publish events to the cluster's stream\n"
             "  mktd forget [-c FILE] [--db PATH] [--token TOKEN] [ADDRESS] USER\n"
             "                                    forget a user (through the daemon, else on\n"
@@ -263,7 +264,7 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "cluster") == 0) {
         if (!config || npos != 1 ||
             (strcmp(pos[0], "init") && strcmp(pos[0], "status") && strcmp(pos[0], "actions") &&
-             strcmp(pos[0], "failed"))) {
+             strcmp(pos[0], "failed") && strcmp(pos[0], "reload"))) {
             usage(stderr);
             goto out;
         }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "cmd/cli.h"
 #include "config/config.h"
 #include "engine/engine.h"
@@ -201,6 +202,17 @@ int cli_privacy(enum privacy_op op, const char *config_path, const char *db_path
         errs_free(&errs);
         if (!cfg)
             return 2;
+    }
+    if (cfg && cfg->cluster.nats && !db_path && !address) {
+        /* the user's data is in one partition's shard and in the stream */
+        fprintf(stderr,
+                "mktd %s: not built for cluster mode yet: user %s is in partition %u (the shard "
+                "%s.p%u of the worker that holds it, and the event stream); see docs/cluster.md, "
+                "\"What the workers do not do yet\"\n",
+                cmd, user, cluster_partition(user, strlen(user), cfg->cluster.partitions),
+                cfg->database, cluster_partition(user, strlen(user), cfg->cluster.partitions));
+        config_free(cfg);
+        return 2;
     }
     const char *to = daemon_address(address, cfg);
     if (to && (address || daemon_listens(to))) {

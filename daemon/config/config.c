@@ -1376,3 +1376,82 @@ struct config *config_load(const char *path, struct errs *errs)
     sb_free(&sb);
     return c;
 }
+
+/* ---- config messages (cluster mode) ---- */
+
+/* Appends to b the top-level blocks of the block mapping doc/text: the
+ * daemon block when daemon, else every other one. A block runs from its
+ * key's line to the next key's. 0, or -1 when the top level is not a
+ * block mapping. */
+static int top_blocks(const struct ydoc *doc, const char *text, size_t len, int daemon,
+                      struct sbuf *b)
+{
+    const struct ynode *root = doc ? doc->root : NULL;
+    if (!root)
+        return 0;
+    if (root->kind != Y_MAP)
+        return -1;
+    /* the offset of each line's start, 1-based */
+    size_t n_lines = 1;
+    for (size_t i = 0; i < len; i++)
+        n_lines += text[i] == '\n';
+    size_t *at = xmalloc((n_lines + 2) * sizeof(*at));
+    size_t line = 1;
+    at[1] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\n')
+            at[++line] = i + 1;
+    at[n_lines + 1] = len;
+    int rc = 0;
+    for (size_t k = 0; k < root->n && rc == 0; k++) {
+        const struct ynode *key = root->keys[k];
+        int next = k + 1 < root->n ? root->keys[k + 1]->line : (int)n_lines + 1;
+        if (key->col != 1 || key->line < 1 || next <= key->line || (size_t)next > n_lines + 1) {
+            rc = -1;
+            break;
+        }
+        if ((strcmp(key->str, "daemon") == 0) != daemon)
+            continue;
+        size_t from = at[key->line], to = at[next];
+        sb_add(b, text + from, to - from);
+        if (to > from && text[to - 1] != '\n')
+            sb_add(b, "\n", 1);
+    }
+    free(at);
+    return rc;
+}
+
+char *config_campaign_text(const struct config *c, size_t *len, char *err, size_t errlen)
+{
+    struct sbuf b = {0};
+    if (top_blocks(c->doc, c->text, c->text_len, 0, &b) < 0) {
+        snprintf(err, errlen, "%s: the top level must be a block mapping (key: value lines)",
+                 c->path);
+        sb_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return b.s ? b.s : xstrdup("");
+}
+
+char *config_splice(const struct config *base, const char *text, size_t len, size_t *out_len,
+                    char *err, size_t errlen)
+{
+    struct sbuf b = {0};
+    struct errs errs = {0};
+    struct ydoc *doc = ydoc_load_string("<config message>", text, len, &errs);
+    int ok = (doc || len == 0) && top_blocks(base->doc, base->text, base->text_len, 1, &b) == 0 &&
+             top_blocks(doc, text, len, 0, &b) == 0;
+    if (!ok) {
+        snprintf(err, errlen, "%s", errs.n ? errs.msg[0] : "the top level must be a block mapping");
+        sb_free(&b);
+        b.s = NULL;
+    } else {
+        *out_len = b.len;
+        if (!b.s)
+            b.s = xstrdup("");
+    }
+    ydoc_free(doc);
+    errs_free(&errs);
+    return b.s;
+}

@@ -161,6 +161,17 @@ struct config *config_load_string_in(const char *name, const char *dir, int real
                                      size_t len, struct errs *errs);
 void config_free(struct config *c);
 
+/* Cluster mode's config messages (spec 18: config changes reach workers
+ * through the stream). A config's top-level blocks other than `daemon`
+ * (campaigns, caps, outputs), as its text has them: malloc'd, or NULL with
+ * a message in err when the top level is not a block mapping. */
+char *config_campaign_text(const struct config *c, size_t *len, char *err, size_t errlen);
+/* The text of a config whose `daemon` block is base's own and whose other
+ * blocks are those of text (a config_campaign_text; a daemon block in it
+ * is dropped), malloc'd; NULL with err as above. */
+char *config_splice(const struct config *base, const char *text, size_t len, size_t *out_len,
+                    char *err, size_t errlen);
+
 /* path resolved against the folder dir (NULL: as written; real: dir is
  * absolute without symbolic links, so leading ../ fold into it), malloc'd. */
 char *config_resolve(const char *dir, int real, const char *path);

@@ -44,6 +44,7 @@ enum {
     Q_UNIQUE_OWNER,
     Q_CAMPAIGN_SEEN,
     Q_CONFIG_RECORD,
+    Q_CONFIG_LAST,
     Q_LIVE_CLEAR,
     Q_LIVE_ADD,
     Q_EVENT_SEEN,
@@ -110,6 +111,7 @@ static const char *const sql[Q__COUNT] = {
     [Q_LIVE_CLEAR] = "DELETE FROM live",
     [Q_LIVE_ADD] = "INSERT OR IGNORE INTO live(campaign) VALUES (?1)",
     [Q_CONFIG_RECORD] = "INSERT INTO configs(loaded_at, path, hash, text) VALUES (?1, ?2, ?3, ?4)",
+    [Q_CONFIG_LAST] = "SELECT path, text FROM configs ORDER BY seq DESC LIMIT 1",
     [Q_EVENT_SEEN] = "SELECT 1 FROM events WHERE id = ?1",
     [Q_UNIQUE_DEL] = "DELETE FROM uniques WHERE ns = ?1 AND key = ?2",
     [Q_TIMER_FAILED_ADD] =
@@ -848,6 +850,21 @@ int store_config_record(struct store *s, const char *path, const char *text, siz
     bind_text(st, 3, hash);
     sqlite3_bind_text(st, 4, text, (int)len, SQLITE_STATIC);
     return run(s, st);
+}
+
+int store_config_last(struct store *s, char **path, char **text, size_t *len)
+{
+    sqlite3_stmt *st = s->q[Q_CONFIG_LAST];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(st, 0);
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        *len = (size_t)sqlite3_column_bytes(st, 1);
+        *path = xstrdup(p ? p : "");
+        *text = xstrndup(t ? t : "", *len);
+    }
+    done(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
 int store_set_live(struct store *s, char *const *ids, size_t n)

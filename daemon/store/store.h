@@ -109,6 +109,9 @@ int store_unique_owner(struct store *s, const char *ns, const char *key, char **
 int store_campaign_seen(struct store *s, const char *id, const char *plugin);
 int store_config_record(struct store *s, const char *path, const char *text, size_t len,
                         int64_t at);
+/* The newest config recorded: its path and text (malloc'd). 0, -ENOENT
+ * (none), or -EIO. */
+int store_config_last(struct store *s, char **path, char **text, size_t *len);
 /* The configs table's hash of a config text: FNV-1a 64, 16 hex digits. */
 void store_config_hash(const char *text, size_t len, char out[17]);
 

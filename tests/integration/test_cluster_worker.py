@@ -384,7 +384,8 @@ def test_worker_under_systemd():
             n.recv(0.5)
         assert sum(m == "WATCHDOG=1" for _, m in n.msgs) >= 2, n.msgs
         w.proc.send_signal(signal.SIGHUP)
-        wait_for("the reload refused", lambda: "reload: not applied in cluster mode" in w.tail(), 10)
+        wait_for("the reload refused",
+                 lambda: "reload: not applied by a signal in cluster mode" in w.tail(), 10)
         evs = events(300)
         publish(cfg, evs)
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)

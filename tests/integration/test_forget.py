@@ -7,7 +7,9 @@ import json
 import os
 import re
 import sqlite3
+import tempfile
 
+import harness
 from harness import Daemon, lines_of, mktd, ok
 from secure import TOKENS, SecureDaemon
 
@@ -399,3 +401,24 @@ def test_logged_events_forgotten():
         assert json.loads(body)["props"]["referrer"] == a[0]["pseudonym"], body
     finally:
         assert d.stop() == 0
+
+
+def test_forget_with_a_cluster_config_says_it_is_not_built_there():
+    """The user's data is in a shard and in the event stream: forget and
+    export refuse, naming the partition, and create no database."""
+    d = tempfile.mkdtemp(prefix="mktd-fgc-")
+    harness._TEMP_DIRS.append(d)
+    with open(os.path.join(d, "cluster.secret"), "w") as f:
+        f.write("s\n")
+    cfg = os.path.join(d, "c.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"daemon:\n  database: {d}/mktd.db\n"
+                "  cluster: {nats: [\"nats://127.0.0.1:9\"], partitions: 4, worker: w1,"
+                " secret_file: cluster.secret}\ncampaigns: []\n")
+    for cmd in ("forget", "export"):
+        r = mktd(cmd, "-c", cfg, "u1")
+        assert r.returncode == 2, (cmd, r.returncode, r.stderr)
+        # FNV-1a 32 of "u1" mod 4
+        assert "not built for cluster mode yet: user u1 is in partition 3" in r.stderr, r.stderr
+        assert f"{d}/mktd.db.p3" in r.stderr
+    assert sorted(os.listdir(d)) == ["c.yaml", "cluster.secret"]

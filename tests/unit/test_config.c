@@ -1496,9 +1496,57 @@ static void test_config_cluster(void)
     rmdir(dir);
 }
 
+/* Config messages (cluster mode): the campaign blocks of a config, and a
+ * worker's daemon block spliced with another config's campaigns. */
+static void test_config_messages(void)
+{
+    static const char a[] = "# a comment\n"
+                            "daemon:\n  database: /var/lib/mktd/w1.db\n  log: {level: warn}\n"
+                            "campaigns:\n  - id: one\n    plugin: coupon\n"
+                            "caps:\n  - {id: c1, kinds: [coupon.issued], max: 1, per: 1d}\n";
+    static const char b[] = "campaigns:\n  - id: two\n    plugin: points\n"
+                            "daemon:\n  database: /elsewhere.db\n";
+    struct errs errs = {0};
+    char err[256];
+    size_t n = 0;
+    struct config *ca = config_load_string("/etc/mktd/a.yaml", a, strlen(a), &errs);
+    struct config *cb = config_load_string("/etc/mktd/b.yaml", b, strlen(b), &errs);
+    CHECK(ca && cb);
+    if (!ca || !cb)
+        goto out;
+    char *t = config_campaign_text(ca, &n, err, sizeof(err));
+    CHECK_STR(t, "campaigns:\n  - id: one\n    plugin: coupon\n"
+                 "caps:\n  - {id: c1, kinds: [coupon.issued], max: 1, per: 1d}\n");
+    CHECK_INT(n, t ? strlen(t) : 0);
+    free(t);
+    /* a's daemon block, b's campaigns (b's daemon block dropped) */
+    char *sp = config_splice(ca, b, strlen(b), &n, err, sizeof(err));
+    CHECK_STR(sp, "daemon:\n  database: /var/lib/mktd/w1.db\n  log: {level: warn}\n"
+                  "campaigns:\n  - id: two\n    plugin: points\n");
+    struct config *cs = sp ? config_load_string("/etc/mktd/a.yaml", sp, n, &errs) : NULL;
+    CHECK(cs && cs->n_campaigns == 1 && strcmp(cs->campaigns[0].id, "two") == 0 &&
+          strcmp(cs->database, "/var/lib/mktd/w1.db") == 0 && cs->n_caps == 0);
+    config_free(cs);
+    free(sp);
+    /* an empty message: no campaigns */
+    sp = config_splice(ca, "", 0, &n, err, sizeof(err));
+    CHECK_STR(sp, "daemon:\n  database: /var/lib/mktd/w1.db\n  log: {level: warn}\n");
+    free(sp);
+    /* a top level in flow style cannot be cut into blocks */
+    static const char flow[] = "{campaigns: []}\n";
+    sp = config_splice(ca, flow, strlen(flow), &n, err, sizeof(err));
+    CHECK(sp == NULL && strstr(err, "block mapping"));
+    free(sp);
+out:
+    config_free(ca);
+    config_free(cb);
+    errs_free(&errs);
+}
+
 int main(void)
 {
     test_resolve();
+    test_config_messages();
     test_positions();
     test_yaml_errors();
     test_check_keys_and_json();

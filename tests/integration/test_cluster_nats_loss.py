@@ -1,0 +1,47 @@
+"""Cluster mode (spec 17), losing one of three NATS servers: kill -9 of a
+server while two workers apply a stream; the streams and buckets are
+R3, the workers' consumers on the dead server are made again, and every
+event is still applied once and every action published once.
+
+Runs in the plain build only: under ASan or valgrind every process is
+several times slower, and leases and consumers then wait out the
+elections past the test's time (docs/cluster.md, "What the workers do
+not do yet")."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
+
+
+def test_a_nats_server_killed_mid_stream():
+    if W.harness.VALGRIND or os.environ.get("ASAN_OPTIONS"):
+        print("not run under valgrind or ASan (the plain build runs it)")
+        return
+    nc, d, ws = W.setup()
+    cfg = ws[0].cfg
+    try:
+        for w in ws:
+            w.start()
+        W.wait_for("8 partitions each",
+                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
+        evs = W.events(16000)
+        W.publish(cfg, evs[:8000])
+        # one of the three servers dies mid-stream; the workers and the
+        # publisher reach the other two
+        nc.kill9(2)
+        W.publish(cfg, evs[8000:])
+        shards = W.wait_for("every event applied",
+                            lambda: W.applied_all(cfg, ws, len(evs)), 90)
+        W.check_exactly_once(cfg, shards, evs)
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
+    finally:
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.terminate()
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.stop()
