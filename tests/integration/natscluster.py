@@ -68,8 +68,9 @@ class NatsCluster:
             return json.load(r)
 
     def wait_ready(self):
-        """Until the JetStream meta group has a leader and every peer."""
-        deadline = time.time() + slow(30)
+        """Until the JetStream meta group has a leader and every peer (on a
+        loaded machine the peers can take a while to be current)."""
+        deadline = time.time() + slow(60)
         while time.time() < deadline:
             for i in range(self.n):
                 try:
