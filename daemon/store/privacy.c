@@ -70,6 +70,18 @@ static int secret_get(struct store *s, unsigned char key[KEY_BYTES])
     return ret;
 }
 
+static int secret_put(struct store *s, const unsigned char key[KEY_BYTES])
+{
+    sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO secrets(name, value) VALUES (?1, ?2)");
+    if (!st)
+        return -EIO;
+    bind_str(st, 1, KEY_NAME);
+    sqlite3_bind_blob(st, 2, key, KEY_BYTES, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 static int secret_make(struct store *s, unsigned char key[KEY_BYTES])
 {
     size_t got = 0;
@@ -82,14 +94,7 @@ static int secret_make(struct store *s, unsigned char key[KEY_BYTES])
         }
         got += (size_t)n;
     }
-    sqlite3_stmt *st = prep(s, "INSERT INTO secrets(name, value) VALUES (?1, ?2)");
-    if (!st)
-        return -EIO;
-    bind_str(st, 1, KEY_NAME);
-    sqlite3_bind_blob(st, 2, key, KEY_BYTES, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return secret_put(s, key);
 }
 
 int store_pseudonym_of(const unsigned char key[32], const char *user, char out[PSEUDONYM_LEN + 1])
@@ -120,14 +125,7 @@ int store_pseudonym(struct store *s, const char *user, char out[PSEUDONYM_LEN + 
 
 int store_pseudonym_key_set(struct store *s, const unsigned char key[32])
 {
-    sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO secrets(name, value) VALUES (?1, ?2)");
-    if (!st)
-        return -EIO;
-    bind_str(st, 1, KEY_NAME);
-    sqlite3_bind_blob(st, 2, key, KEY_BYTES, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return secret_put(s, key);
 }
 
 /* ---- user ids in JSON ---- */

@@ -45,7 +45,7 @@ def test_budgets_are_never_exceeded_across_four_workers():
     cfg = ws[0].cfg
     W.init(cfg)
     evs = orders()
-    try:
+    with W.workers_running(ws):
         for w in ws:
             w.start()
         W.wait_for("4 partitions each",
@@ -91,14 +91,3 @@ def test_budgets_are_never_exceeded_across_four_workers():
         r = mktd("cluster", "status", "-c", cfg)
         assert r.returncode == 0, r.stderr
         assert f"budget welcome.budget: {COUPONS} of {COUPONS} claimed" in r.stdout, r.stdout
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            if w.proc.poll() is None:
-                w.terminate()
-        for w in ws:
-            if w.proc.poll() is None:
-                w.stop()

@@ -60,7 +60,7 @@ def test_a_reload_applies_at_the_same_point_of_every_partition():
     cfg = ws[0].cfg
     W.init(cfg)
     a, b = orders(0, USERS), orders(USERS, USERS)
-    try:
+    with W.workers_running(ws):
         # the first campaigns into the stream too: a replay from sequence 1
         # then runs on them, whatever the files say by then
         reload(cfg)
@@ -133,14 +133,3 @@ def test_a_reload_applies_at_the_same_point_of_every_partition():
         values = issued_values(W.stream_actions(cfg))
         assert all(values[e["user"]] == 800 for e in c), \
             sorted({values.get(e["user"]) for e in c}, key=str)
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.terminate()
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.stop()

@@ -43,7 +43,7 @@ def test_forget_reaches_every_partition_and_the_stream():
     cfg = ws[0].cfg
     W.init(cfg)
     home = 4  # FNV-1a 32 of GONE mod 16
-    try:
+    with W.workers_running(ws):
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
@@ -121,14 +121,3 @@ def test_forget_reaches_every_partition_and_the_stream():
         assert GONE not in dump(shards[home])
         assert W.shard_rows(shards[home], "SELECT count(*) FROM actions WHERE user = '"
                             + ps + "'")[0][0] >= 1
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.terminate()
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.stop()

@@ -20,7 +20,7 @@ def test_a_nats_server_killed_mid_stream():
         return
     nc, d, ws = W.setup()
     cfg = ws[0].cfg
-    try:
+    with W.workers_running(ws):
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
@@ -34,14 +34,3 @@ def test_a_nats_server_killed_mid_stream():
         shards = W.wait_for("every event applied",
                             lambda: W.applied_all(cfg, ws, len(evs)), 90)
         W.check_exactly_once(cfg, shards, evs)
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.terminate()
-        for w in ws:
-            if w.proc and w.proc.poll() is None:
-                w.stop()

@@ -53,7 +53,7 @@ def setup():
 def test_ticks_fire_timers_and_a_replay_issues_the_same_codes():
     nc, d, ws = setup()
     cfg = ws[0].cfg
-    try:
+    with W.workers_running(ws):
         ws[0].start()
         W.wait_for("w1 owns every partition",
                    lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS, 20)
@@ -113,10 +113,3 @@ def test_ticks_fire_timers_and_a_replay_issues_the_same_codes():
         # nothing was published again: the stream still holds each action once
         again = W.stream_actions(cfg)
         assert len(again) == len(first), (len(again), len(first))
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            w.stop()

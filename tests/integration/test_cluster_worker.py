@@ -7,6 +7,7 @@ The checks of every test: each event is in exactly one current owner's
 shard (the union of their event-id tables is the input, no id twice), and
 the actions stream holds each action of the shards exactly once."""
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -220,6 +221,27 @@ def check_exactly_once(cfg, shards, evs):
     return len(actions)
 
 
+@contextlib.contextmanager
+def workers_running(ws):
+    """A test's block with workers: each worker's log printed when it
+    fails; at its end every worker still running stopped (SIGTERM to all
+    at once, then each waited for: one stopped after another would first
+    take over the other's partitions)."""
+    try:
+        yield
+    except BaseException:
+        for w in ws:
+            print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
+    finally:
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.terminate()
+        for w in ws:
+            if w.proc and w.proc.poll() is None:
+                w.stop()
+
+
 def setup(n_workers=2):
     nc = NatsCluster(3)
     d = tempfile.mkdtemp(prefix="mktd-clw-")
@@ -237,7 +259,7 @@ def owners(cfg):
 def test_two_workers_apply_once_and_publish_once():
     nc, d, ws = setup()
     cfg = ws[0].cfg
-    try:
+    with workers_running(ws):
         for w in ws:
             w.start()
         # a fair share each: 8 and 8
@@ -273,17 +295,6 @@ def test_two_workers_apply_once_and_publish_once():
         assert max(p["applied_seq"] for p in st["partitions"]) == len(evs) + st["ticks"], st
         r = mktd("cluster", "status", "-c", cfg)
         assert r.returncode == 0 and "applied_seq" in r.stdout and " lag " in r.stdout, r.stdout
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        # both at once (one stopped after the other would first take over
-        # the other's partitions, as it should)
-        for w in ws:
-            w.terminate()
-        for w in ws:
-            w.stop()
     # a clean stop gives back every lease the worker held: each one taken
     # and not released or lost meanwhile (the keys are deleted; a read may
     # come from a replica a moment behind)
@@ -299,7 +310,7 @@ def test_two_workers_apply_once_and_publish_once():
 def test_kill9_worker_mid_stream_is_taken_over():
     nc, d, ws = setup()
     cfg = ws[0].cfg
-    try:
+    with workers_running(ws):
         for w in ws:
             w.start()
         wait_for("8 partitions each",
@@ -320,20 +331,12 @@ def test_kill9_worker_mid_stream_is_taken_over():
                  lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         check_exactly_once(cfg, shards, evs)
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            if w.proc.poll() is None:
-                w.stop()
 
 
 def test_restarted_worker_takes_its_share_back():
     nc, d, ws = setup()
     cfg = ws[0].cfg
-    try:
+    with workers_running(ws):
         ws[0].start()
         wait_for("w1 owns every partition", lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
         evs = events(12000 // SCALE)
@@ -356,13 +359,6 @@ def test_restarted_worker_takes_its_share_back():
         publish(cfg, evs[c:])
         shards = wait_for("every event applied", lambda: applied_all(cfg, ws, len(evs)), 40)
         check_exactly_once(cfg, shards, evs)
-    except BaseException:
-        for w in ws:
-            print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            w.stop()
 
 
 def test_worker_under_systemd():
