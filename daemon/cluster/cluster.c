@@ -99,7 +99,7 @@ void cluster_bucket_name(const struct cluster *c, const char *what, char *buf, s
 /* Creates stream name over subject (prefix.*), or finds it as it is; a
  * stream that differs only in its duplicate window gets the new window. */
 static int ensure_stream(struct cluster *c, const char *name, const char *prefix,
-                         int64_t dup_window_ms, FILE *out, char *err, size_t errlen)
+                         int64_t dup_window_ms, uint64_t *msgs, FILE *out, char *err, size_t errlen)
 {
     jsStreamConfig sc;
     jsStreamInfo *si = NULL;
@@ -143,6 +143,8 @@ static int ensure_stream(struct cluster *c, const char *name, const char *prefix
                 " s, %" PRIu64 " messages)\n",
                 name, how, subject, si->Config->Replicas,
                 (int64_t)(si->Config->Duplicates / 1000000000LL), si->State.Msgs);
+        if (msgs)
+            *msgs = si->State.Msgs;
         jsStreamInfo_Destroy(si);
         return 0;
     }
@@ -231,7 +233,7 @@ int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_
     return n;
 }
 
-int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
+int cluster_init(struct cluster *c, int *empty, FILE *out, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
     kvStore *meta = NULL, *leases = NULL, *budgets = NULL;
@@ -241,11 +243,13 @@ int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen)
      * that takes over from a snapshot publishes again what was applied
      * after it, up to a snapshot interval plus the takeover time late
      * (spec 18): the window covers that, and at least an hour. */
-    if (ensure_stream(c, k->stream, CLUSTER_EVENTS_PREFIX, 600000, out, err, errlen) < 0 ||
-        ensure_stream(c, k->actions, CLUSTER_ACTIONS_PREFIX, cluster_actions_dup_window_ms(k), out,
-                      err, errlen) < 0 ||
-        ensure_stream(c, k->snapshots, CLUSTER_SNAP_PREFIX, 120000, out, err, errlen) < 0)
+    uint64_t events = 0;
+    if (ensure_stream(c, k->stream, CLUSTER_EVENTS_PREFIX, 600000, &events, out, err, errlen) < 0 ||
+        ensure_stream(c, k->actions, CLUSTER_ACTIONS_PREFIX, cluster_actions_dup_window_ms(k), NULL,
+                      out, err, errlen) < 0 ||
+        ensure_stream(c, k->snapshots, CLUSTER_SNAP_PREFIX, 120000, NULL, out, err, errlen) < 0)
         return -1;
+    *empty = events == 0;
     if (cluster_bucket(c, "meta", 0, &meta, 1, err, errlen) < 0 ||
         cluster_bucket(c, "leases", k->takeover_ms, &leases, 1, err, errlen) < 0 ||
         cluster_bucket(c, "budgets", 0, &budgets, 1, err, errlen) < 0)

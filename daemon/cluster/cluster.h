@@ -25,11 +25,12 @@ void cluster_event_subject(uint32_t p, char *buf, size_t len);
 struct cluster *cluster_connect(const struct cluster_cfg *k, char *err, size_t errlen);
 void cluster_close(struct cluster *c);
 
-/* mktd cluster init: creates what is missing (the events and actions
- * streams, the meta and lease buckets), checks what exists against the
- * config (partitions are fixed for a stream's life), and says what it did
- * on out. 0, or -1 with err. */
-int cluster_init(struct cluster *c, FILE *out, char *err, size_t errlen);
+/* mktd cluster init: creates what is missing (the events, actions and
+ * snapshot streams, the meta, lease and budget buckets), checks what
+ * exists against the config (partitions are fixed for a stream's life),
+ * and says what it did on out; *empty: the event stream holds no message
+ * yet. 0, or -1 with err. */
+int cluster_init(struct cluster *c, int *empty, FILE *out, char *err, size_t errlen);
 
 /* mktd cluster status: partitions, events per partition, owners, the
  * newest snapshot of each (applied sequence, age) (text, or

@@ -49,6 +49,25 @@ static int reload(struct cluster *c, const char *config_path, const struct confi
     return rc;
 }
 
+/* mktd cluster init; on a new event stream, the config's campaigns (if
+ * any) go in first (a reload), so that a replay from sequence 1 starts on
+ * them whatever the workers' files say by then. */
+static int init(struct cluster *c, const char *config_path, const struct config *cfg, char *err,
+                size_t errlen)
+{
+    int empty = 0;
+    if (cluster_init(c, &empty, stdout, err, errlen) < 0)
+        return -1;
+    if (empty && cfg->n_campaigns && reload(c, config_path, cfg, err, errlen) < 0) {
+        fprintf(stderr,
+                "mktd cluster init: the campaigns were not published (%s); run mktd "
+                "cluster reload once they build\n",
+                err);
+        err[0] = 0;
+    }
+    return 0;
+}
+
 int cli_cluster(const char *sub, const char *config_path, const char *format)
 {
     int json = format && strcmp(format, "json") == 0;
@@ -63,7 +82,7 @@ int cli_cluster(const char *sub, const char *config_path, const char *format)
     int rc = 2;
     struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
     if (c) {
-        rc = strcmp(sub, "init") == 0      ? cluster_init(c, stdout, err, sizeof(err))
+        rc = strcmp(sub, "init") == 0      ? init(c, config_path, cfg, err, sizeof(err))
              : strcmp(sub, "actions") == 0 ? cluster_actions(c, stdout, err, sizeof(err))
              : strcmp(sub, "failed") == 0  ? cluster_failed(c, stdout, json, err, sizeof(err))
              : strcmp(sub, "reload") == 0  ? reload(c, config_path, cfg, err, sizeof(err))

@@ -61,9 +61,8 @@ def test_a_reload_applies_at_the_same_point_of_every_partition():
     W.init(cfg)
     a, b = orders(0, USERS), orders(USERS, USERS)
     with W.workers_running(ws):
-        # the first campaigns into the stream too: a replay from sequence 1
-        # then runs on them, whatever the files say by then
-        reload(cfg)
+        # `cluster init` put the first campaigns into the stream: a replay
+        # from sequence 1 runs on them, whatever the files say by then
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
