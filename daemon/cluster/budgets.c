@@ -21,31 +21,6 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-/* A counter key as a key-value token: itself when made of [A-Za-z0-9_-],
- * else "=" and its bytes in hex ('=' starts no plain token). */
-static int token(const char *key, char *buf, size_t len)
-{
-    size_t n = strlen(key), i;
-    int plain = n > 0;
-    for (i = 0; i < n && plain; i++) {
-        char c = key[i];
-        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '-';
-    }
-    if (plain) {
-        if (n + 1 > len)
-            return -1;
-        memcpy(buf, key, n + 1);
-        return 0;
-    }
-    if (2 * n + 2 > len)
-        return -1;
-    buf[0] = '=';
-    for (i = 0; i < n; i++)
-        snprintf(buf + 1 + 2 * i, 3, "%02x", (unsigned char)key[i]);
-    return 0;
-}
-
 int cluster_claim_parse(const char *v, struct claim *c)
 {
     int n = sscanf(v, "%d %" SCNd64 " %" SCNd64 " %" SCNd64, &c->partition, &c->start, &c->size,
@@ -70,7 +45,7 @@ static int pool_claim(void *arg, const char *campaign, const char *key, int64_t 
 {
     struct pool_part *pp = arg;
     char tok[256], k[400], v[96];
-    if (token(key, tok, sizeof(tok)) < 0)
+    if (cluster_kv_token(key, tok, sizeof(tok)) < 0)
         return -ENAMETOOLONG;
     int64_t deadline = wall_ms() + pp->wait_ms;
     for (;;) {

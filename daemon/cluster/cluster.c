@@ -236,7 +236,7 @@ int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_
 int cluster_init(struct cluster *c, int *empty, FILE *out, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
-    kvStore *meta = NULL, *leases = NULL, *budgets = NULL;
+    kvStore *meta = NULL, *leases = NULL, *budgets = NULL, *codes = NULL;
     int rc = -1;
     /* events: duplicates within 10 minutes are found by JetStream, older
      * ones by the partition's owner (its event-id filter). Actions: an owner
@@ -252,7 +252,8 @@ int cluster_init(struct cluster *c, int *empty, FILE *out, char *err, size_t err
     *empty = events == 0;
     if (cluster_bucket(c, "meta", 0, &meta, 1, err, errlen) < 0 ||
         cluster_bucket(c, "leases", k->takeover_ms, &leases, 1, err, errlen) < 0 ||
-        cluster_bucket(c, "budgets", 0, &budgets, 1, err, errlen) < 0)
+        cluster_bucket(c, "budgets", 0, &budgets, 1, err, errlen) < 0 ||
+        cluster_bucket(c, "codes", 0, &codes, 1, err, errlen) < 0)
         goto out;
     char v[16];
     uint64_t rev = 0;
@@ -286,6 +287,7 @@ out:
     kvStore_Destroy(meta);
     kvStore_Destroy(leases);
     kvStore_Destroy(budgets);
+    kvStore_Destroy(codes);
     return rc;
 }
 
@@ -466,4 +468,27 @@ out:
     kvStore_Destroy(meta);
     kvStore_Destroy(leases);
     return rc;
+}
+
+int cluster_kv_token(const char *key, char *buf, size_t len)
+{
+    size_t n = strlen(key), i;
+    int plain = n > 0;
+    for (i = 0; i < n && plain; i++) {
+        char c = key[i];
+        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-';
+    }
+    if (plain) {
+        if (n + 1 > len)
+            return -1;
+        memcpy(buf, key, n + 1);
+        return 0;
+    }
+    if (2 * n + 2 > len)
+        return -1;
+    buf[0] = '=';
+    for (i = 0; i < n; i++)
+        snprintf(buf + 1 + 2 * i, 3, "%02x", (unsigned char)key[i]);
+    return 0;
 }

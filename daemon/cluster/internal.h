@@ -49,6 +49,10 @@ void cluster_bucket_name(const struct cluster *c, const char *what, char *buf, s
  * bucket what. 0, or -1 with err. */
 int cluster_bucket(struct cluster *c, const char *what, int64_t ttl_ms, kvStore **kv, int create,
                    char *err, size_t errlen);
+/* A string as one token of a key-value key: itself when made of
+ * [A-Za-z0-9_-], else "=" and its bytes in hex ('=' starts no plain
+ * token). 0, or -1 when buf is too small. */
+int cluster_kv_token(const char *s, char *buf, size_t len);
 /* The partition count kept in the meta bucket, or -1 with err. */
 int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_t errlen);
 
@@ -80,6 +84,20 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
  * applied sequence) and put in its place. 1 restored, 0 nothing to do, -1
  * the snapshot is not usable (logged; the shard is left as it was). */
 int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
+
+/* The code registry (codes.c) as one partition asks it. */
+struct codes_part {
+    struct unique_registry ops; /* handed to the partition's engine */
+    kvStore *kv;                /* the "codes" bucket */
+    int64_t wait_ms;            /* how long an unreachable registry is tried */
+    int down;                   /* set when a lookup failed so: the event is tried again */
+};
+void cluster_codes_init(struct codes_part *cp, kvStore *kv, int64_t wait_ms);
+/* Registers a unique key of partition in the bucket (name: its full
+ * name) without waiting: published on js, acknowledged with the actions.
+ * 0, or -1 when it could not be queued. */
+int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,
+                         const char *key, const char *campaign);
 
 /* Erases from the event stream partition idx's events of user with a
  * stream sequence below before (forget.c). How many, or -1 (logged). */

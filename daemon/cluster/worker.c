@@ -60,18 +60,19 @@ struct part {
     struct store *st;
     struct engine *e;
     natsSubscription *sub;
-    uint64_t applied;      /* last stream sequence in the shard */
-    uint64_t cseq;         /* last consumer sequence seen */
-    int64_t published;     /* last action seq published (acknowledged) */
-    int64_t queued;        /* last action seq published asynchronously */
-    int64_t app_put_ms;    /* when app.p<N> was last written */
-    uint64_t app_put;      /* the applied sequence it then said */
-    uint64_t pending;      /* messages waiting after the last one fetched */
-    int stalled;           /* the consumer does not answer: not deleted */
-    uint64_t ticks;        /* tick messages applied (meta cluster_ticks) */
-    int64_t quiet_since;   /* wall ms of the last message applied (or of opening) */
-    int64_t tick_at;       /* wall ms of the last tick appended */
-    struct pool_part pool; /* budgets shared with the other partitions */
+    uint64_t applied;        /* last stream sequence in the shard */
+    uint64_t cseq;           /* last consumer sequence seen */
+    int64_t published;       /* last action seq published (acknowledged) */
+    int64_t queued;          /* last action seq published asynchronously */
+    int64_t app_put_ms;      /* when app.p<N> was last written */
+    uint64_t app_put;        /* the applied sequence it then said */
+    uint64_t pending;        /* messages waiting after the last one fetched */
+    int stalled;             /* the consumer does not answer: not deleted */
+    uint64_t ticks;          /* tick messages applied (meta cluster_ticks) */
+    int64_t quiet_since;     /* wall ms of the last message applied (or of opening) */
+    int64_t tick_at;         /* wall ms of the last tick appended */
+    struct pool_part pool;   /* budgets shared with the other partitions */
+    struct codes_part codes; /* unique keys claimed in other partitions */
 };
 
 struct worker {
@@ -80,8 +81,9 @@ struct worker {
     const struct config *cfg;
     int n;
     struct part *p;
-    kvStore *leases, *meta, *budgets;
-    jsCtx *pjs; /* actions, published asynchronously */
+    kvStore *leases, *meta, *budgets, *codes;
+    char codes_bucket[80]; /* its full name, for publishing to it */
+    jsCtx *pjs;            /* actions, published asynchronously */
     atomic_int pub_failed;
     int pub_any, pub_redo; /* this round published something; must redo it */
     pthread_mutex_t mu;
@@ -167,6 +169,33 @@ static int publish_action(void *arg, const struct store_action *a)
         return 1;
     x->last = a->seq;
     return 0;
+}
+
+struct code_ctx {
+    struct worker *w;
+    int idx, failed;
+};
+
+static void register_code(void *arg, const char *ns, const char *key, const char *campaign)
+{
+    struct code_ctx *x = arg;
+    if (cluster_code_publish(x->w->pjs, x->w->codes_bucket, x->idx, ns, key, campaign) < 0)
+        x->failed++;
+    else
+        x->w->pub_any = 1; /* acknowledged with the round's actions */
+}
+
+/* The unique keys the partition claimed, made known to the others (after
+ * the commit: a key of an event since undone is claimed again when it is,
+ * so registering it too does no harm). */
+static void register_codes(struct worker *w, int idx)
+{
+    struct code_ctx x = {.w = w, .idx = idx};
+    engine_claimed_take(w->p[idx].e, register_code, &x);
+    if (x.failed)
+        log_warn("partition %d: %d codes not registered (their redemption in another partition "
+                 "is answered unknown)",
+                 idx, x.failed);
 }
 
 /* Publishes the shard's actions past p->queued without waiting (their
@@ -442,12 +471,14 @@ static int open_part(struct worker *w, int idx)
     /* random_for: HMAC of the cluster's secret and the action (spec 17);
      * budgets claimed from the pool the partitions share */
     cluster_pool_init(&p->pool, w->budgets, idx, w->n, w->margin_ms);
+    cluster_codes_init(&p->codes, w->codes, w->margin_ms);
     struct engine_opts eo = {.clock_event = 1,
                              .memory_bytes = (size_t)cfg->working_set,
                              .secret = w->cfg->cluster.secret,
                              .secret_len = w->cfg->cluster.secret_len,
                              .partition = (uint32_t)idx,
-                             .pool = &p->pool.ops};
+                             .pool = &p->pool.ops,
+                             .registry = &p->codes.ops};
     if (engine_new(p->st, &eo, &p->e, err, sizeof(err)) < 0) {
         log_error("partition %d: %s", idx, err);
         world_free(wd);
@@ -714,15 +745,15 @@ static int apply_batch(struct worker *w, int idx)
         int n_actions = 0;
         if (engine_advance(p->e, ms) < 0)
             log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
-        p->pool.down = 0;
+        p->pool.down = p->codes.down = 0;
         if (engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL) {
-            if (p->pool.down) {
-                /* the budgets' pool was out of reach: no fault of the
-                 * event's. What came before it is committed; it is tried
-                 * again from a new consumer. */
-                log_warn("partition %d: stream sequence %" PRIu64 ", event %s: budget pool out of "
-                         "reach; tried again",
-                         idx, sseq, ev.id);
+            if (p->pool.down || p->codes.down) {
+                /* the budgets' pool or the code registry was out of
+                 * reach: no fault of the event's. What came before it is
+                 * committed; it is tried again from a new consumer. */
+                log_warn("partition %d: stream sequence %" PRIu64 ", event %s: %s out of reach; "
+                         "tried again",
+                         idx, sseq, ev.id, p->pool.down ? "budget pool" : "code registry");
                 event_clear(&ev);
                 last = before;
                 gap = 1;
@@ -743,6 +774,7 @@ static int apply_batch(struct worker *w, int idx)
         p->ticks += ticks;
         p->quiet_since = wall_ms();
         queue_actions(w, idx);
+        register_codes(w, idx);
         /* at once after a tick, so that status's events (messages less
          * ticks) are exact when the partition is quiet */
         if (ticks || wall_ms() - p->app_put_ms >= 1000)
@@ -1163,7 +1195,8 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     if (cluster_bucket(c, "meta", 0, &w->meta, 0, err, sizeof(err)) < 0 ||
         (n = cluster_stored_partitions(c, w->meta, err, sizeof(err))) < 0 ||
         cluster_bucket(c, "leases", 0, &w->leases, 0, err, sizeof(err)) < 0 ||
-        cluster_bucket(c, "budgets", 0, &w->budgets, 0, err, sizeof(err)) < 0) {
+        cluster_bucket(c, "budgets", 0, &w->budgets, 0, err, sizeof(err)) < 0 ||
+        cluster_bucket(c, "codes", 0, &w->codes, 0, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -1173,6 +1206,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         goto out;
     }
     w->n = n;
+    cluster_bucket_name(c, "codes", w->codes_bucket, sizeof(w->codes_bucket));
     w->p = xcalloc((size_t)n, sizeof(*w->p));
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -1256,6 +1290,7 @@ out:
     kvStore_Destroy(w->meta);
     kvStore_Destroy(w->leases);
     kvStore_Destroy(w->budgets);
+    kvStore_Destroy(w->codes);
     free(w->p);
     pthread_mutex_destroy(&w->mu);
     free(w);

@@ -155,6 +155,10 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
         e->pool = *o->pool;
         e->has_pool = 1;
     }
+    if (o->registry) {
+        e->registry = *o->registry;
+        e->has_registry = 1;
+    }
     int rc = store_meta_get(st, "clock_now", &e->now);
     if (rc == -ENOENT) {
         e->now = 0;
@@ -248,6 +252,9 @@ void engine_free(struct engine *e)
     if (e->secret)
         memset(e->secret, 0, e->secret_len);
     free(e->secret);
+    for (size_t i = 0; i < e->n_claimed; i++)
+        free(e->claimed[i]);
+    free(e->claimed);
     free(e);
 }
 
@@ -1458,4 +1465,17 @@ dberr:
     snprintf(err, errlen, "database: %s", store_errmsg(st));
     write_end(e, 0);
     return -EIO;
+}
+
+void engine_claimed_take(struct engine *e,
+                         void (*cb)(void *arg, const char *ns, const char *key,
+                                    const char *campaign),
+                         void *arg)
+{
+    for (size_t i = 0; i < e->n_claimed; i++) {
+        const char *ns = e->claimed[i], *key = ns + strlen(ns) + 1;
+        cb(arg, ns, key, key + strlen(key) + 1);
+        free(e->claimed[i]);
+    }
+    e->n_claimed = 0;
 }

@@ -50,6 +50,15 @@ struct budget_pool {
     void *arg;
 };
 
+/* Cluster mode: unique keys (coupon codes) claimed in other partitions
+ * (engine/host.c). lookup(arg, ns, key, campaign, len) gives the claiming
+ * campaign of a key this partition's shard does not hold: 0, -ENOENT, or
+ * -EAGAIN when it cannot be asked (the event fails). */
+struct unique_registry {
+    int (*lookup)(void *arg, const char *ns, const char *key, char *campaign, size_t len);
+    void *arg;
+};
+
 struct engine_opts {
     int clock_event;     /* `clock: event` */
     size_t memory_bytes; /* the working set's budget; 0: the default */
@@ -63,6 +72,8 @@ struct engine_opts {
     /* cluster mode: budgets come from this pool; NULL: each budget is this
      * engine's alone */
     const struct budget_pool *pool;
+    /* cluster mode: unique keys of the other partitions; NULL: none */
+    const struct unique_registry *registry;
 };
 
 /* An engine over st (which it borrows). No world runs until engine_swap. */
@@ -150,6 +161,14 @@ void engine_gauges_foreach(struct engine *e,
 void engine_capped_foreach(struct engine *e,
                            void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
                            void *arg);
+
+/* Cluster mode (with a registry): the unique keys claimed since the last
+ * call, each handed to cb once (keys claimed by an event since undone
+ * too: they are claimed again when it is). */
+void engine_claimed_take(struct engine *e,
+                         void (*cb)(void *arg, const char *ns, const char *key,
+                                    const char *campaign),
+                         void *arg);
 
 /* ---- direct looks and settings, for the SDK's test kit and tests ---- */
 /* 0 and the value, or -ENOENT; they see the batch's own changes. */

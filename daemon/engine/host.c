@@ -236,7 +236,22 @@ static int h_unique_claim(mktd_ctx *ctx, const char *ns, const char *key)
     if (rc != -ENOENT)
         return rc;
     const char *id = ctx->c->cfg->id;
-    return io(ctx, ws_put_str(ctx->e->ws, WS_UNIQUE, ns, "", key, id, strlen(id)));
+    rc = io(ctx, ws_put_str(ctx->e->ws, WS_UNIQUE, ns, "", key, id, strlen(id)));
+    struct engine *e = ctx->e;
+    if (rc == 0 && e->has_registry && !ctx->dry) {
+        /* made known to the other partitions after the commit */
+        size_t a = strlen(ns) + 1, b = strlen(key) + 1, c = strlen(id) + 1;
+        char *rec = xmalloc(a + b + c);
+        memcpy(rec, ns, a);
+        memcpy(rec + a, key, b);
+        memcpy(rec + a + b, id, c);
+        if (e->n_claimed == e->cap_claimed) {
+            e->cap_claimed = e->cap_claimed ? 2 * e->cap_claimed : 64;
+            e->claimed = xrealloc(e->claimed, e->cap_claimed * sizeof(*e->claimed));
+        }
+        e->claimed[e->n_claimed++] = rec;
+    }
+    return rc;
 }
 
 static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const char **campaign)
@@ -247,6 +262,15 @@ static int h_unique_owner(mktd_ctx *ctx, const char *ns, const char *key, const 
     const char *owner;
     size_t n;
     int rc = io(ctx, ws_get_str(ctx->e->ws, WS_UNIQUE, ns, "", key, &owner, &n));
+    if (rc == -ENOENT && ctx->e->has_registry) {
+        /* cluster mode: claimed in another partition? */
+        char other[128];
+        rc = ctx->e->registry.lookup(ctx->e->registry.arg, ns, key, other, sizeof(other));
+        if (rc < 0)
+            return rc;
+        *campaign = keep(ctx, other, strlen(other));
+        return *campaign ? 0 : -ENOMEM;
+    }
     if (rc < 0)
         return rc;
     *campaign = keep(ctx, owner, n);

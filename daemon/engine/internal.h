@@ -120,6 +120,12 @@ struct engine {
     /* cluster mode: the budgets' shared pool (engine/budget.c); NULL else */
     struct budget_pool pool;
     int has_pool;
+    /* cluster mode: other partitions' unique keys, and the keys claimed
+     * here since engine_claimed_take ("ns\0key\0campaign" each) */
+    struct unique_registry registry;
+    int has_registry;
+    char **claimed;
+    size_t n_claimed, cap_claimed;
 };
 
 /* Writes the working set into the open write transaction (opening it):

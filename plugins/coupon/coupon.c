@@ -5,7 +5,8 @@
  * What the campaign keeps, all through the host:
  *   unique key   ns "coupon", key = the code, owned by the issuing campaign
  *   state        campaign-wide "code:<code>" = "<redeemed> <expires_at>
- *                <min_spend> <owner user>" (the user last: it may hold spaces)
+ *                <min_spend> <owner user>" (the user last: it may hold spaces;
+ *                redeemed 2: void, a code a cap kept out)
  *   counters     per user "issued" (coupons ever issued to the user),
  *                campaign-wide "budget" (coupons ever issued)
  *
@@ -56,6 +57,8 @@ struct coupon {
 };
 
 /* What is kept for one issued code. */
+/* redeemed: 0, 1, or REC_VOID for a code a cap kept out (never issued) */
+#define REC_VOID 2
 struct code_rec {
     int redeemed;
     int64_t expires_at;
@@ -208,12 +211,12 @@ static int rec_put(mktd_ctx *ctx, const char *code, const struct code_rec *rec)
 
     if (rec_key(key, sizeof key, code) < 0)
         return -ENAMETOOLONG;
-    n = snprintf(NULL, 0, "%d %" PRId64 " %" PRId64 " %s", rec->redeemed ? 1 : 0, rec->expires_at,
+    n = snprintf(NULL, 0, "%d %" PRId64 " %" PRId64 " %s", rec->redeemed, rec->expires_at,
                  rec->min_spend, rec->user);
     if (n < 0 || !(val = malloc((size_t)n + 1)))
         return -ENOMEM;
-    snprintf(val, (size_t)n + 1, "%d %" PRId64 " %" PRId64 " %s", rec->redeemed ? 1 : 0,
-             rec->expires_at, rec->min_spend, rec->user);
+    snprintf(val, (size_t)n + 1, "%d %" PRId64 " %" PRId64 " %s", rec->redeemed, rec->expires_at,
+             rec->min_spend, rec->user);
     rc = host->state_put(ctx, NULL, key, val, (size_t)n);
     free(val);
     return rc;
@@ -240,12 +243,20 @@ static int redeem(mktd_ctx *ctx, const mktd_event *ev, const char *code)
     int rc;
 
     rc = rec_get(ctx, code, &rec);
-    if (rc == -ENOENT || rc == -EBADMSG) {
+    if (rc == -ENOENT) {
+        /* claimed by this campaign with no record here: in cluster mode,
+         * issued in another partition, so to another user (spec 17) */
+        host->note(ctx, "code %s was issued in another partition", code);
+        return reject(ctx, ev, code, "not_owner");
+    }
+    if (rc == -EBADMSG) {
         host->log(ctx, MKTD_LOG_WARN, "code %s is claimed but has no usable record", code);
         return reject(ctx, ev, code, "unknown");
     }
     if (rc < 0)
         return rc;
+    if (rec.redeemed == REC_VOID) /* kept out by a cap: never issued */
+        return reject(ctx, ev, code, "unknown");
 
     if (strcmp(ev->user, rec.user) != 0)
         return reject(ctx, ev, code, "not_owner");
@@ -393,15 +404,15 @@ static int issue(mktd_ctx *ctx, const struct coupon *c, const mktd_event *ev)
     if (rc != MKTD_CAPPED)
         return rc;
     /* a cap kept it out: as if it had not been issued (its claimed code
-     * stays claimed, unused: it was never shown) */
+     * stays claimed, its record void: it was never shown) */
     if ((rc = host->counter_add(ctx, ev->user, "issued", -1, -1, NULL)) < 0 ||
         (rc = host->counter_add(ctx, NULL, "budget", -1, -1, &spent)) < 0)
         return rc;
     publish_budget(ctx, c, spent);
-    char key[256];
-    if (dry || rec_key(key, sizeof key, code) < 0)
+    if (dry)
         return 0;
-    return host->state_del(ctx, NULL, key);
+    rec.redeemed = REC_VOID;
+    return rec_put(ctx, code, &rec);
 }
 
 static int coupon_on_event(mktd_ctx *ctx, void *data, const mktd_event *ev, unsigned flags)
