@@ -37,13 +37,8 @@ def orders():
 
 
 def test_budgets_are_never_exceeded_across_four_workers():
-    nc = W.NatsCluster(3)
-    d = W.tempfile.mkdtemp(prefix="mktd-clb-")
-    W.harness._TEMP_DIRS.append(d)
-    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, CAMPAIGNS), n)
-          for n in ("w1", "w2", "w3", "w4")]
+    nc, d, ws = W.setup(4, CAMPAIGNS)
     cfg = ws[0].cfg
-    W.init(cfg)
     evs = orders()
     with W.workers_running(ws):
         for w in ws:

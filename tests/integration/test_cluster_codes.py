@@ -26,12 +26,8 @@ def action_of(cfg, kind, user):
 
 
 def test_a_code_issued_in_another_partition_is_not_owned():
-    nc = W.NatsCluster(3)
-    d = W.tempfile.mkdtemp(prefix="mktd-clco-")
-    W.harness._TEMP_DIRS.append(d)
-    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, CAMPAIGNS), n) for n in ("w1", "w2")]
+    nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
-    W.init(cfg)
     with W.workers_running(ws):
         for w in ws:
             w.start()

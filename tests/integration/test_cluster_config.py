@@ -53,12 +53,8 @@ def issued_values(got):
 
 
 def test_a_reload_applies_at_the_same_point_of_every_partition():
-    nc = W.NatsCluster(3)
-    d = W.tempfile.mkdtemp(prefix="mktd-clc-")
-    W.harness._TEMP_DIRS.append(d)
-    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, campaigns(500)), n) for n in ("w1", "w2")]
+    nc, d, ws = W.setup(2, campaigns(500))
     cfg = ws[0].cfg
-    W.init(cfg)
     a, b = orders(0, USERS), orders(USERS, USERS)
     with W.workers_running(ws):
         # `cluster init` put the first campaigns into the stream: a replay

@@ -36,12 +36,8 @@ def dump(path):
 
 
 def test_forget_reaches_every_partition_and_the_stream():
-    nc = W.NatsCluster(3)
-    d = W.tempfile.mkdtemp(prefix="mktd-clfg-")
-    W.harness._TEMP_DIRS.append(d)
-    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, CAMPAIGNS), n) for n in ("w1", "w2")]
+    nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
-    W.init(cfg)
     home = 4  # FNV-1a 32 of GONE mod 16
     with W.workers_running(ws):
         for w in ws:

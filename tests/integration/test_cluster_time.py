@@ -41,17 +41,8 @@ def events(prefix):
     return out
 
 
-def setup():
-    nc = W.NatsCluster(3)
-    d = W.tempfile.mkdtemp(prefix="mktd-clt-")
-    W.harness._TEMP_DIRS.append(d)
-    ws = [W.Worker(d, W.write_config(d, nc.urls(), n, CAMPAIGNS), n) for n in ("w1", "w2")]
-    W.init(ws[0].cfg)
-    return nc, d, ws
-
-
 def test_ticks_fire_timers_and_a_replay_issues_the_same_codes():
-    nc, d, ws = setup()
+    nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
     with W.workers_running(ws):
         ws[0].start()

@@ -242,12 +242,14 @@ def workers_running(ws):
                 w.stop()
 
 
-def setup(n_workers=2):
+def setup(n_workers=2, campaigns=CAMPAIGNS):
+    """A three-node NATS cluster, n_workers workers (w1, w2, ...; not
+    started) with these campaigns, and `cluster init` done."""
     nc = NatsCluster(3)
     d = tempfile.mkdtemp(prefix="mktd-clw-")
     harness._TEMP_DIRS.append(d)
     names = [f"w{i + 1}" for i in range(n_workers)]
-    workers = [Worker(d, write_config(d, nc.urls(), n), n) for n in names]
+    workers = [Worker(d, write_config(d, nc.urls(), n, campaigns), n) for n in names]
     init(workers[0].cfg)
     return nc, d, workers
 
