@@ -22,15 +22,27 @@ class NatsCluster:
         self.dir = tempfile.mkdtemp(prefix="mktd-nats-")
         self.n = n
         self.name = name
-        self.client = [free_port() for _ in range(n)]
-        self.route = [free_port() for _ in range(n)]
-        self.monitor = [free_port() for _ in range(n)]
         self.procs = [None] * n
         atexit.register(self.close)
-        for i in range(n):
-            self._write_conf(i)
-        for i in range(n):
-            self.start(i)
+        # a port picked free may be taken by another test before its server
+        # binds it (tests run two at a time): new ports, up to three times
+        for attempt in range(3):
+            self.client = [free_port() for _ in range(n)]
+            self.route = [free_port() for _ in range(n)]
+            self.monitor = [free_port() for _ in range(n)]
+            for i in range(n):
+                self._write_conf(i)
+            try:
+                for i in range(n):
+                    self.start(i)
+                break
+            except RuntimeError as e:
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
+                self._stop_all()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = tempfile.mkdtemp(prefix="mktd-nats-")
+                self.procs = [None] * n
         self.wait_ready()
 
     def urls(self):
@@ -112,6 +124,10 @@ class NatsCluster:
             return ""
 
     def close(self):
+        self._stop_all()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_all(self):
         for p in self.procs:
             if p and p.poll() is None:
                 p.terminate()
@@ -122,4 +138,3 @@ class NatsCluster:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
