@@ -133,8 +133,12 @@ int cluster_failed(struct cluster *c, FILE *out, int json, char *err, size_t err
             const char *id = o ? json_string_value(json_object_get(o, "id")) : NULL;
             const char *user = o ? json_string_value(json_object_get(o, "user")) : NULL;
             const char *error = o ? json_string_value(json_object_get(o, "error")) : NULL;
-            fprintf(out, "partition %d seq %" PRIu64 ": event %s of user %s: %s\n", f[i].partition,
-                    f[i].seq, id ? id : "?", user ? user : "?", error ? error : "?");
+            char name[24];
+            snprintf(name, sizeof(name),
+                     f[i].partition == c->cfg->partitions ? "graph" : "partition %d",
+                     f[i].partition);
+            fprintf(out, "%s seq %" PRIu64 ": event %s of user %s: %s\n", name, f[i].seq,
+                    id ? id : "?", user ? user : "?", error ? error : "?");
             json_decref(o);
         }
         free(f[i].json);

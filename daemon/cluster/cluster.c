@@ -291,6 +291,16 @@ out:
     return rc;
 }
 
+/* ,"snapshot":{...} of a partition's newest snapshot, if it has one */
+static void snapshot_json(struct sbuf *b, const struct snap_rec *r, int64_t now)
+{
+    if (r->seq)
+        sb_fmt(b,
+               ",\"snapshot\":{\"applied_seq\":%" PRIu64 ",\"stream_seq\":%" PRIu64
+               ",\"chunks\":%d,\"bytes\":%" PRId64 ",\"age_ms\":%" PRId64 "}",
+               r->applied, r->seq, r->chunks, r->size, now - r->ms);
+}
+
 int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
@@ -321,13 +331,14 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         cluster_errf(err, errlen, "stream info", s, jerr);
         goto out;
     }
-    msgs = xcalloc((size_t)n, sizeof(*msgs));
-    owner = xcalloc((size_t)n, sizeof(*owner));
-    applied = xcalloc((size_t)n, sizeof(*applied));
-    published = xcalloc((size_t)n, sizeof(*published));
-    lag = xcalloc((size_t)n, sizeof(*lag));
-    snap = xcalloc((size_t)n, sizeof(*snap));
-    ticks = xcalloc((size_t)n, sizeof(*ticks));
+    /* [n]: the graph partition (worker.c) */
+    msgs = xcalloc((size_t)n + 1, sizeof(*msgs));
+    owner = xcalloc((size_t)n + 1, sizeof(*owner));
+    applied = xcalloc((size_t)n + 1, sizeof(*applied));
+    published = xcalloc((size_t)n + 1, sizeof(*published));
+    lag = xcalloc((size_t)n + 1, sizeof(*lag));
+    snap = xcalloc((size_t)n + 1, sizeof(*snap));
+    ticks = xcalloc((size_t)n + 1, sizeof(*ticks));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -339,7 +350,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 msgs[p] = ss->Msgs;
         }
     }
-    for (int p = 0; p < n; p++) {
+    for (int p = 0; p <= n; p++) {
         char key[32];
         kvEntry *e = NULL;
         snprintf(key, sizeof(key), "p%d", p);
@@ -366,10 +377,11 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 ticks[p] = strtoull(end + 1, NULL, 10);
             kvEntry_Destroy(e);
         }
-        /* the partition's messages are its events and its ticks */
+        /* the partition's messages are its events and its ticks (the
+         * graph has no messages of its own) */
         uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];
         msgs[p] -= t;
-        total_ticks += t;
+        total_ticks += p < n ? t : 0;
         snprintf(key, sizeof(key), "pub.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
             published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
@@ -407,15 +419,19 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 sb_fmt(&b, ",\"lag\":%" PRId64, lag[p]);
             if (published[p] >= 0)
                 sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
-            if (snap[p].seq)
-                sb_fmt(&b,
-                       ",\"snapshot\":{\"applied_seq\":%" PRIu64 ",\"stream_seq\":%" PRIu64
-                       ",\"chunks\":%d,\"bytes\":%" PRId64 ",\"age_ms\":%" PRId64 "}",
-                       snap[p].applied, snap[p].seq, snap[p].chunks, snap[p].size,
-                       now - snap[p].ms);
+            snapshot_json(&b, &snap[p], now);
             sb_str(&b, "}");
         }
-        sb_str(&b, "],\"budgets\":[");
+        sb_str(&b, "],\"graph\":{\"owner\":");
+        sb_json_str_or_null(&b, owner[n]);
+        if (applied[n] >= 0)
+            sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[n]);
+        if (lag[n] >= 0)
+            sb_fmt(&b, ",\"lag\":%" PRId64, lag[n]);
+        if (published[n] >= 0)
+            sb_fmt(&b, ",\"actions_published\":%" PRId64, published[n]);
+        snapshot_json(&b, &snap[n], now);
+        sb_str(&b, "},\"budgets\":[");
         for (size_t i = 0; i < n_pools; i++) {
             sb_str(&b, i ? ",{\"pool\":" : "{\"pool\":");
             sb_json_str_or_null(&b, pools[i].name);
@@ -430,8 +446,12 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 events, total_ticks, n);
         fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s  %s\n", "partition", "events",
                 "applied_seq", "lag", "actions", "snapshot_seq", "snap_age", "owner");
-        for (int p = 0; p < n; p++) {
-            char a[24] = "-", b[24] = "-", l[24] = "-", sq[24] = "-", sa[24] = "-";
+        for (int p = 0; p <= n; p++) {
+            char a[24] = "-", b[24] = "-", l[24] = "-", sq[24] = "-", sa[24] = "-", name[24],
+                 ev[24] = "-";
+            snprintf(name, sizeof(name), p < n ? "%d" : "graph", p);
+            if (p < n)
+                snprintf(ev, sizeof(ev), "%" PRIu64, msgs[p]);
             if (snap[p].seq) {
                 snprintf(sq, sizeof(sq), "%" PRIu64, snap[p].applied);
                 snprintf(sa, sizeof(sa), "%" PRId64 "s", (now - snap[p].ms) / 1000);
@@ -442,8 +462,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 snprintf(l, sizeof(l), "%" PRId64, lag[p]);
             if (published[p] >= 0)
                 snprintf(b, sizeof(b), "%" PRId64, published[p]);
-            fprintf(out, "%-10d %12" PRIu64 " %12s %8s %10s %12s %9s  %s\n", p, msgs[p], a, l, b,
-                    sq, sa, owner[p] ? owner[p] : "-");
+            fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s  %s\n", name, ev, a, l, b, sq, sa,
+                    owner[p] ? owner[p] : "-");
         }
         for (size_t i = 0; i < n_pools; i++)
             fprintf(out,
@@ -455,7 +475,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     rc = 0;
 out:
     if (owner)
-        for (int p = 0; p < n; p++)
+        for (int p = 0; p <= n; p++)
             free(owner[p]);
     free(owner);
     free(applied);

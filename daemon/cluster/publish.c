@@ -544,6 +544,8 @@ int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t
         waiting = 0;
         for (int p = 0; p < n; p++)
             waiting += !applied_past(meta, p, seqs[p]);
+        /* and the graph partition (worker.c), which applies partition 0's copy */
+        waiting += !applied_past(meta, n, seqs[0]);
         if (waiting)
             nats_Sleep(200);
     }

@@ -73,13 +73,15 @@ struct part {
     int64_t tick_at;         /* wall ms of the last tick appended */
     struct pool_part pool;   /* budgets shared with the other partitions */
     struct codes_part codes; /* unique keys claimed in other partitions */
+    int graph_active;        /* the graph, with campaigns to run: it reads every partition */
 };
 
 struct worker {
     struct cluster *c;
     const char *config_path;
     const struct config *cfg;
-    int n;
+    int n;  /* user partitions */
+    int np; /* n + 1: p[n] is the graph (docs/cluster.md, "The graph partition") */
     struct part *p;
     kvStore *leases, *meta, *budgets, *codes;
     char codes_bucket[80]; /* its full name, for publishing to it */
@@ -98,6 +100,59 @@ struct worker {
     int64_t margin_ms; /* stop applying this long before a lease could expire */
 };
 
+/* ---- the graph partition ---- */
+
+/* Referral decides across users (a referee's binding checks the
+ * referrer's chain for a cycle and the referrer's daily cap; an order pays
+ * the buyer's ancestors), so its campaigns, and those chained on their
+ * actions, run in one place that sees every user: the graph, p[n], with a
+ * shard, a lease, snapshots and actions of its own. It reads the whole
+ * event stream in stream order (the partitions' events are its input, as
+ * a single daemon's connections are), and the user partitions leave its
+ * campaigns out. While none of its campaigns is configured it follows only
+ * partition 0's subject, where every config message also goes, so that it
+ * costs nearly nothing and starts at the config that brings one. */
+static int is_graph(const struct worker *w, int idx)
+{
+    return idx == w->n;
+}
+
+static int graph_campaign(const struct campaign_cfg *cc)
+{
+    if (strcmp(cc->plugin, "referral") == 0)
+        return 1;
+    for (size_t i = 0; i < cc->n_events; i++)
+        if (strncmp(cc->events[i], "referral.", 9) == 0)
+            return 1;
+    return 0;
+}
+
+static int user_campaign(const struct campaign_cfg *cc)
+{
+    return !graph_campaign(cc);
+}
+
+/* A partition's shard: <database>.p<N>, the graph's <database>.graph. */
+static void shard_path(const struct worker *w, int idx, char *buf, size_t len)
+{
+    if (is_graph(w, idx))
+        snprintf(buf, len, "%s.graph", w->cfg->database);
+    else
+        snprintf(buf, len, "%s.p%d", w->cfg->database, idx);
+}
+
+/* Whether a config or forget message (which go to every partition) is
+ * the one partition idx applies: the graph takes partition 0's copy. */
+static int message_for(const struct worker *w, int idx, natsMsg *m)
+{
+    if (!is_graph(w, idx))
+        return 1;
+    char subject[64];
+    cluster_event_subject(0, subject, sizeof(subject));
+    const char *got = natsMsg_GetSubject(m);
+    return got && strcmp(got, subject) == 0;
+}
+
 /* ---- the apply thread ---- */
 
 static int may_apply(struct worker *w, int idx);
@@ -112,11 +167,15 @@ static void on_action_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
     natsMsg_Destroy(msg);
 }
 
-/* The action as `mktd actions` prints it, with "partition" first. */
+/* The action as `mktd actions` prints it, with "partition" first (-1:
+ * "graph"). */
 static void action_json(struct sbuf *b, int partition, const struct store_action *a)
 {
     b->len = 0;
-    sb_fmt(b, "{\"partition\":%d,", partition);
+    if (partition < 0)
+        sb_str(b, "{\"partition\":\"graph\",");
+    else
+        sb_fmt(b, "{\"partition\":%d,", partition);
     size_t at = b->len;
     store_action_json(b, a); /* {"seq":...}\n: its '{' and newline go */
     memmove(b->s + at, b->s + at + 1, b->len - at - 1);
@@ -139,8 +198,11 @@ static int publish_action(void *arg, const struct store_action *a)
     char subject[300], id[64];
     snprintf(subject, sizeof(subject), "%s.%.*s", CLUSTER_ACTIONS_PREFIX, (int)a->campaign_len,
              a->campaign);
-    snprintf(id, sizeof(id), "%d:%lld", x->partition, (long long)a->seq);
-    action_json(&x->b, x->partition, a);
+    if (x->partition == x->w->n)
+        snprintf(id, sizeof(id), "graph:%lld", (long long)a->seq);
+    else
+        snprintf(id, sizeof(id), "%d:%lld", x->partition, (long long)a->seq);
+    action_json(&x->b, x->partition == x->w->n ? -1 : x->partition, a);
     natsStatus s;
     if (x->sync) {
         jsPubOptions po;
@@ -226,7 +288,7 @@ static void finish_publishing(struct worker *w)
     int redo = w->pub_redo || s != NATS_OK || atomic_load(&w->pub_failed);
     w->pub_any = w->pub_redo = 0;
     atomic_store(&w->pub_failed, 0);
-    for (int idx = 0; idx < w->n; idx++) {
+    for (int idx = 0; idx < w->np; idx++) {
         struct part *p = &w->p[idx];
         if (!p->open || (p->queued <= p->published && !redo))
             continue;
@@ -271,7 +333,10 @@ static void set_aside(struct worker *w, int idx, uint64_t sseq, const struct eve
     char key[64];
     snprintf(key, sizeof(key), CLUSTER_FAILED_PREFIX "p%d.%" PRIu64, idx, sseq);
     struct sbuf b = {0};
-    sb_fmt(&b, "{\"partition\":%d,\"seq\":%" PRIu64 ",\"id\":", idx, sseq);
+    if (is_graph(w, idx))
+        sb_fmt(&b, "{\"partition\":\"graph\",\"seq\":%" PRIu64 ",\"id\":", sseq);
+    else
+        sb_fmt(&b, "{\"partition\":%d,\"seq\":%" PRIu64 ",\"id\":", idx, sseq);
     sb_json_str_or_null(&b, ev->id);
     sb_str(&b, ",\"type\":");
     sb_json_str_or_null(&b, ev->type);
@@ -335,7 +400,10 @@ static int open_consumer(struct worker *w, int idx)
     drop_consumer(p, !p->stalled);
     p->stalled = 0;
     char subject[64];
-    cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
+    if (is_graph(w, idx) && p->graph_active)
+        snprintf(subject, sizeof(subject), "%s.>", CLUSTER_EVENTS_PREFIX);
+    else
+        cluster_event_subject(is_graph(w, idx) ? 0 : (uint32_t)idx, subject, sizeof(subject));
     jsOptions jo;
     jsOptions_Init(&jo);
     jsSubOptions so;
@@ -408,6 +476,8 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
         free(spliced);
         config_free(file);
     }
+    if (cfg)
+        config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
     struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
     for (size_t i = 0; i < errs.n; i++)
         log_error("partition %d: %s", idx, errs.msg[i]);
@@ -428,7 +498,7 @@ static int open_part(struct worker *w, int idx)
     struct part *p = &w->p[idx];
     char path[4096], err[512];
     const struct config *cfg = w->cfg;
-    snprintf(path, sizeof(path), "%s.p%d", w->cfg->database, idx);
+    shard_path(w, idx, path, sizeof(path));
     /* a snapshot newer than the shard here (or no shard): restored first,
      * once the snapshot thread is done with a copy of an earlier opening */
     struct snap_rec rec;
@@ -489,6 +559,7 @@ static int open_part(struct worker *w, int idx)
         world_free(wd);
         goto fail;
     }
+    p->graph_active = is_graph(w, idx) && engine_campaigns(p->e) > 0;
     int64_t applied = 0;
     if (store_meta_get(p->st, APPLIED_KEY, &applied) < 0)
         applied = 0;
@@ -515,9 +586,13 @@ static int open_part(struct worker *w, int idx)
     p->committed = p->applied;
     p->snap_applied = snap_applied;
     pthread_mutex_unlock(&w->mu);
-    log_info("partition %d: applying from stream sequence %" PRIu64 " (actions published up to "
+    log_info("partition %d%s: applying from stream sequence %" PRIu64 " (actions published up to "
              "%" PRId64 ")",
-             idx, p->applied + 1, p->published);
+             idx,
+             !is_graph(w, idx) ? ""
+             : p->graph_active ? " (the graph, reading every partition)"
+                               : " (the graph, no campaign of its own: following config messages)",
+             p->applied + 1, p->published);
     p->queued = p->published;
     queue_actions(w, idx); /* committed but not yet published by a worker before */
     return 0;
@@ -701,6 +776,8 @@ static int apply_batch(struct worker *w, int idx)
             /* a tick: time passes (due timers fire), nothing else; it is
              * no event (no id, not in events or the event log) */
             ticks++;
+            if (is_graph(w, idx) && !p->graph_active)
+                continue;
             if (engine_advance(p->e, ms) < 0)
                 log_error("partition %d: tick at stream sequence %" PRIu64 ": timers failed", idx,
                           sseq);
@@ -708,20 +785,44 @@ static int apply_batch(struct worker *w, int idx)
         }
         const char *chash = NULL;
         if (natsMsgHeader_Get(m, CLUSTER_CONFIG_HEADER, &chash) == NATS_OK) {
+            ticks++; /* no event either: counted with the ticks */
+            if (!message_for(w, idx, m))
+                continue;
+            int was = p->graph_active;
             if (apply_config(w, idx, m, sseq, before) < 0) {
                 natsMsgList_Destroy(&list);
                 return -1;
             }
-            ticks++; /* no event either: counted with the ticks */
+            if (is_graph(w, idx)) {
+                p->graph_active = engine_campaigns(p->e) > 0;
+                if (p->graph_active != was) {
+                    /* the graph now reads every partition, or only
+                     * partition 0's subject, from the next message on */
+                    log_info("partition %d (the graph): %s from stream sequence %" PRIu64, idx,
+                             p->graph_active ? "reading every partition"
+                                             : "no campaign of its own: following config messages",
+                             sseq + 1);
+                    gap = 1;
+                    break;
+                }
+            }
             continue;
         }
         const char *who = NULL;
         if (natsMsgHeader_Get(m, CLUSTER_FORGET_HEADER, &who) == NATS_OK) {
+            if (!message_for(w, idx, m)) {
+                ticks++;
+                continue;
+            }
             if (apply_forget(w, idx, m, who, sseq, before) < 0) {
                 natsMsgList_Destroy(&list);
                 return -1;
             }
             ticks++;
+            continue;
+        }
+        if (is_graph(w, idx) && !p->graph_active) {
+            ticks++; /* partition 0's event, left to it */
             continue;
         }
         struct event ev;
@@ -806,8 +907,8 @@ static void maybe_tick(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
     int64_t now = wall_ms();
-    if (p->pending || now - p->quiet_since < TICK_QUIET_MS || now - p->tick_at < TICK_QUIET_MS ||
-        engine_next_due(p->e) > now || !may_apply(w, idx))
+    if (is_graph(w, idx) || p->pending || now - p->quiet_since < TICK_QUIET_MS ||
+        now - p->tick_at < TICK_QUIET_MS || engine_next_due(p->e) > now || !may_apply(w, idx))
         return;
     p->tick_at = now;
     char subject[64], id[160], v[32];
@@ -842,7 +943,7 @@ static void *apply_main(void *arg)
     while (!atomic_load(&w->stop)) {
         int any = 0;
         atomic_store(&w->apply_round_ms, wall_ms());
-        for (int i = 0; i < w->n && !atomic_load(&w->stop); i++) {
+        for (int i = 0; i < w->np && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
             enum lease st = p->state;
@@ -885,7 +986,7 @@ static void *apply_main(void *arg)
         if (idle)
             nats_Sleep(idle < 5 ? 20 * idle : 100);
     }
-    for (int i = 0; i < w->n; i++)
+    for (int i = 0; i < w->np; i++)
         close_part(w, i);
     atomic_store(&w->apply_done, 1);
     return NULL;
@@ -912,7 +1013,7 @@ static void *snapshot_main(void *arg)
             nats_Sleep(20);
             continue;
         }
-        for (int i = 0; i < w->n && !atomic_load(&w->stop); i++) {
+        for (int i = 0; i < w->np && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
             int due = p->state == L_OWNED && p->shard_open && p->committed > p->snap_applied;
@@ -923,7 +1024,7 @@ static void *snapshot_main(void *arg)
             if (!due)
                 continue;
             char path[4096];
-            snprintf(path, sizeof(path), "%s.p%d", w->cfg->database, i);
+            shard_path(w, i, path, sizeof(path));
             uint64_t applied = 0;
             int r = cluster_snap_take(w->c, w->meta, i, path, since, snap_still_ours, w, &applied);
             pthread_mutex_lock(&w->mu);
@@ -958,7 +1059,7 @@ static void census(struct worker *w, char *taken)
     if (s != NATS_OK && s != NATS_NOT_FOUND)
         return;
     int n = 0;
-    memset(taken, 0, (size_t)w->n);
+    memset(taken, 0, (size_t)w->np);
     for (int i = 0; i < kl.Count; i++) {
         const char *k = kl.Keys[i];
         if (strncmp(k, "w.", 2) == 0) {
@@ -969,7 +1070,7 @@ static void census(struct worker *w, char *taken)
         } else if (k[0] == 'p') {
             char *end;
             long p = strtol(k + 1, &end, 10);
-            if (!*end && p >= 0 && p < w->n)
+            if (!*end && p >= 0 && p < w->np)
                 taken[p] = 1;
         }
     }
@@ -983,7 +1084,7 @@ static void census(struct worker *w, char *taken)
         sb_free(&b);
     }
     w->workers = n;
-    memcpy(w->taken, taken, (size_t)w->n);
+    memcpy(w->taken, taken, (size_t)w->np);
     w->census_at = wall_ms();
     pthread_mutex_unlock(&w->mu);
     kvKeysList_Destroy(&kl);
@@ -992,7 +1093,7 @@ static void census(struct worker *w, char *taken)
 static void *census_main(void *arg)
 {
     struct worker *w = arg;
-    char *taken = xcalloc((size_t)w->n, 1);
+    char *taken = xcalloc((size_t)w->np, 1);
     int64_t period = w->cfg->cluster.takeover_ms / 3;
     while (!atomic_load(&w->stop)) {
         int64_t t0 = wall_ms();
@@ -1049,8 +1150,8 @@ static void lease_round(struct worker *w, char *taken)
         log_warn("registering worker %s: %s", me, nats_GetLastError(NULL));
     /* renew (a partition being released is still ours until its key is
      * deleted), release, forget */
-    int owned = 0;
-    for (int i = 0; i < w->n; i++) {
+    int owned = 0; /* user partitions (the graph is not in the share) */
+    for (int i = 0; i < w->np; i++) {
         struct part *p = &w->p[i];
         lease_key(i, key, sizeof(key));
         pthread_mutex_lock(&w->mu);
@@ -1077,7 +1178,7 @@ static void lease_round(struct worker *w, char *taken)
             if (s == NATS_OK && p->state != L_NONE && p->state != L_LOST) {
                 p->rev = rev;
                 p->valid_until = t0 + ttl;
-                owned += p->state == L_OWNED;
+                owned += p->state == L_OWNED && !is_graph(w, i);
             } else if (s == NATS_OK) {
                 /* given up meanwhile */
             } else if (!cluster_transient(s)) {
@@ -1085,8 +1186,8 @@ static void lease_round(struct worker *w, char *taken)
                 if (p->state == L_OWNED)
                     p->state = L_LOST;
             } else {
-                owned += p->state == L_OWNED; /* tried again next round; the apply
-                                                 thread watches the time */
+                owned += p->state == L_OWNED && !is_graph(w, i); /* tried again next round; the
+                                                 apply thread watches the time */
             }
             pthread_mutex_unlock(&w->mu);
         } else if (st == L_RELEASED) {
@@ -1108,7 +1209,7 @@ static void lease_round(struct worker *w, char *taken)
         return;
     pthread_mutex_lock(&w->mu);
     int workers = w->workers;
-    memcpy(taken, w->taken, (size_t)w->n);
+    memcpy(taken, w->taken, (size_t)w->np);
     pthread_mutex_unlock(&w->mu);
     if (workers <= 0)
         return; /* no census yet */
@@ -1143,6 +1244,20 @@ static void lease_round(struct worker *w, char *taken)
         pthread_mutex_unlock(&w->mu);
         owned++;
         log_info("partition %d: taken (share %d of %d workers)", i, share, workers);
+    }
+    /* the graph: whoever finds it free first; never moved for the share */
+    pthread_mutex_lock(&w->mu);
+    int graph_free = w->p[w->n].state == L_NONE && !taken[w->n];
+    pthread_mutex_unlock(&w->mu);
+    lease_key(w->n, key, sizeof(key));
+    int64_t t0 = wall_ms();
+    if (graph_free && kvStore_Create(&rev, w->leases, key, me, len) == NATS_OK) {
+        pthread_mutex_lock(&w->mu);
+        w->p[w->n].state = L_OWNED;
+        w->p[w->n].rev = rev;
+        w->p[w->n].valid_until = t0 + ttl;
+        pthread_mutex_unlock(&w->mu);
+        log_info("partition %d (the graph): taken", w->n);
     }
 }
 
@@ -1206,8 +1321,9 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         goto out;
     }
     w->n = n;
+    w->np = n + 1;
     cluster_bucket_name(c, "codes", w->codes_bucket, sizeof(w->codes_bucket));
-    w->p = xcalloc((size_t)n, sizeof(*w->p));
+    w->p = xcalloc((size_t)w->np, sizeof(*w->p));
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 10000;
@@ -1230,8 +1346,8 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         pthread_create(&snap_t, NULL, snapshot_main, w);
     log_info("worker %s: %d partitions, takeover %" PRId64 " ms, snapshots every %" PRId64 " ms",
              cfg->cluster.worker, n, cfg->cluster.takeover_ms, cfg->cluster.snapshot_ms);
-    char *taken = xcalloc((size_t)n, 1);
-    w->taken = xcalloc((size_t)n, 1);
+    char *taken = xcalloc((size_t)w->np, 1);
+    w->taken = xcalloc((size_t)w->np, 1);
     pthread_t census_t;
     pthread_create(&census_t, NULL, census_main, w);
     int64_t period = cfg->cluster.takeover_ms / 4;
@@ -1263,7 +1379,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     pthread_join(apply_t, NULL);
     if (snapshots)
         pthread_join(snap_t, NULL);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < w->np; i++) {
         if (w->p[i].state == L_OWNED || w->p[i].state == L_RELEASE || w->p[i].state == L_RELEASED) {
             char key[32];
             lease_key(i, key, sizeof(key));

@@ -1230,6 +1230,19 @@ static void campaign_clear(struct campaign_cfg *cc)
     free(cc->group);
 }
 
+size_t config_keep_campaigns(struct config *c, int (*keep)(const struct campaign_cfg *cc))
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_campaigns; i++) {
+        if (keep(&c->campaigns[i]))
+            c->campaigns[n++] = c->campaigns[i];
+        else
+            campaign_clear(&c->campaigns[i]);
+    }
+    c->n_campaigns = n;
+    return n;
+}
+
 void config_free(struct config *c)
 {
     if (!c)

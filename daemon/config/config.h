@@ -160,6 +160,10 @@ struct config *config_load_string(const char *name, const char *text, size_t len
 struct config *config_load_string_in(const char *name, const char *dir, int real, const char *text,
                                      size_t len, struct errs *errs);
 void config_free(struct config *c);
+/* Keeps the campaigns keep() says yes to, in their order (groups, caps and
+ * the rest stay as they are): cluster mode splits a config's campaigns
+ * between the user partitions and the graph. How many are left. */
+size_t config_keep_campaigns(struct config *c, int (*keep)(const struct campaign_cfg *cc));
 
 /* Cluster mode's config messages (spec 18: config changes reach workers
  * through the stream). A config's top-level blocks other than `daemon`

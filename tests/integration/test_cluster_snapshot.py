@@ -41,7 +41,7 @@ def shard_applied(path):
 
 def snapshots_current(cfg, w):
     """Every partition's recorded snapshot is at its shard's applied
-    sequence: {partition: snapshot}."""
+    sequence: {partition: snapshot} (the graph's too)."""
     st = cw.status(cfg)
     out = {}
     for p in st["partitions"]:
@@ -49,6 +49,12 @@ def snapshots_current(cfg, w):
         if not snap or snap["applied_seq"] != shard_applied(w.shard(p["partition"])):
             return None
         out[p["partition"]] = snap
+    # and the graph partition's (worker.c), kept the same way
+    snap = st["graph"].get("snapshot")
+    if not snap or snap["applied_seq"] != shard_applied(os.path.join(w.d, w.name,
+                                                                     "mktd.db.graph")):
+        return None
+    out["graph"] = snap
     return out
 
 
@@ -92,9 +98,10 @@ def first_run(nc, ws, evs, a):
     except AssertionError:
         raise AssertionError(f"snapshot stream: {seen[-5:]} messages, {want} chunks recorded")
     # a new machine: w1's shards are gone
-    for f in glob.glob(os.path.join(ws[0].d, "w1", "mktd.db.p*")):
+    for f in glob.glob(os.path.join(ws[0].d, "w1", "mktd.db.*")):
         os.unlink(f)
     cw.publish(cfg, evs[a:])
+    del snaps["graph"]  # the user partitions' below
     return snaps
 
 

@@ -1,0 +1,248 @@
+"""Cluster mode (spec 17), the graph partition: referral decides across
+users (a binding checks the referrer's chain and daily cap; an order pays
+the buyer's ancestors), so its campaigns run in one partition, the graph,
+which reads every partition's events in stream order; the user partitions
+leave them out. Test (e) of the cluster issue: a cycle whose users are in
+three partitions is refused `cycle`, a referrer's daily cap is reached by
+referees of other partitions, and `not_new` sees an event of another
+partition; the actions of the whole cluster equal those of one daemon fed
+the same events; the graph's owner killed mid-stream, the other worker
+takes it over and no action is published twice. Against a real
+three-node NATS JetStream cluster on 127.0.0.1."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
+from harness import PLUGINS, mktd  # noqa: E402
+
+# invite: referral (the graph); reward-coupon: chained on its rewards (the
+# graph too); welcome: a first-order coupon (the user partitions)
+CAMPAIGNS = """campaigns:
+  - id: welcome
+    plugin: coupon
+    when:
+      event: order.paid
+      all: [{field: user.orders, op: eq, value: 1}]
+    params: {value: 500, valid_for: 7d}
+  - id: invite
+    plugin: referral
+    params: {commission: [1000, 300], reward: {amount: 1000, referrer_share: 50}, daily_cap: 2}
+  - id: reward-coupon
+    plugin: coupon
+    when: {event: referral.reward}
+    params: {value: 300, valid_for: 7d}
+"""
+
+DAY = 24 * 3600 * 1000
+
+
+def part(user):
+    h = 2166136261
+    for b in user.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % W.PARTITIONS
+
+
+def cross_partition_events():
+    """ann, bob and cat in three partitions: bob invited by ann, cat by
+    bob, then ann's own signup names cat (a cycle); dan (partition 8)
+    invites x2, x3 and x4 (partitions 15, 12, 9) on one day (cap 2) and x1
+    the next; ref had a page view (partition 2) before its signup."""
+    assert len({part(u) for u in ("ann", "bob", "cat")}) == 3
+    assert len({part(u) for u in ("dan", "x2", "x3", "x4")}) == 4
+    t = W.T0 - 10 * 1000
+    ev = [
+        ("bob", "user.signup", {"referrer": "ann"}),
+        ("cat", "user.signup", {"referrer": "bob"}),
+        ("ann", "user.signup", {"referrer": "cat"}),
+        ("x2", "user.signup", {"referrer": "dan"}),
+        ("x3", "user.signup", {"referrer": "dan"}),
+        ("x4", "user.signup", {"referrer": "dan"}),
+        ("ref", "page.view", {}),
+        ("ref", "user.signup", {"referrer": "ann"}),
+        ("cat", "order.paid", {"order_id": "c1", "amount": 20000}),
+        ("cat", "order.refunded", {"order_id": "c1", "amount": 5000}),
+    ]
+    out = [{"id": f"g{i}", "type": ty, "user": u, "ts": t + i, "props": props}
+           for i, (u, ty, props) in enumerate(ev)]
+    out.append({"id": "g-next-day", "type": "user.signup", "user": "x1", "ts": t + DAY,
+                "props": {"referrer": "dan"}})
+    return out
+
+
+def filler(n):
+    """Signups binding u100..u199 to u0..u99 and those to u200..u299, then
+    page views and orders of u0..u399 (W.events)."""
+    out = []
+    for i in range(100):
+        out.append({"id": f"sa{i}", "type": "user.signup", "user": f"u{i}", "ts": W.T0 - 5000,
+                    "props": {"referrer": f"u{i + 200}"}})
+        out.append({"id": f"sb{i}", "type": "user.signup", "user": f"u{i + 100}",
+                    "ts": W.T0 - 4000, "props": {"referrer": f"u{i}"}})
+    return out + W.events(n)
+
+
+def graph_shard(cfg, ws):
+    owner = W.status(cfg)["graph"].get("owner")
+    w = next((w for w in ws if w.name == owner), None)
+    return os.path.join(w.d, w.name, "mktd.db.graph") if w else None
+
+
+def comparable(campaign, kind, user, event_id, payload):
+    p = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    p.pop("code", None)  # drawn from the cluster's secret, or at random by one daemon
+    # a chained coupon's expiry counts from now: the stream's clock in a
+    # cluster (spec 17), the events' ts in one daemon with clock: event
+    p.pop("expires_at", None)
+    return (campaign, kind, user, event_id, json.dumps(p, sort_keys=True))
+
+
+def one_daemon(d, evs):
+    """The actions of `mktd simulate` (one daemon, clock: event) fed evs."""
+    cfg = os.path.join(d, "single.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"daemon:\n  database: {d}/single.db\n  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
+                "  clock: event\n" + CAMPAIGNS)
+    path = os.path.join(d, "events.ndjson")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in evs)
+    r = mktd("simulate", "-c", cfg, path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return sorted(comparable(a["campaign"], a["kind"], a["user"], a["event_id"], a["payload"])
+                  for a in map(json.loads, r.stdout.splitlines()))
+
+
+def test_referral_across_partitions_and_graph_takeover():
+    nc, d, ws = W.setup(2, CAMPAIGNS)
+    cfg = ws[0].cfg
+    mine = cross_partition_events()
+    evs = mine + filler(4000 // W.SCALE)
+    half = len(mine) + 200 + (len(evs) - len(mine) - 200) // 2
+    with W.workers_running(ws):
+        for w in ws:
+            w.start()
+        W.wait_for("8 partitions each and a graph owner",
+                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8]
+                   and W.status(cfg)["graph"].get("owner"), 30)
+        W.publish(cfg, evs[:half])
+        W.wait_for("the graph to apply the first half",
+                   lambda: W.shard_count(graph_shard(cfg, ws) or "") == half, 40)
+        graph = graph_shard(cfg, ws)
+
+        # the rules across partitions, decided in the graph
+        rows = W.shard_rows(graph, "SELECT kind, user, payload FROM actions "
+                            "WHERE campaign = 'invite' AND kind IN "
+                            "('referral.bound', 'referral.rejected') AND user NOT LIKE 'u%' "
+                            "ORDER BY seq")
+        got = [(k, u, json.loads(p).get("reason")) for k, u, p in rows]
+        assert got == [("referral.bound", "bob", None), ("referral.bound", "cat", None),
+                       ("referral.rejected", "ann", "cycle"), ("referral.bound", "x2", None),
+                       ("referral.bound", "x3", None), ("referral.rejected", "x4", "daily_cap"),
+                       ("referral.rejected", "ref", "not_new"), ("referral.bound", "x1", None)], got
+        # cat's order pays bob (level 1) and ann (level 2); the refund claws back
+        pay = W.shard_rows(graph, "SELECT kind, user, payload FROM actions "
+                           "WHERE event_id IN ('g8', 'g9') ORDER BY seq")
+        assert [(k, u) for k, u, _ in pay] == [
+            ("referral.commission", "bob"), ("referral.commission", "ann"),
+            ("referral.reward", "bob"), ("referral.reward", "cat"),
+            ("coupon.issued", "bob"), ("coupon.issued", "cat"),
+            ("referral.clawback", "bob"), ("referral.clawback", "ann")], pay
+        assert [json.loads(p)["amount"] for k, _, p in pay if k != "coupon.issued"] == \
+            [2000, 600, 500, 500, 500, 150]
+
+        # the graph's owner dies mid-stream; the other takes it over
+        owner = next(w for w in ws if w.name == W.status(cfg)["graph"]["owner"])
+        other = next(w for w in ws if w is not owner)
+        W.publish(cfg, evs[half:half + 300])
+        owner.kill9()
+        W.publish(cfg, evs[half + 300:])
+        W.wait_for("the other to own every partition and the graph",
+                   lambda: W.owners(cfg) == [other.name] * W.PARTITIONS
+                   and W.status(cfg)["graph"].get("owner") == other.name, 30)
+        shards = W.wait_for("every event applied once",
+                            lambda: W.applied_all(cfg, [other], len(evs)), 60)
+        graph = W.wait_for("the graph to apply every event",
+                           lambda: (lambda g: g if W.shard_count(g) == len(evs) else None)(
+                               graph_shard(cfg, [other])), 60)
+
+        # every event once in the user partitions, and once in the graph
+        ids = []
+        for path in shards.values():
+            ids += [r[0] for r in W.shard_rows(path, "SELECT id FROM events")]
+        assert sorted(ids) == sorted(e["id"] for e in evs)
+        gids = [r[0] for r in W.shard_rows(graph, "SELECT id FROM events")]
+        assert sorted(gids) == sorted(ids)
+        # no referral in a user partition; the graph runs only its campaigns
+        for p, path in shards.items():
+            assert W.shard_rows(path, "SELECT count(*) FROM actions WHERE campaign IN "
+                                "('invite', 'reward-coupon')")[0][0] == 0, p
+        assert W.shard_rows(graph, "SELECT count(*) FROM actions WHERE campaign = "
+                            "'welcome'")[0][0] == 0
+
+        # the whole cluster's actions are one daemon's (stream order is
+        # publish order here: one publisher)
+        cluster = []
+        for path in list(shards.values()) + [graph]:
+            cluster += [comparable(*r) for r in W.shard_rows(
+                path, "SELECT campaign, kind, user, event_id, payload FROM actions")]
+        single = one_daemon(d, evs)
+        if sorted(cluster) != single:
+            a, b = set(cluster), set(single)
+            raise AssertionError(f"{len(cluster)} against one daemon's {len(single)}; only in "
+                                 f"the cluster: {sorted(a - b)[:5]}; only in one daemon: "
+                                 f"{sorted(b - a)[:5]}")
+
+        # each of the graph's actions on the actions stream once
+        want = {r[0]: (r[1], r[2]) for r in W.shard_rows(graph, "SELECT seq, kind, user "
+                                                         "FROM actions")}
+
+        def published():
+            got = [a for a in W.stream_actions(cfg) if a["partition"] == "graph"]
+            keys = [a["seq"] for a in got]
+            assert len(keys) == len(set(keys)), "a graph action published twice"
+            return got if set(keys) == set(want) else None
+        got = W.wait_for("the graph's actions on the stream", published, 30)
+        for a in got:
+            assert (a["kind"], a["user"]) == want[a["seq"]]
+        with open(other.log, errors="replace") as f:
+            assert "(the graph, reading every partition)" in f.read()
+
+
+def test_graph_follows_config_messages_until_a_referral_campaign_comes():
+    """Without a referral campaign the graph reads only partition 0's
+    subject; `mktd cluster reload` with one makes it read every partition
+    from the config message on, and a signup after it is bound."""
+    plain = W.CAMPAIGNS
+    nc, d, ws = W.setup(1, plain)
+    cfg = ws[0].cfg
+    with W.workers_running(ws):
+        ws[0].start()
+        W.wait_for("a graph owner", lambda: W.status(cfg)["graph"].get("owner") == "w1", 30)
+        before = [{"id": f"b{i}", "type": "page.view", "user": f"p{i}", "ts": W.T0 + i}
+                  for i in range(64)]
+        W.publish(cfg, before)
+        W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, len(before)), 30)
+        graph = os.path.join(d, "w1", "mktd.db.graph")
+        assert W.shard_count(graph) == 0  # following config messages only
+        with open(ws[0].log, errors="replace") as f:
+            assert "no campaign of its own: following config messages" in f.read()
+
+        new = os.path.join(d, "new.yaml")
+        with open(new, "w") as f:
+            f.write(open(cfg).read().replace(plain, CAMPAIGNS))
+        r = mktd("cluster", "reload", "-c", new, timeout=60)
+        assert r.returncode == 0, r.stderr
+        after = [{"id": "a1", "type": "user.signup", "user": "bob", "ts": W.T0 + 100,
+                  "props": {"referrer": "ann"}},
+                 {"id": "a2", "type": "user.signup", "user": "p3", "ts": W.T0 + 101,
+                  "props": {"referrer": "ann"}}]
+        W.publish(cfg, after)
+        W.wait_for("the graph to apply the signups", lambda: W.shard_count(graph) == 2, 30)
+        rows = W.shard_rows(graph, "SELECT kind, user FROM actions ORDER BY seq")
+        # p3's page view came before the graph had a campaign: the graph
+        # did not see it (docs/cluster.md says so), so p3 counts as new
+        assert rows == [("referral.bound", "bob"), ("referral.bound", "p3")], rows
+        with open(ws[0].log, errors="replace") as f:
+            assert "(the graph): reading every partition from stream sequence" in f.read()
