@@ -7,9 +7,13 @@
  * They are campaign-wide counters of the working set under keys no plugin
  * writes, so they are undone with a failed event, committed with the batch
  * and restored with the shard: a partition replayed from its stream finds
- * its own claims again (budget_pool's contract) and decides alike. */
+ * its own claims again (budget_pool's contract) and decides alike.
+ *
+ * A read (budget_get) needs them only once the pool is spent: the
+ * counter's note in the working set says whether it is, so that reading a
+ * counter with no "out" costs what it costs outside cluster mode. */
 #include <errno.h>
-#include <stdio.h>
+#include <string.h>
 
 #include "engine/budget.h"
 #include "engine/internal.h"
@@ -17,14 +21,33 @@
 #include "lib/util.h"
 
 enum { HELD, NEXT, END, OUT, N_HIDDEN };
-static const char *const hidden_name[N_HIDDEN] = {"held", "next", "end", "out"};
+static const struct {
+    const char *s;
+    size_t n;
+} hidden_name[N_HIDDEN] = {{"held", 4}, {"next", 4}, {"end", 3}, {"out", 3}};
 
 /* "\x1fpool.<what>\x1f<key>": a counter key no plugin writes. */
 static int hidden_key(char *buf, size_t len, int what, const char *key)
 {
-    int n = snprintf(buf, len, "\x1fpool.%s\x1f%s", hidden_name[what], key);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+    static const char pre[] = "\x1fpool.";
+    size_t a = sizeof(pre) - 1, b = hidden_name[what].n, c = strlen(key);
+    if (a + b + 1 + c + 1 > len)
+        return -ENAMETOOLONG;
+    memcpy(buf, pre, a);
+    memcpy(buf + a, hidden_name[what].s, b);
+    buf[a + b] = '\x1f';
+    memcpy(buf + a + b + 1, key, c + 1);
+    return 0;
 }
+
+/* What the working set's note on a counter (ws_get_int_note) says of its
+ * budget: nothing yet (the entry just came into memory), no "out" (the
+ * count reads as it is: a counter never added to with a limit, or a pool
+ * with room), or "out" (the pool is spent, or was in an event since
+ * undone). Only budget_add sets "out", and it notes it then: a note of no
+ * "out" stays true; one of "out" may only be stale after an undo, which
+ * costs reads, never a wrong answer. */
+enum { NOTE_UNSEEN = 0, NOTE_ROOM, NOTE_OUT };
 
 static int counter(struct engine *e, const char *campaign, const char *key, int64_t *v)
 {
@@ -33,13 +56,27 @@ static int counter(struct engine *e, const char *campaign, const char *key, int6
     return rc == -ENOENT ? 0 : rc;
 }
 
-static int hidden_get(struct engine *e, const char *campaign, const char *key, int64_t *v)
+/* counter(), and the counter's note */
+static int counter_noted(struct engine *e, const char *campaign, const char *key, int64_t *v,
+                         uint8_t *note)
+{
+    *v = 0;
+    int rc = ws_get_int_note(e->ws, WS_COUNTER, campaign, NULL, key, v, note);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int hidden_one(struct engine *e, const char *campaign, const char *key, int what, int64_t *v)
 {
     char k[512];
+    int rc = hidden_key(k, sizeof(k), what, key);
+    return rc < 0 ? rc : counter(e, campaign, k, v);
+}
+
+static int hidden_get(struct engine *e, const char *campaign, const char *key, int64_t *v)
+{
     int rc = 0;
     for (int i = 0; i < N_HIDDEN && rc == 0; i++)
-        if ((rc = hidden_key(k, sizeof(k), i, key)) == 0)
-            rc = counter(e, campaign, k, &v[i]);
+        rc = hidden_one(e, campaign, key, i, &v[i]);
     return rc;
 }
 
@@ -58,7 +95,8 @@ int budget_add(struct engine *e, const char *campaign, const char *key, int64_t 
                int64_t limit, int64_t *value)
 {
     int64_t cur, h[N_HIDDEN], was[N_HIDDEN];
-    int rc = counter(e, campaign, key, &cur);
+    uint8_t note;
+    int rc = counter_noted(e, campaign, key, &cur, &note);
     if (rc == 0)
         rc = hidden_get(e, campaign, key, h);
     if (rc < 0)
@@ -89,6 +127,9 @@ int budget_add(struct engine *e, const char *campaign, const char *key, int64_t 
     /* what was claimed is kept even when refused: it is this partition's */
     if ((rc = hidden_put(e, campaign, key, h, was)) < 0)
         return rc;
+    uint8_t now = h[OUT] ? NOTE_OUT : NOTE_ROOM;
+    if (note != now && (rc = ws_set_note(e->ws, WS_COUNTER, campaign, NULL, key, now)) < 0)
+        return rc;
     if (refused) {
         if (value)
             *value = cur;
@@ -103,13 +144,22 @@ int budget_add(struct engine *e, const char *campaign, const char *key, int64_t 
 
 int budget_get(struct engine *e, const char *campaign, const char *key, int64_t *value)
 {
-    int64_t cur, h[N_HIDDEN];
-    int rc = counter(e, campaign, key, &cur);
-    if (rc == 0)
-        rc = hidden_get(e, campaign, key, h);
+    int64_t cur, held = 0, out = 0;
+    uint8_t note;
+    int rc = counter_noted(e, campaign, key, &cur, &note);
+    if (rc == 0 && note == NOTE_UNSEEN) {
+        /* first sight since the entry came into memory (a counter of a
+         * reopened shard too): its "out", if any, says */
+        if ((rc = hidden_one(e, campaign, key, OUT, &out)) == 0)
+            rc = ws_set_note(e->ws, WS_COUNTER, campaign, NULL, key, out ? NOTE_OUT : NOTE_ROOM);
+    } else if (rc == 0 && note == NOTE_OUT) {
+        rc = hidden_one(e, campaign, key, OUT, &out);
+    }
+    if (rc == 0 && out)
+        rc = hidden_one(e, campaign, key, HELD, &held);
     if (rc < 0)
         return rc;
     /* spent: limit - value = the room held and unused */
-    *value = h[OUT] ? sat_add(h[OUT] - 1, cur - h[HELD]) : cur;
+    *value = out ? sat_add(out - 1, cur - held) : cur;
     return 0;
 }

@@ -121,7 +121,11 @@ struct engine {
     struct budget_pool pool;
     int has_pool;
     /* cluster mode: other partitions' unique keys, and the keys claimed
-     * here since engine_claimed_take ("ns\0key\0campaign" each) */
+     * here since engine_claimed_take ("ns\0key\0campaign" each). A list
+     * of its own, not the working set's changed unique entries: those
+     * leave the changed list at every flush (due timers, users_foreach,
+     * a config or forget message's commit: several in a worker's round)
+     * and may be evicted at the commit before the worker takes them. */
     struct unique_registry registry;
     int has_registry;
     char **claimed;

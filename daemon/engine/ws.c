@@ -30,6 +30,7 @@ struct ws_ent {
     uint8_t dirty;  /* in w->dirty */
     uint8_t stored; /* the store has the row: STORED_NO, _YES, or _UNKNOWN */
     uint8_t ref;    /* used since eviction last passed it */
+    uint8_t note;   /* the caller's (ws_get_int_note) */
     uint16_t ulen, clen, klen;
     char k[]; /* user \0 campaign \0 key \0 */
 };
@@ -300,6 +301,29 @@ int ws_get_int(struct ws *w, int kind, const char *campaign, const char *user, c
     if (!e->present)
         return -ENOENT;
     *out = e->v.i;
+    return 0;
+}
+
+int ws_get_int_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
+                    int64_t *out, uint8_t *note)
+{
+    struct ws_ent *e = find(w, kind, campaign, user, key);
+    if (!e)
+        return -EIO;
+    *note = e->note;
+    if (!e->present)
+        return -ENOENT;
+    *out = e->v.i;
+    return 0;
+}
+
+int ws_set_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
+                uint8_t note)
+{
+    struct ws_ent *e = find(w, kind, campaign, user, key);
+    if (!e)
+        return -EIO;
+    e->note = note;
     return 0;
 }
 

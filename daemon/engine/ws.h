@@ -54,6 +54,16 @@ int ws_get_str(struct ws *w, int kind, const char *campaign, const char *user, c
                const char **val, size_t *len);
 int ws_get_profile(struct ws *w, const char *user, mktd_profile *out);
 
+/* A byte the caller keeps beside an entry (present or absent), for what
+ * it has learned of the key: 0 whenever the entry comes into memory (read
+ * from the store, or read again after it was dropped); undo and rollback
+ * leave it as it is. ws_get_int_note is ws_get_int, and *note (set unless
+ * -EIO); ws_set_note: 0, or -EIO. */
+int ws_get_int_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
+                    int64_t *out, uint8_t *note);
+int ws_set_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
+                uint8_t note);
+
 /* Changes (undoable). 0, or -EIO when the old value could not be read. */
 int ws_put_int(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
                int64_t v);

@@ -297,6 +297,7 @@ int main(void)
     CHECK(take(&b, 1, 0) == ENG_OK);
     CHECK_INT(last_rc, 1);
     CHECK_INT(counter(&b), 12);
+    CHECK_INT(last_get, 40);
     /* a budget raised since: the pool has room again */
     part_close(&b, 0);
     part_open(&b, 1, 2, 60);
@@ -306,5 +307,33 @@ int main(void)
     CHECK_INT(claims[n_claims - 1].size, 5); /* 20 left over 4 */
     part_close(&r, 1);
     part_close(&b, 1);
+
+    /* counter_get reads the count as it is until the partition finds the
+     * pool spent: in an event since undone, it reads as it is again; a
+     * reopened shard's first read finds the pool spent */
+    n_claims = 0;
+    struct part c = {0}, d = {0};
+    part_open(&c, 0, 2, 10);
+    part_open(&d, 1, 2, 10);
+    CHECK(take(&d, 10, 0) == ENG_OK); /* d claims all of it */
+    CHECK_INT(last_rc, 0);
+    CHECK(take(&c, 0, 0) == ENG_OK); /* adds 0: no claim, a read */
+    CHECK_INT(last_get, 0);
+    CHECK(take(&c, 1, 1) == ENG_INTERNAL);
+    CHECK_INT(last_rc, 1);
+    CHECK_INT(last_get, 10); /* spent, no room held */
+    CHECK(take(&c, 0, 0) == ENG_OK);
+    CHECK_INT(last_get, 0); /* undone */
+    CHECK(take(&c, 1, 0) == ENG_OK);
+    CHECK_INT(last_rc, 1);
+    CHECK_INT(last_get, 10);
+    CHECK(take(&c, 0, 0) == ENG_OK);
+    CHECK_INT(last_get, 10);
+    part_close(&c, 0);
+    part_open(&c, 0, 2, 10);
+    CHECK(take(&c, 0, 0) == ENG_OK);
+    CHECK_INT(last_get, 10);
+    part_close(&c, 1);
+    part_close(&d, 1);
     return check_done();
 }

@@ -284,12 +284,71 @@ static void test_drop_user(void)
     store_close(s);
 }
 
+/* The caller's note beside an entry: kept through undo and rollback, 0
+ * again once the entry is read from the store anew. */
+static void test_notes(void)
+{
+    struct store *s = open_store(":memory:");
+    struct ws *w = ws_new(s, 1 << 20);
+    int64_t v = 0;
+    uint8_t note = 9;
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), -ENOENT);
+    CHECK_INT(note, 0);
+    CHECK_INT(ws_set_note(w, WS_COUNTER, "c", NULL, "n", 2), 0); /* absent, noted */
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), -ENOENT);
+    CHECK_INT(note, 2);
+    size_t mark = ws_mark(w);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", NULL, "n", 5), 0);
+    CHECK_INT(ws_set_note(w, WS_COUNTER, "c", NULL, "n", 3), 0);
+    ws_undo_to(w, mark);
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), -ENOENT);
+    CHECK_INT(note, 3);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", NULL, "n", 6), 0);
+    CHECK_INT(store_begin(s), 0);
+    CHECK_INT(ws_flush(w), 0);
+    CHECK_INT(store_rollback(s), 0);
+    ws_rolled_back(w);
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), -ENOENT);
+    CHECK_INT(note, 3);
+    CHECK_INT(ws_put_int(w, WS_COUNTER, "c", NULL, "n", 7), 0);
+    commit(s, w);
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), 0);
+    CHECK_INT(v, 7);
+    CHECK_INT(note, 3);
+    /* dropped to keep the budget, then read again */
+    ws_set_budget(w, 64 * 1024);
+    char u[32];
+    for (int round = 0; round < 3; round++) {
+        CHECK_INT(store_begin(s), 0);
+        for (int i = 0; i < 5000; i++) {
+            snprintf(u, sizeof(u), "user-%d", i);
+            CHECK_INT(ws_put_int(w, WS_COUNTER, "c", u, "n", round), 0);
+        }
+        CHECK_INT(ws_flush(w), 0);
+        CHECK_INT(store_commit(s), 0);
+        ws_committed(w);
+        ws_committed(w);
+    }
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), 0);
+    CHECK_INT(v, 7);
+    CHECK_INT(note, 0);
+    ws_free(w);
+    /* a new working set (an engine over a reopened shard) has no note */
+    w = ws_new(s, 1 << 20);
+    CHECK_INT(ws_get_int_note(w, WS_COUNTER, "c", NULL, "n", &v, &note), 0);
+    CHECK_INT(v, 7);
+    CHECK_INT(note, 0);
+    ws_free(w);
+    store_close(s);
+}
+
 int main(void)
 {
     test_read_through_and_undo();
     test_undo_after_flush_writes_again();
     test_rollback();
     test_eviction_keeps_values();
+    test_notes();
     test_read_error_is_not_absent();
     test_event_ids();
     test_bloom();
