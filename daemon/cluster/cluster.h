@@ -49,8 +49,16 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
 struct publish_limits {
     int64_t max_event_bytes, max_future_ms, max_past_ms;
 };
-int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
-                    long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen);
+/* A gateway's connection (gateway.c), or NULL for mktd publish: the bytes
+ * already read from fd (after an auth line), and answers written and
+ * flushed as soon as they are known rather than as the input is read. */
+struct publish_conn {
+    const char *pre;
+    size_t pre_len;
+};
+int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
+                    const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,
+                    long *n_err, char *err, size_t errlen);
 
 /* mktd cluster reload: publishes a config's campaigns (text: its
  * config_campaign_text) to every partition as a config message, which

@@ -129,4 +129,14 @@ struct pool_sum {
 int cluster_pools(kvStore *kv, struct pool_sum **out, size_t *n);
 void cluster_pools_free(struct pool_sum *p, size_t n);
 
+/* The gateway (gateway.c): with `listen` in the worker's config, clients'
+ * NDJSON events on its tcp: and unix: addresses, published and answered
+ * as mktd publish does. 0 (*g NULL when there is nothing to listen on), or
+ * -1 (logged: an address cannot be bound, the tokens file unreadable). */
+struct gateway;
+int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct gateway **g);
+/* Stops accepting, ends every connection's input, waits for their
+ * answers, and frees it all (g may be NULL). */
+void cluster_gateway_stop(struct gateway *g);
+
 #endif

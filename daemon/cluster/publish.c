@@ -7,9 +7,11 @@
  * them has its answer. */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -45,6 +47,7 @@ struct pub {
         size_t line;
     } table[TABLE];
     long ok, dup, err;
+    int wake; /* a gateway's connection: an eventfd told of each acknowledgement; -1 */
 };
 
 static size_t hash_ptr(const void *p)
@@ -145,6 +148,11 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             p->err++;
         }
         pthread_cond_broadcast(&p->cv);
+        if (p->wake >= 0) {
+            uint64_t one = 1;
+            ssize_t w = write(p->wake, &one, sizeof(one));
+            (void)w; /* a full counter is a wake-up all the same */
+        }
     }
     pthread_mutex_unlock(&p->mu);
     natsMsg_Destroy(msg);
@@ -271,13 +279,18 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
 static void retry_failed(struct cluster *c, struct pub *p)
 {
     int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
-    for (size_t k = 0;; k++) {
+    /* by line: a line waiting to be tried again has no answer, so it
+     * stays among the slots while answers before it are written */
+    pthread_mutex_lock(&p->mu);
+    size_t line = p->base;
+    pthread_mutex_unlock(&p->mu);
+    for (;; line++) {
         pthread_mutex_lock(&p->mu);
-        if (k >= p->n) {
+        if (line >= p->base + p->n) {
             pthread_mutex_unlock(&p->mu);
             return;
         }
-        struct slot s = p->slots[k];
+        struct slot s = line < p->base ? (struct slot){0} : *slot_of(p, line);
         pthread_mutex_unlock(&p->mu);
         if (!s.retry)
             continue;
@@ -294,7 +307,7 @@ static void retry_failed(struct cluster *c, struct pub *p)
             st = js_Publish(&pa, c->js, subject, s.retry, s.retry_len, &po, &jerr);
         while (st != NATS_OK && cluster_retry_until(deadline, st));
         pthread_mutex_lock(&p->mu);
-        struct slot *t = &p->slots[k];
+        struct slot *t = slot_of(p, line);
         if (st == NATS_OK) {
             snprintf(rest, sizeof(rest), ",\"partition\":%" PRIu32 ",\"seq\":%" PRIu64,
                      t->partition, pa->Sequence);
@@ -315,11 +328,55 @@ static void retry_failed(struct cluster *c, struct pub *p)
     }
 }
 
-int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim, FILE *out,
-                    long *n_ok, long *n_dup, long *n_err, char *err, size_t errlen)
+/* A gateway's connection between reads: waits up to 250 ms for input
+ * while writing the answers whose acknowledgements came and publishing
+ * again the lines whose acknowledgement failed for a passing reason. 1
+ * input (or its end) is there, 0 not yet, -1 (err) the client is gone. */
+static int retry_waiting(struct pub *p);
+static int wait_live(struct cluster *c, struct pub *p, int fd, FILE *out, char *err, size_t errlen)
+{
+    struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->wake, .events = POLLIN}};
+    if (poll(pf, p->wake >= 0 ? 2 : 1, 250) < 0 && errno != EINTR) {
+        snprintf(err, errlen, "waiting for events: %s", strerror(errno));
+        return -1;
+    }
+    if (pf[1].revents & POLLIN) {
+        uint64_t v;
+        ssize_t rd = read(p->wake, &v, sizeof(v));
+        (void)rd;
+    }
+    if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
+        return 1;
+    pthread_mutex_lock(&p->mu);
+    int redo = retry_waiting(p);
+    pthread_mutex_unlock(&p->mu);
+    if (redo)
+        retry_failed(c, p);
+    pthread_mutex_lock(&p->mu);
+    flush_ready(p, out);
+    pthread_mutex_unlock(&p->mu);
+    if (fflush(out) != 0) {
+        snprintf(err, errlen, "writing the answers: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether a line waits to be tried again (called with the lock). */
+static int retry_waiting(struct pub *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        if (p->slots[k].retry)
+            return 1;
+    return 0;
+}
+
+int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
+                    const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,
+                    long *n_err, char *err, size_t errlen)
 {
     kvStore *meta = NULL;
-    int partitions, rc = 0;
+    int partitions, rc = 0, settled = 1;
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
         return -1;
     partitions = cluster_stored_partitions(c, meta, err, errlen);
@@ -334,6 +391,7 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
         return -1;
     }
     struct pub *p = xcalloc(1, sizeof(*p));
+    p->wake = conn ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     /* a second JetStream context: its acknowledgements come to this pub */
@@ -357,8 +415,23 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
     struct sbuf in = {0};
     char buf[65536];
     size_t start = 0;
+    int pre = conn && conn->pre_len; /* a gateway's bytes read before: lines first */
+    if (pre)
+        sb_add(&in, conn->pre, conn->pre_len);
     for (;;) {
-        ssize_t r = read(fd, buf, sizeof(buf));
+        ssize_t r = 1, got = 0;
+        if (pre) {
+            pre = 0;
+        } else {
+            int w = conn ? wait_live(&pc, p, fd, out, err, errlen) : 1;
+            if (w < 0) {
+                rc = -1;
+                break;
+            }
+            if (w == 0)
+                continue;
+            r = got = read(fd, buf, sizeof(buf));
+        }
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -366,8 +439,8 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
             rc = -1;
             break;
         }
-        if (r > 0)
-            sb_add(&in, buf, (size_t)r);
+        if (got > 0)
+            sb_add(&in, buf, (size_t)got);
         for (;;) {
             char *nl = in.len > start ? memchr(in.s + start, '\n', in.len - start) : NULL;
             if (!nl && !(r == 0 && start < in.len))
@@ -389,6 +462,8 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
         pthread_mutex_lock(&p->mu);
         flush_ready(p, out);
         pthread_mutex_unlock(&p->mu);
+        if (conn)
+            fflush(out);
         if (r == 0 || rc < 0)
             break;
     }
@@ -397,7 +472,9 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
-    if ((s = js_PublishAsyncComplete(js, &po)) != NATS_OK && rc == 0) {
+    s = js_PublishAsyncComplete(js, &po);
+    settled = s == NATS_OK;
+    if (s != NATS_OK && rc == 0) {
         cluster_errf(err, errlen, "waiting for JetStream's acknowledgements", s, 0);
         rc = -1;
     }
@@ -419,8 +496,11 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
     pthread_mutex_unlock(&p->mu);
 out:
     jsCtx_Destroy(js);
-    /* acknowledgements may still run after a failure: they hold p */
-    if (rc == 0) {
+    /* acknowledgements may still run when they were not all waited for:
+     * they hold p */
+    if (settled) {
+        if (p->wake >= 0)
+            close(p->wake);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p->slots);

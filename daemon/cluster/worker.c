@@ -1337,6 +1337,9 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         log_error("%s", err);
         goto out;
     }
+    struct gateway *gw = NULL;
+    if (cluster_gateway_start(c, cfg, &gw) < 0)
+        goto out;
     pthread_t sig_t, apply_t, snap_t;
     atomic_store(&w->apply_round_ms, wall_ms());
     pthread_create(&sig_t, NULL, signal_main, w);
@@ -1374,8 +1377,10 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
                wall_ms() < t0 + period)
             nats_Sleep(20);
     }
-    /* stop: the apply thread commits and closes every shard, then the
-     * leases go, so that others take the partitions at once */
+    /* stop: the gateway's clients get their answers; the apply thread
+     * commits and closes every shard, then the leases go, so that others
+     * take the partitions at once */
+    cluster_gateway_stop(gw);
     pthread_join(apply_t, NULL);
     if (snapshots)
         pthread_join(snap_t, NULL);

@@ -113,7 +113,7 @@ int cli_publish(const char *config_path, const char *file)
     struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
     if (c) {
         struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
-        int r = cluster_publish(c, fd, &lim, stdout, &ok, &dup, &bad, err, sizeof(err));
+        int r = cluster_publish(c, fd, &lim, NULL, stdout, &ok, &dup, &bad, err, sizeof(err));
         fprintf(stderr, "%ld published, %ld duplicate, %ld not published\n", ok, dup, bad);
         rc = r < 0 ? 2 : bad ? 1 : 0;
     }

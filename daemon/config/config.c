@@ -701,6 +701,18 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     /* time comes from the stream in cluster mode (spec 18) */
     if ((n = get(d, "clock")))
         cerr(c, n, "clock: not allowed with daemon.cluster (time comes from the event stream)");
+    /* a worker's gateway (cluster/gateway.c) serves tcp: and unix: addresses */
+    if ((n = get(d, "http")))
+        cerr(c, n,
+             "http: not served in cluster mode yet (a worker takes events on its tcp: and unix: "
+             "listen addresses, and `mktd publish` publishes them)");
+    if ((n = get(d, "listen")) && n->kind == Y_SEQ)
+        for (size_t i = 0; i < n->n; i++)
+            if (n->items[i]->kind == Y_SCALAR && strncmp(n->items[i]->str, "tls:", 4) == 0)
+                cerr(c, n->items[i],
+                     "listen: %s: tls: addresses are not served in cluster mode yet (tcp: and "
+                     "unix: are)",
+                     n->items[i]->str);
 }
 
 static void cluster_cfg_free(struct cluster_cfg *k)
@@ -772,6 +784,7 @@ static void parse_daemon(struct cctx *c, const struct ynode *d, struct config *c
             strv_free(cfg->listen, cfg->n_listen);
             cfg->listen = v;
             cfg->n_listen = nv;
+            cfg->listen_written = 1;
         }
     }
     if ((n = get(d, "http"))) {

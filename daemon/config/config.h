@@ -105,6 +105,7 @@ struct config {
 
     char **listen; /* default {"tcp:127.0.0.1:7411"} */
     size_t n_listen;
+    int listen_written; /* `listen` is in the file (a worker listens only then) */
     char *http;         /* NULL when absent */
     char *database;     /* default "var/mktd.db" */
     char **plugin_dirs; /* default {"build/plugins"} */

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,89 @@ int addr_connect(const char *s, char *err, size_t errlen)
         if (fd >= 0)
             close(fd);
         return -e;
+    }
+    return fd;
+}
+
+/* Whether something accepts connections on the Unix socket a: 1 yes, 0
+ * no (a stale socket file, safe to remove), or -errno when it cannot be
+ * told. A connection that is taken is closed at once. */
+static int unix_live(const struct addr *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, &a->sa.sa, a->len);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS) /* EAGAIN: its backlog is full */
+        return 1;
+    if (e == ECONNREFUSED || e == ENOENT)
+        return 0;
+    return -e;
+}
+
+int addr_unix_claim(const struct addr *a, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (lstat(a->un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+        /* left by a daemon that is gone, or another one's */
+        int live = unix_live(a);
+        if (live > 0) {
+            snprintf(err, errlen,
+                     "another process (another mktd?) accepts connections on %s; not taking it "
+                     "over",
+                     a->un.sun_path);
+            return -EADDRINUSE;
+        }
+        if (live < 0) {
+            snprintf(err, errlen,
+                     "cannot tell whether another process listens on %s (%s); not removing it",
+                     a->un.sun_path, strerror(-live));
+            return -EADDRINUSE;
+        }
+        unlink(a->un.sun_path);
+    }
+    addr_mkdir_parent(a->un.sun_path);
+    return 0;
+}
+
+int addr_socket_perms(const char *path, unsigned mode, const char *group, char *err, size_t errlen)
+{
+    if (mode && chmod(path, (mode_t)mode) < 0) {
+        snprintf(err, errlen, "socket_mode %04o on %s: %s", mode, path, strerror(errno));
+        return -1;
+    }
+    if (group) {
+        struct group *g = getgrnam(group);
+        if (!g) {
+            snprintf(err, errlen, "socket_group: no group named '%s'", group);
+            return -1;
+        }
+        if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+            snprintf(err, errlen, "socket_group %s on %s: %s", group, path, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int addr_listen(const struct addr *a, char *err, size_t errlen)
+{
+    if (a->family == AF_UNIX && addr_unix_claim(a, err, errlen) < 0)
+        return -1;
+    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    if (a->family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, &a->sa.sa, a->len) < 0 || listen(fd, 128) < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        close(fd);
+        return -1;
     }
     return fd;
 }

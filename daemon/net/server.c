@@ -950,43 +950,15 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(s->accept_retry_ev, &tv);
 }
 
-/* Whether something accepts connections on the Unix socket a: 1 yes, 0
- * no (a stale socket file, safe to remove), or -errno when it cannot be
- * told. A connection that is taken is closed at once. */
-static int unix_socket_live(const struct addr *a)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, &a->sa.sa, a->len);
-    int e = errno;
-    close(fd);
-    if (rc == 0 || e == EAGAIN || e == EINPROGRESS) /* EAGAIN: its backlog is full */
-        return 1;
-    if (e == ECONNREFUSED || e == ENOENT)
-        return 0;
-    return -e;
-}
-
 /* daemon.socket_mode and socket_group on a Unix socket we bound. */
 static int socket_perms(const struct config *cfg, const char *path)
 {
-    if (cfg->socket_mode && chmod(path, (mode_t)cfg->socket_mode) < 0) {
-        log_error("socket_mode %04o on %s: %s", (unsigned)cfg->socket_mode, path, strerror(errno));
-        return -1;
-    }
-    if (cfg->socket_group) {
-        struct group *g = getgrnam(cfg->socket_group);
-        if (!g) {
-            log_error("socket_group: no group named '%s'", cfg->socket_group);
-            return -1;
-        }
-        if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
-            log_error("socket_group %s on %s: %s", cfg->socket_group, path, strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
+    char err[512];
+    int rc =
+        addr_socket_perms(path, (unsigned)cfg->socket_mode, cfg->socket_group, err, sizeof(err));
+    if (rc < 0)
+        log_error("%s", err);
+    return rc;
 }
 
 static int listen_all(struct server *s, const struct config *cfg)
@@ -1015,25 +987,9 @@ static int listen_all(struct server *s, const struct config *cfg)
             log_info("listening on %s (socket passed by the service manager)", cfg->listen[i]);
             continue;
         }
-        if (a.family == AF_UNIX) {
-            struct stat sb;
-            if (lstat(a.un.sun_path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
-                /* left by a daemon that is gone, or another one's */
-                int live = unix_socket_live(&a);
-                if (live != 0) {
-                    if (live > 0)
-                        log_error("listen %s: another process (another mktd?) accepts "
-                                  "connections on %s; not taking it over",
-                                  cfg->listen[i], a.un.sun_path);
-                    else
-                        log_error("listen %s: cannot tell whether another process listens on "
-                                  "%s (%s); not removing it",
-                                  cfg->listen[i], a.un.sun_path, strerror(-live));
-                    return -EADDRINUSE;
-                }
-                unlink(a.un.sun_path);
-            }
-            addr_mkdir_parent(a.un.sun_path);
+        if (a.family == AF_UNIX && addr_unix_claim(&a, err, sizeof(err)) < 0) {
+            log_error("listen %s: %s", cfg->listen[i], err);
+            return -EADDRINUSE;
         }
         if (a.family != AF_UNIX)
             flags |= LEV_OPT_REUSEABLE;
