@@ -29,21 +29,9 @@ int cluster_actions(struct cluster *c, FILE *out, char *err, size_t errlen)
         return 0;
     char subject[64];
     snprintf(subject, sizeof(subject), "%s.>", CLUSTER_ACTIONS_PREFIX);
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = k->actions;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.InactiveThreshold = 30LL * 1000000000LL;
-    do
-        s = js_PullSubscribe(&sub, c->js, subject, NULL, &jo, &so, &jerr);
-    while (s != NATS_OK && cluster_retry_until(deadline, s));
-    if (s != NATS_OK) {
-        cluster_errf(err, errlen, "consumer of the actions stream", s, jerr);
+    if (cluster_reader(c, k->actions, subject, 0, deadline, NULL, &sub,
+                       "consumer of the actions stream", err, errlen) != NATS_OK)
         return -1;
-    }
     uint64_t seen = 0;
     int rc = 0;
     while (seen < last) {

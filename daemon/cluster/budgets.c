@@ -47,7 +47,7 @@ static int pool_claim(void *arg, const char *campaign, const char *key, int64_t 
     char tok[256], k[400], v[96];
     if (cluster_kv_token(key, tok, sizeof(tok)) < 0)
         return -ENAMETOOLONG;
-    int64_t deadline = wall_ms() + pp->wait_ms;
+    int64_t deadline = wall_ms() + pp->reach->wait_ms;
     for (;;) {
         snprintf(k, sizeof(k), "%s.%s.%" PRId64, campaign, tok, *next);
         kvEntry *e = NULL;
@@ -58,7 +58,7 @@ static int pool_claim(void *arg, const char *campaign, const char *key, int64_t 
             kvEntry_Destroy(e);
             if (!ok) {
                 log_error("budget pool: claim %s unreadable", k);
-                pp->down = 1;
+                pp->reach->down = "budget pool";
                 return -EAGAIN;
             }
             *next += 1;
@@ -87,14 +87,15 @@ static int pool_claim(void *arg, const char *campaign, const char *key, int64_t 
         }
         if (wall_ms() >= deadline) {
             log_error("budget pool: claim %s: %s", k, natsStatus_GetText(s));
-            pp->down = 1;
+            pp->reach->down = "budget pool";
             return -EAGAIN;
         }
         nats_Sleep(cluster_transient(s) ? 250 : 5);
     }
 }
 
-void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partitions, int64_t wait_ms)
+void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partitions,
+                       struct reach *reach)
 {
     memset(pp, 0, sizeof(*pp));
     pp->ops.claim = pool_claim;
@@ -102,7 +103,7 @@ void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partition
     pp->kv = kv;
     pp->idx = idx;
     pp->partitions = partitions;
-    pp->wait_ms = wait_ms;
+    pp->reach = reach;
 }
 
 /* "<campaign>.<token>" back to "<campaign>.<counter>" (a hex token decoded). */

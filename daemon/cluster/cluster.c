@@ -28,6 +28,33 @@ void cluster_event_subject(uint32_t p, char *buf, size_t len)
     snprintf(buf, len, "%s.%" PRIu32, CLUSTER_EVENTS_PREFIX, p);
 }
 
+natsStatus cluster_reader(struct cluster *c, const char *stream, const char *subject, uint64_t from,
+                          int64_t deadline_ms, atomic_int *stop, natsSubscription **sub,
+                          const char *what, char *err, size_t errlen)
+{
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Config.DeliverPolicy = from ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = from;
+    so.Config.AckPolicy = js_AckNone;
+    so.Config.FilterSubject = subject;
+    so.Config.InactiveThreshold = 30LL * 1000000000LL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+    *sub = NULL;
+    do
+        s = js_PullSubscribe(sub, c->js, subject, NULL, &jo, &so, &jerr);
+    while (s != NATS_OK && !(stop && atomic_load(stop)) && cluster_retry_until(deadline_ms, s));
+    if (s != NATS_OK) {
+        *sub = NULL;
+        cluster_errf(err, errlen, what, s, jerr);
+    }
+    return s;
+}
+
 /* "what: status (the library's last error)" into err. */
 void cluster_errf(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr)
 {

@@ -31,7 +31,7 @@ static int registry_lookup(void *arg, const char *ns, const char *key, char *cam
     if (code_key(ns, key, k, sizeof(k)) < 0)
         return -ENOENT;
     kvEntry *e = NULL;
-    int64_t deadline = wall_ms() + cp->wait_ms;
+    int64_t deadline = wall_ms() + cp->reach->wait_ms;
     natsStatus s;
     do
         s = kvStore_Get(&e, cp->kv, k);
@@ -40,7 +40,7 @@ static int registry_lookup(void *arg, const char *ns, const char *key, char *cam
         return -ENOENT;
     if (s != NATS_OK) {
         log_error("code registry: %s: %s", k, natsStatus_GetText(s));
-        cp->down = 1;
+        cp->reach->down = "code registry";
         return -EAGAIN;
     }
     int partition = -1, used = 0;
@@ -53,13 +53,13 @@ static int registry_lookup(void *arg, const char *ns, const char *key, char *cam
     return ok ? 0 : -ENOENT;
 }
 
-void cluster_codes_init(struct codes_part *cp, kvStore *kv, int64_t wait_ms)
+void cluster_codes_init(struct codes_part *cp, kvStore *kv, struct reach *reach)
 {
     memset(cp, 0, sizeof(*cp));
     cp->ops.lookup = registry_lookup;
     cp->ops.arg = cp;
     cp->kv = kv;
-    cp->wait_ms = wait_ms;
+    cp->reach = reach;
 }
 
 int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,

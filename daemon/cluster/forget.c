@@ -30,20 +30,11 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
 {
     char subject[64], err[512];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = c->cfg->stream;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.FilterSubject = subject;
-    so.Config.InactiveThreshold = 30LL * 1000000000LL;
     natsSubscription *sub = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&sub, c->js, subject, NULL, &jo, &so, &jerr);
+    natsStatus s = cluster_reader(c, c->cfg->stream, subject, 0, 0, NULL, &sub,
+                                  "a consumer to erase from", err, sizeof(err));
     if (s != NATS_OK) {
-        cluster_errf(err, sizeof(err), "a consumer to erase from", s, jerr);
         log_error("partition %d: %s", idx, err);
         return -1;
     }

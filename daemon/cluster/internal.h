@@ -3,6 +3,7 @@
 #define MKTD_CLUSTER_INTERNAL_H
 
 #include <nats/nats.h>
+#include <stdatomic.h>
 
 #include "cluster/cluster.h"
 #include "engine/engine.h"
@@ -40,6 +41,16 @@ int cluster_transient(natsStatus s);
 /* When s is transient and deadline_ms (wall clock) not reached: waits a
  * little and returns 1 (try again); else 0. */
 int cluster_retry_until(int64_t deadline_ms, natsStatus s);
+
+/* An ephemeral pull consumer of stream's messages on subject (a filter)
+ * from stream sequence from (0: the first), without acknowledgements,
+ * dropped by its server after 30 s idle. Tried again until deadline_ms
+ * (wall clock) while JetStream does not answer, unless *stop (NULL: none)
+ * is set. NATS_OK and *sub, or the status and a message in err ("what:
+ * ..."). */
+natsStatus cluster_reader(struct cluster *c, const char *stream, const char *subject, uint64_t from,
+                          int64_t deadline_ms, atomic_int *stop, natsSubscription **sub,
+                          const char *what, char *err, size_t errlen);
 
 /* "what: status (JetStream error N: the library's last error)" into err. */
 void cluster_errf(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr);
@@ -85,14 +96,21 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
  * the snapshot is not usable (logged; the shard is left as it was). */
 int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
 
+/* A partition's buckets asked during an event (the budgets' pool, the
+ * code registry): how long one out of reach is tried, and what was out of
+ * reach, so that the event is tried again rather than set aside. */
+struct reach {
+    int64_t wait_ms;
+    const char *down; /* NULL, or "budget pool" or "code registry" */
+};
+
 /* The code registry (codes.c) as one partition asks it. */
 struct codes_part {
     struct unique_registry ops; /* handed to the partition's engine */
     kvStore *kv;                /* the "codes" bucket */
-    int64_t wait_ms;            /* how long an unreachable registry is tried */
-    int down;                   /* set when a lookup failed so: the event is tried again */
+    struct reach *reach;        /* the partition's */
 };
-void cluster_codes_init(struct codes_part *cp, kvStore *kv, int64_t wait_ms);
+void cluster_codes_init(struct codes_part *cp, kvStore *kv, struct reach *reach);
 /* Registers a unique key of partition in the bucket (name: its full
  * name) without waiting: published on js, acknowledged with the actions.
  * 0, or -1 when it could not be queued. */
@@ -108,10 +126,10 @@ struct pool_part {
     struct budget_pool ops; /* handed to the partition's engine */
     kvStore *kv;            /* the "budgets" bucket */
     int idx, partitions;
-    int64_t wait_ms; /* how long an unreachable pool is tried */
-    int down;        /* set when a claim failed so: the event is tried again */
+    struct reach *reach; /* the partition's */
 };
-void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partitions, int64_t wait_ms);
+void cluster_pool_init(struct pool_part *pp, kvStore *kv, int idx, int partitions,
+                       struct reach *reach);
 /* One claim of the pool, as its key's value says. */
 struct claim {
     int partition;

@@ -252,24 +252,10 @@ static int fetch_snapshot(struct cluster *c, int idx, const struct snap_rec *r, 
             cluster_errf(err, errlen, "its first chunk", s, jerr);
         return -1;
     }
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = c->cfg->snapshots;
-    so.Config.DeliverPolicy = js_DeliverByStartSequence;
-    so.Config.OptStartSeq = r->seq;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.FilterSubject = subject;
-    so.Config.InactiveThreshold = 30LL * 1000000000LL;
     natsSubscription *sub = NULL;
-    do
-        s = js_PullSubscribe(&sub, c->js, subject, NULL, &jo, &so, &jerr);
-    while (s != NATS_OK && cluster_retry_until(deadline, s));
-    if (s != NATS_OK) {
-        cluster_errf(err, errlen, "consumer", s, jerr);
+    if (cluster_reader(c, c->cfg->snapshots, subject, r->seq, deadline, NULL, &sub, "consumer", err,
+                       errlen) != NATS_OK)
         return -1;
-    }
     FILE *f = fopen(path, "wb");
     int rc = -1, got = 0;
     if (!f) {

@@ -73,6 +73,7 @@ struct part {
     int64_t tick_at;         /* wall ms of the last tick appended */
     struct pool_part pool;   /* budgets shared with the other partitions */
     struct codes_part codes; /* unique keys claimed in other partitions */
+    struct reach reach;      /* whether they were out of reach during an event */
     int graph_active;        /* the graph, with campaigns to run: it reads every partition */
 };
 
@@ -404,27 +405,11 @@ static int open_consumer(struct worker *w, int idx)
         snprintf(subject, sizeof(subject), "%s.>", CLUSTER_EVENTS_PREFIX);
     else
         cluster_event_subject(is_graph(w, idx) ? 0 : (uint32_t)idx, subject, sizeof(subject));
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = w->cfg->cluster.stream;
-    so.Config.DeliverPolicy = js_DeliverByStartSequence;
-    so.Config.OptStartSeq = p->applied + 1;
-    so.Config.AckPolicy = js_AckNone;
-    so.Config.FilterSubject = subject;
-    so.Config.InactiveThreshold = 30LL * 1000000000LL;
-    jsErrCode jerr = 0;
-    int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
-    natsStatus s;
-    do
-        s = js_PullSubscribe(&p->sub, w->c->js, subject, NULL, &jo, &so, &jerr);
-    while (s != NATS_OK && !atomic_load(&w->stop) && cluster_retry_until(deadline, s));
-    if (s != NATS_OK) {
-        char err[512];
-        cluster_errf(err, sizeof(err), "consumer", s, jerr);
+    char err[512];
+    if (cluster_reader(w->c, w->cfg->cluster.stream, subject, p->applied + 1,
+                       wall_ms() + CLUSTER_RETRY_MS, &w->stop, &p->sub, "consumer", err,
+                       sizeof(err)) != NATS_OK) {
         log_error("partition %d: %s", idx, err);
-        p->sub = NULL;
         return -1;
     }
     p->cseq = 0;
@@ -540,8 +525,9 @@ static int open_part(struct worker *w, int idx)
     }
     /* random_for: HMAC of the cluster's secret and the action (spec 17);
      * budgets claimed from the pool the partitions share */
-    cluster_pool_init(&p->pool, w->budgets, idx, w->n, w->margin_ms);
-    cluster_codes_init(&p->codes, w->codes, w->margin_ms);
+    p->reach = (struct reach){.wait_ms = w->margin_ms};
+    cluster_pool_init(&p->pool, w->budgets, idx, w->n, &p->reach);
+    cluster_codes_init(&p->codes, w->codes, &p->reach);
     struct engine_opts eo = {.clock_event = 1,
                              .memory_bytes = (size_t)cfg->working_set,
                              .secret = w->cfg->cluster.secret,
@@ -846,15 +832,15 @@ static int apply_batch(struct worker *w, int idx)
         int n_actions = 0;
         if (engine_advance(p->e, ms) < 0)
             log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
-        p->pool.down = p->codes.down = 0;
+        p->reach.down = NULL;
         if (engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL) {
-            if (p->pool.down || p->codes.down) {
+            if (p->reach.down) {
                 /* the budgets' pool or the code registry was out of
                  * reach: no fault of the event's. What came before it is
                  * committed; it is tried again from a new consumer. */
                 log_warn("partition %d: stream sequence %" PRIu64 ", event %s: %s out of reach; "
                          "tried again",
-                         idx, sseq, ev.id, p->pool.down ? "budget pool" : "code registry");
+                         idx, sseq, ev.id, p->reach.down);
                 event_clear(&ev);
                 last = before;
                 gap = 1;

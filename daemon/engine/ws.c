@@ -292,18 +292,6 @@ static struct ws_ent *find(struct ws *w, int kind, const char *campaign, const c
     return e;
 }
 
-int ws_get_int(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
-               int64_t *out)
-{
-    struct ws_ent *e = find(w, kind, campaign, user, key);
-    if (!e)
-        return -EIO;
-    if (!e->present)
-        return -ENOENT;
-    *out = e->v.i;
-    return 0;
-}
-
 int ws_get_int_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
                     int64_t *out, uint8_t *note)
 {
@@ -315,6 +303,13 @@ int ws_get_int_note(struct ws *w, int kind, const char *campaign, const char *us
         return -ENOENT;
     *out = e->v.i;
     return 0;
+}
+
+int ws_get_int(struct ws *w, int kind, const char *campaign, const char *user, const char *key,
+               int64_t *out)
+{
+    uint8_t note;
+    return ws_get_int_note(w, kind, campaign, user, key, out, &note);
 }
 
 int ws_set_note(struct ws *w, int kind, const char *campaign, const char *user, const char *key,

@@ -41,12 +41,6 @@ def ask(s, r, line):
     return json.loads(got)
 
 
-def part(user):
-    h = 2166136261
-    for b in user.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % W.PARTITIONS
-
 
 def ev(i, user=None, **kw):
     e = {"id": f"gw{i}", "type": "order.paid", "user": user or f"u{i % 50}", "ts": W.T0 + i,
@@ -74,7 +68,7 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         for i in range(5):
             a = ask(s, r, ev(i))
             assert a["status"] == "ok" and a["id"] == f"gw{i}", a
-            assert a["partition"] == part(f"u{i % 50}"), a
+            assert a["partition"] == W.partition_of(f"u{i % 50}"), a
             seqs.append(a["seq"])
         assert seqs == sorted(seqs) and len(set(seqs)) == 5, seqs
         assert ask(s, r, ev(0))["status"] == "duplicate"

@@ -38,20 +38,14 @@ CAMPAIGNS = """campaigns:
 DAY = 24 * 3600 * 1000
 
 
-def part(user):
-    h = 2166136261
-    for b in user.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h % W.PARTITIONS
-
 
 def cross_partition_events():
     """ann, bob and cat in three partitions: bob invited by ann, cat by
     bob, then ann's own signup names cat (a cycle); dan (partition 8)
     invites x2, x3 and x4 (partitions 15, 12, 9) on one day (cap 2) and x1
     the next; ref had a page view (partition 2) before its signup."""
-    assert len({part(u) for u in ("ann", "bob", "cat")}) == 3
-    assert len({part(u) for u in ("dan", "x2", "x3", "x4")}) == 4
+    assert len({W.partition_of(u) for u in ("ann", "bob", "cat")}) == 3
+    assert len({W.partition_of(u) for u in ("dan", "x2", "x3", "x4")}) == 4
     t = W.T0 - 10 * 1000
     ev = [
         ("bob", "user.signup", {"referrer": "ann"}),

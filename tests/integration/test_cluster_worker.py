@@ -64,6 +64,14 @@ def init(cfg):
         time.sleep(0.5)
 
 
+def partition_of(user):
+    """FNV-1a 32 of the user id mod PARTITIONS (spec 17)."""
+    h = 2166136261
+    for b in user.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h % PARTITIONS
+
+
 def events(n, users=400, prefix="e", start=0):
     """Page views and paid orders of many users, a minute apart per 60
     events, with hours of quiet for some users (so reactivation fires)."""
