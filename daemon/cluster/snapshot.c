@@ -193,13 +193,16 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
         goto out;
     }
     /* the older snapshots of the partition go (a partial newer one, of a
-     * worker that died publishing it, goes with the next one recorded) */
+     * worker that died publishing it, goes with the next one recorded).
+     * Nothing is older than the stream's first message: a purge "up to
+     * sequence 1" would remove the whole subject, this snapshot too
+     * (nats-server 2.9 reads sequence 1 as no sequence). */
     jsOptions o;
     jsOptions_Init(&o);
     o.Stream.Purge.Subject = subject;
     o.Stream.Purge.Sequence = first;
     jsErrCode jerr = 0;
-    s = js_PurgeStream(c->js, c->cfg->snapshots, &o, &jerr);
+    s = first > 1 ? js_PurgeStream(c->js, c->cfg->snapshots, &o, &jerr) : NATS_OK;
     if (s != NATS_OK) {
         cluster_errf(err, sizeof(err), "purging older snapshots", s, jerr);
         log_warn("partition %d: %s", idx, err);
