@@ -43,7 +43,9 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
  * event id, and writes one answer per line to out, in input order, once
  * JetStream stored it: {"id","status":"ok","partition","seq"}, or
  * "duplicate" (the stream has seen the id), or the error of section 1;
- * dry and explain events are answered error "unsupported". Counts go to
+ * a dry line is sent to its partition's owner and answered with what the
+ * owner answers (mktd.dry.<p>, request-reply), a real explained one error
+ * "unsupported". Counts go to
  * *n_ok, *n_dup, *n_err. 0, or -1 with err when publishing failed (the
  * lines not answered were not stored). */
 struct publish_limits {

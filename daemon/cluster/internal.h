@@ -11,6 +11,10 @@
 #define CLUSTER_EVENTS_PREFIX "mktd.events"
 #define CLUSTER_ACTIONS_PREFIX "mktd.actions"
 #define CLUSTER_SNAP_PREFIX "mktd.snap"
+/* Dry runs (spec 18): a request on mktd.dry.<p>, the line as body, is
+ * evaluated dry by partition p's owner, which answers with the answer
+ * line a single daemon gives (core NATS request-reply, not the stream). */
+#define CLUSTER_DRY_PREFIX "mktd.dry"
 /* The shard's meta row of the last applied stream sequence. */
 #define CLUSTER_APPLIED_KEY "cluster_applied"
 /* A config message (spec 18: config changes reach the workers through the

@@ -194,8 +194,49 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-/* One line: answered at once (an error), or published. -1 when the
- * library refused to publish (the connection is gone). */
+/* How long a dry run waits for a partition's owner (one may be taking
+ * the partition over). */
+#define DRY_WAIT_MS 10000
+
+/* A dry line, sent to its partition's owner (mktd.dry.<p>), which
+ * evaluates it and answers as a single daemon would; its answer line, or
+ * error internal when no owner answered in time. */
+static char *dry_run(struct cluster *c, const struct event *ev, int partitions, const char *line,
+                     size_t len, const char *echo)
+{
+    char subject[64];
+    snprintf(subject, sizeof(subject), "%s.%" PRIu32, CLUSTER_DRY_PREFIX,
+             cluster_partition(ev->user, strlen(ev->user), partitions));
+    int64_t deadline = wall_ms() + DRY_WAIT_MS;
+    natsStatus s;
+    for (;;) {
+        natsMsg *reply = NULL;
+        s = natsConnection_Request(&reply, c->nc, subject, line, (int)len, 5000);
+        if (s == NATS_OK) {
+            int n = natsMsg_GetDataLength(reply);
+            const char *d = natsMsg_GetData(reply);
+            char *a = xmalloc((size_t)n + 2);
+            memcpy(a, d ? d : "", (size_t)n);
+            if (n == 0 || a[n - 1] != '\n')
+                a[n++] = '\n';
+            a[n] = 0;
+            natsMsg_Destroy(reply);
+            return a;
+        }
+        /* no owner yet (a takeover), or it did not answer in time */
+        if (wall_ms() >= deadline ||
+            (s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT && !cluster_transient(s)))
+            break;
+        nats_Sleep(200);
+    }
+    char detail[160];
+    snprintf(detail, sizeof(detail), "not evaluated: no owner of partition %s answered (%s)",
+             subject + strlen(CLUSTER_DRY_PREFIX) + 1, natsStatus_GetText(s));
+    return error_answer(echo, "internal", detail);
+}
+
+/* One line: answered at once (an error, a dry run), or published. -1 when
+ * the library refused to publish (the connection is gone). */
 static int one_line(struct cluster *c, struct pub *p, int partitions,
                     const struct publish_limits *lim, const char *line, size_t len, char *err,
                     size_t errlen)
@@ -221,10 +262,15 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
         if (st == EV_INVALID_JSON || st == EV_INVALID_EVENT) {
             answer = error_answer(echo, st == EV_INVALID_JSON ? "invalid_json" : "invalid_event",
                                   detail);
-        } else if (ev.dry || ev.explain) {
+        } else if (ev.dry) {
+            /* answered by the partition's owner, not stored */
+            answer = dry_run(c, &ev, partitions, line, len, echo);
+            event_clear(&ev);
+        } else if (ev.explain) {
             answer = error_answer(echo, "unsupported",
-                                  "dry runs and explanations are not served through the event "
-                                  "stream; send them to a partition's owner or a single daemon");
+                                  "a real event is explained by a single daemon only: in cluster "
+                                  "mode send it with \"dry\":true and \"explain\":true to see "
+                                  "what it would do");
             event_clear(&ev);
         }
     }
@@ -232,7 +278,10 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
         pthread_mutex_lock(&p->mu);
         slot_of(p, idx)->answer = answer;
         slot_of(p, idx)->id = echo;
-        p->err++;
+        if (strstr(answer, "\"status\":\"ok\"")) /* a dry run */
+            p->ok++;
+        else
+            p->err++;
         pthread_mutex_unlock(&p->mu);
         return 0;
     }

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/internal.h"
 #include "config/config.h"
@@ -27,6 +28,7 @@
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "lib/util.h"
+#include "net/ingest.h"
 #include "store/dblock.h"
 #include "store/privacy.h"
 #include "store/store.h"
@@ -74,6 +76,7 @@ struct part {
     struct pool_part pool;   /* budgets shared with the other partitions */
     struct codes_part codes; /* unique keys claimed in other partitions */
     struct reach reach;      /* whether they were out of reach during an event */
+    natsSubscription *dry;   /* mktd.dry.<p> while the shard is open */
     int graph_active;        /* the graph, with campaigns to run: it reads every partition */
 };
 
@@ -94,6 +97,12 @@ struct worker {
     atomic_int apply_done;
     atomic_int snap_now; /* a forget asks for snapshots at once (older ones name the user) */
     atomic_llong apply_round_ms; /* when the apply thread last began a round */
+    /* dry requests, from NATS's threads to the apply thread (which waits
+     * on dry_cv between idle rounds) */
+    pthread_mutex_t dry_mu;
+    pthread_cond_t dry_cv;
+    natsMsg **dry_q;
+    size_t dry_n, dry_cap;
     /* the census: live workers, partitions with a lease (under mu) */
     int workers;
     char *taken;
@@ -157,6 +166,65 @@ static int message_for(const struct worker *w, int idx, natsMsg *m)
 /* ---- the apply thread ---- */
 
 static int may_apply(struct worker *w, int idx);
+
+/* ---- dry runs by request-reply (spec 18) ---- */
+
+/* A request on mktd.dry.<p> (a NATS thread): queued for the apply
+ * thread, which owns the engines. */
+static void on_dry(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct worker *w = closure;
+    pthread_mutex_lock(&w->dry_mu);
+    if (w->dry_n == w->dry_cap) {
+        w->dry_cap = w->dry_cap ? 2 * w->dry_cap : 16;
+        w->dry_q = xrealloc(w->dry_q, w->dry_cap * sizeof(*w->dry_q));
+    }
+    w->dry_q[w->dry_n++] = m;
+    pthread_cond_signal(&w->dry_cv);
+    pthread_mutex_unlock(&w->dry_mu);
+}
+
+/* Answers the queued dry requests: each line evaluated dry (whatever it
+ * says: nothing reaches a shard but through the stream) by its
+ * partition's engine, between batches, and the answer line sent back. A
+ * request for a partition no longer held here gets no answer: its sender
+ * asks again and reaches the new owner. */
+static void serve_dry(struct worker *w)
+{
+    pthread_mutex_lock(&w->dry_mu);
+    natsMsg **q = w->dry_q;
+    size_t n = w->dry_n;
+    w->dry_q = NULL;
+    w->dry_n = w->dry_cap = 0;
+    pthread_mutex_unlock(&w->dry_mu);
+    struct evbuffer *out = n ? evbuffer_new() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *m = q[i];
+        const char *subject = natsMsg_GetSubject(m), *dot = strrchr(subject, '.');
+        char *end = NULL;
+        long idx = dot ? strtol(dot + 1, &end, 10) : -1;
+        const char *reply = natsMsg_GetReply(m);
+        if (idx >= 0 && idx < w->n && end && !*end && reply && w->p[idx].open &&
+            may_apply(w, (int)idx)) {
+            struct part *p = &w->p[idx];
+            evbuffer_drain(out, evbuffer_get_length(out));
+            ingest_line(p->e, natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
+                        (size_t)natsMsg_GetDataLength(m), INGEST_DRY, out);
+            if (engine_batch_size(p->e) && engine_commit(p->e) < 0)
+                log_warn("partition %ld: a dry run's batch: %s", idx, store_errmsg(p->st));
+            size_t len = evbuffer_get_length(out);
+            if (len && natsConnection_Publish(w->c->nc, reply, evbuffer_pullup(out, -1),
+                                              (int)len) != NATS_OK)
+                log_debug("partition %ld: a dry run's answer not sent", idx);
+        }
+        natsMsg_Destroy(m);
+    }
+    if (out)
+        evbuffer_free(out);
+    free(q);
+}
 
 static void on_action_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -424,6 +492,11 @@ static void close_part(struct worker *w, int idx)
         return;
     finish_publishing(w); /* its actions in flight, acknowledged and recorded */
     close_consumer(p);
+    if (p->dry) {
+        natsSubscription_Unsubscribe(p->dry);
+        natsSubscription_Destroy(p->dry);
+        p->dry = NULL;
+    }
     pthread_mutex_lock(&w->mu);
     p->shard_open = 0;
     pthread_mutex_unlock(&w->mu);
@@ -566,6 +639,12 @@ static int open_part(struct worker *w, int idx)
     }
     if (open_consumer(w, idx) < 0)
         goto fail;
+    if (!is_graph(w, idx)) {
+        char subject[64];
+        snprintf(subject, sizeof(subject), "%s.%d", CLUSTER_DRY_PREFIX, idx);
+        if (natsConnection_Subscribe(&p->dry, w->c->nc, subject, on_dry, w) != NATS_OK)
+            log_warn("partition %d: dry runs not served here: %s", idx, nats_GetLastError(NULL));
+    }
     p->open = 1;
     pthread_mutex_lock(&w->mu);
     p->shard_open = 1;
@@ -929,6 +1008,7 @@ static void *apply_main(void *arg)
     while (!atomic_load(&w->stop)) {
         int any = 0;
         atomic_store(&w->apply_round_ms, wall_ms());
+        serve_dry(w);
         for (int i = 0; i < w->np && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
@@ -969,11 +1049,21 @@ static void *apply_main(void *arg)
         }
         finish_publishing(w);
         idle = any ? 0 : idle + 1;
-        if (idle)
-            nats_Sleep(idle < 5 ? 20 * idle : 100);
+        if (idle) { /* a pause, cut short by a dry request */
+            int64_t ms = idle < 5 ? 20 * idle : 100;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (ts.tv_nsec + ms * 1000000) / 1000000000;
+            ts.tv_nsec = (ts.tv_nsec + ms * 1000000) % 1000000000;
+            pthread_mutex_lock(&w->dry_mu);
+            if (!w->dry_n)
+                pthread_cond_timedwait(&w->dry_cv, &w->dry_mu, &ts);
+            pthread_mutex_unlock(&w->dry_mu);
+        }
     }
     for (int i = 0; i < w->np; i++)
         close_part(w, i);
+    serve_dry(w); /* (none answered: their partitions are closed) */
     atomic_store(&w->apply_done, 1);
     return NULL;
 }
@@ -1291,6 +1381,8 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     w->cfg = cfg;
     w->config_path = config_path;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->dry_mu, NULL);
+    pthread_cond_init(&w->dry_cv, NULL);
     w->margin_ms = cfg->cluster.takeover_ms / 3;
     int rc = 1, n;
     if (cluster_bucket(c, "meta", 0, &w->meta, 0, err, sizeof(err)) < 0 ||
@@ -1399,7 +1491,12 @@ out:
     kvStore_Destroy(w->budgets);
     kvStore_Destroy(w->codes);
     free(w->p);
+    for (size_t i = 0; i < w->dry_n; i++) /* came as the partitions closed */
+        natsMsg_Destroy(w->dry_q[i]);
+    free(w->dry_q);
     pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->dry_mu);
+    pthread_cond_destroy(&w->dry_cv);
     free(w);
     return rc;
 }

@@ -82,7 +82,8 @@ def test_publish_partitions_and_duplicates():
     assert r.returncode == 2 and "8 partitions" in r.stderr, r.stderr
 
     evs = events(400, 37)
-    bad = ['{"id":"x1","type":"page.view"}', "{not json", '{"id":"x2","type":"a","user":"u","dry":true}']
+    bad = ['{"id":"x1","type":"page.view"}', "{not json",
+           '{"id":"x2","type":"a","user":"u","explain":true}']
     lines = evs[:100] + bad + evs[100:]
     r, answers = publish(cfg, lines)
     assert r.returncode == 1, r.stderr  # some lines were not published
@@ -93,6 +94,7 @@ def test_publish_partitions_and_duplicates():
     assert answers[100]["error"] == "invalid_event" and answers[100]["id"] == "x1"
     assert answers[101]["error"] == "invalid_json"
     assert answers[102]["error"] == "unsupported" and answers[102]["id"] == "x2"
+    assert "dry" in answers[102]["detail"], answers[102]
     ok = answers[:100] + answers[103:]
     assert [a["id"] for a in ok] == [e["id"] for e in evs]
     assert all(a["status"] == "ok" for a in ok), ok[:3]
@@ -114,6 +116,13 @@ def test_publish_partitions_and_duplicates():
     assert r.returncode == 0, r.stderr
     assert [a["status"] for a in again] == ["duplicate"] * 50
     assert [a["seq"] for a in again] == seqs[:50]
+    assert status(cfg)["events"] == 400
+
+    # a dry line goes to its partition's owner; with no worker running,
+    # nobody answers: error internal after a while, and nothing is stored
+    r, dry = publish(cfg, ['{"id":"d1","type":"page.view","user":"u1","dry":true}'])
+    assert r.returncode == 1 and [a["status"] for a in dry] == ["error"], dry
+    assert dry[0]["error"] == "internal" and "no owner of partition" in dry[0]["detail"], dry
     assert status(cfg)["events"] == 400
 
     # one of three servers killed while a publish runs: the streams (3

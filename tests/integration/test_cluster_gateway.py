@@ -1,7 +1,8 @@
 """Cluster mode (spec 17 and 18), the gateway: a worker whose config names
 `listen` addresses takes NDJSON events from clients on them and answers
 each line as `mktd publish` does, once JetStream stored it:
-{"id","status":"ok","partition","seq"}. A TCP client authenticates with
+{"id","status":"ok","partition","seq"}; a dry line is evaluated by its
+partition's owner (request-reply) and answered as one daemon answers it. A TCP client authenticates with
 the auth line when daemon.auth is set; a Unix socket needs none. Against a
 real three-node NATS JetStream cluster on 127.0.0.1."""
 import json
@@ -74,7 +75,9 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert ask(s, r, ev(0))["status"] == "duplicate"
         a = ask(s, r, "{not json")
         assert (a["status"], a["error"]) == ("error", "invalid_json"), a
-        a = ask(s, r, ev(99, dry=True))
+        # a real event cannot be explained through the stream; a dry one is
+        # answered by its partition's owner (test_dry_runs_are_answered_by_the_owner)
+        a = ask(s, r, ev(99, explain=True))
         assert (a["status"], a["error"]) == ("error", "unsupported"), a
         s.close()
 
@@ -139,3 +142,86 @@ def test_check_refuses_what_a_worker_does_not_serve():
     assert "bad.yaml:2:9: http: not served in cluster mode yet" in r.stderr, r.stderr
     assert "bad.yaml:3:12: listen: tls:127.0.0.1:2: tls: addresses are not served in cluster " \
         "mode yet" in r.stderr, r.stderr
+
+
+CHECKOUT = """campaigns:
+  - id: welcome
+    plugin: coupon
+    group: checkout
+    when:
+      event: order.paid
+      all: [{field: user.orders, op: eq, value: 1}]
+    params: {value: 2000, min_spend: 10000, valid_for: 7d}
+  - id: fullcut
+    plugin: promotion
+    group: checkout
+    when: {event: order.paid}
+    params: {value: 3000, min_spend: 20000}
+"""
+
+
+def test_dry_runs_are_answered_by_the_owner():
+    """A dry order.paid quotes the checkout (the first-order coupon, or the
+    满200减30 for a returning user: one group) through the gateway and
+    through `mktd publish`, and keeps nothing; dry and explained, it says
+    why. The gateway is on w1; at least one user's partition is w2's, so
+    that a quote crosses workers."""
+    nc, d, ws = W.setup(2, CHECKOUT)
+    sock = os.path.join(d, "w1.sock")
+    gateway_config(ws[0], free_port(), sock)
+    cfg = ws[0].cfg
+    with W.workers_running(ws):
+        for w in ws:
+            w.start()
+        W.wait_for("8 partitions each and the gateway",
+                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8]
+                   and os.path.exists(sock), 30)
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(slow(30))
+        u.connect(sock)
+        r = u.makefile("rb")
+        # ann has paid once (real, through the stream); bob never has
+        assert ask(u, r, ev(1, user="ann", props={"order_id": "a1", "amount": 25000}))[
+            "status"] == "ok"
+        W.wait_for("ann's order applied", lambda: W.applied_all(cfg, ws, 1), 30)
+        # bob's partition is w2's: the gateway on w1 asks w2 for his quotes
+        assert W.owners(cfg)[W.partition_of("bob")] == "w2" or \
+            W.owners(cfg)[W.partition_of("ann")] == "w2", W.owners(cfg)
+
+        def quote(user, i, **kw):
+            a = ask(u, r, ev(i, user=user, dry=True, props={"order_id": f"q{i}", "amount": 25000},
+                             **kw))
+            assert a["status"] == "ok" and a["dry"] is True and a["id"] == f"gw{i}", a
+            return a
+        a = quote("bob", 10)  # a first order: the coupon takes the group
+        assert [(x["campaign"], x["kind"]) for x in a["actions"]] == [("welcome",
+                                                                     "coupon.issued")], a
+        assert a["actions"][0]["payload"]["code"] is None
+        a = quote("ann", 11)  # a second order: 满200减30
+        assert [(x["kind"], x["payload"]["discount"]) for x in a["actions"]] == [
+            ("promotion.applied", 3000)], a
+        a = quote("ann", 12, explain=True)
+        outcomes = {(x["campaign"], x["outcome"]) for x in a["explain"]}
+        assert ("fullcut", "ran") in outcomes and ("welcome", "not_matched") in outcomes, a
+        u.close()
+
+        # mktd publish serves dry lines the same way, in input order
+        lines = [ev(20, user="bob", dry=True, props={"order_id": "q20", "amount": 25000}),
+                 ev(21, user="cat", props={"order_id": "c1", "amount": 5000})]
+        out = W.publish(cfg, lines).stdout.splitlines()
+        got = [json.loads(x) for x in out]
+        assert [x["id"] for x in got] == ["gw20", "gw21"], got
+        assert got[0]["dry"] is True and got[0]["actions"][0]["kind"] == "coupon.issued"
+        assert "seq" in got[1] and "dry" not in got[1]
+
+        # nothing of a dry run was kept: only the two real orders applied,
+        # and the only actions are theirs
+        shards = W.wait_for("the real orders applied", lambda: W.applied_all(cfg, ws, 2), 30)
+        ids = []
+        for path in shards.values():
+            ids += [x[0] for x in W.shard_rows(path, "SELECT id FROM events")]
+        assert sorted(ids) == ["gw1", "gw21"], ids
+        acts = W.wait_for("the actions", lambda: (lambda a: a if len(a) == 2 else None)(
+            W.stream_actions(cfg)), 20)
+        assert sorted((a["user"], a["kind"]) for a in acts) == [("ann", "coupon.issued"),
+                                                               ("cat", "coupon.issued")], acts
