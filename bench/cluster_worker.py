@@ -33,8 +33,14 @@ the CPU per event of the one-worker live run (nats-servers, publisher,
 worker) less that of the daemon's second N (daemon, senders), and the
 wall-clock difference 1/rate(one worker, live) - 1/rate(daemon, second N).
 
+With referral in the campaigns, the graph partition (docs/cluster.md)
+applies every event too: "every event in a shard" includes the graph's
+shard. --no-referral leaves the referral campaign out (the graph idle),
+to show what the graph costs.
+
 usage: bench/cluster_worker.py [N] [--phases single,one,two,takeover]
-           [--conns 4] [--takeover 10s] [--keep]   (MKTD_BIN, MKTD_PLUGINS: a Release build)
+           [--conns 4] [--takeover 10s] [--keep] [--no-referral]
+           (MKTD_BIN, MKTD_PLUGINS: a Release build)
 """
 import argparse
 import datetime
@@ -136,9 +142,16 @@ def write_events(d, n, start, name):
     return path
 
 
+NO_REFERRAL = False  # --no-referral: bench/campaigns.yaml without `invite`
+
+
 def campaigns():
     with open(os.path.join(HERE, "campaigns.yaml")) as f:
-        return f.read()
+        text = f.read()
+    if NO_REFERRAL:  # the campaign's comment and block, up to the next comment
+        text = re.sub(r"\n  # 分销.*?(?=\n  # )", "", text, flags=re.S)
+        assert "referral" not in text
+    return text
 
 
 def daemon_head(d, name, listen=""):
@@ -213,11 +226,24 @@ def actions_settled(d, cfg, owners):
     return rows if pub == rows else None
 
 
+def graph_applied(d, cfg):
+    """Event ids in the graph partition's shard (it applies every event
+    while a referral campaign runs; without one it holds none)."""
+    owner = status(cfg)["graph"].get("owner")
+    return shard_count(f"{d}/{owner}/mktd.db.graph", "events") if owner else 0
+
+
+def all_applied(d, cfg, owners, n):
+    """The partitions' shards hold n events, and so does the graph's when
+    it has a campaign."""
+    return applied(d, owners) >= n and (NO_REFERRAL or graph_applied(d, cfg) >= n)
+
+
 def wait_applied_and_published(d, cfg, owners, n, t0, at_applied=None, timeout=900):
-    """Seconds from t0 until the owners' shards hold n events (then
-    at_applied() is called), and until every action of theirs is
-    published; the number of actions."""
-    wait_until(f"{n} events applied", lambda: applied(d, owners) >= n, timeout)
+    """Seconds from t0 until the owners' shards (and the graph's) hold n
+    events (then at_applied() is called), and until every action of
+    theirs is published; the number of actions."""
+    wait_until(f"{n} events applied", lambda: all_applied(d, cfg, owners, n), timeout)
     t_applied = time.time() - t0
     if at_applied:
         at_applied()
@@ -392,7 +418,7 @@ def phase_one(d, files, n, takeover, rep):
         w = start_worker(d, cfg, "w1")
         try:
             before = cpus(nats_pids(nc) + [w.pid])
-            wait_until(f"{n} events applied", lambda: applied(d, ["w1"] * PARTS) >= n, 900)
+            wait_until(f"{n} events applied", lambda: all_applied(d, cfg, ["w1"] * PARTS, n), 900)
             rep.add("one worker", "catch-up (from the worker's start)", n, time.time() - t0,
                     {"nats-servers and worker": spent(before)})
             # the actions of the catch-up settled before the live run
@@ -476,7 +502,11 @@ def main():
     ap.add_argument("--conns", type=int, default=4, help="mktd send processes for the daemon")
     ap.add_argument("--takeover", default="10s", help="the workers' cluster.takeover")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, shards)")
+    ap.add_argument("--no-referral", action="store_true",
+                    help="campaigns.yaml without its referral campaign (the graph partition idle)")
     a = ap.parse_args()
+    global NO_REFERRAL
+    NO_REFERRAL = a.no_referral
     phases = set(a.phases.split(","))
     unknown = phases - {"single", "one", "two", "takeover"}
     if unknown:
