@@ -148,8 +148,8 @@ NO_REFERRAL = False  # --no-referral: bench/campaigns.yaml without `invite`
 def campaigns():
     with open(os.path.join(HERE, "campaigns.yaml")) as f:
         text = f.read()
-    if NO_REFERRAL:  # the campaign's comment and block, up to the next comment
-        text = re.sub(r"\n  # 分销.*?(?=\n  # )", "", text, flags=re.S)
+    if NO_REFERRAL:  # the campaign's comment and block, up to the blank line after it
+        text = re.sub(r"\n  # 分销.*?\n(?=\n)", "\n", text, flags=re.S)
         assert "referral" not in text
     return text
 

@@ -778,6 +778,28 @@ static int apply_batch(struct worker *w, int idx)
     /* a partition gone quiet says where it stopped within a second */
     if (p->app_put != p->applied && wall_ms() - p->app_put_ms >= 1000)
         put_applied(w, idx);
+    if (p->pending == 0) {
+        /* caught up when last seen: the consumer is asked first (one
+         * round trip), since an empty fetch waits out its whole expiry,
+         * and a round over idle partitions would then hold up a busy one
+         * (the graph, catching up, got 512 events a round: 350/s) */
+        jsConsumerInfo *ci = NULL;
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 2000;
+        jsErrCode jerr = 0;
+        natsStatus is = natsSubscription_GetConsumerInfo(&ci, p->sub, &jo, &jerr);
+        uint64_t waiting = is == NATS_OK ? ci->NumPending : 0;
+        jsConsumerInfo_Destroy(ci);
+        if (is != NATS_OK) {
+            p->stalled = 1; /* its server is gone: not deleted */
+            log_warn("partition %d: consumer info: %s; a new consumer from %" PRIu64, idx,
+                     natsStatus_GetText(is), p->applied + 1);
+            return open_consumer(w, idx) < 0 ? -1 : 0;
+        }
+        if (waiting == 0)
+            return 0;
+    }
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
     req.Batch = FETCH_BATCH;
