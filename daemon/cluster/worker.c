@@ -772,6 +772,22 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
     return 0;
 }
 
+/* How many messages wait for a partition's consumer (one round trip):
+ * NATS_OK, or the status when the consumer does not answer (its server
+ * is gone: an ephemeral consumer has one replica). */
+static natsStatus consumer_waiting(struct part *p, uint64_t *waiting)
+{
+    jsConsumerInfo *ci = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    jsErrCode jerr = 0;
+    natsStatus s = natsSubscription_GetConsumerInfo(&ci, p->sub, &jo, &jerr);
+    *waiting = s == NATS_OK ? ci->NumPending : 0;
+    jsConsumerInfo_Destroy(ci);
+    return s;
+}
+
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -783,14 +799,8 @@ static int apply_batch(struct worker *w, int idx)
          * round trip), since an empty fetch waits out its whole expiry,
          * and a round over idle partitions would then hold up a busy one
          * (the graph, catching up, got 512 events a round: 350/s) */
-        jsConsumerInfo *ci = NULL;
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        jo.Wait = 2000;
-        jsErrCode jerr = 0;
-        natsStatus is = natsSubscription_GetConsumerInfo(&ci, p->sub, &jo, &jerr);
-        uint64_t waiting = is == NATS_OK ? ci->NumPending : 0;
-        jsConsumerInfo_Destroy(ci);
+        uint64_t waiting;
+        natsStatus is = consumer_waiting(p, &waiting);
         if (is != NATS_OK) {
             p->stalled = 1; /* its server is gone: not deleted */
             log_warn("partition %d: consumer info: %s; a new consumer from %" PRIu64, idx,
@@ -817,13 +827,8 @@ static int apply_batch(struct worker *w, int idx)
         /* no answer: an empty fetch, or the consumer's server is gone (an
          * ephemeral consumer has one replica). Its info says which. */
         if (s == NATS_TIMEOUT) {
-            jsConsumerInfo *ci = NULL;
-            jsOptions jo;
-            jsOptions_Init(&jo);
-            jo.Wait = 2000;
-            jsErrCode jerr = 0;
-            natsStatus is = natsSubscription_GetConsumerInfo(&ci, p->sub, &jo, &jerr);
-            jsConsumerInfo_Destroy(ci);
+            uint64_t waiting;
+            natsStatus is = consumer_waiting(p, &waiting);
             if (is == NATS_OK)
                 return 0;
             p->stalled = 1;
