@@ -72,12 +72,15 @@ static int write_all(int fd, const char *s, size_t n)
 
 /* The first non-blank line: reads until a newline (or AUTH_WAIT_MS, or
  * FIRST_LINE_MAX bytes without one, or the end). 1 and the line's bounds
- * in buf (*len bytes read in all), 0 no line came, -1 too long. */
+ * in buf, 0 no line came, -1 too long; *len: the bytes read in all, which
+ * are published when they are no auth line. */
 static int first_line(int fd, char *buf, size_t *len, size_t *ls, size_t *le)
 {
     int64_t deadline = wall_ms() + AUTH_WAIT_MS;
     size_t n = 0, start = 0;
+    *len = 0;
     for (;;) {
+        *len = n;
         for (size_t i = start; i < n; i++) {
             if (buf[i] != '\n')
                 continue;

@@ -108,12 +108,22 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert [a["id"] for a in answers] == [e["id"] for e in many]
         assert all(a["status"] == "ok" for a in answers), answers[:3]
 
+        # a first line longer than the few KiB read to look for an auth
+        # line is published whole
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(slow(30))
+        u.connect(sock)
+        long = dict(ev(5000), props={"order_id": "o-long", "amount": 1000, "note": "x" * 9000})
+        assert ask(u, u.makefile("rb"), long)["status"] == "ok"
+        u.close()
+
         # every event stored once was applied once
-        shards = W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, 1005), 40)
+        shards = W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, 1006), 40)
         ids = []
         for path in shards.values():
             ids += [x[0] for x in W.shard_rows(path, "SELECT id FROM events")]
-        assert sorted(ids) == sorted([f"gw{i}" for i in range(5)] + [e["id"] for e in many])
+        assert sorted(ids) == sorted([f"gw{i}" for i in range(5)] + [e["id"] for e in many]
+                                     + ["gw5000"])
 
         # a client still sending when the worker stops gets its answers
         s, r = connect_tcp(port)
