@@ -46,13 +46,19 @@ def test_budgets_are_never_exceeded_across_four_workers():
         W.wait_for("4 partitions each",
                    lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [4] * 4, 30)
         half = len(evs) // 2
-        W.publish(cfg, evs[:half])
-        # the first half applied everywhere (1,500 orders for 1,000
-        # coupons: the pool is claimed, w4's claims among them), so that
-        # every partition still has orders for the room it holds; a
-        # partition that ran through all its orders while the pool had
-        # room would keep its last claim's rest unused, as it may
-        W.wait_for("the first half applied", lambda: W.applied_all(cfg, ws, half), 40)
+        # the first half in tenths, each applied everywhere before the
+        # next: the pools are shared out among the partitions as orders
+        # come (not taken by whichever partitions a worker's first round
+        # reaches), and claimed by the end of it (1,500 orders for 1,000
+        # coupons), w4's claims among them, while every partition still
+        # has orders for the room it holds (a partition that ran through
+        # all its orders while the pool had room would keep its last
+        # claim's rest unused, as it may)
+        step = max(half // 10, 1)
+        for k in range(step, half + step, step):
+            W.publish(cfg, evs[k - step:min(k, half)])
+            W.wait_for("a tenth applied",
+                       lambda k=k: W.applied_all(cfg, ws, min(k, half)), 40)
         # w4 dies mid-stream
         W.publish(cfg, evs[half:half + 300])
         ws[3].kill9()
