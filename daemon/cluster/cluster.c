@@ -328,6 +328,21 @@ static void snapshot_json(struct sbuf *b, const struct snap_rec *r, int64_t now)
                r->applied, r->seq, r->chunks, r->size, now - r->ms);
 }
 
+/* A partition's owner and how far it got (-1: not known), after
+ * "owner": in status's JSON. */
+static void owner_json(struct sbuf *b, const char *owner, int64_t applied, int64_t lag,
+                       int64_t published, const struct snap_rec *snap, int64_t now)
+{
+    sb_json_str_or_null(b, owner);
+    if (applied >= 0)
+        sb_fmt(b, ",\"applied_seq\":%" PRId64, applied);
+    if (lag >= 0)
+        sb_fmt(b, ",\"lag\":%" PRId64, lag);
+    if (published >= 0)
+        sb_fmt(b, ",\"actions_published\":%" PRId64, published);
+    snapshot_json(b, snap, now);
+}
+
 int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
@@ -439,25 +454,11 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             sb_fmt(&b,
                    "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"owner\":",
                    p ? "," : "", p, msgs[p], ticks[p]);
-            sb_json_str_or_null(&b, owner[p]);
-            if (applied[p] >= 0)
-                sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[p]);
-            if (lag[p] >= 0)
-                sb_fmt(&b, ",\"lag\":%" PRId64, lag[p]);
-            if (published[p] >= 0)
-                sb_fmt(&b, ",\"actions_published\":%" PRId64, published[p]);
-            snapshot_json(&b, &snap[p], now);
+            owner_json(&b, owner[p], applied[p], lag[p], published[p], &snap[p], now);
             sb_str(&b, "}");
         }
         sb_str(&b, "],\"graph\":{\"owner\":");
-        sb_json_str_or_null(&b, owner[n]);
-        if (applied[n] >= 0)
-            sb_fmt(&b, ",\"applied_seq\":%" PRId64, applied[n]);
-        if (lag[n] >= 0)
-            sb_fmt(&b, ",\"lag\":%" PRId64, lag[n]);
-        if (published[n] >= 0)
-            sb_fmt(&b, ",\"actions_published\":%" PRId64, published[n]);
-        snapshot_json(&b, &snap[n], now);
+        owner_json(&b, owner[n], applied[n], lag[n], published[n], &snap[n], now);
         sb_str(&b, "},\"budgets\":[");
         for (size_t i = 0; i < n_pools; i++) {
             sb_str(&b, i ? ",{\"pool\":" : "{\"pool\":");

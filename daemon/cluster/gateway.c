@@ -78,7 +78,6 @@ static int first_line(int fd, char *buf, size_t *len, size_t *ls, size_t *le)
 {
     int64_t deadline = wall_ms() + AUTH_WAIT_MS;
     size_t n = 0, start = 0;
-    *len = 0;
     for (;;) {
         *len = n;
         for (size_t i = start; i < n; i++) {
@@ -88,7 +87,6 @@ static int first_line(int fd, char *buf, size_t *len, size_t *ls, size_t *le)
                 start = i + 1;
                 continue;
             }
-            *len = n;
             *ls = start;
             *le = i;
             return 1;
@@ -112,6 +110,21 @@ static int first_line(int fd, char *buf, size_t *len, size_t *ls, size_t *le)
     }
 }
 
+/* The answer to an auth line taken (name: the token's, NULL where none
+ * is needed), and what to publish: the bytes after that line. 0, or -1
+ * when the client is gone. */
+static int auth_taken(struct conn *k, const char *name, const char *buf, size_t len, size_t le,
+                      const char **pre, size_t *pre_len)
+{
+    struct sbuf b = {0};
+    auth_ok_line(name, &b);
+    int w = write_all(k->fd, b.s, b.len);
+    sb_free(&b);
+    *pre = le + 1 <= len ? buf + le + 1 : buf + len;
+    *pre_len = len - (size_t)(*pre - buf);
+    return w;
+}
+
 /* The connection's first line, as docs/protocol.md says: an auth line is
  * answered and taken off; anything else stays for publishing (*pre, *pre_len:
  * what to publish first). 0 to go on, -1 to close. */
@@ -123,30 +136,17 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
     int need = g->tokens && k->tcp;
     *pre = buf;
     *pre_len = len;
-    if (got == 1 && !need) {
-        size_t end = le;
-        if (end > ls && buf[end - 1] == '\r')
-            end--;
-        if (auth_line_kind(buf + ls, end - ls) == 1) {
-            struct sbuf b = {0};
-            auth_ok_line(NULL, &b);
-            int w = write_all(k->fd, b.s, b.len);
-            sb_free(&b);
-            *pre = buf + le + 1 <= buf + len ? buf + le + 1 : buf + len;
-            *pre_len = len - (size_t)(*pre - buf);
-            return w;
-        }
-        return 0;
-    }
+    size_t end = got == 1 && le > ls && buf[le - 1] == '\r' ? le - 1 : le; /* without CR */
+    if (got == 1 && !need)
+        return auth_line_kind(buf + ls, end - ls) == 1
+                   ? auth_taken(k, NULL, buf, len, le, pre, pre_len)
+                   : 0;
     if (!need)
         return 0; /* no line: cluster_publish reads on */
     const char *why = got == 0 ? "no auth line in time" : "no auth line";
     const struct auth_token *t = NULL;
     char *token = NULL;
     if (got == 1) {
-        size_t end = le;
-        if (end > ls && buf[end - 1] == '\r')
-            end--;
         if (auth_line_token(buf + ls, end - ls, &token) == 0) {
             t = auth_token_check(g->tokens, token, strlen(token));
             why = !t                                 ? "unknown token"
@@ -155,15 +155,8 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
             free(token);
         }
     }
-    if (!why) {
-        struct sbuf b = {0};
-        auth_ok_line(t->name, &b);
-        int w = write_all(k->fd, b.s, b.len);
-        sb_free(&b);
-        *pre = buf + le + 1 <= buf + len ? buf + le + 1 : buf + len;
-        *pre_len = len - (size_t)(*pre - buf);
-        return w;
-    }
+    if (!why)
+        return auth_taken(k, t->name, buf, len, le, pre, pre_len);
     pthread_mutex_lock(&g->mu);
     int64_t delay = auth_throttle_fail(&g->throttle, k->peer, wall_ms());
     pthread_mutex_unlock(&g->mu);

@@ -377,11 +377,19 @@ static void retry_failed(struct cluster *c, struct pub *p)
     }
 }
 
+/* Whether a line waits to be tried again (called with the lock). */
+static int retry_waiting(struct pub *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        if (p->slots[k].retry)
+            return 1;
+    return 0;
+}
+
 /* A gateway's connection between reads: waits up to 250 ms for input
  * while writing the answers whose acknowledgements came and publishing
  * again the lines whose acknowledgement failed for a passing reason. 1
  * input (or its end) is there, 0 not yet, -1 (err) the client is gone. */
-static int retry_waiting(struct pub *p);
 static int wait_live(struct cluster *c, struct pub *p, int fd, FILE *out, char *err, size_t errlen)
 {
     struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->wake, .events = POLLIN}};
@@ -408,15 +416,6 @@ static int wait_live(struct cluster *c, struct pub *p, int fd, FILE *out, char *
         snprintf(err, errlen, "writing the answers: %s", strerror(errno));
         return -1;
     }
-    return 0;
-}
-
-/* Whether a line waits to be tried again (called with the lock). */
-static int retry_waiting(struct pub *p)
-{
-    for (size_t k = 0; k < p->n; k++)
-        if (p->slots[k].retry)
-            return 1;
     return 0;
 }
 

@@ -1240,6 +1240,30 @@ static natsStatus lease_delete(struct worker *w, const char *key, uint64_t rev)
     return s;
 }
 
+/* Takes partition i's lease when it is free (not ours, not in the
+ * census, and created here first: create-only has one winner). 1 taken. */
+static int take_lease(struct worker *w, int i, const char *taken)
+{
+    pthread_mutex_lock(&w->mu);
+    enum lease st = w->p[i].state;
+    pthread_mutex_unlock(&w->mu);
+    if (st != L_NONE || taken[i])
+        return 0;
+    char key[32];
+    uint64_t rev;
+    lease_key(i, key, sizeof(key));
+    int64_t t0 = wall_ms();
+    const char *me = w->cfg->cluster.worker;
+    if (kvStore_Create(&rev, w->leases, key, me, (int)strlen(me)) != NATS_OK)
+        return 0; /* another worker's */
+    pthread_mutex_lock(&w->mu);
+    w->p[i].state = L_OWNED;
+    w->p[i].rev = rev;
+    w->p[i].valid_until = t0 + w->cfg->cluster.takeover_ms;
+    pthread_mutex_unlock(&w->mu);
+    return 1;
+}
+
 static void lease_round(struct worker *w, char *taken)
 {
     const char *me = w->cfg->cluster.worker;
@@ -1331,37 +1355,14 @@ static void lease_round(struct worker *w, char *taken)
     uint32_t start = cluster_partition(me, (size_t)len, w->n);
     for (int k = 0; k < w->n && owned < share; k++) {
         int i = (int)((start + (uint32_t)k) % (uint32_t)w->n);
-        pthread_mutex_lock(&w->mu);
-        enum lease st = w->p[i].state;
-        pthread_mutex_unlock(&w->mu);
-        if (st != L_NONE || taken[i])
-            continue;
-        lease_key(i, key, sizeof(key));
-        int64_t t0 = wall_ms();
-        if (kvStore_Create(&rev, w->leases, key, me, len) != NATS_OK)
-            continue; /* another worker's */
-        pthread_mutex_lock(&w->mu);
-        w->p[i].state = L_OWNED;
-        w->p[i].rev = rev;
-        w->p[i].valid_until = t0 + ttl;
-        pthread_mutex_unlock(&w->mu);
-        owned++;
-        log_info("partition %d: taken (share %d of %d workers)", i, share, workers);
+        if (take_lease(w, i, taken)) {
+            owned++;
+            log_info("partition %d: taken (share %d of %d workers)", i, share, workers);
+        }
     }
     /* the graph: whoever finds it free first; never moved for the share */
-    pthread_mutex_lock(&w->mu);
-    int graph_free = w->p[w->n].state == L_NONE && !taken[w->n];
-    pthread_mutex_unlock(&w->mu);
-    lease_key(w->n, key, sizeof(key));
-    int64_t t0 = wall_ms();
-    if (graph_free && kvStore_Create(&rev, w->leases, key, me, len) == NATS_OK) {
-        pthread_mutex_lock(&w->mu);
-        w->p[w->n].state = L_OWNED;
-        w->p[w->n].rev = rev;
-        w->p[w->n].valid_until = t0 + ttl;
-        pthread_mutex_unlock(&w->mu);
+    if (take_lease(w, w->n, taken))
         log_info("partition %d (the graph): taken", w->n);
-    }
 }
 
 /* WATCHDOG=1 every half of WatchdogSec=, from the lease thread, but only
