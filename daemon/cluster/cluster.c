@@ -34,6 +34,9 @@ natsStatus cluster_reader(struct cluster *c, const char *stream, const char *sub
 {
     jsOptions jo;
     jsOptions_Init(&jo);
+    int64_t left = deadline_ms - wall_ms();
+    if (deadline_ms > 0 && left < 5000)
+        jo.Wait = left > 500 ? left : 500;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = stream;

@@ -50,7 +50,8 @@ int cluster_retry_until(int64_t deadline_ms, natsStatus s);
  * from stream sequence from (0: the first), without acknowledgements,
  * dropped by its server after 30 s idle. Tried again until deadline_ms
  * (wall clock) while JetStream does not answer, unless *stop (NULL: none)
- * is set. NATS_OK and *sub, or the status and a message in err ("what:
+ * is set; one try waits no longer than the deadline (at least 500 ms). NATS_OK and *sub, or the
+ * status and a message in err ("what:
  * ..."). */
 natsStatus cluster_reader(struct cluster *c, const char *stream, const char *subject, uint64_t from,
                           int64_t deadline_ms, atomic_int *stop, natsSubscription **sub,

@@ -37,7 +37,9 @@
 #define APPLIED_KEY CLUSTER_APPLIED_KEY
 #define TICKS_KEY                                                                                  \
     "cluster_ticks" /* ticks and config messages applied (status: events = messages - these) */
-#define TICK_QUIET_MS 1000 /* a partition this long without a message may get a tick */
+#define TICK_QUIET_MS 1000    /* a partition this long without a message may get a tick */
+#define CONSUMER_TRY_MS 2000  /* making a partition's consumer: tried this long, */
+#define CONSUMER_RETRY_MS 500 /* then again after this pause, other partitions meanwhile */
 
 /* A partition's lease, as the lease thread and the apply thread see it. */
 enum lease {
@@ -70,6 +72,9 @@ struct part {
     uint64_t app_put;        /* the applied sequence it then said */
     uint64_t pending;        /* messages waiting after the last one fetched */
     int stalled;             /* the consumer does not answer: not deleted */
+    int64_t sub_made_ms;     /* when the consumer was made */
+    int64_t sub_retry_at;    /* none could be made: when to try again */
+    int sub_fails;           /* tries that failed in a row */
     uint64_t ticks;          /* tick messages applied (meta cluster_ticks) */
     int64_t quiet_since;     /* wall ms of the last message applied (or of opening) */
     int64_t tick_at;         /* wall ms of the last tick appended */
@@ -108,6 +113,9 @@ struct worker {
     char *taken;
     int64_t census_at;
     int64_t margin_ms; /* stop applying this long before a lease could expire */
+    /* the apply thread's: when a consumer was last found gone with its
+     * server; consumers made before then are made again */
+    int64_t consumers_gone_ms;
 };
 
 /* ---- the graph partition ---- */
@@ -457,12 +465,11 @@ static void drop_consumer(struct part *p, int delete)
     }
 }
 
-static void close_consumer(struct part *p)
-{
-    drop_consumer(p, 1);
-}
-
-/* A fresh ephemeral consumer of partition idx from applied + 1. */
+/* A fresh ephemeral consumer of partition idx from applied + 1, tried
+ * for CONSUMER_TRY_MS. Without one the partition stays open and its lease
+ * kept: the apply thread tries again after CONSUMER_RETRY_MS, and the
+ * other partitions go on meanwhile (JetStream electing a leader after a
+ * server died took 5-20 s). 0, or -1 (none made). */
 static int open_consumer(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -475,14 +482,34 @@ static int open_consumer(struct worker *w, int idx)
         cluster_event_subject(is_graph(w, idx) ? 0 : (uint32_t)idx, subject, sizeof(subject));
     char err[512];
     if (cluster_reader(w->c, w->cfg->cluster.stream, subject, p->applied + 1,
-                       wall_ms() + CLUSTER_RETRY_MS, &w->stop, &p->sub, "consumer", err,
+                       wall_ms() + CONSUMER_TRY_MS, &w->stop, &p->sub, "consumer", err,
                        sizeof(err)) != NATS_OK) {
-        log_error("partition %d: %s", idx, err);
+        if (p->sub_fails++ % 10 == 0)
+            log_warn("partition %d: %s; tried again (%d %s)", idx, err, p->sub_fails,
+                     p->sub_fails == 1 ? "try" : "tries");
+        p->sub_retry_at = wall_ms() + CONSUMER_RETRY_MS;
         return -1;
     }
+    if (p->sub_fails)
+        log_info("partition %d: consumer made after %d failed %s", idx, p->sub_fails,
+                 p->sub_fails == 1 ? "try" : "tries");
+    p->sub_fails = 0;
+    p->sub_made_ms = wall_ms();
     p->cseq = 0;
     p->pending = 0;
     return 0;
+}
+
+/* Whether partition idx's lease is still ours (held or being released)
+ * and cannot have run out: then its records in the buckets are ours to
+ * write. */
+static int lease_valid(struct worker *w, int idx)
+{
+    pthread_mutex_lock(&w->mu);
+    enum lease st = w->p[idx].state;
+    int ok = (st == L_OWNED || st == L_RELEASE) && wall_ms() + w->margin_ms < w->p[idx].valid_until;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
 }
 
 static void close_part(struct worker *w, int idx)
@@ -490,8 +517,14 @@ static void close_part(struct worker *w, int idx)
     struct part *p = &w->p[idx];
     if (!p->open)
         return;
-    finish_publishing(w); /* its actions in flight, acknowledged and recorded */
-    close_consumer(p);
+    /* its actions in flight acknowledged and recorded, and where it
+     * stopped, while the lease is ours; a lease lost leaves both to the
+     * next owner, which publishes again from pub.p<N> (message ids keep
+     * one copy): no wait on buckets that may be out of reach */
+    int ours = lease_valid(w, idx);
+    if (ours)
+        finish_publishing(w);
+    drop_consumer(p, ours && !p->stalled); /* else left to expire: its server may be gone */
     if (p->dry) {
         natsSubscription_Unsubscribe(p->dry);
         natsSubscription_Destroy(p->dry);
@@ -507,7 +540,8 @@ static void close_part(struct worker *w, int idx)
     p->e = NULL;
     p->st = NULL;
     p->open = 0;
-    put_applied(w, idx);
+    if (ours)
+        put_applied(w, idx);
     log_info("partition %d: closed at stream sequence %" PRIu64, idx, p->applied);
 }
 
@@ -637,8 +671,8 @@ static int open_part(struct worker *w, int idx)
         p->published = strtoll(kvEntry_ValueString(ke), NULL, 10);
         kvEntry_Destroy(ke);
     }
-    if (open_consumer(w, idx) < 0)
-        goto fail;
+    p->sub_fails = 0;
+    open_consumer(w, idx); /* when none is made, apply_batch tries again */
     if (!is_graph(w, idx)) {
         char subject[64];
         snprintf(subject, sizeof(subject), "%s.%d", CLUSTER_DRY_PREFIX, idx);
@@ -662,7 +696,7 @@ static int open_part(struct worker *w, int idx)
     queue_actions(w, idx); /* committed but not yet published by a worker before */
     return 0;
 fail:
-    close_consumer(p);
+    drop_consumer(p, !p->stalled);
     engine_free(p->e);
     store_close(p->st);
     p->e = NULL;
@@ -788,12 +822,41 @@ static natsStatus consumer_waiting(struct part *p, uint64_t *waiting)
     return s;
 }
 
+/* A consumer that does not answer, or is no more: made again. When it
+ * does not answer, its server is gone, and the consumers made before now
+ * may well have been on that server too (when a server was killed, the
+ * partitions' consumers were seen to go all at once): they are made again
+ * on their turns, without asking each first, since an ask costs its whole
+ * wait when the server is gone. */
+static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus s)
+{
+    struct part *p = &w->p[idx];
+    p->stalled = 1; /* not deleted: its server is gone, or it is */
+    if (cluster_transient(s))
+        w->consumers_gone_ms = wall_ms();
+    log_warn("partition %d: %s: %s; a new consumer from %" PRIu64, idx, what, natsStatus_GetText(s),
+             p->applied + 1);
+    open_consumer(w, idx);
+    return 0;
+}
+
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
     /* a partition gone quiet says where it stopped within a second */
     if (p->app_put != p->applied && wall_ms() - p->app_put_ms >= 1000)
         put_applied(w, idx);
+    if (!p->sub) { /* none could be made: tried again after a pause */
+        if (wall_ms() < p->sub_retry_at || open_consumer(w, idx) < 0)
+            return 0;
+    } else if (p->sub_made_ms < w->consumers_gone_ms) {
+        log_info("partition %d: its consumer is older than one found gone: a new consumer from "
+                 "%" PRIu64,
+                 idx, p->applied + 1);
+        p->stalled = 1;
+        if (open_consumer(w, idx) < 0)
+            return 0;
+    }
     if (p->pending == 0) {
         /* caught up when last seen: the consumer is asked first (one
          * round trip), since an empty fetch waits out its whole expiry,
@@ -801,12 +864,8 @@ static int apply_batch(struct worker *w, int idx)
          * (the graph, catching up, got 512 events a round: 350/s) */
         uint64_t waiting;
         natsStatus is = consumer_waiting(p, &waiting);
-        if (is != NATS_OK) {
-            p->stalled = 1; /* its server is gone: not deleted */
-            log_warn("partition %d: consumer info: %s; a new consumer from %" PRIu64, idx,
-                     natsStatus_GetText(is), p->applied + 1);
-            return open_consumer(w, idx) < 0 ? -1 : 0;
-        }
+        if (is != NATS_OK)
+            return consumer_gone(w, idx, "consumer info", is);
         if (waiting == 0)
             return 0;
     }
@@ -831,12 +890,12 @@ static int apply_batch(struct worker *w, int idx)
             natsStatus is = consumer_waiting(p, &waiting);
             if (is == NATS_OK)
                 return 0;
-            p->stalled = 1;
-            s = is;
+            return consumer_gone(w, idx, "fetch", is);
         }
         log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
                  natsStatus_GetText(s), p->applied + 1);
-        return open_consumer(w, idx) < 0 ? -1 : 0;
+        open_consumer(w, idx);
+        return 0;
     }
     int applied = 0, gap = 0;
     uint64_t last = p->applied, ticks = 0;
@@ -975,8 +1034,8 @@ static int apply_batch(struct worker *w, int idx)
         log_debug("partition %d: %d events: fetch %" PRId64 " ms, apply and commit %" PRId64 " ms",
                   idx, applied, ta - tf, wall_ms() - ta);
     }
-    if (gap && open_consumer(w, idx) < 0)
-        return -1;
+    if (gap)
+        open_consumer(w, idx); /* when none is made, tried again on a later round */
     return applied;
 }
 
