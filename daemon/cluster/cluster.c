@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <nats/nats.h>
+#include <openssl/evp.h>
 
 #include "cluster/internal.h"
 #include "config/config.h"
@@ -26,6 +27,36 @@ uint32_t cluster_partition(const char *user, size_t len, int partitions)
 void cluster_event_subject(uint32_t p, char *buf, size_t len)
 {
     snprintf(buf, len, "%s.%" PRIu32, CLUSTER_EVENTS_PREFIX, p);
+}
+
+static void put_str(EVP_MD_CTX *x, const char *s)
+{
+    size_t n = strlen(s);
+    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 8), (unsigned char)n};
+    EVP_DigestUpdate(x, len, sizeof(len));
+    EVP_DigestUpdate(x, s, n);
+}
+
+void cluster_msg_id(const char *user, const char *id, char out[CLUSTER_MSG_ID_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *x = EVP_MD_CTX_new();
+    if (!x || EVP_DigestInit_ex(x, EVP_sha256(), NULL) != 1)
+        abort(); /* out of memory: as xmalloc */
+    put_str(x, user);
+    put_str(x, id);
+    EVP_DigestFinal_ex(x, md, &n);
+    EVP_MD_CTX_free(x);
+    static const char hex[] = "0123456789abcdef";
+    out[0] = 'e';
+    out[1] = ':';
+    for (int i = 0; i < 16; i++) {
+        out[2 + 2 * i] = hex[md[i] >> 4];
+        out[3 + 2 * i] = hex[md[i] & 15];
+    }
+    out[CLUSTER_MSG_ID_LEN] = 0;
 }
 
 natsStatus cluster_reader(struct cluster *c, const char *stream, const char *subject, uint64_t from,

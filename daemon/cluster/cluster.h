@@ -19,6 +19,12 @@ uint32_t cluster_partition(const char *user, size_t len, int partitions);
 
 /* The subject events of partition p are published to: mktd.events.<p>. */
 void cluster_event_subject(uint32_t p, char *buf, size_t len);
+/* An event's Nats-Msg-Id: "e:" and 32 hex digits of SHA-256 over the
+ * user's and the id's lengths and bytes, since event ids are unique per
+ * user (spec 18; two users' ids collide with odds of 2^-128, and the id
+ * of a tick or a config message is longer). */
+#define CLUSTER_MSG_ID_LEN 34
+void cluster_msg_id(const char *user, const char *id, char out[CLUSTER_MSG_ID_LEN + 1]);
 
 /* Connects to the servers of k (NATS client threads start here). NULL and
  * a message in err when no server answers. */
@@ -39,10 +45,10 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
 
 /* mktd publish: reads NDJSON from fd, checks every line as a daemon does
  * (section 1; max_event_bytes, max_future and max_past of max_* below),
- * publishes the valid ones to their partitions with Nats-Msg-Id = the
- * event id, and writes one answer per line to out, in input order, once
+ * publishes the valid ones to their partitions with Nats-Msg-Id of the
+ * event's user and id (cluster_msg_id), and writes one answer per line to out, in input order, once
  * JetStream stored it: {"id","status":"ok","partition","seq"}, or
- * "duplicate" (the stream has seen the id), or the error of section 1;
+ * "duplicate" (the stream has seen the user's id), or the error of section 1;
  * a dry line is sent to its partition's owner and answered with what the
  * owner answers (mktd.dry.<p>, request-reply), a real explained one error
  * "unsupported". Counts go to

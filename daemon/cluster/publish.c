@@ -288,10 +288,12 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
     uint32_t part = cluster_partition(ev.user, strlen(ev.user), partitions);
     char subject[64];
     cluster_event_subject(part, subject, sizeof(subject));
+    char msg_id[CLUSTER_MSG_ID_LEN + 1];
+    cluster_msg_id(ev.user, ev.id, msg_id);
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subject, NULL, line, (int)len);
     if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Nats-Msg-Id", ev.id);
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
     event_clear(&ev);
     if (s != NATS_OK) {
         natsMsg_Destroy(m);

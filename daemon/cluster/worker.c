@@ -641,7 +641,8 @@ static int open_part(struct worker *w, int idx)
                              .secret_len = w->cfg->cluster.secret_len,
                              .partition = (uint32_t)idx,
                              .pool = &p->pool.ops,
-                             .registry = &p->codes.ops};
+                             .registry = &p->codes.ops,
+                             .ids_per_user = 1};
     if (engine_new(p->st, &eo, &p->e, err, sizeof(err)) < 0) {
         log_error("partition %d: %s", idx, err);
         world_free(wd);

@@ -145,6 +145,7 @@ int engine_new(struct store *st, const struct engine_opts *o, struct engine **ou
     e->ws_budget = o->memory_bytes ? o->memory_bytes : WS_DEFAULT_BUDGET;
     e->ws = ws_new(st, e->ws_budget);
     e->fixed_profiles = o->fixed_profiles;
+    e->ids_per_user = o->ids_per_user;
     if (o->secret && o->secret_len) {
         e->secret = xmalloc(o->secret_len);
         memcpy(e->secret, o->secret, o->secret_len);
@@ -1065,8 +1066,22 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
     e->batch_n++;
     e->io_failed = 0;
     e->failed = NULL;
+    /* the key the event is remembered by: its id, or in cluster mode its
+     * id and its user's pseudonym (the pseudonym has a fixed length and no
+     * 0x1f, so that two keys are equal only for the same id and user) */
+    char keybuf[EVENT_ID_MAX + 1 + PSEUDONYM_LEN + 1];
+    const char *key = ev->id;
+    if (e->ids_per_user) {
+        char ps[PSEUDONYM_LEN + 1];
+        if (store_pseudonym(e->st, ev->user, ps) < 0) {
+            snprintf(detail, detail_len, "database error: %s", store_errmsg(e->st));
+            return ENG_INTERNAL;
+        }
+        snprintf(keybuf, sizeof(keybuf), "%s\x1f%s", ev->id, ps);
+        key = keybuf;
+    }
     const char *dup_val;
-    int seen = ws_get_str(e->ws, WS_EVENT, "", "", ev->id, &dup_val, NULL);
+    int seen = ws_get_str(e->ws, WS_EVENT, "", "", key, &dup_val, NULL);
     if (seen == 0)
         return ENG_DUPLICATE;
     if (seen != -ENOENT) {
@@ -1111,7 +1126,7 @@ enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t r
             rc = run_chain(e, ev->id);
     }
     if (rc == 0 && !ev->dry)
-        rc = ws_put_str(e->ws, WS_EVENT, "", "", ev->id, "", 0);
+        rc = ws_put_str(e->ws, WS_EVENT, "", "", key, "", 0);
     if (rc == 0 && !ev->dry && e->w && e->w->cfg->event_log_keep_ms > 0)
         log_push(e, ev, receipt_ms, ts);
     queue_clear(e);

@@ -74,6 +74,11 @@ struct engine_opts {
     const struct budget_pool *pool;
     /* cluster mode: unique keys of the other partitions; NULL: none */
     const struct unique_registry *registry;
+    /* cluster mode: event ids are unique per user (spec 18), so that an
+     * event is remembered as its id, 0x1f and its user's pseudonym (the
+     * store's key; never the user id, which a forget must not leave
+     * behind); 0: an id is unique across users */
+    int ids_per_user;
 };
 
 /* An engine over st (which it borrows). No world runs until engine_swap. */

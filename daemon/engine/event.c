@@ -510,7 +510,7 @@ static enum ev_status check_fields(json_t *root, const struct decode_opts *o, st
         }
     }
     json_t *id = field(root, "id"), *type = field(root, "type"), *user = field(root, "user");
-    if (!good_str(id, 128)) {
+    if (!good_str(id, EVENT_ID_MAX)) {
         set_detail(detail, detail_len,
                    "field 'id': must be a string of 1-128 bytes without \\u0000");
         return EV_INVALID_EVENT;
@@ -520,7 +520,7 @@ static enum ev_status check_fields(json_t *root, const struct decode_opts *o, st
                    "field 'type': must be a string of 1-64 bytes of [a-z0-9_.-]");
         return EV_INVALID_EVENT;
     }
-    if (!good_str(user, 128)) {
+    if (!good_str(user, EVENT_ID_MAX)) {
         set_detail(detail, detail_len,
                    "field 'user': must be a string of 1-128 bytes without \\u0000");
         return EV_INVALID_EVENT;
@@ -645,7 +645,7 @@ enum ev_status event_decode(const char *line, size_t len, const struct decode_op
         ids = json_object_get(root, "id") != NULL;
     }
     json_t *id = json_object_get(root, "id");
-    if (ids == 1 && good_str(id, 128))
+    if (ids == 1 && good_str(id, EVENT_ID_MAX))
         *echo_id = xstrndup(json_string_value(id), json_string_length(id));
 
     st = EV_INVALID_EVENT;

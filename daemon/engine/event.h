@@ -8,6 +8,8 @@
 
 enum ev_status { EV_OK = 0, EV_INVALID_JSON, EV_INVALID_EVENT };
 
+#define EVENT_ID_MAX 128 /* bytes of an event's id, and of its user */
+
 struct event {
     const char *id;   /* 1..128 bytes, no NUL */
     const char *type; /* 1..64 bytes of [a-z0-9_.-] */

@@ -54,6 +54,7 @@ struct engine {
     struct world *w;
     int clock_event;
     int fixed_profiles;
+    int ids_per_user;  /* engine_opts.ids_per_user */
     int64_t now;       /* the clock; under `clock: event` the largest ts so far */
     int64_t saved_now; /* the clock as the database has it */
     /* engine_commit_meta: meta rows the next commit writes (forces a write) */

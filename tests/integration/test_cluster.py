@@ -117,13 +117,21 @@ def test_publish_partitions_and_duplicates():
     assert [a["status"] for a in again] == ["duplicate"] * 50
     assert [a["seq"] for a in again] == seqs[:50]
     assert status(cfg)["events"] == 400
+    # event ids are unique per user (spec 18): the same ids for other
+    # users are other events, stored
+    others = [dict(e, user=e["user"] + "-other") for e in evs[:50]]
+    r, theirs = publish(cfg, others)
+    assert r.returncode == 0, r.stderr
+    assert [a["status"] for a in theirs] == ["ok"] * 50, theirs[:3]
+    assert sorted(a["seq"] for a in theirs) == list(range(401, 451))
+    assert status(cfg)["events"] == 450
 
     # a dry line goes to its partition's owner; with no worker running,
     # nobody answers: error internal after a while, and nothing is stored
     r, dry = publish(cfg, ['{"id":"d1","type":"page.view","user":"u1","dry":true}'])
     assert r.returncode == 1 and [a["status"] for a in dry] == ["error"], dry
     assert dry[0]["error"] == "internal" and "no owner of partition" in dry[0]["detail"], dry
-    assert status(cfg)["events"] == 400
+    assert status(cfg)["events"] == 450
 
     # one of three servers killed while a publish runs: the streams (3
     # replicas) go on; every event is answered ok once and stored once
@@ -140,8 +148,8 @@ def test_publish_partitions_and_duplicates():
     got = [json.loads(x) for x in out.splitlines()]
     assert [a["id"] for a in got] == [e["id"] for e in more]
     assert {a["status"] for a in got} == {"ok"}, err
-    assert sorted(a["seq"] for a in got) == list(range(401, 6401))
-    assert status(cfg)["events"] == 6400
+    assert sorted(a["seq"] for a in got) == list(range(451, 6451))
+    assert status(cfg)["events"] == 6450
 
 
 def test_config_is_checked():

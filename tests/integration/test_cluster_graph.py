@@ -164,9 +164,9 @@ def test_referral_across_partitions_and_graph_takeover():
         # every event once in the user partitions, and once in the graph
         ids = []
         for path in shards.values():
-            ids += [r[0] for r in W.shard_rows(path, "SELECT id FROM events")]
+            ids += W.shard_event_ids(path)
         assert sorted(ids) == sorted(e["id"] for e in evs)
-        gids = [r[0] for r in W.shard_rows(graph, "SELECT id FROM events")]
+        gids = W.shard_event_ids(graph)
         assert sorted(gids) == sorted(ids)
         # no referral in a user partition; the graph runs only its campaigns
         for p, path in shards.items():

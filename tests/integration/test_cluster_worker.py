@@ -154,6 +154,17 @@ def wait_for(what, pred, timeout):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def shard_event_ids(path):
+    """The event ids a shard remembers. In cluster mode an event is
+    remembered as its id, 0x1f and its user's pseudonym (event ids are
+    unique per user, spec 18)."""
+    ids = []
+    for (key,) in shard_rows(path, "SELECT id FROM events"):
+        assert "\x1f" in key, key
+        ids.append(key.rsplit("\x1f", 1)[0])
+    return ids
+
+
 def shard_rows(path, sql):
     c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
@@ -204,7 +215,7 @@ def stream_actions(cfg):
 def check_exactly_once(cfg, shards, evs):
     ids = []
     for p, path in shards.items():
-        ids += [r[0] for r in shard_rows(path, "SELECT id FROM events")]
+        ids += shard_event_ids(path)
     assert len(ids) == len(set(ids)), "an event applied twice"
     assert set(ids) == {e["id"] for e in evs}
 
@@ -305,6 +316,23 @@ def test_two_workers_apply_once_and_publish_once():
         assert max(p["applied_seq"] for p in st["partitions"]) == len(evs) + st["ticks"], st
         r = mktd("cluster", "status", "-c", cfg)
         assert r.returncode == 0 and "applied_seq" in r.stdout and " lag " in r.stdout, r.stdout
+        # event ids are unique per user (spec 18): evs[0]'s id for another
+        # user of its partition and for a user of another partition is
+        # applied as two more events; evs[0] itself again is a duplicate
+        first = evs[0]
+        home = partition_of(first["user"])
+        near = next(u for u in (f"v{i}" for i in range(1000))
+                    if partition_of(u) == home and u != first["user"])
+        far = next(u for u in (f"v{i}" for i in range(1000)) if partition_of(u) != home)
+        again = [dict(first, user=near), dict(first, user=far), first]
+        text = "".join(json.dumps(e) + "\n" for e in again)
+        r = mktd("publish", "-c", cfg, "-", input=text, timeout=60)
+        got = [json.loads(x)["status"] for x in r.stdout.splitlines()]
+        assert got == ["ok", "ok", "duplicate"], (got, r.stderr)
+        shards = wait_for("the two applied", lambda: applied_all(cfg, ws, len(evs) + 2), 20)
+        ids = [i for path in shards.values() for i in shard_event_ids(path)]
+        assert ids.count(first["id"]) == 3, ids.count(first["id"])
+        assert sorted(shard_event_ids(shards[home])).count(first["id"]) == 2
     # a clean stop gives back every lease the worker held: each one taken
     # and not released or lost meanwhile (the keys are deleted; a read may
     # come from a replica a moment behind)

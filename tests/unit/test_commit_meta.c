@@ -1,16 +1,32 @@
-/* engine_commit_meta: a meta row written inside the batch's own
- * transaction (cluster mode keeps a partition's applied stream sequence
- * with the effects), even when the batch changed nothing else, once. */
+/* What cluster mode asks of the engine. engine_commit_meta: a meta row
+ * written inside the batch's own transaction (cluster mode keeps a
+ * partition's applied stream sequence with the effects), even when the
+ * batch changed nothing else, once. engine_opts.ids_per_user: event ids
+ * unique per user (spec 18), remembered without the user id. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "check.h"
 #include "engine/engine.h"
 #include "lib/util.h"
+#include "store/privacy.h"
+#include "store/store.h"
 
-static struct engine *engine_over(struct store *st)
+static void remove_db(const char *path)
+{
+    char more[300];
+    unlink(path);
+    snprintf(more, sizeof(more), "%s-wal", path);
+    unlink(more);
+    snprintf(more, sizeof(more), "%s-shm", path);
+    unlink(more);
+}
+
+static struct engine *engine_over(struct store *st, int ids_per_user)
 {
     static const char yaml[] = "daemon:\n  database: x.db\ncampaigns: []\n";
     struct errs errs = {0};
@@ -20,7 +36,7 @@ static struct engine *engine_over(struct store *st)
     CHECK(w != NULL);
     errs_free(&errs);
     struct engine *e = NULL;
-    struct engine_opts o = {.clock_event = 1};
+    struct engine_opts o = {.clock_event = 1, .ids_per_user = ids_per_user};
     char err[256];
     CHECK(engine_new(st, &o, &e, err, sizeof(err)) == 0);
     CHECK(engine_swap(e, w, err, sizeof(err)) == 0);
@@ -56,7 +72,7 @@ static void test_with_the_batch(void)
     struct store *st;
     char err[256];
     CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
-    struct engine *e = engine_over(st);
+    struct engine *e = engine_over(st, 0);
     int64_t v = 0;
     CHECK(store_meta_get(st, "cluster_applied", &v) == -ENOENT);
 
@@ -103,16 +119,102 @@ static void test_with_the_batch(void)
     CHECK(store_meta_get(st, "cluster_applied", &v) == 0);
     CHECK_INT(v, 13);
     store_close(st);
-    char more[300];
+    remove_db(path);
+}
+
+/* The events table's keys, one after another with '|' between. */
+static void event_keys(struct store *st, char *out, size_t len)
+{
+    sqlite3_stmt *q = NULL;
+    out[0] = 0;
+    CHECK(sqlite3_prepare_v2(store_sqlite(st), "SELECT id FROM events ORDER BY id", -1, &q, NULL) ==
+          SQLITE_OK);
+    while (q && sqlite3_step(q) == SQLITE_ROW) {
+        size_t n = strlen(out);
+        snprintf(out + n, len - n, "%s%s", n ? "|" : "", (const char *)sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void test_ids_per_user(void)
+{
+    char path[] = "/tmp/mktd-ids-per-user-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
     unlink(path);
-    snprintf(more, sizeof(more), "%s-wal", path);
-    unlink(more);
-    snprintf(more, sizeof(more), "%s-shm", path);
-    unlink(more);
+    struct store *st;
+    char err[256];
+    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
+    unsigned char key[32];
+    memset(key, 7, sizeof(key));
+    CHECK_INT(store_pseudonym_key_set(st, key), 0);
+    struct engine *e = engine_over(st, 1);
+    /* the same id for two users is two events; for one user, a duplicate,
+     * in the batch and after its commit */
+    event(e, "e1", "u1", 1000, ENG_OK);
+    event(e, "e1", "u2", 1000, ENG_OK);
+    event(e, "e1", "u1", 1000, ENG_DUPLICATE);
+    CHECK_INT(engine_commit(e), 0);
+    event(e, "e1", "u2", 2000, ENG_DUPLICATE);
+    event(e, "e1", "u3", 2000, ENG_OK);
+    CHECK_INT(engine_commit(e), 0);
+    /* remembered as the id, 0x1f and the user's pseudonym: never the
+     * user id */
+    char ps1[PSEUDONYM_LEN + 1], ps2[PSEUDONYM_LEN + 1], ps3[PSEUDONYM_LEN + 1];
+    CHECK_INT(store_pseudonym(st, "u1", ps1), 0);
+    CHECK_INT(store_pseudonym(st, "u2", ps2), 0);
+    CHECK_INT(store_pseudonym(st, "u3", ps3), 0);
+    const char *ps[] = {ps1, ps2, ps3};
+    char want[3][200], got[1024];
+    for (int i = 0; i < 3; i++)
+        snprintf(want[i], sizeof(want[i]), "e1\x1f%s", ps[i]);
+    qsort(want, 3, sizeof(want[0]), by_text);
+    char all[1024];
+    snprintf(all, sizeof(all), "%s|%s|%s", want[0], want[1], want[2]);
+    event_keys(st, got, sizeof(got));
+    CHECK_STR(got, all);
+    CHECK(strstr(got, "u1") == NULL && strstr(got, "u2") == NULL);
+    engine_free(e);
+    store_close(st);
+
+    /* reopened: the ids are known again (read into the filter at start) */
+    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
+    CHECK_INT(store_pseudonym_key_set(st, key), 0);
+    e = engine_over(st, 1);
+    event(e, "e1", "u3", 3000, ENG_DUPLICATE);
+    event(e, "e1", "u4", 3000, ENG_OK);
+    CHECK_INT(engine_commit(e), 0);
+    engine_free(e);
+    store_close(st);
+
+    /* one daemon (ids_per_user 0): an id is unique across users */
+    char path2[] = "/tmp/mktd-ids-global-XXXXXX";
+    fd = mkstemp(path2);
+    CHECK(fd >= 0);
+    close(fd);
+    unlink(path2);
+    CHECK(store_open(path2, 0, &st, err, sizeof(err)) == 0);
+    e = engine_over(st, 0);
+    event(e, "e1", "u1", 1000, ENG_OK);
+    event(e, "e1", "u2", 1000, ENG_DUPLICATE);
+    CHECK_INT(engine_commit(e), 0);
+    event_keys(st, got, sizeof(got));
+    CHECK_STR(got, "e1");
+    engine_free(e);
+    store_close(st);
+    remove_db(path);
+    remove_db(path2);
 }
 
 int main(void)
 {
     test_with_the_batch();
+    test_ids_per_user();
     return check_done();
 }
