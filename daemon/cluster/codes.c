@@ -5,7 +5,10 @@
  * token) = "<partition> <campaign>". An owner registers its partition's
  * new keys after each commit, published without waiting like its actions;
  * a partition asks the bucket only for a key its own shard does not
- * hold. */
+ * hold. A key the bucket gives to the partition asking is free to it: its
+ * shard is the truth, and a shard without the key is one replayed from
+ * before the claim (after a takeover), which claims it again as it did
+ * (the same code, drawn from the same HMAC). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,15 +50,18 @@ static int registry_lookup(void *arg, const char *ns, const char *key, char *cam
     const char *v = kvEntry_ValueString(e);
     int ok =
         sscanf(v, "%d %n", &partition, &used) == 1 && used > 0 && v[used] && strlen(v + used) < len;
+    if (ok && partition == cp->partition)
+        ok = 0; /* this partition's own claim: see above */
     if (ok)
         snprintf(campaign, len, "%s", v + used);
     kvEntry_Destroy(e);
     return ok ? 0 : -ENOENT;
 }
 
-void cluster_codes_init(struct codes_part *cp, kvStore *kv, struct reach *reach)
+void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struct reach *reach)
 {
     memset(cp, 0, sizeof(*cp));
+    cp->partition = partition;
     cp->ops.lookup = registry_lookup;
     cp->ops.arg = cp;
     cp->kv = kv;

@@ -114,8 +114,9 @@ struct codes_part {
     struct unique_registry ops; /* handed to the partition's engine */
     kvStore *kv;                /* the "codes" bucket */
     struct reach *reach;        /* the partition's */
+    int partition;              /* whose keys these are not */
 };
-void cluster_codes_init(struct codes_part *cp, kvStore *kv, struct reach *reach);
+void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struct reach *reach);
 /* Registers a unique key of partition in the bucket (name: its full
  * name) without waiting: published on js, acknowledged with the actions.
  * 0, or -1 when it could not be queued. */

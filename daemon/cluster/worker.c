@@ -122,8 +122,9 @@ struct worker {
 
 /* Referral decides across users (a referee's binding checks the
  * referrer's chain for a cycle and the referrer's daily cap; an order pays
- * the buyer's ancestors), so its campaigns, and those chained on their
- * actions, run in one place that sees every user: the graph, p[n], with a
+ * the buyer's ancestors), and so does a group-buy (its members join from
+ * any partition), so their campaigns, and those chained on their actions,
+ * run in one place that sees every user: the graph, p[n], with a
  * shard, a lease, snapshots and actions of its own. It reads the whole
  * event stream in stream order (the partitions' events are its input, as
  * a single daemon's connections are), and the user partitions leave its
@@ -135,13 +136,20 @@ static int is_graph(const struct worker *w, int idx)
     return idx == w->n;
 }
 
+/* The graph's plugins (a group-buy's members are users of any partition,
+ * as a referral's are), and a campaign chained on their actions. */
+static const char *const graph_plugins[] = {"referral", "groupbuy"};
+
 static int graph_campaign(const struct campaign_cfg *cc)
 {
-    if (strcmp(cc->plugin, "referral") == 0)
-        return 1;
-    for (size_t i = 0; i < cc->n_events; i++)
-        if (strncmp(cc->events[i], "referral.", 9) == 0)
+    for (size_t k = 0; k < sizeof(graph_plugins) / sizeof(graph_plugins[0]); k++) {
+        size_t n = strlen(graph_plugins[k]);
+        if (strcmp(cc->plugin, graph_plugins[k]) == 0)
             return 1;
+        for (size_t i = 0; i < cc->n_events; i++)
+            if (strncmp(cc->events[i], graph_plugins[k], n) == 0 && cc->events[i][n] == '.')
+                return 1;
+    }
     return 0;
 }
 
@@ -634,7 +642,7 @@ static int open_part(struct worker *w, int idx)
      * budgets claimed from the pool the partitions share */
     p->reach = (struct reach){.wait_ms = w->margin_ms};
     cluster_pool_init(&p->pool, w->budgets, idx, w->n, &p->reach);
-    cluster_codes_init(&p->codes, w->codes, &p->reach);
+    cluster_codes_init(&p->codes, w->codes, idx, &p->reach);
     struct engine_opts eo = {.clock_event = 1,
                              .memory_bytes = (size_t)cfg->working_set,
                              .secret = w->cfg->cluster.secret,

@@ -7,7 +7,8 @@ three partitions is refused `cycle`, a referrer's daily cap is reached by
 referees of other partitions, and `not_new` sees an event of another
 partition; the actions of the whole cluster equal those of one daemon fed
 the same events; the graph's owner killed mid-stream, the other worker
-takes it over and no action is published twice. Against a real
+takes it over and no action is published twice. A group-buy runs in the
+graph too: members of three partitions fill a group. Against a real
 three-node NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
@@ -18,7 +19,10 @@ import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
 from harness import PLUGINS, mktd  # noqa: E402
 
 # invite: referral (the graph); reward-coupon: chained on its rewards (the
-# graph too); welcome: a first-order coupon (the user partitions)
+# graph too); trio: a group-buy (the graph: its members are users of any
+# partition; a window longer than the stream's clock runs ahead of the
+# events' ts here, so that it expires in neither); welcome: a first-order
+# coupon (the user partitions)
 CAMPAIGNS = """campaigns:
   - id: welcome
     plugin: coupon
@@ -33,6 +37,9 @@ CAMPAIGNS = """campaigns:
     plugin: coupon
     when: {event: referral.reward}
     params: {value: 300, valid_for: 7d}
+  - id: trio
+    plugin: groupbuy
+    params: {size: 3, window: 1000d, reward: 200}
 """
 
 DAY = 24 * 3600 * 1000
@@ -58,6 +65,13 @@ def cross_partition_events():
         ("ref", "user.signup", {"referrer": "ann"}),
         ("cat", "order.paid", {"order_id": "c1", "amount": 20000}),
         ("cat", "order.refunded", {"order_id": "c1", "amount": 5000}),
+        # a group-buy whose members are in three partitions: full at cat's
+        # join; x2's join comes too late, x3's names a group nobody opened
+        ("ann", "group.open", {"group_id": "G1", "product": {"sku": "tea"}}),
+        ("bob", "group.join", {"group_id": "G1"}),
+        ("cat", "group.join", {"group_id": "G1"}),
+        ("x2", "group.join", {"group_id": "G1"}),
+        ("x3", "group.join", {"group_id": "G9"}),
     ]
     out = [{"id": f"g{i}", "type": ty, "user": u, "ts": t + i, "props": props}
            for i, (u, ty, props) in enumerate(ev)]
@@ -145,6 +159,14 @@ def test_referral_across_partitions_and_graph_takeover():
             ("referral.clawback", "bob"), ("referral.clawback", "ann")], pay
         assert [json.loads(p)["amount"] for k, _, p in pay if k != "coupon.issued"] == \
             [2000, 600, 500, 500, 500, 150]
+        # the group-buy across partitions, decided in the graph
+        rows = W.shard_rows(graph, "SELECT kind, user, payload FROM actions "
+                            "WHERE campaign = 'trio' ORDER BY seq")
+        got = [(k, u, json.loads(p).get("reason") or json.loads(p).get("members"))
+               for k, u, p in rows]
+        assert got == [("groupbuy.success", "ann", 3), ("groupbuy.success", "bob", 3),
+                       ("groupbuy.success", "cat", 3), ("groupbuy.rejected", "x2", "full"),
+                       ("groupbuy.rejected", "x3", "unknown_group")], got
 
         # the graph's owner dies mid-stream; the other takes it over
         owner = next(w for w in ws if w.name == W.status(cfg)["graph"]["owner"])
@@ -168,10 +190,11 @@ def test_referral_across_partitions_and_graph_takeover():
         assert sorted(ids) == sorted(e["id"] for e in evs)
         gids = W.shard_event_ids(graph)
         assert sorted(gids) == sorted(ids)
-        # no referral in a user partition; the graph runs only its campaigns
+        # no referral or group-buy in a user partition; the graph runs
+        # only its campaigns
         for p, path in shards.items():
             assert W.shard_rows(path, "SELECT count(*) FROM actions WHERE campaign IN "
-                                "('invite', 'reward-coupon')")[0][0] == 0, p
+                                "('invite', 'reward-coupon', 'trio')")[0][0] == 0, p
         assert W.shard_rows(graph, "SELECT count(*) FROM actions WHERE campaign = "
                             "'welcome'")[0][0] == 0
 
