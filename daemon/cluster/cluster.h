@@ -63,6 +63,10 @@ struct publish_limits {
 struct publish_conn {
     const char *pre;
     size_t pre_len;
+    int pre_only;   /* the input is pre alone (an HTTP body): fd is not read */
+    unsigned flags; /* INGEST_DRY, INGEST_EXPLAIN (HTTP ?dry=1&explain=1) win over
+                       the lines'; INGEST_DRY_ONLY: a real line is answered
+                       forbidden (a token with scope dry alone) */
 };
 int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
                     const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,

@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "net/auth.h"
+#include "net/ingest.h"
 
 #define AUTH_WAIT_MS 10000 /* a connection's time to send its first line */
 #define FIRST_LINE_MAX 4096
@@ -54,6 +55,7 @@ struct gateway {
     pthread_mutex_t mu; /* conns, n_conns, throttle */
     struct conn *conns;
     int n_conns;
+    struct gateway_http *http; /* `http`: POST /v1/events (gateway_http.c) */
 };
 
 static int write_all(int fd, const char *s, size_t n)
@@ -127,8 +129,10 @@ static int auth_taken(struct conn *k, const char *name, const char *buf, size_t 
 
 /* The connection's first line, as docs/protocol.md says: an auth line is
  * answered and taken off; anything else stays for publishing (*pre, *pre_len:
- * what to publish first). 0 to go on, -1 to close. */
-static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre_len)
+ * what to publish first; *scopes: the token's, AUTH_ALL where none is
+ * needed). 0 to go on, -1 to close. */
+static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre_len,
+                        unsigned *scopes)
 {
     struct gateway *g = k->g;
     size_t len = 0, ls = 0, le = 0;
@@ -136,6 +140,7 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
     int need = g->tokens && k->tcp;
     *pre = buf;
     *pre_len = len;
+    *scopes = AUTH_ALL;
     size_t end = got == 1 && le > ls && buf[le - 1] == '\r' ? le - 1 : le; /* without CR */
     if (got == 1 && !need)
         return auth_line_kind(buf + ls, end - ls) == 1
@@ -149,14 +154,18 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
     if (got == 1) {
         if (auth_line_token(buf + ls, end - ls, &token) == 0) {
             t = auth_token_check(g->tokens, token, strlen(token));
+            /* a token with scope dry alone: its real lines are answered
+             * forbidden, its dry ones served */
             why = !t                                 ? "unknown token"
-                  : !auth_allows_event(t->scopes, 0) ? "the token lacks scope events"
+                  : !auth_allows_event(t->scopes, 1) ? "the token lacks scopes events and dry"
                                                      : NULL;
             free(token);
         }
     }
-    if (!why)
+    if (!why) {
+        *scopes = t->scopes;
         return auth_taken(k, t->name, buf, len, le, pre, pre_len);
+    }
     pthread_mutex_lock(&g->mu);
     int64_t delay = auth_throttle_fail(&g->throttle, k->peer, wall_ms());
     pthread_mutex_unlock(&g->mu);
@@ -176,11 +185,14 @@ static void *conn_main(void *arg)
     size_t pre_len = 0;
     int dup_fd = -1;
     FILE *out = NULL;
-    if (authenticate(k, buf, &pre, &pre_len) == 0 && (dup_fd = dup(k->fd)) >= 0 &&
+    unsigned scopes = 0;
+    if (authenticate(k, buf, &pre, &pre_len, &scopes) == 0 && (dup_fd = dup(k->fd)) >= 0 &&
         (out = fdopen(dup_fd, "w"))) {
         const struct config *cfg = g->cfg;
         struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
-        struct publish_conn pc = {.pre = pre, .pre_len = pre_len};
+        struct publish_conn pc = {.pre = pre,
+                                  .pre_len = pre_len,
+                                  .flags = auth_allows(scopes, AUTH_EVENTS) ? 0 : INGEST_DRY_ONLY};
         long ok = 0, dup = 0, bad = 0;
         char err[512] = "";
         if (cluster_publish(g->c, k->fd, &lim, &pc, out, &ok, &dup, &bad, err, sizeof(err)) < 0)
@@ -303,6 +315,7 @@ static void gateway_free(struct gateway *g)
         close(g->wake[0]);
         close(g->wake[1]);
     }
+    cluster_gateway_http_stop(g->http);
     auth_tokens_free(g->tokens);
     auth_throttle_free(&g->throttle);
     pthread_mutex_destroy(&g->mu);
@@ -312,22 +325,23 @@ static void gateway_free(struct gateway *g)
 int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct gateway **out)
 {
     *out = NULL;
-    if (!cfg->listen_written || cfg->n_listen == 0)
+    size_t n_listen = cfg->listen_written ? cfg->n_listen : 0;
+    if (n_listen == 0 && !cfg->http)
         return 0;
     struct gateway *g = xcalloc(1, sizeof(*g));
     g->c = c;
     g->cfg = cfg;
     g->wake[0] = g->wake[1] = -1;
     pthread_mutex_init(&g->mu, NULL);
-    g->fds = xcalloc(cfg->n_listen, sizeof(*g->fds));
-    g->tcp = xcalloc(cfg->n_listen, sizeof(*g->tcp));
-    g->paths = xcalloc(cfg->n_listen, sizeof(*g->paths));
+    g->fds = xcalloc(n_listen + 1, sizeof(*g->fds));
+    g->tcp = xcalloc(n_listen + 1, sizeof(*g->tcp));
+    g->paths = xcalloc(n_listen + 1, sizeof(*g->paths));
     char err[512];
     if (cfg->tokens_file && !(g->tokens = auth_tokens_load(cfg->tokens_file, err, sizeof(err)))) {
         log_error("gateway: %s", err);
         goto fail;
     }
-    for (size_t i = 0; i < cfg->n_listen; i++, g->n++) {
+    for (size_t i = 0; i < n_listen; i++, g->n++) {
         struct addr a;
         g->fds[i] = -1;
         if (addr_parse(cfg->listen[i], &a, err, sizeof(err)) < 0 ||
@@ -351,6 +365,10 @@ int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct ga
     if (pipe2(g->wake, O_CLOEXEC) < 0 || pthread_create(&g->accept_t, NULL, accept_main, g) != 0) {
         log_error("gateway: %s", strerror(errno));
         goto fail;
+    }
+    if (cluster_gateway_http_start(c, cfg, &g->http) < 0) {
+        cluster_gateway_stop(g);
+        return -1;
     }
     *out = g;
     return 0;

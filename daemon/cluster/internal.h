@@ -15,6 +15,9 @@
  * evaluated dry by partition p's owner, which answers with the answer
  * line a single daemon gives (core NATS request-reply, not the stream). */
 #define CLUSTER_DRY_PREFIX "mktd.dry"
+/* A dry request with this header is explained, whatever its line says
+ * (HTTP ?explain=1). */
+#define CLUSTER_EXPLAIN_HEADER "Mktd-Explain"
 /* The shard's meta row of the last applied stream sequence. */
 #define CLUSTER_APPLIED_KEY "cluster_applied"
 /* A config message (spec 18: config changes reach the workers through the
@@ -154,13 +157,20 @@ int cluster_pools(kvStore *kv, struct pool_sum **out, size_t *n);
 void cluster_pools_free(struct pool_sum *p, size_t n);
 
 /* The gateway (gateway.c): with `listen` in the worker's config, clients'
- * NDJSON events on its tcp: and unix: addresses, published and answered
- * as mktd publish does. 0 (*g NULL when there is nothing to listen on), or
- * -1 (logged: an address cannot be bound, the tokens file unreadable). */
+ * NDJSON events on its tcp: and unix: addresses, and with `http`, POST
+ * /v1/events bodies (gateway_http.c), published and answered as mktd
+ * publish does. 0 (*g NULL when there is nothing to listen on), or -1
+ * (logged: an address cannot be bound, the tokens file unreadable). */
 struct gateway;
 int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct gateway **g);
 /* Stops accepting, ends every connection's input, waits for their
  * answers, and frees it all (g may be NULL). */
 void cluster_gateway_stop(struct gateway *g);
+/* The HTTP part, on `http` (*h NULL without it); stopped after the request
+ * each thread serves is answered. */
+struct gateway_http;
+int cluster_gateway_http_start(struct cluster *c, const struct config *cfg,
+                               struct gateway_http **h);
+void cluster_gateway_http_stop(struct gateway_http *h);
 
 #endif

@@ -21,6 +21,7 @@
 #include "config/config.h"
 #include "engine/event.h"
 #include "lib/util.h"
+#include "net/ingest.h"
 #include "store/privacy.h"
 #include "store/store.h"
 
@@ -47,7 +48,8 @@ struct pub {
         size_t line;
     } table[TABLE];
     long ok, dup, err;
-    int wake; /* a gateway's connection: an eventfd told of each acknowledgement; -1 */
+    int wake;       /* a gateway's connection: an eventfd told of each acknowledgement; -1 */
+    unsigned flags; /* publish_conn.flags */
 };
 
 static size_t hash_ptr(const void *p)
@@ -210,8 +212,14 @@ static char *dry_run(struct cluster *c, const struct event *ev, int partitions, 
     int64_t deadline = wall_ms() + DRY_WAIT_MS;
     natsStatus s;
     for (;;) {
-        natsMsg *reply = NULL;
-        s = natsConnection_Request(&reply, c->nc, subject, line, (int)len, 5000);
+        natsMsg *reply = NULL, *req = NULL;
+        s = natsMsg_Create(&req, subject, NULL, line, (int)len);
+        /* explained, whatever the line says (HTTP ?explain=1) */
+        if (s == NATS_OK && ev->explain)
+            s = natsMsgHeader_Set(req, CLUSTER_EXPLAIN_HEADER, "1");
+        if (s == NATS_OK)
+            s = natsConnection_RequestMsg(&reply, c->nc, req, 5000);
+        natsMsg_Destroy(req);
         if (s == NATS_OK) {
             int n = natsMsg_GetDataLength(reply);
             const char *d = natsMsg_GetData(reply);
@@ -259,9 +267,18 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
                                 .max_future_ms = lim->max_future_ms,
                                 .max_past_ms = lim->max_past_ms};
         enum ev_status st = event_decode(line, len, &o, &ev, detail, sizeof(detail), &echo);
+        if (st == EV_OK) { /* the request's flags win over the line's */
+            ev.dry |= (p->flags & INGEST_DRY) != 0;
+            ev.explain |= (p->flags & INGEST_EXPLAIN) != 0;
+        }
         if (st == EV_INVALID_JSON || st == EV_INVALID_EVENT) {
             answer = error_answer(echo, st == EV_INVALID_JSON ? "invalid_json" : "invalid_event",
                                   detail);
+        } else if ((p->flags & INGEST_DRY_ONLY) && !ev.dry) {
+            answer = error_answer(echo, "forbidden",
+                                  "this token may send dry events only (scope dry): send it "
+                                  "with \"dry\":true");
+            event_clear(&ev);
         } else if (ev.dry) {
             /* answered by the partition's owner, not stored */
             answer = dry_run(c, &ev, partitions, line, len, echo);
@@ -441,7 +458,8 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
         return -1;
     }
     struct pub *p = xcalloc(1, sizeof(*p));
-    p->wake = conn ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+    p->wake = conn && !conn->pre_only ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+    p->flags = conn ? conn->flags : 0;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     /* a second JetStream context: its acknowledgements come to this pub */
@@ -472,6 +490,10 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
         ssize_t r = 1, got = 0;
         if (pre) {
             pre = 0;
+            if (conn->pre_only)
+                r = 0; /* and that is all */
+        } else if (conn && conn->pre_only) {
+            r = 0; /* an empty body */
         } else {
             int w = conn ? wait_live(&pc, p, fd, out, err, errlen) : 1;
             if (w < 0) {

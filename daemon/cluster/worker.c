@@ -226,8 +226,12 @@ static void serve_dry(struct worker *w)
             may_apply(w, (int)idx)) {
             struct part *p = &w->p[idx];
             evbuffer_drain(out, evbuffer_get_length(out));
+            const char *explain = NULL;
+            unsigned flags = INGEST_DRY;
+            if (natsMsgHeader_Get(m, CLUSTER_EXPLAIN_HEADER, &explain) == NATS_OK)
+                flags |= INGEST_EXPLAIN;
             ingest_line(p->e, natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
-                        (size_t)natsMsg_GetDataLength(m), INGEST_DRY, out);
+                        (size_t)natsMsg_GetDataLength(m), flags, out);
             if (engine_batch_size(p->e) && engine_commit(p->e) < 0)
                 log_warn("partition %ld: a dry run's batch: %s", idx, store_errmsg(p->st));
             size_t len = evbuffer_get_length(out);

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
 #include "engine/event.h"
 #include "store/store.h"
 
@@ -195,4 +198,29 @@ int ingest_uncommitted(struct evbuffer *answers, const char *detail)
     evbuffer_add_buffer(answers, out);
     evbuffer_free(out);
     return n;
+}
+
+int ingest_query_flags(const char *query)
+{
+    static const struct {
+        const char *name;
+        unsigned flag;
+    } known[] = {{"dry", INGEST_DRY}, {"explain", INGEST_EXPLAIN}};
+    struct evkeyvalq kv;
+    int flags = 0;
+    if (!query || !*query)
+        return 0;
+    if (evhttp_parse_query_str(query, &kv) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && flags >= 0; i++) {
+        const char *v = evhttp_find_header(&kv, known[i].name);
+        if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+            continue;
+        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+            flags |= (int)known[i].flag;
+        else
+            flags = -1;
+    }
+    evhttp_clear_headers(&kv);
+    return flags;
 }

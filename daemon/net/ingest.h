@@ -37,6 +37,11 @@ extern const char *const ingest_status_name[IN__COUNT];
 /* The sender's token has neither events nor dry: every event is forbidden. */
 #define INGEST_NO_EVENTS 0x10u
 
+/* The flags of an HTTP request's query (POST /v1/events?dry=1&explain=1:
+ * 1/true or 0/false; absent: 0; NULL or "": none), or -1 for another
+ * value. */
+int ingest_query_flags(const char *query);
+
 /* Handles one line (its '\n' removed; a trailing '\r' is dropped here),
  * opening the engine's batch when an event is evaluated, and appends the
  * answer line to out. A dry event's answer lists its actions ("dry":true);

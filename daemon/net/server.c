@@ -1013,34 +1013,6 @@ static int listen_all(struct server *s, const struct config *cfg)
 /* An HTTP body's answers are sent whole, once all of it is committed. */
 static void http_flush(struct sink *k) {}
 
-/* The query's dry and explain (1/true or 0/false; absent: 0) as INGEST_*
- * flags; -1 for another value. */
-static int http_flags(struct evhttp_request *req)
-{
-    static const struct {
-        const char *name;
-        unsigned flag;
-    } known[] = {{"dry", INGEST_DRY}, {"explain", INGEST_EXPLAIN}};
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    struct evkeyvalq kv;
-    int flags = 0;
-    if (!q || !*q)
-        return 0;
-    if (evhttp_parse_query_str(q, &kv) < 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && flags >= 0; i++) {
-        const char *v = evhttp_find_header(&kv, known[i].name);
-        if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
-            continue;
-        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
-            flags |= (int)known[i].flag;
-        else
-            flags = -1;
-    }
-    evhttp_clear_headers(&kv);
-    return flags;
-}
-
 static void http_events(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
@@ -1061,7 +1033,7 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 413, "body larger than max_http_body");
         return;
     }
-    int flags = http_flags(req);
+    int flags = ingest_query_flags(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)));
     if (flags < 0) {
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");
         return;

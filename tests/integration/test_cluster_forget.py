@@ -43,7 +43,7 @@ def test_forget_reaches_every_partition_and_the_stream():
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
-                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8], 30)
+                   lambda: W.fair_shares(cfg, ws), 30)
         evs = W.events(1600 // W.SCALE)
         mine = [
             {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},

@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import sys
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
@@ -86,9 +88,16 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert ask(s, r, {"auth": "nope"}) == {"status": "error", "error": "unauthorized"}
         assert r.readline() == b""
         s.close()
-        # a token without scope events is refused too
+        # a token without scope events or dry is refused too
         s, r = connect_tcp(port)
         assert ask(s, r, {"auth": TOKENS["grafana"][0]})["error"] == "unauthorized"
+        s.close()
+        # a token with scope dry alone: its real lines are forbidden, line
+        # by line, and nothing of them stored
+        s, r = connect_tcp(port)
+        assert ask(s, r, {"auth": TOKENS["tester"][0]}) == {"status": "ok", "auth": "tester"}
+        a = ask(s, r, ev(98))
+        assert (a["status"], a["error"], a["id"]) == ("error", "forbidden", "gw98"), a
         s.close()
         # no auth line: refused before any event is published
         s, r = connect_tcp(port)
@@ -139,17 +148,99 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert log.count("gateway: connection from 127.0.0.1 refused") == 3, log[-3000:]
 
 
+def http(port, path, body=None, token=None):
+    """(status, parsed answers: a list for NDJSON, an object for JSON)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                 method="POST" if body is not None else "GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=slow(30)) as resp:
+            code, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        code, text = e.code, e.read().decode()
+    if text.startswith("{") and text.count("\n") <= 1 and path.startswith("/v1/health"):
+        return code, json.loads(text)
+    try:
+        return code, [json.loads(x) for x in text.splitlines() if x.strip()]
+    except ValueError:
+        return code, text
+
+
+def test_a_worker_takes_events_over_http():
+    """POST /v1/events on a worker's `http` address: each line answered as
+    mktd publish answers it, ?dry=1 and ?explain=1 for every line, tokens'
+    scopes as a single daemon checks them; GET /v1/health."""
+    nc, d, ws = W.setup(1)
+    w = ws[0]
+    port = free_port()
+    with open(os.path.join(w.d, "tokens"), "w") as f:
+        f.write(tokens_text(TOKENS))
+    with open(w.cfg) as f:
+        text = f.read()
+    with open(w.cfg, "w") as f:
+        f.write(text.replace("daemon:\n", f'daemon:\n  http: "127.0.0.1:{port}"\n'
+                             "  auth: {tokens_file: tokens}\n", 1))
+    cfg = w.cfg
+    shop, dry_only, grafana = TOKENS["shop"][0], TOKENS["tester"][0], TOKENS["grafana"][0]
+    body = lambda evs: "".join(json.dumps(e) + "\n" for e in evs).encode()  # noqa: E731
+    with W.workers_running(ws):
+        w.start()
+        W.wait_for("the gateway's http", lambda: "gateway: http on" in
+                   open(w.log, errors="replace").read(), 30)
+        W.wait_for("every partition owned", lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS, 30)
+
+        code, h = http(port, "/v1/health", token=grafana)
+        assert code == 200 and h == {"status": "ok", "worker": "w1", "nats": "connected"}, h
+        assert http(port, "/v1/health")[0] == 401
+        assert http(port, "/v1/events", body([ev(1)]))[0] == 401
+        assert http(port, "/v1/events", body([ev(1)]), token="nope")[0] == 401
+        assert http(port, "/v1/events", body([ev(1)]), token=grafana)[0] == 403
+
+        # a body of events: answered in input order once stored
+        evs = [ev(i) for i in range(1, 6)] + [ev(7, user="vip")]
+        code, got = http(port, "/v1/events", body(evs) + b"{not json\n", token=shop)
+        assert code == 200, got
+        assert [a["status"] for a in got] == ["ok"] * 6 + ["error"], got
+        assert got[-1]["error"] == "invalid_json", got
+        assert [a["id"] for a in got[:6]] == [e["id"] for e in evs]
+        assert all(a["partition"] == W.partition_of(e["user"]) for a, e in zip(got, evs))
+        code, again = http(port, "/v1/events", body(evs[:2]), token=shop)
+        assert [a["status"] for a in again] == ["duplicate"] * 2, again
+
+        # ?dry=1: every line evaluated dry by its owner, nothing stored; a
+        # first order of a new user quotes the welcome coupon
+        code, q = http(port, "/v1/events?dry=1&explain=1", body([ev(20, user="newbie")]),
+                       token=shop)
+        assert code == 200 and q[0]["dry"] is True, q
+        assert [x["kind"] for x in q[0]["actions"]] == ["coupon.issued"], q
+        assert any(x["campaign"] == "welcome" for x in q[0]["explain"]), q
+        assert http(port, "/v1/events?dry=maybe", body([ev(21)]), token=shop)[0] == 400
+
+        # a token with scope dry alone: real lines forbidden, dry ones served
+        code, t = http(port, "/v1/events",
+                       body([ev(30), dict(ev(31, user="newbie"), dry=True)]), token=dry_only)
+        assert code == 200 and [a["status"] for a in t] == ["error", "ok"], t
+        assert t[0]["error"] == "forbidden" and t[1]["dry"] is True, t
+
+        # only the six real events were stored and applied
+        shards = W.wait_for("the events applied", lambda: W.applied_all(cfg, ws, 6), 30)
+        ids = sorted(i for path in shards.values() for i in W.shard_event_ids(path))
+        assert ids == sorted(e["id"] for e in evs), ids
+
+
 def test_check_refuses_what_a_worker_does_not_serve():
     nc, d, ws = W.setup(1)
     with open(ws[0].cfg) as f:
         text = f.read()
     bad = os.path.join(d, "bad.yaml")
     with open(bad, "w") as f:
-        f.write(text.replace("daemon:\n", 'daemon:\n  http: "127.0.0.1:1"\n'
+        f.write(text.replace("daemon:\n", 'daemon:\n  http: "https:127.0.0.1:1"\n'
                              '  listen: ["tls:127.0.0.1:2"]\n', 1))
     r = mktd("check", "-c", bad)
     assert r.returncode != 0
-    assert "bad.yaml:2:9: http: not served in cluster mode yet" in r.stderr, r.stderr
+    assert "bad.yaml:2:9: http: https:127.0.0.1:1: https is not served in cluster mode yet" \
+        in r.stderr, r.stderr
     assert "bad.yaml:3:12: listen: tls:127.0.0.1:2: tls: addresses are not served in cluster " \
         "mode yet" in r.stderr, r.stderr
 
@@ -184,7 +275,7 @@ def test_dry_runs_are_answered_by_the_owner():
         for w in ws:
             w.start()
         W.wait_for("8 partitions each and the gateway",
-                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8]
+                   lambda: W.fair_shares(cfg, ws)
                    and os.path.exists(sock), 30)
         u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         u.settimeout(slow(30))

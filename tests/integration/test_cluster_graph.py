@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
-from harness import PLUGINS, mktd  # noqa: E402
+from harness import mktd  # noqa: E402
 
 # invite: referral (the graph); reward-coupon: chained on its rewards (the
 # graph too); trio: a group-buy (the graph: its members are users of any
@@ -107,21 +107,6 @@ def comparable(campaign, kind, user, event_id, payload):
     return (campaign, kind, user, event_id, json.dumps(p, sort_keys=True))
 
 
-def one_daemon(d, evs):
-    """The actions of `mktd simulate` (one daemon, clock: event) fed evs."""
-    cfg = os.path.join(d, "single.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"daemon:\n  database: {d}/single.db\n  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
-                "  clock: event\n" + CAMPAIGNS)
-    path = os.path.join(d, "events.ndjson")
-    with open(path, "w") as f:
-        f.writelines(json.dumps(e) + "\n" for e in evs)
-    r = mktd("simulate", "-c", cfg, path, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return sorted(comparable(a["campaign"], a["kind"], a["user"], a["event_id"], a["payload"])
-                  for a in map(json.loads, r.stdout.splitlines()))
-
-
 def test_referral_across_partitions_and_graph_takeover():
     nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
@@ -132,7 +117,7 @@ def test_referral_across_partitions_and_graph_takeover():
         for w in ws:
             w.start()
         W.wait_for("8 partitions each and a graph owner",
-                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8]
+                   lambda: W.fair_shares(cfg, ws)
                    and W.status(cfg)["graph"].get("owner"), 30)
         W.publish(cfg, evs[:half])
         W.wait_for("the graph to apply the first half",
@@ -204,7 +189,8 @@ def test_referral_across_partitions_and_graph_takeover():
         for path in list(shards.values()) + [graph]:
             cluster += [comparable(*r) for r in W.shard_rows(
                 path, "SELECT campaign, kind, user, event_id, payload FROM actions")]
-        single = one_daemon(d, evs)
+        single = sorted(comparable(a["campaign"], a["kind"], a["user"], a["event_id"],
+                                   a["payload"]) for a in W.simulate(d, evs, CAMPAIGNS))
         if sorted(cluster) != single:
             a, b = set(cluster), set(single)
             raise AssertionError(f"{len(cluster)} against one daemon's {len(single)}; only in "

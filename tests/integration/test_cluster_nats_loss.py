@@ -25,7 +25,7 @@ def test_a_nats_server_killed_mid_stream():
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
-                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8], 20)
+                   lambda: W.fair_shares(cfg, ws), 20)
         evs = W.events(16000)
         W.publish(cfg, evs[:8000])
         # one of the three servers dies mid-stream; the workers and the

@@ -24,7 +24,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
-from harness import PLUGINS, mktd  # noqa: E402
 
 CAMPAIGNS = """campaigns:
   - id: first-order
@@ -101,19 +100,6 @@ def comparable(campaign, kind, user, event_id, payload):
     return (campaign, kind, user, event_id, json.dumps(p, sort_keys=True))
 
 
-def one_daemon(d, evs):
-    cfg = os.path.join(d, "single.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"daemon:\n  database: {d}/single.db\n  plugin_dirs: [{json.dumps(PLUGINS)}]\n"
-                "  clock: event\n" + CAMPAIGNS)
-    path = os.path.join(d, "events.ndjson")
-    with open(path, "w") as f:
-        f.writelines(json.dumps(e) + "\n" for e in evs)
-    r = mktd("simulate", "-c", cfg, path, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines()]
-
-
 def ms():
     return int(time.time() * 1000)
 
@@ -128,7 +114,7 @@ def test_per_user_campaigns_equal_one_daemon():
         for w in ws:
             w.start()
         W.wait_for("8 partitions each",
-                   lambda: sorted(W.owners(cfg).count(w.name) for w in ws) == [8, 8], 30)
+                   lambda: W.fair_shares(cfg, ws), 30)
         evs = phase_a(ms())
         W.publish(cfg, evs)
         time.sleep(0.5)
@@ -160,7 +146,7 @@ def test_per_user_campaigns_equal_one_daemon():
                 path, "SELECT campaign, kind, user, event_id, payload FROM actions "
                 "WHERE user != 'sentinel'")]
         single = [comparable(a["campaign"], a["kind"], a["user"], a["event_id"], a["payload"])
-                  for a in one_daemon(d, evs) if a["user"] != "sentinel"]
+                  for a in W.simulate(d, evs, CAMPAIGNS) if a["user"] != "sentinel"]
         print(f"{len(single)} actions of one daemon, {len(cluster)} of the cluster")
         kinds = {k for _, k, _, _, _ in single}
         # every mechanism had its say

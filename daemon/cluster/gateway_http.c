@@ -1,0 +1,248 @@
+/* Cluster mode, the gateway's HTTP (spec 17 and 18; docs/protocol.md,
+ * "HTTP"): a worker whose config names `http` takes POST /v1/events there
+ * and answers each line of the body as `mktd publish` does, once
+ * JetStream stored it (dry lines by their partition's owner; ?dry=1 and
+ * ?explain=1 apply to every line; a token with scope dry alone gets its
+ * real lines answered forbidden), and GET /v1/health.
+ *
+ * HTTP_THREADS threads share the listening socket, each with an event base
+ * and an evhttp of its own: JetStream calls block, so a thread serves one
+ * request at a time while the others take the next ones. Each thread has
+ * its own auth gate (its failed attempts slow down its own answers). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "cluster/internal.h"
+#include "config/config.h"
+#include "lib/addr.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "net/auth.h"
+#include "net/ingest.h"
+
+#define HTTP_THREADS 4
+
+struct http_thread {
+    struct gateway_http *h;
+    struct event_base *base;
+    struct evhttp *http;
+    struct auth_gate auth;
+    struct event *stop_ev;
+    pthread_t t;
+    int running;
+};
+
+struct gateway_http {
+    struct cluster *c;
+    const struct config *cfg;
+    int fd;      /* the listening socket (each thread's evhttp has a dup) */
+    int stop[2]; /* readable once the gateway stops: every thread leaves */
+    struct http_thread th[HTTP_THREADS];
+};
+
+static void reply(struct evhttp_request *req, int code, const char *type, const char *body,
+                  size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+    evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", b);
+    evbuffer_free(b);
+}
+
+static void on_events(struct evhttp_request *req, void *arg)
+{
+    struct http_thread *t = arg;
+    struct gateway_http *h = t->h;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_send_error(req, 405, "POST only");
+        return;
+    }
+    unsigned scopes;
+    if (!auth_gate_http(&t->auth, req, AUTH_EVENTS | AUTH_DRY, &scopes))
+        return; /* answered: 401 or 403 */
+    int flags = ingest_query_flags(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)));
+    if (flags < 0) {
+        evhttp_send_error(req, 400, "dry and explain take 1 or 0");
+        return;
+    }
+    if (!auth_allows(scopes, AUTH_EVENTS))
+        flags |= (int)INGEST_DRY_ONLY;
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    const struct config *cfg = h->cfg;
+    struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
+    struct publish_conn pc = {.pre = n ? (const char *)evbuffer_pullup(body, -1) : "",
+                              .pre_len = n,
+                              .pre_only = 1,
+                              .flags = (unsigned)flags};
+    char *answers = NULL, err[512] = "";
+    size_t len = 0;
+    long ok = 0, dup = 0, bad = 0;
+    FILE *out = open_memstream(&answers, &len);
+    int rc =
+        out ? cluster_publish(h->c, -1, &lim, &pc, out, &ok, &dup, &bad, err, sizeof(err)) : -1;
+    if (out)
+        fclose(out);
+    if (rc == 0) {
+        reply(req, 200, "application/x-ndjson", answers, len);
+    } else {
+        /* what was stored is answered duplicate when the body comes again */
+        log_warn("gateway: http: %s", err[0] ? err : strerror(errno));
+        struct sbuf b = {0};
+        sb_str(&b, "{\"status\":\"error\",\"error\":\"internal\",\"detail\":");
+        sb_json_str_or_null(&b, err[0] ? err : "no memory");
+        sb_str(&b, "}\n");
+        reply(req, 503, "application/json", b.s, b.len);
+        sb_free(&b);
+    }
+    free(answers);
+}
+
+static void on_health(struct evhttp_request *req, void *arg)
+{
+    struct http_thread *t = arg;
+    unsigned scopes;
+    if (!auth_gate_http(&t->auth, req, AUTH_READ, &scopes))
+        return;
+    int up = natsConnection_Status(t->h->c->nc) == NATS_CONN_STATUS_CONNECTED;
+    struct sbuf b = {0};
+    sb_fmt(&b, "{\"status\":\"%s\",\"worker\":", up ? "ok" : "unavailable");
+    sb_json_str_or_null(&b, t->h->cfg->cluster.worker);
+    sb_fmt(&b, ",\"nats\":\"%s\"}\n", up ? "connected" : "not connected");
+    reply(req, up ? 200 : 503, "application/json", b.s, b.len);
+    sb_free(&b);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+static void *thread_main(void *arg)
+{
+    struct http_thread *t = arg;
+    event_base_dispatch(t->base);
+    return NULL;
+}
+
+static void thread_free(struct http_thread *t)
+{
+    if (t->stop_ev)
+        event_free(t->stop_ev);
+    if (t->http)
+        evhttp_free(t->http);
+    if (t->base) {
+        auth_gate_free(&t->auth);
+        event_base_free(t->base);
+    }
+    memset(t, 0, sizeof(*t));
+}
+
+static int thread_start(struct gateway_http *h, struct http_thread *t)
+{
+    char err[512];
+    t->h = h;
+    if (!(t->base = event_base_new()))
+        return -1;
+    auth_gate_init(&t->auth, t->base);
+    if (auth_gate_load(&t->auth, h->cfg->tokens_file, err, sizeof(err)) < 0) {
+        log_error("gateway: http: %s", err);
+        return -1;
+    }
+    t->http = evhttp_new(t->base);
+    int fd = dup(h->fd);
+    if (!t->http || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    evhttp_set_max_body_size(t->http, (ev_ssize_t)h->cfg->max_http_body);
+    evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_cb(t->http, "/v1/events", on_events, t);
+    evhttp_set_cb(t->http, "/v1/health", on_health, t);
+    if (!evhttp_accept_socket_with_handle(t->http, fd)) {
+        close(fd);
+        return -1;
+    }
+    t->stop_ev = event_new(t->base, h->stop[0], EV_READ | EV_PERSIST, on_stop, t->base);
+    if (!t->stop_ev || event_add(t->stop_ev, NULL) < 0)
+        return -1;
+    if (pthread_create(&t->t, NULL, thread_main, t) != 0)
+        return -1;
+    t->running = 1;
+    return 0;
+}
+
+int cluster_gateway_http_start(struct cluster *c, const struct config *cfg,
+                               struct gateway_http **out)
+{
+    *out = NULL;
+    if (!cfg->http)
+        return 0;
+    struct gateway_http *h = xcalloc(1, sizeof(*h));
+    h->c = c;
+    h->cfg = cfg;
+    h->stop[0] = h->stop[1] = -1;
+    char spec[300], err[512];
+    int https = 0;
+    snprintf(spec, sizeof(spec), "tcp:%s", config_http_hostport(cfg->http, &https));
+    struct addr a;
+    if (addr_parse(spec, &a, err, sizeof(err)) < 0 ||
+        (h->fd = addr_listen(&a, err, sizeof(err))) < 0) {
+        log_error("gateway: http %s: %s", cfg->http, err);
+        h->fd = -1;
+        goto fail;
+    }
+    evutil_make_socket_nonblocking(h->fd);
+    if (pipe2(h->stop, O_CLOEXEC) < 0)
+        goto fail;
+    for (int i = 0; i < HTTP_THREADS; i++) {
+        if (thread_start(h, &h->th[i]) < 0) {
+            log_error("gateway: http %s: a thread could not start", cfg->http);
+            goto fail;
+        }
+    }
+    log_info("gateway: http on %s", cfg->http);
+    *out = h;
+    return 0;
+fail:
+    cluster_gateway_http_stop(h);
+    return -1;
+}
+
+void cluster_gateway_http_stop(struct gateway_http *h)
+{
+    if (!h)
+        return;
+    /* a request being served is answered first: each thread leaves its
+     * loop once back in it */
+    if (h->stop[1] >= 0) {
+        ssize_t w = write(h->stop[1], "x", 1);
+        (void)w;
+    }
+    for (int i = 0; i < HTTP_THREADS; i++) {
+        if (h->th[i].running)
+            pthread_join(h->th[i].t, NULL);
+        thread_free(&h->th[i]);
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->stop[0] >= 0) {
+        close(h->stop[0]);
+        close(h->stop[1]);
+    }
+    free(h);
+}
