@@ -1,5 +1,6 @@
 /* Cluster mode, the gateway's HTTP (spec 17 and 18; docs/protocol.md,
- * "HTTP"): a worker whose config names `http` takes POST /v1/events there
+ * "HTTP"): a worker whose config names `http` (http or https, with
+ * daemon.tls) takes POST /v1/events there
  * and answers each line of the body as `mktd publish` does, once
  * JetStream stored it (dry lines by their partition's owner; ?dry=1 and
  * ?explain=1 apply to every line; a token with scope dry alone gets its
@@ -29,6 +30,7 @@
 #include "lib/util.h"
 #include "net/auth.h"
 #include "net/ingest.h"
+#include "net/tls.h"
 
 #define HTTP_THREADS 4
 
@@ -45,8 +47,9 @@ struct http_thread {
 struct gateway_http {
     struct cluster *c;
     const struct config *cfg;
-    int fd;      /* the listening socket (each thread's evhttp has a dup) */
-    int stop[2]; /* readable once the gateway stops: every thread leaves */
+    int fd;           /* the listening socket (each thread's evhttp has a dup) */
+    SSL_CTX *tls_ctx; /* https: daemon.tls; NULL: plain http */
+    int stop[2];      /* readable once the gateway stops: every thread leaves */
     struct http_thread th[HTTP_THREADS];
 };
 
@@ -173,6 +176,8 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
     evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_cb(t->http, "/v1/events", on_events, t);
     evhttp_set_cb(t->http, "/v1/health", on_health, t);
+    if (h->tls_ctx)
+        evhttp_set_bevcb(t->http, tls_http_bevcb, &h->tls_ctx);
     if (!evhttp_accept_socket_with_handle(t->http, fd)) {
         close(fd);
         return -1;
@@ -207,6 +212,11 @@ int cluster_gateway_http_start(struct cluster *c, const struct config *cfg,
         goto fail;
     }
     evutil_make_socket_nonblocking(h->fd);
+    if (https && !(h->tls_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err,
+                                               sizeof(err)))) {
+        log_error("gateway: http %s: %s", cfg->http, err);
+        goto fail;
+    }
     if (pipe2(h->stop, O_CLOEXEC) < 0)
         goto fail;
     for (int i = 0; i < HTTP_THREADS; i++) {
@@ -240,6 +250,7 @@ void cluster_gateway_http_stop(struct gateway_http *h)
     }
     if (h->fd >= 0)
         close(h->fd);
+    SSL_CTX_free(h->tls_ctx);
     if (h->stop[0] >= 0) {
         close(h->stop[0]);
         close(h->stop[1]);

@@ -13,8 +13,10 @@
 #define CLUSTER_SNAP_PREFIX "mktd.snap"
 /* Dry runs (spec 18): a request on mktd.dry.<p>, the line as body, is
  * evaluated dry by partition p's owner, which answers with the answer
- * line a single daemon gives (core NATS request-reply, not the stream). */
+ * line a single daemon gives (core NATS request-reply, not the stream);
+ * on mktd.dry.graph by the graph's owner, for the graph's campaigns. */
 #define CLUSTER_DRY_PREFIX "mktd.dry"
+#define CLUSTER_DRY_GRAPH "graph"
 /* A dry request with this header is explained, whatever its line says
  * (HTTP ?explain=1). */
 #define CLUSTER_EXPLAIN_HEADER "Mktd-Explain"

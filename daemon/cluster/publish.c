@@ -200,15 +200,12 @@ static int blank(const char *s, size_t n)
  * the partition over). */
 #define DRY_WAIT_MS 10000
 
-/* A dry line, sent to its partition's owner (mktd.dry.<p>), which
- * evaluates it and answers as a single daemon would; its answer line, or
- * error internal when no owner answered in time. */
-static char *dry_run(struct cluster *c, const struct event *ev, int partitions, const char *line,
-                     size_t len, const char *echo)
+/* A dry line asked of the owner behind subject: its answer line
+ * (malloc'd, one newline), or NULL and *st when no owner answered in time
+ * (one may be taking the partition over). */
+static char *dry_ask(struct cluster *c, const char *subject, const struct event *ev,
+                     const char *line, size_t len, natsStatus *st)
 {
-    char subject[64];
-    snprintf(subject, sizeof(subject), "%s.%" PRIu32, CLUSTER_DRY_PREFIX,
-             cluster_partition(ev->user, strlen(ev->user), partitions));
     int64_t deadline = wall_ms() + DRY_WAIT_MS;
     natsStatus s;
     for (;;) {
@@ -231,16 +228,73 @@ static char *dry_run(struct cluster *c, const struct event *ev, int partitions, 
             natsMsg_Destroy(reply);
             return a;
         }
-        /* no owner yet (a takeover), or it did not answer in time */
         if (wall_ms() >= deadline ||
             (s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT && !cluster_transient(s)))
             break;
         nats_Sleep(200);
     }
-    char detail[160];
-    snprintf(detail, sizeof(detail), "not evaluated: no owner of partition %s answered (%s)",
-             subject + strlen(CLUSTER_DRY_PREFIX) + 1, natsStatus_GetText(s));
-    return error_answer(echo, "internal", detail);
+    *st = s;
+    return NULL;
+}
+
+/* The graph's actions and explanations appended to the partition's (both
+ * answers "ok"); the partition's answer as it is otherwise. */
+static char *dry_merge(char *part, const char *graph)
+{
+    json_t *a = json_loads(part, 0, NULL), *g = json_loads(graph, 0, NULL);
+    const char *sa = a ? json_string_value(json_object_get(a, "status")) : NULL;
+    const char *sg = g ? json_string_value(json_object_get(g, "status")) : NULL;
+    char *out = NULL;
+    if (sa && sg && strcmp(sa, "ok") == 0 && strcmp(sg, "ok") == 0) {
+        static const char *const keys[] = {"actions", "explain"};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *to = json_object_get(a, keys[k]), *from = json_object_get(g, keys[k]);
+            if (json_is_array(to) && json_is_array(from))
+                json_array_extend(to, from);
+        }
+        char *d = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (d) {
+            out = xmalloc(strlen(d) + 2);
+            sprintf(out, "%s\n", d);
+            free(d);
+        }
+    }
+    json_decref(a);
+    json_decref(g);
+    if (!out)
+        return part;
+    free(part);
+    return out;
+}
+
+/* A dry line, sent to its partition's owner (mktd.dry.<p>) and the
+ * graph's (mktd.dry.graph), which evaluate it and answer as a single
+ * daemon would: one answer line, the graph's actions after the
+ * partition's; or error internal when an owner did not answer in time. */
+static char *dry_run(struct cluster *c, const struct event *ev, int partitions, const char *line,
+                     size_t len, const char *echo)
+{
+    char subject[64], graph[64], detail[200];
+    snprintf(subject, sizeof(subject), "%s.%" PRIu32, CLUSTER_DRY_PREFIX,
+             cluster_partition(ev->user, strlen(ev->user), partitions));
+    snprintf(graph, sizeof(graph), "%s.%s", CLUSTER_DRY_PREFIX, CLUSTER_DRY_GRAPH);
+    natsStatus s = NATS_OK;
+    char *a = dry_ask(c, subject, ev, line, len, &s);
+    if (!a) {
+        snprintf(detail, sizeof(detail), "not evaluated: no owner of partition %s answered (%s)",
+                 subject + strlen(CLUSTER_DRY_PREFIX) + 1, natsStatus_GetText(s));
+        return error_answer(echo, "internal", detail);
+    }
+    char *g = dry_ask(c, graph, ev, line, len, &s);
+    if (!g) {
+        free(a);
+        snprintf(detail, sizeof(detail), "not evaluated: no owner of the graph answered (%s)",
+                 natsStatus_GetText(s));
+        return error_answer(echo, "internal", detail);
+    }
+    a = dry_merge(a, g);
+    free(g);
+    return a;
 }
 
 /* One line: answered at once (an error, a dry run), or published. -1 when

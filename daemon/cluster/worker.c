@@ -202,11 +202,25 @@ static void on_dry(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *
     pthread_mutex_unlock(&w->dry_mu);
 }
 
+/* The partition a dry request's subject names (mktd.dry.<p>, or
+ * mktd.dry.graph: n), or -1. */
+static long dry_partition(const struct worker *w, const char *subject)
+{
+    const char *dot = subject ? strrchr(subject, '.') : NULL;
+    if (!dot)
+        return -1;
+    if (strcmp(dot + 1, CLUSTER_DRY_GRAPH) == 0)
+        return w->n;
+    char *end = NULL;
+    long idx = strtol(dot + 1, &end, 10);
+    return end == dot + 1 || *end || idx < 0 || idx >= w->n ? -1 : idx;
+}
+
 /* Answers the queued dry requests: each line evaluated dry (whatever it
  * says: nothing reaches a shard but through the stream) by its
- * partition's engine, between batches, and the answer line sent back. A
- * request for a partition no longer held here gets no answer: its sender
- * asks again and reaches the new owner. */
+ * partition's engine (or the graph's), between batches, and the answer
+ * line sent back. A request for a partition no longer held here gets no
+ * answer: its sender asks again and reaches the new owner. */
 static void serve_dry(struct worker *w)
 {
     pthread_mutex_lock(&w->dry_mu);
@@ -218,12 +232,9 @@ static void serve_dry(struct worker *w)
     struct evbuffer *out = n ? evbuffer_new() : NULL;
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = q[i];
-        const char *subject = natsMsg_GetSubject(m), *dot = strrchr(subject, '.');
-        char *end = NULL;
-        long idx = dot ? strtol(dot + 1, &end, 10) : -1;
+        long idx = dry_partition(w, natsMsg_GetSubject(m));
         const char *reply = natsMsg_GetReply(m);
-        if (idx >= 0 && idx < w->n && end && !*end && reply && w->p[idx].open &&
-            may_apply(w, (int)idx)) {
+        if (idx >= 0 && reply && w->p[idx].open && may_apply(w, (int)idx)) {
             struct part *p = &w->p[idx];
             evbuffer_drain(out, evbuffer_get_length(out));
             const char *explain = NULL;
@@ -686,12 +697,13 @@ static int open_part(struct worker *w, int idx)
     }
     p->sub_fails = 0;
     open_consumer(w, idx); /* when none is made, apply_batch tries again */
-    if (!is_graph(w, idx)) {
-        char subject[64];
+    char subject[64];
+    if (is_graph(w, idx))
+        snprintf(subject, sizeof(subject), "%s.%s", CLUSTER_DRY_PREFIX, CLUSTER_DRY_GRAPH);
+    else
         snprintf(subject, sizeof(subject), "%s.%d", CLUSTER_DRY_PREFIX, idx);
-        if (natsConnection_Subscribe(&p->dry, w->c->nc, subject, on_dry, w) != NATS_OK)
-            log_warn("partition %d: dry runs not served here: %s", idx, nats_GetLastError(NULL));
-    }
+    if (natsConnection_Subscribe(&p->dry, w->c->nc, subject, on_dry, w) != NATS_OK)
+        log_warn("partition %d: dry runs not served here: %s", idx, nats_GetLastError(NULL));
     p->open = 1;
     pthread_mutex_lock(&w->mu);
     p->shard_open = 1;

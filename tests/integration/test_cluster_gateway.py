@@ -15,7 +15,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
 from harness import free_port, mktd, slow  # noqa: E402
-from secure import TOKENS, tokens_text  # noqa: E402
+from secure import TOKENS, Certs, tokens_text  # noqa: E402
 
 
 def gateway_config(w, port, sock):
@@ -148,14 +148,16 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert log.count("gateway: connection from 127.0.0.1 refused") == 3, log[-3000:]
 
 
-def http(port, path, body=None, token=None):
-    """(status, parsed answers: a list for NDJSON, an object for JSON)."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+def http(port, path, body=None, token=None, context=None):
+    """(status, parsed answers: a list for NDJSON, an object for JSON);
+    context: an SSL context for https."""
+    scheme = "https" if context else "http"
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", data=body,
                                  method="POST" if body is not None else "GET")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=slow(30)) as resp:
+        with urllib.request.urlopen(req, timeout=slow(30), context=context) as resp:
             code, text = resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         code, text = e.code, e.read().decode()
@@ -229,6 +231,37 @@ def test_a_worker_takes_events_over_http():
         assert ids == sorted(e["id"] for e in evs), ids
 
 
+def test_a_worker_serves_https():
+    """https: with daemon.tls, verified against the test's CA; plain HTTP
+    on that address gets nowhere."""
+    c = Certs()
+    nc, d, ws = W.setup(1)
+    w = ws[0]
+    port = free_port()
+    with open(os.path.join(w.d, "tokens"), "w") as f:
+        f.write(tokens_text(TOKENS))
+    with open(w.cfg) as f:
+        text = f.read()
+    with open(w.cfg, "w") as f:
+        f.write(text.replace("daemon:\n", f'daemon:\n  http: "https:127.0.0.1:{port}"\n'
+                             "  auth: {tokens_file: tokens}\n"
+                             f"  tls: {{cert: {c.cert}, key: {c.key}}}\n", 1))
+    with W.workers_running(ws):
+        w.start()
+        W.wait_for("the gateway's https", lambda: "gateway: http on" in
+                   open(w.log, errors="replace").read(), 30)
+        line = (json.dumps(ev(1)) + "\n").encode()
+        code, got = http(port, "/v1/events", line, token=TOKENS["shop"][0],
+                         context=c.client_context())
+        assert code == 200 and got[0]["status"] == "ok" and got[0]["id"] == "gw1", got
+        try:
+            plain = http(port, "/v1/health", token=TOKENS["grafana"][0])[0]
+        except OSError:
+            plain = None
+        assert plain != 200
+        W.wait_for("the event applied", lambda: W.applied_all(w.cfg, ws, 1), 30)
+
+
 def test_check_refuses_what_a_worker_does_not_serve():
     nc, d, ws = W.setup(1)
     with open(ws[0].cfg) as f:
@@ -239,8 +272,9 @@ def test_check_refuses_what_a_worker_does_not_serve():
                              '  listen: ["tls:127.0.0.1:2"]\n', 1))
     r = mktd("check", "-c", bad)
     assert r.returncode != 0
-    assert "bad.yaml:2:9: http: https:127.0.0.1:1: https is not served in cluster mode yet" \
-        in r.stderr, r.stderr
+    # https is served, with daemon.tls (whose absence is the only error here)
+    assert "bad.yaml:2:9: http: 'https:127.0.0.1:1' needs daemon.tls" in r.stderr, r.stderr
+    assert r.stderr.count("bad.yaml:2:") == 1, r.stderr
     assert "bad.yaml:3:12: listen: tls:127.0.0.1:2: tls: addresses are not served in cluster " \
         "mode yet" in r.stderr, r.stderr
 

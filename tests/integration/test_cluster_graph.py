@@ -153,6 +153,16 @@ def test_referral_across_partitions_and_graph_takeover():
                        ("groupbuy.success", "cat", 3), ("groupbuy.rejected", "x2", "full"),
                        ("groupbuy.rejected", "x3", "unknown_group")], got
 
+        # a dry run asks the graph's owner too: a new user's signup quotes
+        # its binding (the partition's owner has nothing to say), and
+        # nothing of it is kept
+        r = W.publish(cfg, [{"id": "dq1", "type": "user.signup", "user": "newbie",
+                             "ts": W.T0, "props": {"referrer": "cat"}, "dry": True}])
+        a = json.loads(r.stdout.splitlines()[0])
+        assert a["status"] == "ok" and a["dry"] is True, a
+        assert [(x["campaign"], x["kind"], x["user"]) for x in a["actions"]] == [
+            ("invite", "referral.bound", "newbie")], a
+
         # the graph's owner dies mid-stream; the other takes it over
         owner = next(w for w in ws if w.name == W.status(cfg)["graph"]["owner"])
         other = next(w for w in ws if w is not owner)
