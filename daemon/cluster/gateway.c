@@ -55,7 +55,8 @@ struct gateway {
     pthread_mutex_t mu; /* conns, n_conns, throttle */
     struct conn *conns;
     int n_conns;
-    struct gateway_http *http; /* `http`: POST /v1/events (gateway_http.c) */
+    struct gateway_http *http;    /* `http`: POST /v1/events (gateway_http.c) */
+    struct gateway_http *metrics; /* `metrics`: GET /metrics without auth */
 };
 
 static int write_all(int fd, const char *s, size_t n)
@@ -316,17 +317,19 @@ static void gateway_free(struct gateway *g)
         close(g->wake[1]);
     }
     cluster_gateway_http_stop(g->http);
+    cluster_gateway_http_stop(g->metrics);
     auth_tokens_free(g->tokens);
     auth_throttle_free(&g->throttle);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }
 
-int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct gateway **out)
+int cluster_gateway_start(struct cluster *c, const struct config *cfg, gateway_metrics_fn metrics,
+                          void *metrics_arg, struct gateway **out)
 {
     *out = NULL;
     size_t n_listen = cfg->listen_written ? cfg->n_listen : 0;
-    if (n_listen == 0 && !cfg->http)
+    if (n_listen == 0 && !cfg->http && !cfg->metrics)
         return 0;
     struct gateway *g = xcalloc(1, sizeof(*g));
     g->c = c;
@@ -366,7 +369,10 @@ int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct ga
         log_error("gateway: %s", strerror(errno));
         goto fail;
     }
-    if (cluster_gateway_http_start(c, cfg, &g->http) < 0) {
+    if ((cfg->http &&
+         cluster_gateway_http_start(c, cfg, cfg->http, 0, metrics, metrics_arg, &g->http) < 0) ||
+        (cfg->metrics && cluster_gateway_http_start(c, cfg, cfg->metrics, 1, metrics, metrics_arg,
+                                                    &g->metrics) < 0)) {
         cluster_gateway_stop(g);
         return -1;
     }

@@ -4,7 +4,8 @@
  * and answers each line of the body as `mktd publish` does, once
  * JetStream stored it (dry lines by their partition's owner; ?dry=1 and
  * ?explain=1 apply to every line; a token with scope dry alone gets its
- * real lines answered forbidden), and GET /v1/health.
+ * real lines answered forbidden), GET /v1/health and GET /metrics (the
+ * worker's figures, from the worker).
  *
  * HTTP_THREADS threads share the listening socket, each with an event base
  * and an evhttp of its own: JetStream calls block, so a thread serves one
@@ -32,7 +33,7 @@
 #include "net/ingest.h"
 #include "net/tls.h"
 
-#define HTTP_THREADS 4
+#define HTTP_THREADS 4 /* `http`; `metrics` has one */
 
 struct http_thread {
     struct gateway_http *h;
@@ -49,7 +50,11 @@ struct gateway_http {
     const struct config *cfg;
     int fd;           /* the listening socket (each thread's evhttp has a dup) */
     SSL_CTX *tls_ctx; /* https: daemon.tls; NULL: plain http */
-    int stop[2];      /* readable once the gateway stops: every thread leaves */
+    int open;         /* `metrics`: no auth, GET /metrics and /v1/health alone */
+    int n_threads;
+    gateway_metrics_fn metrics;
+    void *metrics_arg;
+    int stop[2]; /* readable once the gateway stops: every thread leaves */
     struct http_thread th[HTTP_THREADS];
 };
 
@@ -116,7 +121,7 @@ static void on_health(struct evhttp_request *req, void *arg)
 {
     struct http_thread *t = arg;
     unsigned scopes;
-    if (!auth_gate_http(&t->auth, req, AUTH_READ, &scopes))
+    if (!t->h->open && !auth_gate_http(&t->auth, req, AUTH_READ, &scopes))
         return;
     int up = natsConnection_Status(t->h->c->nc) == NATS_CONN_STATUS_CONNECTED;
     struct sbuf b = {0};
@@ -124,6 +129,24 @@ static void on_health(struct evhttp_request *req, void *arg)
     sb_json_str_or_null(&b, t->h->cfg->cluster.worker);
     sb_fmt(&b, ",\"nats\":\"%s\"}\n", up ? "connected" : "not connected");
     reply(req, up ? 200 : 503, "application/json", b.s, b.len);
+    sb_free(&b);
+}
+
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+    struct http_thread *t = arg;
+    unsigned scopes;
+    if (!t->h->open && !auth_gate_http(&t->auth, req, AUTH_READ, &scopes))
+        return;
+    struct sbuf b = {0};
+    if (t->h->metrics)
+        t->h->metrics(t->h->metrics_arg, &b);
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, b.s ? b.s : "", b.len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
     sb_free(&b);
 }
 
@@ -161,7 +184,7 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
     if (!(t->base = event_base_new()))
         return -1;
     auth_gate_init(&t->auth, t->base);
-    if (auth_gate_load(&t->auth, h->cfg->tokens_file, err, sizeof(err)) < 0) {
+    if (auth_gate_load(&t->auth, h->open ? NULL : h->cfg->tokens_file, err, sizeof(err)) < 0) {
         log_error("gateway: http: %s", err);
         return -1;
     }
@@ -173,9 +196,11 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
         return -1;
     }
     evhttp_set_max_body_size(t->http, (ev_ssize_t)h->cfg->max_http_body);
-    evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_cb(t->http, "/v1/events", on_events, t);
+    evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | (h->open ? 0 : EVHTTP_REQ_POST));
+    if (!h->open)
+        evhttp_set_cb(t->http, "/v1/events", on_events, t);
     evhttp_set_cb(t->http, "/v1/health", on_health, t);
+    evhttp_set_cb(t->http, "/metrics", on_metrics, t);
     if (h->tls_ctx)
         evhttp_set_bevcb(t->http, tls_http_bevcb, &h->tls_ctx);
     if (!evhttp_accept_socket_with_handle(t->http, fd)) {
@@ -191,41 +216,44 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
     return 0;
 }
 
-int cluster_gateway_http_start(struct cluster *c, const struct config *cfg,
+int cluster_gateway_http_start(struct cluster *c, const struct config *cfg, const char *addr,
+                               int open, gateway_metrics_fn metrics, void *metrics_arg,
                                struct gateway_http **out)
 {
     *out = NULL;
-    if (!cfg->http)
-        return 0;
     struct gateway_http *h = xcalloc(1, sizeof(*h));
     h->c = c;
     h->cfg = cfg;
+    h->open = open;
+    h->n_threads = open ? 1 : HTTP_THREADS;
+    h->metrics = metrics;
+    h->metrics_arg = metrics_arg;
     h->stop[0] = h->stop[1] = -1;
     char spec[300], err[512];
     int https = 0;
-    snprintf(spec, sizeof(spec), "tcp:%s", config_http_hostport(cfg->http, &https));
+    snprintf(spec, sizeof(spec), "tcp:%s", config_http_hostport(addr, &https));
     struct addr a;
     if (addr_parse(spec, &a, err, sizeof(err)) < 0 ||
         (h->fd = addr_listen(&a, err, sizeof(err))) < 0) {
-        log_error("gateway: http %s: %s", cfg->http, err);
+        log_error("gateway: http %s: %s", addr, err);
         h->fd = -1;
         goto fail;
     }
     evutil_make_socket_nonblocking(h->fd);
     if (https && !(h->tls_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err,
                                                sizeof(err)))) {
-        log_error("gateway: http %s: %s", cfg->http, err);
+        log_error("gateway: http %s: %s", addr, err);
         goto fail;
     }
     if (pipe2(h->stop, O_CLOEXEC) < 0)
         goto fail;
-    for (int i = 0; i < HTTP_THREADS; i++) {
+    for (int i = 0; i < h->n_threads; i++) {
         if (thread_start(h, &h->th[i]) < 0) {
-            log_error("gateway: http %s: a thread could not start", cfg->http);
+            log_error("gateway: http %s: a thread could not start", addr);
             goto fail;
         }
     }
-    log_info("gateway: http on %s", cfg->http);
+    log_info("gateway: %s on %s", open ? "metrics" : "http", addr);
     *out = h;
     return 0;
 fail:

@@ -164,14 +164,22 @@ void cluster_pools_free(struct pool_sum *p, size_t n);
  * publish does. 0 (*g NULL when there is nothing to listen on), or -1
  * (logged: an address cannot be bound, the tokens file unreadable). */
 struct gateway;
-int cluster_gateway_start(struct cluster *c, const struct config *cfg, struct gateway **g);
+struct sbuf;
+/* The worker's figures for GET /metrics (Prometheus's text), from a
+ * gateway thread. */
+typedef void (*gateway_metrics_fn)(void *arg, struct sbuf *out);
+int cluster_gateway_start(struct cluster *c, const struct config *cfg, gateway_metrics_fn metrics,
+                          void *metrics_arg, struct gateway **g);
 /* Stops accepting, ends every connection's input, waits for their
  * answers, and frees it all (g may be NULL). */
 void cluster_gateway_stop(struct gateway *g);
-/* The HTTP part, on `http` (*h NULL without it); stopped after the request
- * each thread serves is answered. */
+/* The HTTP part on addr (`http`: events, health and metrics with auth;
+ * or, open, `metrics`: GET /metrics and /v1/health alone, without auth, as
+ * a single daemon serves them); stopped after the request each thread
+ * serves is answered. */
 struct gateway_http;
-int cluster_gateway_http_start(struct cluster *c, const struct config *cfg,
+int cluster_gateway_http_start(struct cluster *c, const struct config *cfg, const char *addr,
+                               int open, gateway_metrics_fn metrics, void *metrics_arg,
                                struct gateway_http **h);
 void cluster_gateway_http_stop(struct gateway_http *h);
 

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +58,7 @@ struct part {
     int64_t valid_until;   /* wall ms: stop applying before this */
     int shard_open;        /* the apply thread has the shard open */
     uint64_t committed;    /* its applied sequence, as committed */
+    uint64_t lag;          /* messages waiting after it, when committed */
     int snapping;          /* the snapshot thread is copying the shard */
     uint64_t snap_applied; /* applied sequence of the newest snapshot known */
     /* the apply thread's */
@@ -116,6 +118,8 @@ struct worker {
     /* the apply thread's: when a consumer was last found gone with its
      * server; consumers made before then are made again */
     int64_t consumers_gone_ms;
+    /* counters for GET /metrics on the gateway (worker_metrics) */
+    atomic_llong n_applied, n_remade, n_lost, n_aside, n_dry;
 };
 
 /* ---- the graph partition ---- */
@@ -249,6 +253,7 @@ static void serve_dry(struct worker *w)
             if (len && natsConnection_Publish(w->c->nc, reply, evbuffer_pullup(out, -1),
                                               (int)len) != NATS_OK)
                 log_debug("partition %ld: a dry run's answer not sent", idx);
+            atomic_fetch_add(&w->n_dry, 1);
         }
         natsMsg_Destroy(m);
     }
@@ -518,6 +523,7 @@ static int open_consumer(struct worker *w, int idx)
                  p->sub_fails == 1 ? "try" : "tries");
     p->sub_fails = 0;
     p->sub_made_ms = wall_ms();
+    atomic_fetch_add(&w->n_remade, 1);
     p->cseq = 0;
     p->pending = 0;
     return 0;
@@ -753,6 +759,7 @@ static int commit_upto(struct worker *w, int idx, uint64_t sseq)
     p->applied = sseq;
     pthread_mutex_lock(&w->mu);
     p->committed = sseq;
+    p->lag = p->pending;
     pthread_mutex_unlock(&w->mu);
     return 0;
 }
@@ -1039,6 +1046,7 @@ static int apply_batch(struct worker *w, int idx)
             log_error("partition %d: stream sequence %" PRIu64 ", event %s: %s; set aside", idx,
                       sseq, ev.id, detail);
             set_aside(w, idx, sseq, &ev, detail);
+            atomic_fetch_add(&w->n_aside, 1);
         }
         event_clear(&ev);
     }
@@ -1049,6 +1057,7 @@ static int apply_batch(struct worker *w, int idx)
         if (commit_upto(w, idx, last) < 0)
             return -1;
         p->ticks += ticks;
+        atomic_fetch_add(&w->n_applied, applied);
         p->quiet_since = wall_ms();
         queue_actions(w, idx);
         register_codes(w, idx);
@@ -1127,6 +1136,7 @@ static void *apply_main(void *arg)
             int valid = wall_ms() + w->margin_ms < p->valid_until;
             if (st == L_OWNED && !valid) {
                 p->state = st = L_LOST; /* renewals late: stop before the lease can run out */
+                atomic_fetch_add(&w->n_lost, 1);
                 log_warn("partition %d: lease not renewed in time: stopped", i);
             }
             pthread_mutex_unlock(&w->mu);
@@ -1177,6 +1187,80 @@ static void *apply_main(void *arg)
     serve_dry(w); /* (none answered: their partitions are closed) */
     atomic_store(&w->apply_done, 1);
     return NULL;
+}
+
+/* ---- GET /metrics on the gateway ---- */
+
+static void metric_head(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+    sb_fmt(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* The worker's figures in Prometheus's text format (a gateway thread:
+ * what the apply thread keeps is read under mu, or from atomics). */
+static void worker_metrics(void *arg, struct sbuf *b)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    int owned = 0, graph = 0, workers = w->workers;
+    for (int i = 0; i < w->np; i++)
+        if (w->p[i].shard_open)
+            *(is_graph(w, i) ? &graph : &owned) += 1;
+    metric_head(b, "mktd_cluster_partitions_owned", "gauge",
+                "User partitions this worker applies now.");
+    sb_fmt(b, "mktd_cluster_partitions_owned %d\n", owned);
+    metric_head(b, "mktd_cluster_graph_owned", "gauge", "1 while this worker applies the graph.");
+    sb_fmt(b, "mktd_cluster_graph_owned %d\n", graph);
+    metric_head(b, "mktd_cluster_live_workers", "gauge", "Workers the last census saw.");
+    sb_fmt(b, "mktd_cluster_live_workers %d\n", workers);
+    metric_head(b, "mktd_cluster_applied_seq", "gauge",
+                "Last stream sequence committed in the partition's shard, per partition held.");
+    for (int i = 0; i < w->np; i++) {
+        if (!w->p[i].shard_open)
+            continue;
+        if (is_graph(w, i))
+            sb_fmt(b, "mktd_cluster_applied_seq{partition=\"graph\"} %" PRIu64 "\n",
+                   w->p[i].committed);
+        else
+            sb_fmt(b, "mktd_cluster_applied_seq{partition=\"%d\"} %" PRIu64 "\n", i,
+                   w->p[i].committed);
+    }
+    metric_head(b, "mktd_cluster_lag", "gauge",
+                "Messages waiting for the partition after its last commit, per partition held.");
+    for (int i = 0; i < w->np; i++) {
+        if (!w->p[i].shard_open)
+            continue;
+        if (is_graph(w, i))
+            sb_fmt(b, "mktd_cluster_lag{partition=\"graph\"} %" PRIu64 "\n", w->p[i].lag);
+        else
+            sb_fmt(b, "mktd_cluster_lag{partition=\"%d\"} %" PRIu64 "\n", i, w->p[i].lag);
+    }
+    pthread_mutex_unlock(&w->mu);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"mktd_cluster_messages_applied_total",
+         "Stream messages applied and committed (events, ticks, config and forget messages).",
+         offsetof(struct worker, n_applied)},
+        {"mktd_cluster_consumers_made_total",
+         "Consumers made (at each opening, and again after a gap or a server's loss).",
+         offsetof(struct worker, n_remade)},
+        {"mktd_cluster_leases_lost_total", "Leases lost or stopped for late renewals.",
+         offsetof(struct worker, n_lost)},
+        {"mktd_cluster_events_set_aside_total", "Events a plugin failed, set aside.",
+         offsetof(struct worker, n_aside)},
+        {"mktd_cluster_dry_runs_total", "Dry runs answered for the gateways and publishers.",
+         offsetof(struct worker, n_dry)},
+    };
+    for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++) {
+        atomic_llong *v = (atomic_llong *)((char *)w + counters[k].off);
+        metric_head(b, counters[k].name, "counter", counters[k].help);
+        sb_fmt(b, "%s %lld\n", counters[k].name, (long long)atomic_load(v));
+    }
+    metric_head(b, "mktd_cluster_nats_connected", "gauge", "1 while the NATS connection is up.");
+    sb_fmt(b, "mktd_cluster_nats_connected %d\n",
+           natsConnection_Status(w->c->nc) == NATS_CONN_STATUS_CONNECTED);
 }
 
 /* ---- the snapshot thread ---- */
@@ -1394,8 +1478,10 @@ static void lease_round(struct worker *w, char *taken)
                 /* given up meanwhile */
             } else if (!cluster_transient(s)) {
                 log_warn("partition %d: lease lost (%s)", i, natsStatus_GetText(s));
-                if (p->state == L_OWNED)
+                if (p->state == L_OWNED) {
                     p->state = L_LOST;
+                    atomic_fetch_add(&w->n_lost, 1);
+                }
             } else {
                 owned += p->state == L_OWNED && !is_graph(w, i); /* tried again next round; the
                                                  apply thread watches the time */
@@ -1528,7 +1614,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         goto out;
     }
     struct gateway *gw = NULL;
-    if (cluster_gateway_start(c, cfg, &gw) < 0)
+    if (cluster_gateway_start(c, cfg, worker_metrics, w, &gw) < 0)
         goto out;
     pthread_t sig_t, apply_t, snap_t;
     atomic_store(&w->apply_round_ms, wall_ms());

@@ -172,7 +172,7 @@ def http(port, path, body=None, token=None, context=None):
 def test_a_worker_takes_events_over_http():
     """POST /v1/events on a worker's `http` address: each line answered as
     mktd publish answers it, ?dry=1 and ?explain=1 for every line, tokens'
-    scopes as a single daemon checks them; GET /v1/health."""
+    scopes as a single daemon checks them; GET /v1/health and /metrics."""
     nc, d, ws = W.setup(1)
     w = ws[0]
     port = free_port()
@@ -180,8 +180,10 @@ def test_a_worker_takes_events_over_http():
         f.write(tokens_text(TOKENS))
     with open(w.cfg) as f:
         text = f.read()
+    mport = free_port()
     with open(w.cfg, "w") as f:
         f.write(text.replace("daemon:\n", f'daemon:\n  http: "127.0.0.1:{port}"\n'
+                             f'  metrics: "127.0.0.1:{mport}"\n'
                              "  auth: {tokens_file: tokens}\n", 1))
     cfg = w.cfg
     shop, dry_only, grafana = TOKENS["shop"][0], TOKENS["tester"][0], TOKENS["grafana"][0]
@@ -229,6 +231,36 @@ def test_a_worker_takes_events_over_http():
         shards = W.wait_for("the events applied", lambda: W.applied_all(cfg, ws, 6), 30)
         ids = sorted(i for path in shards.values() for i in W.shard_event_ids(path))
         assert ids == sorted(e["id"] for e in evs), ids
+
+        # the worker's figures: GET /metrics with scope read on `http`, and
+        # without auth on `metrics`
+        assert http(port, "/metrics")[0] == 401
+        code, text = http(port, "/metrics", token=grafana)
+        assert code == 200 and isinstance(text, str), text
+        figures = metrics_of(text)
+        assert figures["mktd_cluster_partitions_owned"] == 16, figures
+        assert figures["mktd_cluster_graph_owned"] == 1, figures
+        assert figures["mktd_cluster_nats_connected"] == 1, figures
+        # two dry lines, each asked of its partition's owner and the graph's
+        assert figures["mktd_cluster_dry_runs_total"] == 4, figures
+        # every partition's config message and the six events
+        assert figures["mktd_cluster_messages_applied_total"] >= 16 + 6, figures
+        seqs = {k: v for k, v in figures.items() if k.startswith("mktd_cluster_applied_seq{")}
+        assert len(seqs) == 17 and 'mktd_cluster_applied_seq{partition="graph"}' in seqs, seqs
+        code, open_text = http(mport, "/metrics")
+        assert code == 200 and "mktd_cluster_partitions_owned 16" in open_text, open_text
+        assert http(mport, "/v1/health")[0] == 200
+        assert http(mport, "/v1/events", body([ev(40)]))[0] >= 400  # events: not here
+
+
+def metrics_of(text):
+    """name{labels} -> value of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
 
 
 def test_a_worker_serves_https():
