@@ -29,10 +29,7 @@ def test_a_code_issued_in_another_partition_is_not_owned():
     nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
     with W.workers_running(ws):
-        for w in ws:
-            w.start()
-        W.wait_for("8 partitions each",
-                   lambda: W.fair_shares(cfg, ws), 30)
+        W.start_fair(ws)
         W.publish(cfg, [{"id": "o1", "type": "order.paid", "user": "alice", "ts": T,
                          "props": {"order_id": "o1", "amount": 3000}}])
         issued = W.wait_for("alice's coupon", lambda: action_of(cfg, "coupon.issued", "alice"),

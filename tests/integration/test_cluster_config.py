@@ -59,10 +59,7 @@ def test_a_reload_applies_at_the_same_point_of_every_partition():
     with W.workers_running(ws):
         # `cluster init` put the first campaigns into the stream: a replay
         # from sequence 1 runs on them, whatever the files say by then
-        for w in ws:
-            w.start()
-        W.wait_for("8 partitions each",
-                   lambda: W.fair_shares(cfg, ws), 30)
+        W.start_fair(ws)
         W.publish(cfg, a)
         W.wait_for("the first orders applied", lambda: W.applied_all(cfg, ws, len(a)), 40)
         # a config the campaigns cannot build is refused before anything

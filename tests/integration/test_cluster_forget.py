@@ -40,10 +40,7 @@ def test_forget_reaches_every_partition_and_the_stream():
     cfg = ws[0].cfg
     home = 4  # FNV-1a 32 of GONE mod 16
     with W.workers_running(ws):
-        for w in ws:
-            w.start()
-        W.wait_for("8 partitions each",
-                   lambda: W.fair_shares(cfg, ws), 30)
+        W.start_fair(ws)
         evs = W.events(1600 // W.SCALE)
         mine = [
             {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},

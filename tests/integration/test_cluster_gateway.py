@@ -18,17 +18,21 @@ from harness import free_port, mktd, slow  # noqa: E402
 from secure import TOKENS, Certs, tokens_text  # noqa: E402
 
 
-def gateway_config(w, port, sock):
-    """w's config with a TCP and a Unix listen address and a tokens file."""
+def daemon_keys(w, keys):
+    """w's config with these daemon keys (YAML lines) and a tokens file."""
     with open(os.path.join(w.d, "tokens"), "w") as f:
         f.write(tokens_text(TOKENS))
     with open(w.cfg) as f:
         text = f.read()
-    text = text.replace("daemon:\n", "daemon:\n"
-                        f'  listen: ["tcp:127.0.0.1:{port}", "unix:{sock}"]\n'
-                        "  auth: {tokens_file: tokens}\n", 1)
+    text = text.replace("daemon:\n", "daemon:\n" + "".join(f"  {k}\n" for k in keys)
+                        + "  auth: {tokens_file: tokens}\n", 1)
     with open(w.cfg, "w") as f:
         f.write(text)
+
+
+def gateway_config(w, port, sock):
+    """w's config with a TCP and a Unix listen address and a tokens file."""
+    daemon_keys(w, [f'listen: ["tcp:127.0.0.1:{port}", "unix:{sock}"]'])
 
 
 def connect_tcp(port):
@@ -175,16 +179,8 @@ def test_a_worker_takes_events_over_http():
     scopes as a single daemon checks them; GET /v1/health and /metrics."""
     nc, d, ws = W.setup(1)
     w = ws[0]
-    port = free_port()
-    with open(os.path.join(w.d, "tokens"), "w") as f:
-        f.write(tokens_text(TOKENS))
-    with open(w.cfg) as f:
-        text = f.read()
-    mport = free_port()
-    with open(w.cfg, "w") as f:
-        f.write(text.replace("daemon:\n", f'daemon:\n  http: "127.0.0.1:{port}"\n'
-                             f'  metrics: "127.0.0.1:{mport}"\n'
-                             "  auth: {tokens_file: tokens}\n", 1))
+    port, mport = free_port(), free_port()
+    daemon_keys(w, [f'http: "127.0.0.1:{port}"', f'metrics: "127.0.0.1:{mport}"'])
     cfg = w.cfg
     shop, dry_only, grafana = TOKENS["shop"][0], TOKENS["tester"][0], TOKENS["grafana"][0]
     body = lambda evs: "".join(json.dumps(e) + "\n" for e in evs).encode()  # noqa: E731
@@ -270,14 +266,7 @@ def test_a_worker_serves_https():
     nc, d, ws = W.setup(1)
     w = ws[0]
     port = free_port()
-    with open(os.path.join(w.d, "tokens"), "w") as f:
-        f.write(tokens_text(TOKENS))
-    with open(w.cfg) as f:
-        text = f.read()
-    with open(w.cfg, "w") as f:
-        f.write(text.replace("daemon:\n", f'daemon:\n  http: "https:127.0.0.1:{port}"\n'
-                             "  auth: {tokens_file: tokens}\n"
-                             f"  tls: {{cert: {c.cert}, key: {c.key}}}\n", 1))
+    daemon_keys(w, [f'http: "https:127.0.0.1:{port}"', f"tls: {{cert: {c.cert}, key: {c.key}}}"])
     with W.workers_running(ws):
         w.start()
         W.wait_for("the gateway's https", lambda: "gateway: http on" in

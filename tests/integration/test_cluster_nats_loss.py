@@ -22,10 +22,7 @@ def test_a_nats_server_killed_mid_stream():
     nc, d, ws = W.setup()
     cfg = ws[0].cfg
     with W.workers_running(ws):
-        for w in ws:
-            w.start()
-        W.wait_for("8 partitions each",
-                   lambda: W.fair_shares(cfg, ws), 20)
+        W.start_fair(ws, 20)
         evs = W.events(16000)
         W.publish(cfg, evs[:8000])
         # one of the three servers dies mid-stream; the workers and the

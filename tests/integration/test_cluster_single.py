@@ -111,10 +111,7 @@ def test_per_user_campaigns_equal_one_daemon():
     nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
     with W.workers_running(ws):
-        for w in ws:
-            w.start()
-        W.wait_for("8 partitions each",
-                   lambda: W.fair_shares(cfg, ws), 30)
+        W.start_fair(ws)
         evs = phase_a(ms())
         W.publish(cfg, evs)
         time.sleep(0.5)

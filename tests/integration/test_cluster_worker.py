@@ -296,6 +296,13 @@ def simulate(d, evs, campaigns):
     return [json.loads(x) for x in r.stdout.splitlines()]
 
 
+def start_fair(workers, timeout=30):
+    """Starts the workers and waits until they own the partitions evenly."""
+    for w in workers:
+        w.start()
+    wait_for("a fair share each", lambda: fair_shares(workers[0].cfg, workers), timeout)
+
+
 def fair_shares(cfg, workers):
     """Whether the workers own the partitions evenly (8 and 8 for two)."""
     got = sorted(owners(cfg).count(w.name) for w in workers)
