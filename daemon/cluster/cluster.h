@@ -64,10 +64,15 @@ struct publish_conn {
     const char *pre;
     size_t pre_len;
     int pre_only;   /* the input is pre alone (an HTTP body): fd is not read */
+    int partitions; /* > 0: the stream's partitions, checked before
+                       (cluster_check_partitions); else looked up */
     unsigned flags; /* INGEST_DRY, INGEST_EXPLAIN (HTTP ?dry=1&explain=1) win over
                        the lines'; INGEST_DRY_ONLY: a real line is answered
                        forbidden (a token with scope dry alone) */
 };
+/* The stream's partition count (from the meta bucket) when it is the
+ * config's, else -1 with err. */
+int cluster_check_partitions(struct cluster *c, char *err, size_t errlen);
 int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
                     const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,
                     long *n_err, char *err, size_t errlen);

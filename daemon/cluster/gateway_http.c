@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@ struct gateway_http {
     SSL_CTX *tls_ctx; /* https: daemon.tls; NULL: plain http */
     int open;         /* `metrics`: no auth, GET /metrics and /v1/health alone */
     int n_threads;
+    atomic_int partitions; /* the stream's, once checked (0: not yet) */
     gateway_metrics_fn metrics;
     void *metrics_arg;
     int stop[2]; /* readable once the gateway stops: every thread leaves */
@@ -89,12 +91,18 @@ static void on_events(struct evhttp_request *req, void *arg)
     struct evbuffer *body = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(body);
     const struct config *cfg = h->cfg;
+    char err[512] = "";
+    /* checked once, not at every request */
+    int partitions = atomic_load(&h->partitions);
+    if (partitions <= 0 && (partitions = cluster_check_partitions(h->c, err, sizeof(err))) > 0)
+        atomic_store(&h->partitions, partitions);
     struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
     struct publish_conn pc = {.pre = n ? (const char *)evbuffer_pullup(body, -1) : "",
                               .pre_len = n,
                               .pre_only = 1,
+                              .partitions = partitions,
                               .flags = (unsigned)flags};
-    char *answers = NULL, err[512] = "";
+    char *answers = NULL;
     size_t len = 0;
     long ok = 0, dup = 0, bad = 0;
     FILE *out = open_memstream(&answers, &len);

@@ -492,25 +492,32 @@ static int wait_live(struct cluster *c, struct pub *p, int fd, FILE *out, char *
     return 0;
 }
 
-int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
-                    const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,
-                    long *n_err, char *err, size_t errlen)
+int cluster_check_partitions(struct cluster *c, char *err, size_t errlen)
 {
     kvStore *meta = NULL;
-    int partitions, rc = 0, settled = 1;
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
         return -1;
-    partitions = cluster_stored_partitions(c, meta, err, errlen);
+    int partitions = cluster_stored_partitions(c, meta, err, errlen);
     kvStore_Destroy(meta);
-    if (partitions < 0)
-        return -1;
-    if (partitions != c->cfg->partitions) {
+    if (partitions >= 0 && partitions != c->cfg->partitions) {
         snprintf(err, errlen,
                  "stream %s has %d partitions; cluster.partitions says %d (fixed for a stream's "
                  "life)",
                  c->cfg->stream, partitions, c->cfg->partitions);
         return -1;
     }
+    return partitions;
+}
+
+int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
+                    const struct publish_conn *conn, FILE *out, long *n_ok, long *n_dup,
+                    long *n_err, char *err, size_t errlen)
+{
+    int rc = 0, settled = 1;
+    int partitions =
+        conn && conn->partitions > 0 ? conn->partitions : cluster_check_partitions(c, err, errlen);
+    if (partitions < 0)
+        return -1;
     struct pub *p = xcalloc(1, sizeof(*p));
     p->wake = conn && !conn->pre_only ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
     p->flags = conn ? conn->flags : 0;

@@ -1213,27 +1213,28 @@ static void worker_metrics(void *arg, struct sbuf *b)
     sb_fmt(b, "mktd_cluster_graph_owned %d\n", graph);
     metric_head(b, "mktd_cluster_live_workers", "gauge", "Workers the last census saw.");
     sb_fmt(b, "mktd_cluster_live_workers %d\n", workers);
-    metric_head(b, "mktd_cluster_applied_seq", "gauge",
-                "Last stream sequence committed in the partition's shard, per partition held.");
-    for (int i = 0; i < w->np; i++) {
-        if (!w->p[i].shard_open)
-            continue;
-        if (is_graph(w, i))
-            sb_fmt(b, "mktd_cluster_applied_seq{partition=\"graph\"} %" PRIu64 "\n",
-                   w->p[i].committed);
-        else
-            sb_fmt(b, "mktd_cluster_applied_seq{partition=\"%d\"} %" PRIu64 "\n", i,
-                   w->p[i].committed);
-    }
-    metric_head(b, "mktd_cluster_lag", "gauge",
-                "Messages waiting for the partition after its last commit, per partition held.");
-    for (int i = 0; i < w->np; i++) {
-        if (!w->p[i].shard_open)
-            continue;
-        if (is_graph(w, i))
-            sb_fmt(b, "mktd_cluster_lag{partition=\"graph\"} %" PRIu64 "\n", w->p[i].lag);
-        else
-            sb_fmt(b, "mktd_cluster_lag{partition=\"%d\"} %" PRIu64 "\n", i, w->p[i].lag);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } per[] = {
+        {"mktd_cluster_applied_seq",
+         "Last stream sequence committed in the partition's shard, per partition held.",
+         offsetof(struct part, committed)},
+        {"mktd_cluster_lag",
+         "Messages waiting for the partition after its last commit, per partition held.",
+         offsetof(struct part, lag)},
+    };
+    for (size_t k = 0; k < sizeof(per) / sizeof(per[0]); k++) {
+        metric_head(b, per[k].name, "gauge", per[k].help);
+        for (int i = 0; i < w->np; i++) {
+            if (!w->p[i].shard_open)
+                continue;
+            uint64_t v = *(const uint64_t *)((const char *)&w->p[i] + per[k].off);
+            if (is_graph(w, i))
+                sb_fmt(b, "%s{partition=\"graph\"} %" PRIu64 "\n", per[k].name, v);
+            else
+                sb_fmt(b, "%s{partition=\"%d\"} %" PRIu64 "\n", per[k].name, i, v);
+        }
     }
     pthread_mutex_unlock(&w->mu);
     static const struct {
