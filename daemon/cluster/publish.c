@@ -32,6 +32,7 @@ struct slot {
     char *answer; /* NULL until known */
     char *id;     /* the event id (for the answer), NULL for JSON null */
     uint32_t partition;
+    char msg_id[CLUSTER_MSG_ID_LEN + 1]; /* its Nats-Msg-Id, for publishing it again */
     /* not acknowledged: published again, one by one, at the end */
     char *retry; /* the line, NULL when not to be retried */
     int retry_len;
@@ -375,6 +376,7 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
     pthread_mutex_lock(&p->mu);
     slot_of(p, idx)->id = echo;
     slot_of(p, idx)->partition = part;
+    memcpy(slot_of(p, idx)->msg_id, msg_id, sizeof(msg_id));
     table_put(p, m, idx);
     pthread_mutex_unlock(&p->mu);
     natsMsg *keep = m;
@@ -420,7 +422,7 @@ static void retry_failed(struct cluster *c, struct pub *p)
         cluster_event_subject(s.partition, subject, sizeof(subject));
         jsPubOptions po;
         jsPubOptions_Init(&po);
-        po.MsgId = s.id;
+        po.MsgId = s.msg_id; /* the first attempt's: JetStream keeps one */
         po.MaxWait = 5000;
         jsPubAck *pa = NULL;
         jsErrCode jerr = 0;
