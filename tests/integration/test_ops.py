@@ -2,6 +2,7 @@
 reload under load, graceful stop, metrics, log lines."""
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -31,23 +32,40 @@ def mono_us():
 
 
 class Notify:
-    """A NOTIFY_SOCKET the test listens on, as the service manager does."""
+    """A NOTIFY_SOCKET the test listens on, as the service manager does: a
+    thread drains it all the time (the kernel queues only a few datagrams
+    on a Unix socket, net.unix.max_dgram_qlen, and a daemon's sd_notify
+    blocks when they are not read)."""
 
     def __init__(self, dir):
         self.path = os.path.join(dir, "notify.sock")
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.s.bind(self.path)
-        self.msgs = []  # (monotonic us when received, text)
+        self.s.settimeout(0.1)
+        self.msgs = []  # (monotonic us when received, text), all of them
+        self.pending = queue.Queue()  # not yet returned by recv
+        self.closed = False
+        self.t = threading.Thread(target=self._drain, daemon=True)
+        self.t.start()
+
+    def _drain(self):
+        while not self.closed:
+            try:
+                data = self.s.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            m = data.decode()
+            self.msgs.append((mono_us(), m))
+            self.pending.put(m)
 
     def recv(self, timeout):
-        self.s.settimeout(timeout)
+        """The next message not returned yet, or None after timeout s."""
         try:
-            data = self.s.recv(4096)
-        except socket.timeout:
+            return self.pending.get(timeout=timeout)
+        except queue.Empty:
             return None
-        m = data.decode()
-        self.msgs.append((mono_us(), m))
-        return m
 
     def next_state(self, timeout=10):
         """The next message that is not a watchdog ping."""
@@ -59,6 +77,8 @@ class Notify:
         raise AssertionError(f"no state message; got {self.msgs}")
 
     def close(self):
+        self.closed = True
+        self.t.join()
         self.s.close()
 
 
