@@ -241,6 +241,39 @@ int cluster_retry_until(int64_t deadline_ms, natsStatus s)
     return 1;
 }
 
+char *cluster_ask(struct cluster *c, const char *subject, const char *header, const char *value,
+                  const char *body, size_t len, int64_t wait_ms, natsStatus *st)
+{
+    int64_t deadline = wall_ms() + wait_ms;
+    natsStatus s;
+    for (;;) {
+        natsMsg *reply = NULL, *req = NULL;
+        s = natsMsg_Create(&req, subject, NULL, body, (int)len);
+        if (s == NATS_OK && header)
+            s = natsMsgHeader_Set(req, header, value);
+        if (s == NATS_OK)
+            s = natsConnection_RequestMsg(&reply, c->nc, req, 5000);
+        natsMsg_Destroy(req);
+        if (s == NATS_OK) {
+            int n = natsMsg_GetDataLength(reply);
+            const char *d = natsMsg_GetData(reply);
+            char *a = xmalloc((size_t)n + 2);
+            memcpy(a, d ? d : "", (size_t)n);
+            if (n == 0 || a[n - 1] != '\n')
+                a[n++] = '\n';
+            a[n] = 0;
+            natsMsg_Destroy(reply);
+            return a;
+        }
+        if (wall_ms() >= deadline ||
+            (s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT && !cluster_transient(s)))
+            break;
+        nats_Sleep(200);
+    }
+    *st = s;
+    return NULL;
+}
+
 int cluster_bucket(struct cluster *c, const char *what, int64_t ttl_ms, kvStore **kv, int create,
                    char *err, size_t errlen)
 {

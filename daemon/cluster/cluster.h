@@ -95,6 +95,14 @@ int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, c
  * with err. */
 int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t wait_ms, FILE *out,
                    char *err, size_t errlen);
+/* mktd export with a cluster config (and the HTTP gateway's /v1/export):
+ * the user's data, asked of the owner of the user's partition and of the
+ * graph's (who: the actor, for their shards' oplog), as one JSON object:
+ * the partition's export as one daemon's (spec 14), with "partition" and
+ * "graph" (the graph shard's export). Malloc'd, or NULL with err when an
+ * owner did not answer in time or failed. */
+char *cluster_export(struct cluster *c, const char *user, const char *who, char *err,
+                     size_t errlen);
 /* The key behind pseudonyms in every shard: HMAC-SHA256 of the cluster's
  * secret and a fixed label. */
 void cluster_pseudonym_key(const struct cluster_cfg *k, unsigned char out[32]);

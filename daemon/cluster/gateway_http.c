@@ -4,8 +4,9 @@
  * and answers each line of the body as `mktd publish` does, once
  * JetStream stored it (dry lines by their partition's owner; ?dry=1 and
  * ?explain=1 apply to every line; a token with scope dry alone gets its
- * real lines answered forbidden), GET /v1/health and GET /metrics (the
- * worker's figures, from the worker).
+ * real lines answered forbidden), POST /v1/forget and /v1/export (scope
+ * admin, through the cluster: privacy.c), GET /v1/health and GET /metrics
+ * (the worker's figures, from the worker).
  *
  * HTTP_THREADS threads share the listening socket, each with an event base
  * and an evhttp of its own: JetStream calls block, so a thread serves one
@@ -30,6 +31,7 @@
 #include "lib/addr.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "net/admin.h"
 #include "net/auth.h"
 #include "net/ingest.h"
 #include "net/tls.h"
@@ -125,6 +127,86 @@ static void on_events(struct evhttp_request *req, void *arg)
     free(answers);
 }
 
+/* POST /v1/forget and /v1/export (GET too for an export), scope admin:
+ * the user as ?user=U or a body {"user":U}, as one daemon takes them; a
+ * forget goes through the stream to every partition and is answered once
+ * their owners applied it ("queued", 202, when some have not yet), an
+ * export is asked of the owners (privacy.c). */
+static void on_admin(struct evhttp_request *req, struct http_thread *t, int forget)
+{
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_POST && !(!forget && cmd == EVHTTP_REQ_GET)) {
+        evhttp_send_error(req, 405, forget ? "POST only" : "GET or POST");
+        return;
+    }
+    unsigned scopes;
+    char who[160];
+    if (!auth_gate_http_as(&t->auth, req, AUTH_ADMIN, &scopes, who, sizeof(who)))
+        return; /* answered: 401 or 403 */
+    if (!who[0])
+        snprintf(who, sizeof(who), "http");
+    char *user = admin_http_user(req);
+    struct sbuf b = {0};
+    int code = 200;
+    char err[1024] = "";
+    if (!user) {
+        admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
+        code = 400;
+    } else if (forget) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&text, &len);
+        int rc = out ? cluster_forget(t->h->c, user, who, t->h->cfg->cluster.takeover_ms + 10000,
+                                      out, err, sizeof(err))
+                     : -1;
+        if (out)
+            fclose(out);
+        if (rc >= 0 && text && len) {
+            sb_add(&b, text, len); /* {"forget",..."status":"ok"|"queued",...} */
+            code = rc == 0 ? 200 : 202;
+        } else {
+            admin_error(&b, "internal", err[0] ? err : "no memory");
+            code = 503;
+        }
+        free(text);
+    } else {
+        char *json = cluster_export(t->h->c, user, who, err, sizeof(err));
+        if (json) {
+            sb_str(&b, "{\"status\":\"ok\",\"export\":");
+            sb_str(&b, json);
+            sb_str(&b, "}\n");
+            free(json);
+        } else {
+            admin_error(&b, "internal", err);
+            code = 503;
+        }
+    }
+    if (code != 200 && code != 400)
+        log_warn("gateway: http: %s %s", forget ? "forget" : "export", err);
+    free(user);
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code,
+                      code == 200   ? "OK"
+                      : code == 202 ? "Accepted"
+                      : code == 400 ? "Bad Request"
+                                    : "Service Unavailable",
+                      out);
+    evbuffer_free(out);
+}
+
+static void on_forget(struct evhttp_request *req, void *arg)
+{
+    on_admin(req, arg, 1);
+}
+
+static void on_export(struct evhttp_request *req, void *arg)
+{
+    on_admin(req, arg, 0);
+}
+
 static void on_health(struct evhttp_request *req, void *arg)
 {
     struct http_thread *t = arg;
@@ -205,8 +287,11 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
     }
     evhttp_set_max_body_size(t->http, (ev_ssize_t)h->cfg->max_http_body);
     evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | (h->open ? 0 : EVHTTP_REQ_POST));
-    if (!h->open)
+    if (!h->open) {
         evhttp_set_cb(t->http, "/v1/events", on_events, t);
+        evhttp_set_cb(t->http, "/v1/forget", on_forget, t);
+        evhttp_set_cb(t->http, "/v1/export", on_export, t);
+    }
     evhttp_set_cb(t->http, "/v1/health", on_health, t);
     evhttp_set_cb(t->http, "/metrics", on_metrics, t);
     if (h->tls_ctx)

@@ -20,6 +20,10 @@
 /* A dry request with this header is explained, whatever its line says
  * (HTTP ?explain=1). */
 #define CLUSTER_EXPLAIN_HEADER "Mktd-Explain"
+/* A request on mktd.dry.<p> with this header (who asked, for the shard's
+ * oplog) is an export (spec 14): the user id as body, answered with the
+ * control line's answer, {"status":"ok","export":{...}} (net/admin.h). */
+#define CLUSTER_EXPORT_HEADER "Mktd-Export"
 /* The shard's meta row of the last applied stream sequence. */
 #define CLUSTER_APPLIED_KEY "cluster_applied"
 /* A config message (spec 18: config changes reach the workers through the
@@ -77,6 +81,14 @@ int cluster_kv_token(const char *s, char *buf, size_t len);
 /* The partition count kept in the meta bucket, or -1 with err. */
 int cluster_stored_partitions(struct cluster *c, kvStore *meta, char *err, size_t errlen);
 
+/* A request to the owner behind subject (mktd.dry.<p>: dry runs and
+ * exports), with header (NULL: none) = value and body: the answer's text
+ * (malloc'd, ending in one newline), or NULL and *st when no owner
+ * answered within wait_ms (one may be taking the partition over: asked
+ * again every 200 ms meanwhile). */
+char *cluster_ask(struct cluster *c, const char *subject, const char *header, const char *value,
+                  const char *body, size_t len, int64_t wait_ms, natsStatus *st);
+
 /* The actions stream's duplicate window: max(1 h, snapshot + takeover). */
 int64_t cluster_actions_dup_window_ms(const struct cluster_cfg *k);
 
@@ -128,8 +140,19 @@ void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struc
 int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,
                          const char *key, const char *campaign);
 
+/* Publishes one message to every partition's subject (publish.c): body,
+ * header name = value, Nats-Msg-Id "<kind>:<ms>:<p>:" padded past any
+ * event id (the same when a publish is tried again). seqs[p] gets each
+ * stream sequence. 0, or -1 with err (partitions before the one that
+ * failed are said on out). */
+int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *name,
+                        const char *value, const char *body, size_t len, uint64_t *seqs, FILE *out,
+                        char *err, size_t errlen);
+/* The stream's partition count (the meta bucket's), or -1 with err. */
+int cluster_partitions_of(struct cluster *c, char *err, size_t errlen);
+
 /* Erases from the event stream partition idx's events of user with a
- * stream sequence below before (forget.c). How many, or -1 (logged). */
+ * stream sequence below before (privacy.c). How many, or -1 (logged). */
 int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before);
 
 /* The budgets' shared pool (budgets.c) as one partition uses it. */

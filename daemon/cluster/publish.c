@@ -14,15 +14,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "cluster/internal.h"
 #include "config/config.h"
 #include "engine/event.h"
 #include "lib/util.h"
 #include "net/ingest.h"
-#include "store/privacy.h"
 #include "store/store.h"
 
 #define WINDOW 1024
@@ -201,41 +197,13 @@ static int blank(const char *s, size_t n)
  * the partition over). */
 #define DRY_WAIT_MS 10000
 
-/* A dry line asked of the owner behind subject: its answer line
- * (malloc'd, one newline), or NULL and *st when no owner answered in time
- * (one may be taking the partition over). */
+/* A dry line asked of the owner behind subject (explained, whatever the
+ * line says, for HTTP ?explain=1): its answer line, or NULL and *st. */
 static char *dry_ask(struct cluster *c, const char *subject, const struct event *ev,
                      const char *line, size_t len, natsStatus *st)
 {
-    int64_t deadline = wall_ms() + DRY_WAIT_MS;
-    natsStatus s;
-    for (;;) {
-        natsMsg *reply = NULL, *req = NULL;
-        s = natsMsg_Create(&req, subject, NULL, line, (int)len);
-        /* explained, whatever the line says (HTTP ?explain=1) */
-        if (s == NATS_OK && ev->explain)
-            s = natsMsgHeader_Set(req, CLUSTER_EXPLAIN_HEADER, "1");
-        if (s == NATS_OK)
-            s = natsConnection_RequestMsg(&reply, c->nc, req, 5000);
-        natsMsg_Destroy(req);
-        if (s == NATS_OK) {
-            int n = natsMsg_GetDataLength(reply);
-            const char *d = natsMsg_GetData(reply);
-            char *a = xmalloc((size_t)n + 2);
-            memcpy(a, d ? d : "", (size_t)n);
-            if (n == 0 || a[n - 1] != '\n')
-                a[n++] = '\n';
-            a[n] = 0;
-            natsMsg_Destroy(reply);
-            return a;
-        }
-        if (wall_ms() >= deadline ||
-            (s != NATS_NO_RESPONDERS && s != NATS_TIMEOUT && !cluster_transient(s)))
-            break;
-        nats_Sleep(200);
-    }
-    *st = s;
-    return NULL;
+    return cluster_ask(c, subject, ev->explain ? CLUSTER_EXPLAIN_HEADER : NULL, "1", line, len,
+                       DRY_WAIT_MS, st);
 }
 
 /* The graph's actions and explanations appended to the partition's (both
@@ -647,13 +615,9 @@ out:
 
 /* ---- control messages: configs and forgets (spec 18) ---- */
 
-/* Publishes one message to every partition's subject: body, header name =
- * value, Nats-Msg-Id "<kind>:<ms>:<p>:" padded past any event id (the same
- * when a publish is tried again). seqs[p] gets each stream sequence. 0,
- * or -1 with err (partitions before the one that failed are said on out). */
-static int publish_all(struct cluster *c, int n, const char *kind, const char *name,
-                       const char *value, const char *body, size_t len, uint64_t *seqs, FILE *out,
-                       char *err, size_t errlen)
+int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *name,
+                        const char *value, const char *body, size_t len, uint64_t *seqs, FILE *out,
+                        char *err, size_t errlen)
 {
     int64_t now = wall_ms();
     for (int p = 0; p < n; p++) {
@@ -693,7 +657,7 @@ static int publish_all(struct cluster *c, int n, const char *kind, const char *n
     return 0;
 }
 
-static int partitions_of(struct cluster *c, char *err, size_t errlen)
+int cluster_partitions_of(struct cluster *c, char *err, size_t errlen)
 {
     kvStore *meta = NULL;
     int n = -1;
@@ -706,87 +670,16 @@ static int partitions_of(struct cluster *c, char *err, size_t errlen)
 int cluster_reload(struct cluster *c, const char *text, size_t len, FILE *out, char *err,
                    size_t errlen)
 {
-    int n = partitions_of(c, err, errlen);
+    int n = cluster_partitions_of(c, err, errlen);
     if (n < 0)
         return -1;
     char hash[17];
     store_config_hash(text, len, hash);
     uint64_t *seqs = xcalloc((size_t)n, sizeof(*seqs));
-    int rc =
-        publish_all(c, n, "config", CLUSTER_CONFIG_HEADER, hash, text, len, seqs, out, err, errlen);
+    int rc = cluster_publish_all(c, n, "config", CLUSTER_CONFIG_HEADER, hash, text, len, seqs, out,
+                                 err, errlen);
     if (rc == 0)
         fprintf(out, "config %s published to %d partitions\n", hash, n);
     free(seqs);
-    return rc;
-}
-
-void cluster_pseudonym_key(const struct cluster_cfg *k, unsigned char out[32])
-{
-    static const char label[] = "mktd pseudonym key";
-    unsigned int len = 32;
-    HMAC(EVP_sha256(), k->secret, (int)k->secret_len, (const unsigned char *)label,
-         sizeof(label) - 1, out, &len);
-}
-
-/* Whether partition p's owner recorded an applied sequence >= seq. */
-static int applied_past(kvStore *meta, int p, uint64_t seq)
-{
-    char key[32];
-    kvEntry *e = NULL;
-    snprintf(key, sizeof(key), "app.p%d", p);
-    if (kvStore_Get(&e, meta, key) != NATS_OK)
-        return 0;
-    uint64_t a = strtoull(kvEntry_ValueString(e), NULL, 10);
-    kvEntry_Destroy(e);
-    return a >= seq;
-}
-
-int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t wait_ms, FILE *out,
-                   char *err, size_t errlen)
-{
-    kvStore *meta = NULL;
-    int n = partitions_of(c, err, errlen), rc = -1;
-    if (n < 0 || cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0)
-        return -1;
-    uint64_t *seqs = xcalloc((size_t)n, sizeof(*seqs));
-    if (publish_all(c, n, "forget", CLUSTER_FORGET_HEADER, who, user, strlen(user), seqs, out, err,
-                    errlen) < 0)
-        goto done;
-    /* every owner applies it where it stands; wait for them to say so */
-    int64_t deadline = wall_ms() + wait_ms;
-    int waiting = n;
-    while (waiting && wall_ms() < deadline) {
-        waiting = 0;
-        for (int p = 0; p < n; p++)
-            waiting += !applied_past(meta, p, seqs[p]);
-        /* and the graph partition (worker.c), which applies partition 0's copy */
-        waiting += !applied_past(meta, n, seqs[0]);
-        if (waiting)
-            nats_Sleep(200);
-    }
-    unsigned char key[32];
-    char ps[PSEUDONYM_LEN + 1];
-    cluster_pseudonym_key(c->cfg, key);
-    if (store_pseudonym_of(key, user, ps) < 0)
-        snprintf(ps, sizeof(ps), "?");
-    uint32_t home = cluster_partition(user, strlen(user), n);
-    struct sbuf b = {0};
-    sb_str(&b, "{\"forget\":");
-    sb_json_str(&b, user, strlen(user));
-    sb_fmt(&b,
-           ",\"status\":\"%s\",\"pseudonym\":\"%s\",\"partition\":%u,\"seq\":%" PRIu64
-           ",\"partitions\":%d,\"waiting\":%d}\n",
-           waiting ? "queued" : "ok", ps, home, seqs[home], n, waiting);
-    fputs(b.s, out);
-    sb_free(&b);
-    if (waiting)
-        snprintf(err, errlen,
-                 "%d partitions have not applied the forget yet: their owners apply it when they "
-                 "reach it (mktd cluster status)",
-                 waiting);
-    rc = waiting ? 1 : 0;
-done:
-    free(seqs);
-    kvStore_Destroy(meta);
     return rc;
 }

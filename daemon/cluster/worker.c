@@ -29,6 +29,7 @@
 #include "lib/log.h"
 #include "lib/notify.h"
 #include "lib/util.h"
+#include "net/admin.h"
 #include "net/ingest.h"
 #include "store/dblock.h"
 #include "store/privacy.h"
@@ -220,7 +221,23 @@ static long dry_partition(const struct worker *w, const char *subject)
     return end == dot + 1 || *end || idx < 0 || idx >= w->n ? -1 : idx;
 }
 
-/* Answers the queued dry requests: each line evaluated dry (whatever it
+/* An export request (CLUSTER_EXPORT_HEADER): the user's data in the
+ * shard, as one daemon answers the control line (net/admin.h). */
+static void export_user(struct part *p, natsMsg *m, const char *who, struct evbuffer *out)
+{
+    int n = natsMsg_GetDataLength(m);
+    char *user = xstrndup(natsMsg_GetData(m) ? natsMsg_GetData(m) : "", (size_t)n);
+    struct sbuf b = {0};
+    if (strlen(user) != (size_t)n)
+        admin_error(&b, "invalid", "a user id holds no NUL byte");
+    else
+        admin_run(p->e, ADMIN_EXPORT, user, who, &b);
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
+    free(user);
+}
+
+/* Answers the queued dry requests (and exports): each line evaluated dry (whatever it
  * says: nothing reaches a shard but through the stream) by its
  * partition's engine (or the graph's), between batches, and the answer
  * line sent back. A request for a partition no longer held here gets no
@@ -241,12 +258,16 @@ static void serve_dry(struct worker *w)
         if (idx >= 0 && reply && w->p[idx].open && may_apply(w, (int)idx)) {
             struct part *p = &w->p[idx];
             evbuffer_drain(out, evbuffer_get_length(out));
-            const char *explain = NULL;
+            const char *explain = NULL, *who = NULL;
             unsigned flags = INGEST_DRY;
-            if (natsMsgHeader_Get(m, CLUSTER_EXPLAIN_HEADER, &explain) == NATS_OK)
-                flags |= INGEST_EXPLAIN;
-            ingest_line(p->e, natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
-                        (size_t)natsMsg_GetDataLength(m), flags, out);
+            if (natsMsgHeader_Get(m, CLUSTER_EXPORT_HEADER, &who) == NATS_OK) {
+                export_user(p, m, who, out);
+            } else {
+                if (natsMsgHeader_Get(m, CLUSTER_EXPLAIN_HEADER, &explain) == NATS_OK)
+                    flags |= INGEST_EXPLAIN;
+                ingest_line(p->e, natsMsg_GetData(m) ? natsMsg_GetData(m) : "",
+                            (size_t)natsMsg_GetDataLength(m), flags, out);
+            }
             if (engine_batch_size(p->e) && engine_commit(p->e) < 0)
                 log_warn("partition %ld: a dry run's batch: %s", idx, store_errmsg(p->st));
             size_t len = evbuffer_get_length(out);

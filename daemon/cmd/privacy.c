@@ -186,25 +186,26 @@ out:
 }
 
 /* With a cluster config: a forget goes through the stream to every
- * partition (spec 18); an export is not built there yet. */
+ * partition (spec 18); an export is asked of the owners of the user's
+ * partition and of the graph (docs/cluster.md, "Exporting a user"). */
 static int cluster_privacy(const char *cmd, enum privacy_op op, const char *user,
                            const struct config *cfg)
 {
-    uint32_t p = cluster_partition(user, strlen(user), cfg->cluster.partitions);
-    if (op != PRIVACY_FORGET) {
-        fprintf(stderr,
-                "mktd %s: not built for cluster mode yet: user %s is in partition %u (the shard "
-                "%s.p%u of the worker that holds it); see docs/cluster.md, \"What the workers do "
-                "not do yet\"\n",
-                cmd, user, p, cfg->database, p);
-        return 2;
-    }
     char err[1024] = "", who[64];
     snprintf(who, sizeof(who), "cli:uid:%u", (unsigned)getuid());
     struct cluster *c = cluster_connect(&cfg->cluster, err, sizeof(err));
-    int rc =
-        c ? cluster_forget(c, user, who, cfg->cluster.takeover_ms + 10000, stdout, err, sizeof(err))
-          : -1;
+    int rc = -1;
+    if (c && op == PRIVACY_FORGET) {
+        rc = cluster_forget(c, user, who, cfg->cluster.takeover_ms + 10000, stdout, err,
+                            sizeof(err));
+    } else if (c) {
+        char *json = cluster_export(c, user, who, err, sizeof(err));
+        if (json) {
+            printf("%s\n", json);
+            free(json);
+            rc = 0;
+        }
+    }
     if (*err)
         fprintf(stderr, "mktd %s: %s\n", cmd, err);
     cluster_close(c);

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
 #include "lib/util.h"
 
 enum admin_op admin_line(const char *line, size_t len, char **user, const char **why)
@@ -78,4 +82,31 @@ int admin_run(struct engine *e, enum admin_op op, const char *user, const char *
     sb_str(out, "}\n");
     free(json);
     return 0;
+}
+
+char *admin_http_user(struct evhttp_request *req)
+{
+    char *user = NULL;
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq kv;
+    if (q && *q && evhttp_parse_query_str(q, &kv) == 0) {
+        const char *u = evhttp_find_header(&kv, "user");
+        if (u)
+            user = xstrdup(u);
+        evhttp_clear_headers(&kv);
+    }
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    if (!user && n > 0 && n <= 65536) {
+        json_t *j = json_loadb((const char *)evbuffer_pullup(body, -1), n, 0, NULL);
+        json_t *u = json_object_get(j, "user");
+        if (json_is_string(u) && strlen(json_string_value(u)) == json_string_length(u))
+            user = xstrndup(json_string_value(u), json_string_length(u));
+        json_decref(j);
+    }
+    if (user && (!*user || strlen(user) > 128)) {
+        free(user);
+        user = NULL;
+    }
+    return user;
 }

@@ -28,4 +28,11 @@ int admin_run(struct engine *e, enum admin_op op, const char *user, const char *
 /* Appends an error answer. */
 void admin_error(struct sbuf *out, const char *error, const char *detail);
 
+/* HTTP POST /v1/forget and /v1/export (GET too for an export): the user
+ * named by ?user=U or a body {"user":U}, malloc'd, or NULL when neither
+ * names one of 1-128 bytes (answer 400 with ADMIN_HTTP_USER_HELP). */
+struct evhttp_request;
+char *admin_http_user(struct evhttp_request *req);
+#define ADMIN_HTTP_USER_HELP "name the user: ?user=U or a body {\"user\":\"U\"}, 1-128 bytes"
+
 #endif

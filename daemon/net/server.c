@@ -1081,29 +1081,11 @@ static void http_admin(struct evhttp_request *req, struct server *s, enum admin_
         return; /* answered: 401 or 403 */
     if (!who[0])
         snprintf(who, sizeof(who), "http");
-    char *user = NULL;
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    struct evkeyvalq kv;
-    if (q && *q && evhttp_parse_query_str(q, &kv) == 0) {
-        const char *u = evhttp_find_header(&kv, "user");
-        if (u)
-            user = xstrdup(u);
-        evhttp_clear_headers(&kv);
-    }
-    struct evbuffer *body = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(body);
-    if (!user && n > 0 && n <= 65536) {
-        json_t *j = json_loadb((const char *)evbuffer_pullup(body, -1), n, 0, NULL);
-        json_t *u = json_object_get(j, "user");
-        if (json_is_string(u))
-            user = xstrndup(json_string_value(u), json_string_length(u));
-        json_decref(j);
-    }
+    char *user = admin_http_user(req);
     struct sbuf b = {0};
     int code = 200;
-    if (!user || !*user || strlen(user) > 128) {
-        admin_error(&b, "invalid",
-                    "name the user: ?user=U or a body {\"user\":\"U\"}, 1-128 bytes");
+    if (!user) {
+        admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
         code = 400;
     } else if (s->stopping) {
         admin_error(&b, "internal", "stopping");

@@ -3,7 +3,9 @@ publishes a forget message to every partition; each owner forgets the
 user in its shard where the message stands (one pseudonym in all of
 them, so that the graph partition's referral naming the user is
 rewritten too), the owner of the user's partition erases the user's events from
-the stream, and snapshots are taken at once. Against a real three-node
+the stream, and snapshots are taken at once. Export: `mktd export -c FILE
+USER` and the HTTP gateway's /v1/export ask the owners of the user's
+partition and of the graph. Against a real three-node
 NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
@@ -11,8 +13,10 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_gateway as G  # noqa: E402  (http, tokens)
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
-from harness import mktd  # noqa: E402
+from harness import free_port, mktd  # noqa: E402
+from secure import TOKENS  # noqa: E402
 
 GONE = "zed-7"  # partition 4 of 16; others below are in other partitions
 
@@ -116,3 +120,82 @@ def test_forget_reaches_every_partition_and_the_stream():
         assert GONE not in dump(shards[home])
         assert W.shard_rows(shards[home], "SELECT count(*) FROM actions WHERE user = '"
                             + ps + "'")[0][0] >= 1
+
+
+def test_export_asks_the_owners_and_http_serves_export_and_forget():
+    nc, d, ws = W.setup(2, CAMPAIGNS)
+    port = free_port()
+    G.daemon_keys(ws[0], [f'http: "127.0.0.1:{port}"'])
+    cfg = ws[0].cfg
+    home = 4
+    ops, shop = TOKENS["ops"][0], TOKENS["shop"][0]
+    with W.workers_running(ws):
+        W.start_fair(ws)
+        mine = [
+            {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},
+            {"id": "g2", "type": "page.view", "user": GONE, "ts": W.T0 + 1000},
+            {"id": "g3", "type": "order.paid", "user": GONE, "ts": W.T0 + 2000,
+             "props": {"order_id": "go1", "amount": 3000}},
+            {"id": "r1", "type": "user.signup", "user": "u3", "ts": W.T0 - 1000,
+             "props": {"referrer": GONE}},
+        ]
+        W.publish(cfg, mine)
+        W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, len(mine)), 40)
+
+        # the command line: the user's partition's data as one daemon's
+        # export, and the graph's beside it
+        r = mktd("export", "-c", cfg, GONE, timeout=60)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        x = json.loads(r.stdout)
+        assert x["user"] == GONE and x["partition"] == home, x
+        assert x["profile"]["events"] == 3 and x["profile"]["orders"] == 1, x["profile"]
+        kinds = [(a["kind"], a["user"]) for a in x["actions"]]
+        assert ("coupon.issued", GONE) in kinds, kinds
+        assert all(a["kind"] != "referral.bound" for a in x["actions"]), x["actions"]
+        bound = [a for a in x["graph"]["actions"] if a["kind"] == "referral.bound"]
+        assert len(bound) == 1 and bound[0]["user"] == "u3", x["graph"]
+        assert bound[0]["payload"]["referrer"] == GONE, bound
+        assert "user" not in x["graph"], x["graph"]
+        # a user nobody has seen: nothing kept, as one daemon says it
+        r = mktd("export", "-c", cfg, "nobody-at-all", timeout=60)
+        assert r.returncode == 0, r.stderr
+        n = json.loads(r.stdout)
+        assert n["profile"] is None and n["actions"] == [] and n["graph"]["actions"] == [], n
+
+        # HTTP: scope admin alone; the same export
+        q = f"/v1/export?user={GONE}"
+        assert G.http(port, q)[0] == 401
+        assert G.http(port, q, token=shop)[0] == 403
+        code, got = G.http(port, q, token=ops)
+        assert code == 200 and got[0]["status"] == "ok", (code, got)
+        assert got[0]["export"]["actions"] == x["actions"], got
+        assert got[0]["export"]["graph"]["actions"] == x["graph"]["actions"], got
+        code, got = G.http(port, "/v1/export", body=b"{}", token=ops)
+        assert code == 400 and got[0]["error"] == "invalid", (code, got)
+        # the shard's oplog says who asked (by the pseudonym, never the id)
+        shards = W.current_shards(cfg, ws)
+        who = [w for (w,) in W.shard_rows(shards[home],
+                                          "SELECT who FROM oplog WHERE op = 'export'")]
+        assert "ops" in who and any(w.startswith("cli:uid:") for w in who), who
+        details = W.shard_rows(shards[home], "SELECT detail FROM oplog WHERE op = 'export'")
+        assert details and all(GONE not in dt and "forgotten:" in dt for (dt,) in details), details
+
+        # HTTP forget: through the stream to every partition, answered once
+        # applied; the export then finds nothing of the user
+        code, got = G.http(port, "/v1/forget", body=json.dumps({"user": GONE}).encode(),
+                           token=ops)
+        assert code == 200, (code, got)
+        assert got[0]["status"] == "ok" and got[0]["waiting"] == 0, got
+        ps = got[0]["pseudonym"]
+        assert G.http(port, "/v1/forget?user=x", token=ops)[0] == 405  # GET
+        code, got = G.http(port, q, token=ops)
+        assert code == 200, (code, got)
+        after = got[0]["export"]
+        assert after["profile"] is None and after["actions"] == [], after
+        assert after["graph"]["actions"] == [], after["graph"]
+        # (by its pseudonym, the graph still shows the binding it names;
+        # the pseudonym's own partition is another one than the user's)
+        r = mktd("export", "-c", cfg, ps, timeout=60)
+        assert r.returncode == 0, r.stderr
+        g = json.loads(r.stdout)["graph"]["actions"]
+        assert [(a["kind"], a["payload"]["referrer"]) for a in g] == [("referral.bound", ps)], g
