@@ -422,6 +422,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     int64_t *applied = NULL, *published = NULL, *lag = NULL; /* -1: not known */
     struct snap_rec *snap = NULL;                            /* seq 0: none recorded */
     uint64_t *ticks = NULL; /* tick messages applied by the owners */
+    struct trim_rec *trim = NULL;
+    uint64_t events = 0;
     if (cluster_bucket(c, "meta", 0, &meta, 0, err, errlen) < 0 ||
         (n = cluster_stored_partitions(c, meta, err, errlen)) < 0 ||
         cluster_bucket(c, "leases", 0, &leases, 0, err, errlen) < 0)
@@ -448,6 +450,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     lag = xcalloc((size_t)n + 1, sizeof(*lag));
     snap = xcalloc((size_t)n + 1, sizeof(*snap));
     ticks = xcalloc((size_t)n + 1, sizeof(*ticks));
+    trim = xcalloc((size_t)n + 1, sizeof(*trim));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -486,11 +489,15 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 ticks[p] = strtoull(end + 1, NULL, 10);
             kvEntry_Destroy(e);
         }
-        /* the partition's messages are its events and its ticks (the
+        /* the partition's messages (those in the stream, and those
+         * trimmed behind the snapshots) are its events and its ticks (the
          * graph has no messages of its own) */
+        if (p < n && cluster_trim_get(meta, p, &trim[p]) == 0)
+            msgs[p] += trim[p].msgs;
         uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];
         msgs[p] -= t;
         total_ticks += p < n ? t : 0;
+        events += p < n ? msgs[p] : 0;
         snprintf(key, sizeof(key), "pub.p%d", p);
         if (kvStore_Get(&e, meta, key) == NATS_OK) {
             published[p] = strtoll(kvEntry_ValueString(e), NULL, 10);
@@ -509,8 +516,6 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     }
     err[0] = 0;
     int64_t now = wall_ms();
-    uint64_t events =
-        si->State.Msgs - (total_ticks < si->State.Msgs ? total_ticks : si->State.Msgs);
     if (json) {
         struct sbuf b = {0};
         sb_str(&b, "{\"stream\":");
@@ -522,6 +527,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                    "%s{\"partition\":%d,\"events\":%" PRIu64 ",\"ticks\":%" PRIu64 ",\"owner\":",
                    p ? "," : "", p, msgs[p], ticks[p]);
             owner_json(&b, owner[p], applied[p], lag[p], published[p], &snap[p], now);
+            if (trim[p].seq)
+                sb_fmt(&b, ",\"trimmed_seq\":%" PRIu64, trim[p].seq);
             sb_str(&b, "}");
         }
         sb_str(&b, "],\"graph\":{\"owner\":");
@@ -539,11 +546,14 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     } else {
         fprintf(out, "stream %s: %" PRIu64 " events, %" PRIu64 " ticks, %d partitions\n", k->stream,
                 events, total_ticks, n);
-        fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s  %s\n", "partition", "events",
-                "applied_seq", "lag", "actions", "snapshot_seq", "snap_age", "owner");
+        fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s %12s  %s\n", "partition", "events",
+                "applied_seq", "lag", "actions", "snapshot_seq", "snap_age", "trimmed_seq",
+                "owner");
         for (int p = 0; p <= n; p++) {
             char a[24] = "-", b[24] = "-", l[24] = "-", sq[24] = "-", sa[24] = "-", name[24],
-                 ev[24] = "-";
+                 ev[24] = "-", tr[24] = "-";
+            if (trim[p].seq)
+                snprintf(tr, sizeof(tr), "%" PRIu64, trim[p].seq);
             snprintf(name, sizeof(name), p < n ? "%d" : "graph", p);
             if (p < n)
                 snprintf(ev, sizeof(ev), "%" PRIu64, msgs[p]);
@@ -557,8 +567,8 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
                 snprintf(l, sizeof(l), "%" PRId64, lag[p]);
             if (published[p] >= 0)
                 snprintf(b, sizeof(b), "%" PRId64, published[p]);
-            fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s  %s\n", name, ev, a, l, b, sq, sa,
-                    owner[p] ? owner[p] : "-");
+            fprintf(out, "%-10s %12s %12s %8s %10s %12s %9s %12s  %s\n", name, ev, a, l, b, sq, sa,
+                    tr, owner[p] ? owner[p] : "-");
         }
         for (size_t i = 0; i < n_pools; i++)
             fprintf(out,
@@ -578,6 +588,7 @@ out:
     free(lag);
     free(snap);
     free(ticks);
+    free(trim);
     free(msgs);
     jsStreamInfo_Destroy(si);
     kvStore_Destroy(meta);

@@ -118,6 +118,25 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
  * the snapshot is not usable (logged; the shard is left as it was). */
 int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *shard);
 
+/* The event stream trimmed behind the snapshots (snapshot.c;
+ * docs/cluster.md, "Trimming the event stream"): partition p's messages
+ * up to min(p's snapshot, the graph's snapshot) are purged, since a
+ * takeover restores the snapshots and reads only what came after them.
+ * Recorded as trim.p<N> = "<seq> <messages purged in all>". */
+struct trim_rec {
+    uint64_t seq;  /* messages of the partition up to this are gone (0: none) */
+    uint64_t msgs; /* how many, over every trim */
+};
+/* Reads trim.p<idx> (all zero when there is none). 0, or -1 unreadable. */
+int cluster_trim_get(kvStore *meta, int idx, struct trim_rec *r);
+/* The highest trim.p<N>.seq of the user partitions (*err set when one
+ * could not be read). */
+uint64_t cluster_trim_max(kvStore *meta, int partitions, int *err);
+/* Trims partition idx (of partitions; the graph is partitions) behind its
+ * and the graph's recorded snapshots. 1 trimmed, 0 nothing to do, -1
+ * failed (logged). */
+int cluster_trim(struct cluster *c, kvStore *meta, int idx, int partitions);
+
 /* A partition's buckets asked during an event (the budgets' pool, the
  * code registry): how long one out of reach is tried, and what was out of
  * reach, so that the event is tried again rather than set aside. */

@@ -379,3 +379,113 @@ int cluster_snap_restore(struct cluster *c, kvStore *meta, int idx, const char *
              idx, r.applied, r.size, r.chunks, wall_ms() - t0, have == 0 ? local : 0);
     return 1;
 }
+
+/* ---- the event stream trimmed behind the snapshots ---- */
+
+static void trim_key(int idx, char *buf, size_t len)
+{
+    snprintf(buf, len, "trim.p%d", idx);
+}
+
+int cluster_trim_get(kvStore *meta, int idx, struct trim_rec *r)
+{
+    char key[32];
+    trim_key(idx, key, sizeof(key));
+    memset(r, 0, sizeof(*r));
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, meta, key);
+    if (s == NATS_NOT_FOUND)
+        return 0;
+    if (s != NATS_OK)
+        return -1;
+    char *end;
+    const char *v = kvEntry_ValueString(e);
+    r->seq = strtoull(v, &end, 10);
+    int rc = end != v && *end == ' ' ? 0 : -1;
+    if (rc == 0)
+        r->msgs = strtoull(end + 1, NULL, 10);
+    kvEntry_Destroy(e);
+    return rc;
+}
+
+uint64_t cluster_trim_max(kvStore *meta, int partitions, int *err)
+{
+    uint64_t max = 0;
+    *err = 0;
+    for (int p = 0; p < partitions; p++) {
+        struct trim_rec r;
+        if (cluster_trim_get(meta, p, &r) < 0)
+            *err = 1;
+        else if (r.seq > max)
+            max = r.seq;
+    }
+    return max;
+}
+
+/* Purges subject's messages below seq from the event stream by the
+ * JetStream API's purge request (js_PurgeStream does not say how many
+ * went). How many went, or -1 with err. */
+static int64_t purge_below(struct cluster *c, const char *subject, uint64_t seq, char *err,
+                           size_t errlen)
+{
+    char api[256], body[160];
+    snprintf(api, sizeof(api), "$JS.API.STREAM.PURGE.%s", c->cfg->stream);
+    snprintf(body, sizeof(body), "{\"filter\":\"%s\",\"seq\":%" PRIu64 "}", subject, seq);
+    natsMsg *reply = NULL;
+    natsStatus s = natsConnection_RequestString(&reply, c->nc, api, body, 5000);
+    if (s != NATS_OK) {
+        cluster_errf(err, errlen, "purging the event stream", s, 0);
+        return -1;
+    }
+    json_t *j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    json_t *purged = json_object_get(j, "purged");
+    int64_t n = -1;
+    if (json_is_true(json_object_get(j, "success")) && json_is_integer(purged))
+        n = json_integer_value(purged);
+    else
+        snprintf(err, errlen, "purging the event stream: %.*s", natsMsg_GetDataLength(reply),
+                 natsMsg_GetData(reply));
+    json_decref(j);
+    natsMsg_Destroy(reply);
+    return n;
+}
+
+int cluster_trim(struct cluster *c, kvStore *meta, int idx, int partitions)
+{
+    struct snap_rec own, graph;
+    struct trim_rec done;
+    if (cluster_snap_get(meta, idx, &own) != 0 || cluster_snap_get(meta, partitions, &graph) != 0 ||
+        cluster_trim_get(meta, idx, &done) < 0)
+        return 0; /* (no snapshot of one of them yet) */
+    uint64_t upto = own.applied < graph.applied ? own.applied : graph.applied;
+    /* nats-server 2.9 reads a purge up to sequence 1 as a purge of the
+     * whole subject */
+    if (upto <= done.seq || upto < 1)
+        return 0;
+    char subject[64], err[512];
+    cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
+    int64_t n = purge_below(c, subject, upto + 1, err, sizeof(err));
+    if (n < 0) {
+        log_warn("partition %d: %s", idx, err);
+        return -1;
+    }
+    char key[32], v[64];
+    trim_key(idx, key, sizeof(key));
+    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, upto, done.msgs + (uint64_t)n);
+    uint64_t rev;
+    int64_t deadline = wall_ms() + 5000;
+    natsStatus s;
+    do
+        s = kvStore_Put(&rev, meta, key, v, (int)strlen(v));
+    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    if (s != NATS_OK) {
+        /* the messages are gone all the same: status counts them short
+         * until the next trim records a total again */
+        log_warn("partition %d: recording the trim: %s", idx, natsStatus_GetText(s));
+        return -1;
+    }
+    log_info("partition %d: event stream trimmed up to stream sequence %" PRIu64 " (%" PRId64
+             " messages; the partition's snapshot is at %" PRIu64 ", the graph's at %" PRIu64 ")",
+             idx, upto, n, own.applied, graph.applied);
+    return 1;
+}

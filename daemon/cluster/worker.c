@@ -635,6 +635,38 @@ static int from_stream(const char *path)
     return strncmp(path, CLUSTER_CONFIG_PATH, strlen(CLUSTER_CONFIG_PATH)) == 0;
 }
 
+/* Whether the event stream still holds what partition idx needs after
+ * applied: the partition's trimmed messages (the graph: every
+ * partition's) must be at or below it. A shard behind a trim (its
+ * snapshot could not be restored) is not applied: it would miss events.
+ * 0, or -1 (logged). */
+static int trimmed_past(struct worker *w, int idx, uint64_t applied)
+{
+    struct trim_rec r = {0};
+    int64_t deadline = wall_ms() + CONSUMER_TRY_MS;
+    int bad;
+    do {
+        if (is_graph(w, idx))
+            r.seq = cluster_trim_max(w->meta, w->n, &bad);
+        else
+            bad = cluster_trim_get(w->meta, idx, &r) < 0;
+    } while (bad && wall_ms() < deadline && (nats_Sleep(100), 1));
+    if (bad) {
+        log_warn("partition %d: how far the event stream was trimmed could not be read: not "
+                 "opened yet",
+                 idx);
+        return -1;
+    }
+    if (r.seq > applied) {
+        log_error("partition %d: the event stream was trimmed up to stream sequence %" PRIu64
+                  " and the shard is at %" PRIu64 " (its snapshot was not restored): not applied, "
+                  "since events would be missed (docs/cluster.md, \"Trimming the event stream\")",
+                  idx, r.seq, applied);
+        return -1;
+    }
+    return 0;
+}
+
 static int open_part(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -708,6 +740,8 @@ static int open_part(struct worker *w, int idx)
     if (store_meta_get(p->st, APPLIED_KEY, &applied) < 0)
         applied = 0;
     p->applied = (uint64_t)applied;
+    if (trimmed_past(w, idx, p->applied) < 0)
+        goto fail;
     int64_t ticks = 0;
     if (store_meta_get(p->st, TICKS_KEY, &ticks) < 0)
         ticks = 0;
@@ -1309,11 +1343,17 @@ static void *snapshot_main(void *arg)
         for (int i = 0; i < w->np && !atomic_load(&w->stop); i++) {
             struct part *p = &w->p[i];
             pthread_mutex_lock(&w->mu);
-            int due = p->state == L_OWNED && p->shard_open && p->committed > p->snap_applied;
+            int held = p->state == L_OWNED && p->shard_open;
+            int due = held && p->committed > p->snap_applied;
             uint64_t since = p->snap_applied;
             if (due)
                 p->snapping = 1;
             pthread_mutex_unlock(&w->mu);
+            /* what the snapshots now cover goes from the event stream
+             * (the graph's snapshot may have moved since this one's) */
+            int trim = w->cfg->cluster.trim && !is_graph(w, i);
+            if (held && trim && !due && snap_still_ours(w, i))
+                cluster_trim(w->c, w->meta, i, w->n);
             if (!due)
                 continue;
             char path[4096];
@@ -1325,6 +1365,8 @@ static void *snapshot_main(void *arg)
             if (r == 0 && applied > p->snap_applied)
                 p->snap_applied = applied;
             pthread_mutex_unlock(&w->mu);
+            if (r == 0 && trim && snap_still_ours(w, i))
+                cluster_trim(w->c, w->meta, i, w->n);
         }
         next = wall_ms() + period;
     }

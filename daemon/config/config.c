@@ -633,7 +633,7 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
 {
     static const char *const keys[] = {"nats",      "partitions",  "worker",   "stream",
                                        "actions",   "replicas",    "takeover", "snapshot",
-                                       "snapshots", "secret_file", NULL};
+                                       "snapshots", "secret_file", "trim",     NULL};
     struct cluster_cfg *k = &cfg->cluster;
     const struct ynode *m = want_map(c, ynode_get(d, "cluster"), "cluster"), *n;
     if (!m)
@@ -646,6 +646,7 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     k->actions = xstrdup("MKTD_ACTIONS");
     k->snapshot_ms = 60000;
     k->snapshots = xstrdup("MKTD_SNAPSHOTS");
+    k->trim = 1;
     char host[256] = "";
     if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
         snprintf(host, sizeof(host), "mktd");
@@ -668,6 +669,8 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     if ((n = get(m, "snapshot")) && get_duration(c, n, "cluster.snapshot", &k->snapshot_ms) == 0 &&
         k->snapshot_ms != 0 && (k->snapshot_ms < 1000 || k->snapshot_ms > 86400000))
         cerr(c, n, "cluster.snapshot: must be 0 (no snapshots) or from 1s to 24h");
+    if ((n = get(m, "trim")))
+        get_bool(c, n, "cluster.trim", &k->trim);
     static const char *const names[] = {"worker", "stream", "actions", "snapshots"};
     char **dst[] = {&k->worker, &k->stream, &k->actions, &k->snapshots};
     for (int i = 0; i < 4; i++) {

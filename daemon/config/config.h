@@ -69,6 +69,8 @@ struct cluster_cfg {
     int64_t takeover_ms; /* cluster.takeover, default 10 s */
     int64_t snapshot_ms; /* cluster.snapshot: shard snapshots every, default 60 s; 0: none */
     char *snapshots;     /* the snapshot stream, default MKTD_SNAPSHOTS */
+    int trim;            /* cluster.trim, default on: the event stream trimmed behind the
+                            snapshots (docs/cluster.md, "Trimming the event stream") */
     char *secret_file;   /* resolved against the config's folder; required */
     char *secret;        /* its bytes, a trailing newline dropped; never empty */
     size_t secret_len;

@@ -25,11 +25,11 @@ SCALE = cw.SCALE
 PARTITIONS = cw.PARTITIONS
 
 
-def setup():
+def setup(extra="snapshot: 1s"):
     nc = NatsCluster(3)
     d = tempfile.mkdtemp(prefix="mktd-snap-")
     harness._TEMP_DIRS.append(d)
-    ws = [cw.Worker(d, cw.write_config(d, nc.urls(), n, extra="snapshot: 1s"), n) for n in ("w1", "w2")]
+    ws = [cw.Worker(d, cw.write_config(d, nc.urls(), n, extra=extra), n) for n in ("w1", "w2")]
     cw.init(ws[0].cfg)
     return nc, d, ws
 
@@ -58,8 +58,9 @@ def snapshots_current(cfg, w):
     return out
 
 
-def snapshot_stream_messages(nc):
-    """Messages in the snapshot stream, as a NATS server's monitor says."""
+def snapshot_stream_messages(nc, stream="MKTD_SNAPSHOTS"):
+    """Messages in the snapshot stream (or another), as a NATS server's
+    monitor says."""
     for i in range(nc.n):
         try:
             url = f"http://127.0.0.1:{nc.monitor[i]}/jsz?accounts=true&streams=true"
@@ -69,7 +70,7 @@ def snapshot_stream_messages(nc):
             continue
         for acc in jsz.get("account_details") or []:
             for s in acc.get("stream_detail") or []:
-                if s.get("name") == "MKTD_SNAPSHOTS":
+                if s.get("name") == stream:
                     return s["state"]["messages"]
     return None
 
@@ -149,7 +150,8 @@ def test_takeover_restores_the_snapshot_and_applies_what_came_after():
 
 
 def test_a_damaged_or_missing_snapshot_is_replayed_from_the_stream():
-    nc, d, ws = setup()
+    """(cluster.trim off: the event stream keeps every event.)"""
+    nc, d, ws = setup("snapshot: 1s, trim: false")
     cfg = ws[0].cfg
     evs = cw.events(6000 // SCALE)
     a = len(evs) // 2
@@ -196,3 +198,84 @@ def test_a_damaged_or_missing_snapshot_is_replayed_from_the_stream():
     finally:
         for w in ws:
             w.stop()
+
+
+def trimmed_everywhere(cfg):
+    """Status once every partition's stream is trimmed up to where the
+    snapshots allow (min of its own and the graph's), else None."""
+    st = cw.status(cfg)
+    graph = st["graph"].get("snapshot", {}).get("applied_seq", 0)
+    for p in st["partitions"]:
+        own = p.get("snapshot", {}).get("applied_seq", 0)
+        if not own or not graph or p.get("trimmed_seq") != min(own, graph):
+            return None
+    return st
+
+
+def test_the_event_stream_is_trimmed_behind_the_snapshots():
+    """cluster.trim (default on): each partition's events up to its own
+    and the graph's snapshot leave the stream; status still counts them;
+    a takeover restores the snapshots and applies what came after; a
+    shard behind a trim whose snapshot cannot be restored is not applied
+    (it would miss events) while the other partitions go on."""
+    nc, d, ws = setup()
+    cfg = ws[0].cfg
+    evs = cw.events(6000 // SCALE)
+    a = len(evs) // 2
+    try:
+        ws[0].start()
+        cw.wait_for("w1 owns every partition", lambda: cw.owners(cfg) == ["w1"] * PARTITIONS, 20)
+        cw.publish(cfg, evs[:a])
+        cw.wait_for("w1 applied", lambda: cw.applied_all(cfg, ws, a), 40)
+        st = cw.wait_for("every partition trimmed", lambda: trimmed_everywhere(cfg), 30)
+        assert st["events"] == a, st  # trimmed events still counted
+        held = snapshot_stream_messages(nc, "MKTD_EVENTS")
+        assert held is not None and held < a // 2, (held, a)
+        with open(ws[0].log, errors="replace") as f:
+            assert "event stream trimmed up to stream sequence" in f.read(), ws[0].tail()
+        ws[0].stop()
+        for f in glob.glob(os.path.join(ws[0].d, "w1", "mktd.db.*")):
+            os.unlink(f)
+        cw.publish(cfg, evs[a:])
+        ws[1].start()
+        cw.wait_for("w2 owns every partition", lambda: cw.owners(cfg) == ["w2"] * PARTITIONS, 20)
+        shards = cw.wait_for("every event applied", lambda: cw.applied_all(cfg, ws, len(evs)), 40)
+        cw.check_exactly_once(cfg, shards, evs)
+        with open(ws[1].log, errors="replace") as f:
+            log = f.read()
+        assert "partition 0: restored from snapshot" in log, ws[1].tail()
+        st = cw.wait_for("every partition trimmed again", lambda: trimmed_everywhere(cfg), 30)
+        assert st["events"] == len(evs), st
+        ws[1].stop()
+
+        # partition 0's snapshot damaged, no shard on w1's machine: not
+        # applied from a stream that no longer has its first events
+        snap = cw.status(cfg)["partitions"][0]["snapshot"]
+        rec = {"seq": snap["stream_seq"], "chunks": snap["chunks"], "size": snap["bytes"],
+               "sha256": "0" * 64, "applied": snap["applied_seq"], "ms": 1}
+        nc.publish("$KV.MKTD_EVENTS_meta.snap.p0", json.dumps(rec))
+        cw.wait_for("the damaged record", lambda: cw.status(cfg)["partitions"][0]["snapshot"][
+            "age_ms"] > 1000000, 10)
+        more = cw.events(400 // SCALE, prefix="m", start=len(evs))
+        cw.publish(cfg, more)
+        ws[0].start()
+        def others_applied():
+            st = cw.status(cfg)
+            return all(p["applied_seq"] >= 1 and p["lag"] == 0 for p in st["partitions"][1:]
+                       if p.get("lag") is not None) and "not applied, since events would be " \
+                "missed" in open(ws[0].log, errors="replace").read()
+        cw.wait_for("the other partitions applied, partition 0 refused", others_applied, 40)
+        log = open(ws[0].log, errors="replace").read()
+        assert "partition 0: the event stream was trimmed up to stream sequence" in log, log[-3000:]
+        assert "do not add up" in log, log[-3000:]
+        assert not os.path.exists(ws[0].shard(0)) or cw.shard_count(ws[0].shard(0)) == 0
+        assert cw.shard_count(ws[0].shard(1)) > 0
+    except BaseException:
+        for w in ws:
+            if os.path.exists(w.log):
+                print(f"--- {w.name}'s log:\n{w.tail()}")
+        raise
+    finally:
+        for w in ws:
+            w.stop()
+

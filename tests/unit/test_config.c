@@ -1427,6 +1427,7 @@ static void test_config_cluster(void)
     CHECK(cb->cluster.takeover_ms == 3000);
     CHECK(ca->cluster.snapshot_ms == 60000);
     CHECK_STR(ca->cluster.snapshots, "MKTD_SNAPSHOTS");
+    CHECK_INT(ca->cluster.trim, 1);
     struct config_change *v;
     size_t n = config_diff(ca, cb, &v);
     CHECK_INT((int)n, 1);
@@ -1468,6 +1469,7 @@ static void test_config_cluster(void)
         {"snapshots: MKTD_EVENTS", "snapshots must be a stream of its own"},
         {"snapshots: MKTD_ACTIONS", "snapshots must be a stream of its own"},
         {"snapshots: a.b", "cluster.snapshots: 'a.b' must be 1-32 of [A-Za-z0-9_-]"},
+        {"trim: sometimes", "bad.yaml:4:11: cluster.trim: must be true or false"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char y[512];
@@ -1490,6 +1492,13 @@ static void test_config_cluster(void)
     CHECK(cz && cz->cluster.snapshot_ms == 0);
     errs_free(&e);
     config_free(cz);
+    /* trim: false keeps every event in the stream */
+    const char *t = "daemon:\n  cluster:\n    nats: [\"nats://127.0.0.1:4222\"]\n"
+                    "    trim: false\n    secret_file: cluster.secret\ncampaigns: []\n";
+    struct config *ct = config_load_string_in("t.yaml", dir, 0, t, strlen(t), &e);
+    CHECK(ct && ct->cluster.trim == 0);
+    errs_free(&e);
+    config_free(ct);
     config_free(ca);
     config_free(cb);
     unlink(secret);
