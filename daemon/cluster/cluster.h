@@ -51,7 +51,9 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
  * "duplicate" (the stream has seen the user's id), or the error of section 1;
  * a dry line is sent to its partition's owner and answered with what the
  * owner answers (mktd.dry.<p>, request-reply), a real explained one error
- * "unsupported". Counts go to
+ * "unsupported"; a control line (forget, export) is run through the cluster
+ * (cluster_forget, cluster_export) and answered as one daemon answers it.
+ * Counts go to
  * *n_ok, *n_dup, *n_err. 0, or -1 with err when publishing failed (the
  * lines not answered were not stored). */
 struct publish_limits {
@@ -63,13 +65,21 @@ struct publish_limits {
 struct publish_conn {
     const char *pre;
     size_t pre_len;
-    int pre_only;   /* the input is pre alone (an HTTP body): fd is not read */
-    int partitions; /* > 0: the stream's partitions, checked before
-                       (cluster_check_partitions); else looked up */
-    unsigned flags; /* INGEST_DRY, INGEST_EXPLAIN (HTTP ?dry=1&explain=1) win over
-                       the lines'; INGEST_DRY_ONLY: a real line is answered
-                       forbidden (a token with scope dry alone) */
+    int pre_only;    /* the input is pre alone (an HTTP body): fd is not read */
+    int partitions;  /* > 0: the stream's partitions, checked before
+                        (cluster_check_partitions); else looked up */
+    unsigned flags;  /* INGEST_DRY, INGEST_EXPLAIN (HTTP ?dry=1&explain=1) win over
+                        the lines'; INGEST_DRY_ONLY: a real line is answered
+                        forbidden (a token with scope dry alone); INGEST_NO_EVENTS:
+                        every event is (admin alone) */
+    int control;     /* control lines ({"forget":U}, {"export":U}; net/admin.h):
+                        CONTROL_RUN (run through the cluster, answered in their
+                        place), CONTROL_FORBIDDEN (no scope admin), or 0 (none:
+                        such a line is an event, as in an HTTP body) */
+    const char *who; /* who sends them (the shards' oplog); NULL: "cli:uid:N" */
 };
+#define CONTROL_RUN 1
+#define CONTROL_FORBIDDEN 2
 /* The stream's partition count (from the meta bucket) when it is the
  * config's, else -1 with err. */
 int cluster_check_partitions(struct cluster *c, char *err, size_t errlen);

@@ -133,7 +133,7 @@ static int auth_taken(struct conn *k, const char *name, const char *buf, size_t 
  * what to publish first; *scopes: the token's, AUTH_ALL where none is
  * needed). 0 to go on, -1 to close. */
 static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre_len,
-                        unsigned *scopes)
+                        unsigned *scopes, char *who, size_t wholen)
 {
     struct gateway *g = k->g;
     size_t len = 0, ls = 0, le = 0;
@@ -156,15 +156,18 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
         if (auth_line_token(buf + ls, end - ls, &token) == 0) {
             t = auth_token_check(g->tokens, token, strlen(token));
             /* a token with scope dry alone: its real lines are answered
-             * forbidden, its dry ones served */
-            why = !t                                 ? "unknown token"
-                  : !auth_allows_event(t->scopes, 1) ? "the token lacks scopes events and dry"
-                                                     : NULL;
+             * forbidden, its dry ones served; with admin alone, every
+             * event is forbidden, control lines served */
+            why = !t ? "unknown token"
+                  : !auth_allows(t->scopes, AUTH_EVENTS | AUTH_DRY | AUTH_ADMIN)
+                      ? "the token lacks scopes events, dry and admin"
+                      : NULL;
             free(token);
         }
     }
     if (!why) {
         *scopes = t->scopes;
+        snprintf(who, wholen, "%s", t->name);
         return auth_taken(k, t->name, buf, len, le, pre, pre_len);
     }
     pthread_mutex_lock(&g->mu);
@@ -187,13 +190,25 @@ static void *conn_main(void *arg)
     int dup_fd = -1;
     FILE *out = NULL;
     unsigned scopes = 0;
-    if (authenticate(k, buf, &pre, &pre_len, &scopes) == 0 && (dup_fd = dup(k->fd)) >= 0 &&
-        (out = fdopen(dup_fd, "w"))) {
+    /* who sends (the shards' oplog, for forget and export): the token's
+     * name, a Unix client's uid, or the peer */
+    char who[160];
+    struct ucred cr;
+    socklen_t crlen = sizeof(cr);
+    if (!k->tcp && getsockopt(k->fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
+        snprintf(who, sizeof(who), "uid:%u", (unsigned)cr.uid);
+    else
+        snprintf(who, sizeof(who), "%s", k->peer);
+    if (authenticate(k, buf, &pre, &pre_len, &scopes, who, sizeof(who)) == 0 &&
+        (dup_fd = dup(k->fd)) >= 0 && (out = fdopen(dup_fd, "w"))) {
         const struct config *cfg = g->cfg;
         struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
         struct publish_conn pc = {.pre = pre,
                                   .pre_len = pre_len,
-                                  .flags = auth_allows(scopes, AUTH_EVENTS) ? 0 : INGEST_DRY_ONLY};
+                                  .flags = ingest_scope_flags(scopes),
+                                  .control = auth_allows(scopes, AUTH_ADMIN) ? CONTROL_RUN
+                                                                             : CONTROL_FORBIDDEN,
+                                  .who = who};
         long ok = 0, dup = 0, bad = 0;
         char err[512] = "";
         if (cluster_publish(g->c, k->fd, &lim, &pc, out, &ok, &dup, &bad, err, sizeof(err)) < 0)

@@ -88,8 +88,7 @@ static void on_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");
         return;
     }
-    if (!auth_allows(scopes, AUTH_EVENTS))
-        flags |= (int)INGEST_DRY_ONLY;
+    flags |= (int)ingest_scope_flags(scopes);
     struct evbuffer *body = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(body);
     const struct config *cfg = h->cfg;

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "engine/event.h"
 #include "lib/util.h"
+#include "net/admin.h"
 #include "net/ingest.h"
 #include "store/store.h"
 
@@ -47,6 +48,8 @@ struct pub {
     long ok, dup, err;
     int wake;       /* a gateway's connection: an eventfd told of each acknowledgement; -1 */
     unsigned flags; /* publish_conn.flags */
+    int control;    /* publish_conn.control */
+    char who[160];  /* publish_conn.who */
 };
 
 static size_t hash_ptr(const void *p)
@@ -266,8 +269,50 @@ static char *dry_run(struct cluster *c, const struct event *ev, int partitions, 
     return a;
 }
 
-/* One line: answered at once (an error, a dry run), or published. -1 when
- * the library refused to publish (the connection is gone). */
+/* A control line's answer (net/admin.h), run through the cluster: a forget
+ * to every partition (answered once applied, or "queued"), an export from
+ * the owners. */
+static char *control_answer(struct cluster *c, struct pub *p, enum admin_op op, const char *user,
+                            const char *why)
+{
+    struct sbuf b = {0};
+    char err[1024] = "";
+    if (!user) {
+        admin_error(&b, "invalid", why);
+    } else if (p->control == CONTROL_FORBIDDEN) {
+        admin_error(&b, "forbidden",
+                    "forget and export need a Unix socket or a token with scope admin");
+    } else if (op == ADMIN_FORGET) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&text, &len);
+        int rc = out ? cluster_forget(c, user, p->who, c->cfg->takeover_ms + 10000, out, err,
+                                      sizeof(err))
+                     : -1;
+        if (out)
+            fclose(out);
+        if (rc >= 0 && text && len)
+            sb_add(&b, text, len);
+        else
+            admin_error(&b, "internal", err[0] ? err : "no memory");
+        free(text);
+    } else {
+        char *json = cluster_export(c, user, p->who, err, sizeof(err));
+        if (json) {
+            sb_str(&b, "{\"status\":\"ok\",\"export\":");
+            sb_str(&b, json);
+            sb_str(&b, "}\n");
+            free(json);
+        } else {
+            admin_error(&b, "internal", err);
+        }
+    }
+    return b.s;
+}
+
+/* One line: answered at once (an error, a dry run, a control line), or
+ * published. -1 when the library refused to publish (the connection is
+ * gone). */
 static int one_line(struct cluster *c, struct pub *p, int partitions,
                     const struct publish_limits *lim, const char *line, size_t len, char *err,
                     size_t errlen)
@@ -279,9 +324,16 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
     pthread_mutex_lock(&p->mu);
     size_t idx = add_slot(p);
     pthread_mutex_unlock(&p->mu);
-    char detail[256] = "", *answer = NULL, *echo = NULL;
+    char detail[256] = "", *answer = NULL, *echo = NULL, *user = NULL;
+    const char *why = NULL;
     struct event ev;
-    if ((int64_t)len > lim->max_event_bytes) {
+    enum admin_op op = p->control && (int64_t)len <= lim->max_event_bytes
+                           ? admin_line(line, len, &user, &why)
+                           : ADMIN_NONE;
+    if (op != ADMIN_NONE) {
+        answer = control_answer(c, p, op, user, why);
+        free(user);
+    } else if ((int64_t)len > lim->max_event_bytes) {
         snprintf(detail, sizeof(detail), "line longer than max_event_bytes (%" PRId64 ")",
                  lim->max_event_bytes);
         answer = error_answer(NULL, "too_large", detail);
@@ -297,10 +349,13 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
         if (st == EV_INVALID_JSON || st == EV_INVALID_EVENT) {
             answer = error_answer(echo, st == EV_INVALID_JSON ? "invalid_json" : "invalid_event",
                                   detail);
-        } else if ((p->flags & INGEST_DRY_ONLY) && !ev.dry) {
+        } else if ((p->flags & INGEST_NO_EVENTS) || ((p->flags & INGEST_DRY_ONLY) && !ev.dry)) {
             answer = error_answer(echo, "forbidden",
-                                  "this token may send dry events only (scope dry): send it "
-                                  "with \"dry\":true");
+                                  p->flags & INGEST_NO_EVENTS
+                                      ? "this token may not send events (it needs scope events "
+                                        "or dry)"
+                                      : "this token may send dry events only (scope dry): send "
+                                        "it with \"dry\":true");
             event_clear(&ev);
         } else if (ev.dry) {
             /* answered by the partition's owner, not stored */
@@ -491,6 +546,11 @@ int cluster_publish(struct cluster *c, int fd, const struct publish_limits *lim,
     struct pub *p = xcalloc(1, sizeof(*p));
     p->wake = conn && !conn->pre_only ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
     p->flags = conn ? conn->flags : 0;
+    p->control = conn ? conn->control : CONTROL_RUN;
+    if (conn && conn->who)
+        snprintf(p->who, sizeof(p->who), "%s", conn->who);
+    else
+        snprintf(p->who, sizeof(p->who), "cli:uid:%u", (unsigned)getuid());
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     /* a second JetStream context: its acknowledgements come to this pub */

@@ -8,6 +8,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "engine/event.h"
+#include "net/auth.h"
 #include "store/store.h"
 
 const char *const ingest_status_name[IN__COUNT] = {
@@ -223,4 +224,11 @@ int ingest_query_flags(const char *query)
     }
     evhttp_clear_headers(&kv);
     return flags;
+}
+
+unsigned ingest_scope_flags(unsigned scopes)
+{
+    if (scopes & AUTH_EVENTS)
+        return 0;
+    return scopes & AUTH_DRY ? INGEST_DRY_ONLY : INGEST_NO_EVENTS;
 }

@@ -36,6 +36,9 @@ extern const char *const ingest_status_name[IN__COUNT];
 #define INGEST_DRY_ONLY 0x8u
 /* The sender's token has neither events nor dry: every event is forbidden. */
 #define INGEST_NO_EVENTS 0x10u
+/* The INGEST_* flags of what a token's scopes (net/auth.h: AUTH_EVENTS,
+ * AUTH_DRY) allow of events: 0, INGEST_DRY_ONLY or INGEST_NO_EVENTS. */
+unsigned ingest_scope_flags(unsigned scopes);
 
 /* The flags of an HTTP request's query (POST /v1/events?dry=1&explain=1:
  * 1/true or 0/false; absent: 0; NULL or "": none), or -1 for another

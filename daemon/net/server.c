@@ -462,14 +462,6 @@ static void take_frame(struct sink *k, enum frame fr, const char *line, size_t l
 
 /* ---- who a connection is (spec 14; the rules live in net/auth.c) ---- */
 
-/* INGEST_* flags for what a token's scopes allow of events. */
-static unsigned scope_flags(unsigned scopes)
-{
-    if (scopes & AUTH_EVENTS)
-        return 0;
-    return scopes & AUTH_DRY ? INGEST_DRY_ONLY : INGEST_NO_EVENTS;
-}
-
 static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
 {
     c->need_auth = 0;
@@ -478,7 +470,7 @@ static void conn_authed(struct conn *c, const struct auth_token *t, int by_cert)
     memcpy(c->hash, t->hash, sizeof(c->hash));
     c->scopes = t->scopes;
     snprintf(c->who, sizeof(c->who), "%s", t->name);
-    c->sink.flags = scope_flags(t->scopes);
+    c->sink.flags = ingest_scope_flags(t->scopes);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     log_debug("connection from %s port %d: authenticated as %s%s", c->peer, c->port, t->name,
               by_cert ? " (client certificate)" : "");
@@ -580,7 +572,7 @@ static void conns_recheck(struct server *s)
         const struct auth_token *t = c->by_cert ? auth_token_named(s->auth.tokens, c->token)
                                                 : auth_token_by_hash(s->auth.tokens, c->hash);
         if (t && strcmp(t->name, c->token) == 0) {
-            c->sink.flags = scope_flags(t->scopes);
+            c->sink.flags = ingest_scope_flags(t->scopes);
             c->scopes = t->scopes;
             continue;
         }
@@ -1038,7 +1030,7 @@ static void http_events(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 400, "dry and explain take 1 or 0");
         return;
     }
-    flags |= (int)scope_flags(scopes);
+    flags |= (int)ingest_scope_flags(scopes);
     struct http_req h = {.sink = {.srv = s,
                                   .pending = evbuffer_new(),
                                   .flush = http_flush,

@@ -124,8 +124,10 @@ def test_forget_reaches_every_partition_and_the_stream():
 
 def test_export_asks_the_owners_and_http_serves_export_and_forget():
     nc, d, ws = W.setup(2, CAMPAIGNS)
-    port = free_port()
-    G.daemon_keys(ws[0], [f'http: "127.0.0.1:{port}"'])
+    port, tport = free_port(), free_port()
+    sock = os.path.join(d, "w1.sock")
+    G.daemon_keys(ws[0], [f'http: "127.0.0.1:{port}"',
+                          f'listen: ["tcp:127.0.0.1:{tport}", "unix:{sock}"]'])
     cfg = ws[0].cfg
     home = 4
     ops, shop = TOKENS["ops"][0], TOKENS["shop"][0]
@@ -172,11 +174,35 @@ def test_export_asks_the_owners_and_http_serves_export_and_forget():
         assert got[0]["export"]["graph"]["actions"] == x["graph"]["actions"], got
         code, got = G.http(port, "/v1/export", body=b"{}", token=ops)
         assert code == 400 and got[0]["error"] == "invalid", (code, got)
+        # control lines on the gateway's sockets, answered in their place:
+        # a Unix client is an admin by the socket's permissions; on TCP the
+        # token needs scope admin
+        import socket
+        u = socket.socket(socket.AF_UNIX)
+        u.settimeout(60)
+        u.connect(sock)
+        ur = u.makefile("rb")
+        got = G.ask(u, ur, {"export": GONE})
+        assert got["status"] == "ok" and got["export"]["actions"] == x["actions"], got
+        assert G.ask(u, ur, {"export": ""})["error"] == "invalid"
+        u.close()
+        for token, want in ((shop, "forbidden"), (ops, "ok")):
+            t, tr = G.connect_tcp(tport)
+            a = G.ask(t, tr, {"auth": token})
+            assert a["status"] == "ok", a
+            got = G.ask(t, tr, {"export": GONE})
+            assert got["status"] == want if want == "ok" else got["error"] == want, got
+            if token == ops:  # admin alone: no events
+                got = G.ask(t, tr, {"id": "x1", "type": "page.view", "user": "u1"})
+                assert got["error"] == "forbidden", got
+            t.close()
+
         # the shard's oplog says who asked (by the pseudonym, never the id)
         shards = W.current_shards(cfg, ws)
         who = [w for (w,) in W.shard_rows(shards[home],
                                           "SELECT who FROM oplog WHERE op = 'export'")]
         assert "ops" in who and any(w.startswith("cli:uid:") for w in who), who
+        assert any(w.startswith("uid:") for w in who), who  # the Unix client
         details = W.shard_rows(shards[home], "SELECT detail FROM oplog WHERE op = 'export'")
         assert details and all(GONE not in dt and "forgotten:" in dt for (dt,) in details), details
 
