@@ -1,14 +1,17 @@
 /* Cluster mode, the gateway (spec 17 and 18): a worker whose config names
- * `listen` addresses takes NDJSON events from clients on them (tcp: and
- * unix:) and answers each line as `mktd publish` does, once JetStream has
- * stored it: {"id","status":"ok","partition","seq"}, "duplicate", or the
- * errors of section 1 (dry and explain lines: "unsupported").
+ * `listen` addresses takes NDJSON events from clients on them (tcp:, tls:
+ * and unix:) and answers each line as `mktd publish` does, once JetStream
+ * has stored it: {"id","status":"ok","partition","seq"}, "duplicate", or
+ * the errors of section 1; dry lines by their partition's owner, control
+ * lines (forget, export) through the cluster (publish.c).
  *
  * One thread accepts; each connection is a thread of its own that runs
  * cluster_publish on its socket, with answers written as the
- * acknowledgements come. With daemon.auth, a TCP client's first line is
- * the auth line (docs/protocol.md, "Authentication"); on a Unix socket,
- * or without auth, an auth line first is answered ok and skipped. */
+ * acknowledgements come (on tls: addresses, through a thread that
+ * terminates TLS: gateway_tls.c). With daemon.auth, a TCP client's first
+ * line is the auth line (docs/protocol.md, "Authentication"), unless its
+ * client certificate names a token; on a Unix socket, or without auth, an
+ * auth line first is answered ok and skipped. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,14 +31,16 @@
 #include "lib/util.h"
 #include "net/auth.h"
 #include "net/ingest.h"
+#include "net/tls.h"
 
 #define AUTH_WAIT_MS 10000 /* a connection's time to send its first line */
 #define FIRST_LINE_MAX 4096
 
 struct conn {
     struct gateway *g;
-    int fd;
-    int tcp;
+    int fd;  /* the client's socket, or (tls:) the plain end of its TLS pipe; -1: closed */
+    int tcp; /* tcp: or tls: */
+    int tls;
     char peer[64];
     pthread_t t;
     atomic_int done;
@@ -46,8 +51,9 @@ struct gateway {
     struct cluster *c;
     const struct config *cfg;
     struct auth_tokens *tokens; /* NULL: no auth */
+    SSL_CTX *tls_ctx;           /* daemon.tls, when a listen address is tls: */
     struct auth_throttle throttle;
-    int *fds, *tcp;
+    int *fds, *tcp, *tls;
     char **paths; /* Unix sockets bound (removed at the stop), else NULL */
     size_t n;
     int wake[2]; /* the stop, to the accepting thread */
@@ -132,8 +138,8 @@ static int auth_taken(struct conn *k, const char *name, const char *buf, size_t 
  * answered and taken off; anything else stays for publishing (*pre, *pre_len:
  * what to publish first; *scopes: the token's, AUTH_ALL where none is
  * needed). 0 to go on, -1 to close. */
-static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre_len,
-                        unsigned *scopes, char *who, size_t wholen)
+static int authenticate(struct conn *k, const char *cn, char *buf, const char **pre,
+                        size_t *pre_len, unsigned *scopes, char *who, size_t wholen)
 {
     struct gateway *g = k->g;
     size_t len = 0, ls = 0, le = 0;
@@ -142,10 +148,18 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
     *pre = buf;
     *pre_len = len;
     *scopes = AUTH_ALL;
+    /* a client certificate verified against client_ca whose CN names a
+     * token: that token's, without an auth line (spec 18) */
+    const struct auth_token *byc = need && cn[0] ? auth_token_named(g->tokens, cn) : NULL;
+    if (byc && auth_allows(byc->scopes, AUTH_EVENTS | AUTH_DRY | AUTH_ADMIN)) {
+        need = 0;
+        *scopes = byc->scopes;
+        snprintf(who, wholen, "%s", byc->name);
+    }
     size_t end = got == 1 && le > ls && buf[le - 1] == '\r' ? le - 1 : le; /* without CR */
     if (got == 1 && !need)
         return auth_line_kind(buf + ls, end - ls) == 1
-                   ? auth_taken(k, NULL, buf, len, le, pre, pre_len)
+                   ? auth_taken(k, byc ? byc->name : NULL, buf, len, le, pre, pre_len)
                    : 0;
     if (!need)
         return 0; /* no line: cluster_publish reads on */
@@ -180,10 +194,36 @@ static int authenticate(struct conn *k, char *buf, const char **pre, size_t *pre
     return -1;
 }
 
+/* A tls: connection: its TLS terminated by a pipe (gateway_tls.c), whose
+ * plain end becomes k->fd. 0, or -1 (logged; the client's socket closed). */
+static int tls_open(struct conn *k, struct tls_pipe **pipe, char *cn, size_t cnlen)
+{
+    struct gateway *g = k->g;
+    int plain = -1;
+    char err[512];
+    pthread_mutex_lock(&g->mu); /* (a stop shuts k->fd down under it) */
+    int fd = k->fd;
+    pthread_mutex_unlock(&g->mu);
+    int rc =
+        gateway_tls_start(g->tls_ctx, fd, AUTH_WAIT_MS, &plain, cn, cnlen, pipe, err, sizeof(err));
+    pthread_mutex_lock(&g->mu);
+    k->fd = plain; /* the client's socket is the pipe's (or closed) */
+    pthread_mutex_unlock(&g->mu);
+    if (rc < 0)
+        log_warn("gateway: TLS connection from %s: %s", k->peer, err);
+    return rc;
+}
+
 static void *conn_main(void *arg)
 {
     struct conn *k = arg;
     struct gateway *g = k->g;
+    struct tls_pipe *pipe = NULL;
+    char cn[160] = "";
+    if (k->tls && tls_open(k, &pipe, cn, sizeof(cn)) < 0) {
+        atomic_store(&k->done, 1);
+        return NULL;
+    }
     char *buf = xmalloc(FIRST_LINE_MAX);
     const char *pre = NULL;
     size_t pre_len = 0;
@@ -199,7 +239,7 @@ static void *conn_main(void *arg)
         snprintf(who, sizeof(who), "uid:%u", (unsigned)cr.uid);
     else
         snprintf(who, sizeof(who), "%s", k->peer);
-    if (authenticate(k, buf, &pre, &pre_len, &scopes, who, sizeof(who)) == 0 &&
+    if (authenticate(k, cn, buf, &pre, &pre_len, &scopes, who, sizeof(who)) == 0 &&
         (dup_fd = dup(k->fd)) >= 0 && (out = fdopen(dup_fd, "w"))) {
         const struct config *cfg = g->cfg;
         struct publish_limits lim = {cfg->max_event_bytes, cfg->max_future_ms, cfg->max_past_ms};
@@ -222,6 +262,7 @@ static void *conn_main(void *arg)
         close(dup_fd);
     free(buf);
     shutdown(k->fd, SHUT_RDWR);
+    gateway_tls_end(pipe); /* the last answers out, close_notify */
     atomic_store(&k->done, 1);
     return NULL;
 }
@@ -241,7 +282,8 @@ static void reap(struct gateway *g, int every)
         g->n_conns--;
         pthread_mutex_unlock(&g->mu);
         pthread_join(k->t, NULL);
-        close(k->fd);
+        if (k->fd >= 0)
+            close(k->fd);
         free(k);
         pthread_mutex_lock(&g->mu);
     }
@@ -273,6 +315,7 @@ static void take(struct gateway *g, size_t i)
     k->g = g;
     k->fd = fd;
     k->tcp = g->tcp[i];
+    k->tls = g->tls[i];
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, k->peer, sizeof(k->peer));
     else if (ss.ss_family == AF_INET6)
@@ -326,6 +369,9 @@ static void gateway_free(struct gateway *g)
     }
     free(g->fds);
     free(g->tcp);
+    free(g->tls);
+    if (g->tls_ctx)
+        SSL_CTX_free(g->tls_ctx);
     free(g->paths);
     if (g->wake[0] >= 0) {
         close(g->wake[0]);
@@ -353,6 +399,7 @@ int cluster_gateway_start(struct cluster *c, const struct config *cfg, gateway_m
     pthread_mutex_init(&g->mu, NULL);
     g->fds = xcalloc(n_listen + 1, sizeof(*g->fds));
     g->tcp = xcalloc(n_listen + 1, sizeof(*g->tcp));
+    g->tls = xcalloc(n_listen + 1, sizeof(*g->tls));
     g->paths = xcalloc(n_listen + 1, sizeof(*g->paths));
     char err[512];
     if (cfg->tokens_file && !(g->tokens = auth_tokens_load(cfg->tokens_file, err, sizeof(err)))) {
@@ -369,6 +416,14 @@ int cluster_gateway_start(struct cluster *c, const struct config *cfg, gateway_m
             goto fail;
         }
         g->tcp[i] = a.family != AF_UNIX;
+        g->tls[i] = a.tls;
+        if (a.tls && !g->tls_ctx &&
+            !(g->tls_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err,
+                                          sizeof(err)))) {
+            log_error("gateway: listen %s: %s", cfg->listen[i], err);
+            g->n++;
+            goto fail;
+        }
         if (a.family == AF_UNIX) {
             g->paths[i] = xstrdup(a.un.sun_path);
             if (addr_socket_perms(a.un.sun_path, (unsigned)cfg->socket_mode, cfg->socket_group, err,
@@ -409,7 +464,8 @@ void cluster_gateway_stop(struct gateway *g)
      * published and answered first */
     pthread_mutex_lock(&g->mu);
     for (struct conn *k = g->conns; k; k = k->next)
-        shutdown(k->fd, SHUT_RD);
+        if (k->fd >= 0)
+            shutdown(k->fd, SHUT_RD);
     pthread_mutex_unlock(&g->mu);
     reap(g, 1);
     gateway_free(g);

@@ -159,6 +159,19 @@ void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struc
 int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,
                          const char *key, const char *campaign);
 
+/* The gateway's tls: connections (gateway_tls.c): TLS on the client's
+ * socket fd (taken) terminated by a thread of its own, the plain bytes
+ * passed through a socketpair whose other end is *plain. Waits up to
+ * wait_ms for the handshake: 0, *plain, *out and cn (the CN of a client
+ * certificate verified against client_ca, else ""), or -1 with err. */
+struct tls_pipe;
+typedef struct ssl_ctx_st SSL_CTX;
+int gateway_tls_start(SSL_CTX *ctx, int fd, int64_t wait_ms, int *plain, char *cn, size_t cnlen,
+                      struct tls_pipe **out, char *err, size_t errlen);
+/* Once *plain is shut down: waits for the last answers to reach the client
+ * (close_notify sent) and frees the pipe. */
+void gateway_tls_end(struct tls_pipe *p);
+
 /* Publishes one message to every partition's subject (publish.c): body,
  * header name = value, Nats-Msg-Id "<kind>:<ms>:<p>:" padded past any
  * event id (the same when a publish is tried again). seqs[p] gets each

@@ -704,15 +704,6 @@ static void parse_cluster(struct cctx *c, const struct ynode *d, struct config *
     /* time comes from the stream in cluster mode (spec 18) */
     if ((n = get(d, "clock")))
         cerr(c, n, "clock: not allowed with daemon.cluster (time comes from the event stream)");
-    /* a worker's gateway (cluster/gateway.c) serves tcp:, unix:, http and
-     * https (tls: not yet) */
-    if ((n = get(d, "listen")) && n->kind == Y_SEQ)
-        for (size_t i = 0; i < n->n; i++)
-            if (n->items[i]->kind == Y_SCALAR && strncmp(n->items[i]->str, "tls:", 4) == 0)
-                cerr(c, n->items[i],
-                     "listen: %s: tls: addresses are not served in cluster mode yet (tcp:, "
-                     "unix:, http and https are)",
-                     n->items[i]->str);
 }
 
 static void cluster_cfg_free(struct cluster_cfg *k)

@@ -8,6 +8,7 @@ real three-node NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -283,6 +284,79 @@ def test_a_worker_serves_https():
         W.wait_for("the event applied", lambda: W.applied_all(w.cfg, ws, 1), 30)
 
 
+def test_a_worker_serves_tls_ndjson():
+    """tls: listen addresses (spec 14): NDJSON over TLS, answered as on
+    tcp:; a client certificate verified against client_ca whose CN names a
+    token needs no auth line; another CN sends the auth line; no
+    certificate, or plain TCP, gets nothing."""
+    from secure import read_lines
+    c = Certs()
+    shop, stranger = c.issue("shop"), c.issue("stranger")
+    nc, d, ws = W.setup(1)
+    w = ws[0]
+    port = free_port()
+    daemon_keys(w, [f'listen: ["tls:127.0.0.1:{port}"]',
+                    f"tls: {{cert: {c.cert}, key: {c.key}, client_ca: {c.ca}}}"])
+    lines = lambda evs: "".join(json.dumps(e) + "\n" for e in evs).encode()  # noqa: E731
+    with W.workers_running(ws):
+        w.start()
+        W.wait_for("the gateway", lambda: f"gateway: listening on tls:127.0.0.1:{port}" in
+                   open(w.log, errors="replace").read(), 30)
+        # the certificate names the token: no auth line; a thousand lines
+        # streamed come back in order
+        s = c.tls_connect(port, cert=shop)
+        s.settimeout(slow(60))
+        evs = [ev(i) for i in range(1000)]
+        s.sendall(lines(evs))
+        got = read_lines(s, len(evs))
+        assert [a["id"] for a in got] == [e["id"] for e in evs], got[:3]
+        assert all(a["status"] == "ok" and "seq" in a for a in got), got[:3]
+        s.sendall(lines([ev(0)]))
+        assert read_lines(s, 1)[0]["status"] == "duplicate"
+        s.close()
+        # a CN that names no token: the auth line then
+        s = c.tls_connect(port, cert=stranger)
+        s.settimeout(slow(60))
+        s.sendall(lines([{"auth": TOKENS["shop"][0]}, ev(1000)]))
+        got = read_lines(s, 2)
+        assert got[0] == {"status": "ok", "auth": "shop"} and got[1]["status"] == "ok", got
+        s.close()
+        # no certificate: the handshake fails; plain TCP gets no answer
+        refused = False
+        try:
+            s = c.tls_connect(port)
+            s.settimeout(slow(20))
+            s.sendall(lines([ev(1001)]))
+            refused = s.recv(100) == b""
+        except (OSError, ssl.SSLError):
+            refused = True
+        assert refused
+        p = socket.create_connection(("127.0.0.1", port), timeout=slow(20))
+        p.sendall(lines([ev(1002)]))
+        try:
+            got = p.recv(100)
+        except OSError:
+            got = b""
+        assert b"status" not in got, got
+        p.close()
+        W.wait_for("every event applied", lambda: W.applied_all(w.cfg, ws, 1001), 60)
+        W.wait_for("the refused handshakes logged", lambda: open(
+            w.log, errors="replace").read().count("gateway: TLS connection from 127.0.0.1") >= 2,
+            20)
+        # a stop with a TLS client's lines in flight: they are answered
+        # before the worker goes
+        s = c.tls_connect(port, cert=shop)
+        s.settimeout(slow(60))
+        last = [ev(i) for i in range(2000, 2050)]
+        s.sendall(lines(last))
+        first = read_lines(s, 1)  # the gateway has the lines
+        w.terminate()
+        got = first + read_lines(s, len(last) - 1)
+        assert [a["id"] for a in got] == [e["id"] for e in last], got[-3:]
+        assert all(a["status"] == "ok" for a in got), got
+        assert w.proc.wait(timeout=slow(30)) == 0, w.tail()
+
+
 def test_check_refuses_what_a_worker_does_not_serve():
     nc, d, ws = W.setup(1)
     with open(ws[0].cfg) as f:
@@ -296,8 +370,9 @@ def test_check_refuses_what_a_worker_does_not_serve():
     # https is served, with daemon.tls (whose absence is the only error here)
     assert "bad.yaml:2:9: http: 'https:127.0.0.1:1' needs daemon.tls" in r.stderr, r.stderr
     assert r.stderr.count("bad.yaml:2:") == 1, r.stderr
-    assert "bad.yaml:3:12: listen: tls:127.0.0.1:2: tls: addresses are not served in cluster " \
-        "mode yet" in r.stderr, r.stderr
+    # tls: is served too, with daemon.tls
+    assert "tls: addresses are not served" not in r.stderr, r.stderr
+    assert "tls:127.0.0.1:2" in r.stderr and "daemon.tls" in r.stderr, r.stderr
 
 
 CHECKOUT = """campaigns:
