@@ -159,6 +159,17 @@ void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struc
 int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,
                          const char *key, const char *campaign);
 
+/* Webhook outputs in cluster mode (outputs.c): cfg's outputs delivered
+ * from the actions stream on a thread of their own, while held(arg) says
+ * this worker holds the graph partition; positions in the meta bucket
+ * (out.<id>). NULL when cfg has no outputs. */
+struct couts;
+struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg, kvStore *meta,
+                                    int (*held)(void *arg), void *arg);
+void cluster_outputs_stop(struct couts *os);
+/* Actions delivered and requests failed so far (zeros for NULL). */
+void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures);
+
 /* The gateway's tls: connections (gateway_tls.c): TLS on the client's
  * socket fd (taken) terminated by a thread of its own, the plain bytes
  * passed through a socketpair whose other end is *plain. Waits up to

@@ -121,6 +121,7 @@ struct worker {
     int64_t consumers_gone_ms;
     /* counters for GET /metrics on the gateway (worker_metrics) */
     atomic_llong n_applied, n_remade, n_lost, n_aside, n_dry;
+    struct couts *outs; /* webhook outputs, delivered while the graph is ours */
 };
 
 /* ---- the graph partition ---- */
@@ -1314,9 +1315,26 @@ static void worker_metrics(void *arg, struct sbuf *b)
         metric_head(b, counters[k].name, "counter", counters[k].help);
         sb_fmt(b, "%s %lld\n", counters[k].name, (long long)atomic_load(v));
     }
+    long long delivered, failures;
+    cluster_outputs_counts(w->outs, &delivered, &failures);
+    metric_head(b, "mktd_cluster_output_delivered_total", "counter",
+                "Actions this worker delivered to the outputs (while it held the graph).");
+    sb_fmt(b, "mktd_cluster_output_delivered_total %lld\n", delivered);
+    metric_head(b, "mktd_cluster_output_failures_total", "counter",
+                "Output requests that failed and are tried again.");
+    sb_fmt(b, "mktd_cluster_output_failures_total %lld\n", failures);
     metric_head(b, "mktd_cluster_nats_connected", "gauge", "1 while the NATS connection is up.");
     sb_fmt(b, "mktd_cluster_nats_connected %d\n",
            natsConnection_Status(w->c->nc) == NATS_CONN_STATUS_CONNECTED);
+}
+
+/* ---- the outputs (outputs.c) ---- */
+
+/* Outputs are delivered by the graph's holder. */
+static int holds_graph(void *arg)
+{
+    struct worker *w = arg;
+    return !atomic_load(&w->stop) && may_apply(w, w->n);
 }
 
 /* ---- the snapshot thread ---- */
@@ -1680,6 +1698,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
     struct gateway *gw = NULL;
     if (cluster_gateway_start(c, cfg, worker_metrics, w, &gw) < 0)
         goto out;
+    w->outs = cluster_outputs_start(c, cfg, w->meta, holds_graph, w);
     pthread_t sig_t, apply_t, snap_t;
     atomic_store(&w->apply_round_ms, wall_ms());
     pthread_create(&sig_t, NULL, signal_main, w);
@@ -1721,6 +1740,7 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
      * commits and closes every shard, then the leases go, so that others
      * take the partitions at once */
     cluster_gateway_stop(gw);
+    cluster_outputs_stop(w->outs);
     pthread_join(apply_t, NULL);
     if (snapshots)
         pthread_join(snap_t, NULL);

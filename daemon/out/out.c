@@ -233,37 +233,47 @@ static int add_row(void *arg, const struct store_action *a)
     return 0;
 }
 
-static int start_request(struct out *o)
+CURL *out_easy_new(const char *url, const char *id, int64_t first, int64_t last, const char *secret,
+                   size_t secret_len, const struct sbuf *body, int64_t timeout_ms,
+                   struct curl_slist **hdrs, char *errbuf)
 {
     char h[128 + 64], sig[80];
-    o->easy = curl_easy_init();
-    if (!o->easy)
-        return -ENOMEM;
-    o->hdrs = curl_slist_append(o->hdrs, "Content-Type: application/x-ndjson");
-    o->hdrs = curl_slist_append(o->hdrs, "Expect:"); /* no 100-continue round trip */
-    snprintf(h, sizeof(h), "X-Mktd-Output: %s", o->id);
-    o->hdrs = curl_slist_append(o->hdrs, h);
-    snprintf(h, sizeof(h), "X-Mktd-Seq: %lld-%lld", (long long)o->first, (long long)o->last);
-    o->hdrs = curl_slist_append(o->hdrs, h);
-    out_signature(o->secret, o->secret_len, o->body.s, o->body.len, sig);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return NULL;
+    *hdrs = curl_slist_append(*hdrs, "Content-Type: application/x-ndjson");
+    *hdrs = curl_slist_append(*hdrs, "Expect:"); /* no 100-continue round trip */
+    snprintf(h, sizeof(h), "X-Mktd-Output: %s", id);
+    *hdrs = curl_slist_append(*hdrs, h);
+    snprintf(h, sizeof(h), "X-Mktd-Seq: %lld-%lld", (long long)first, (long long)last);
+    *hdrs = curl_slist_append(*hdrs, h);
+    out_signature(secret, secret_len, body->s, body->len, sig);
     snprintf(h, sizeof(h), "X-Mktd-Signature: %s", sig);
-    o->hdrs = curl_slist_append(o->hdrs, h);
-    CURL *c = o->easy;
-    curl_easy_setopt(c, CURLOPT_URL, o->url);
+    *hdrs = curl_slist_append(*hdrs, h);
+    curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body.s);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body.len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, o->hdrs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->s);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "mktd/" MKTD_VERSION_STRING);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)o->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, o->errbuf);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, o);
-    o->errbuf[0] = 0;
-    if (curl_multi_add_handle(o->os->multi, c) != CURLM_OK)
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    errbuf[0] = 0;
+    return c;
+}
+
+static int start_request(struct out *o)
+{
+    o->easy = out_easy_new(o->url, o->id, o->first, o->last, o->secret, o->secret_len, &o->body,
+                           o->timeout_ms, &o->hdrs, o->errbuf);
+    if (!o->easy)
+        return -ENOMEM;
+    curl_easy_setopt(o->easy, CURLOPT_PRIVATE, o);
+    if (curl_multi_add_handle(o->os->multi, o->easy) != CURLM_OK)
         return -EIO;
     return 0;
 }

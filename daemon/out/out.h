@@ -34,6 +34,18 @@ void outs_metrics(struct outs *os, struct evbuffer *out);
  * are none): retention keeps every action after it. */
 int64_t outs_min_position(struct outs *os);
 
+/* A POST of body (NDJSON actions first..last) to url as output id sends
+ * it: the headers (Content-Type, X-Mktd-Output, X-Mktd-Seq,
+ * X-Mktd-Signature: HMAC of body under secret) appended to *hdrs, which the
+ * caller frees after the request, as body; libcurl's error text goes to
+ * errbuf (CURL_ERROR_SIZE). NULL when libcurl has no handle. */
+typedef void CURL;
+struct curl_slist;
+struct sbuf;
+CURL *out_easy_new(const char *url, const char *id, int64_t first, int64_t last, const char *secret,
+                   size_t secret_len, const struct sbuf *body, int64_t timeout_ms,
+                   struct curl_slist **hdrs, char *errbuf);
+
 /* "sha256=" and the hex HMAC-SHA256 of body under key, into hex (>= 72 bytes). */
 void out_signature(const char *key, size_t key_len, const char *body, size_t len, char *hex);
 /* A filter list as a JSON array of strings (malloc'd), NULL for none. */
