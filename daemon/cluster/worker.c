@@ -31,7 +31,9 @@
 #include "lib/util.h"
 #include "net/admin.h"
 #include "net/ingest.h"
+#include "out/retention.h"
 #include "store/dblock.h"
+#include "store/eventlog.h"
 #include "store/privacy.h"
 #include "store/store.h"
 
@@ -70,6 +72,9 @@ struct part {
     uint64_t applied;        /* last stream sequence in the shard */
     uint64_t cseq;           /* last consumer sequence seen */
     int64_t published;       /* last action seq published (acknowledged) */
+    int64_t prune_at;        /* daemon.retention: the next look at old actions (wall ms) */
+    int64_t prune_cursor;    /* the sweep has looked at every action seq up to here */
+    int64_t prune_sweep;     /* when it last started from the first action (wall ms) */
     int64_t queued;          /* last action seq published asynchronously */
     int64_t app_put_ms;      /* when app.p<N> was last written */
     uint64_t app_put;        /* the applied sequence it then said */
@@ -1139,6 +1144,54 @@ static void tick_id(int idx, int64_t ms, char *buf, size_t len)
     buf[n] = 0;
 }
 
+/* daemon.retention and daemon.event_log.keep in cluster mode: a shard's
+ * actions older than the retention pruned as one daemon prunes them
+ * (out/retention.c), and never one not yet published to the actions
+ * stream; its logged events likewise. Between batches, every PRUNE_MS,
+ * up to PRUNE_CHUNKS deletes at a time; a sweep that reached the end
+ * goes on from there (over what was published since), and starts over
+ * from the first action every PRUNE_SWEEP_MS (actions age meanwhile). */
+#define PRUNE_MS 5000
+#define PRUNE_CHUNKS 10
+#define PRUNE_SWEEP_MS 60000
+static void prune(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    const struct config *cfg = w->cfg;
+    int64_t now = wall_ms();
+    if ((!cfg->retention_actions_ms && !cfg->event_log_keep_ms) || now < p->prune_at)
+        return;
+    p->prune_at = now + PRUNE_MS;
+    int64_t gone = 0, logged = 0;
+    for (int k = 0; k < PRUNE_CHUNKS && cfg->retention_actions_ms; k++) {
+        int64_t before = p->prune_cursor;
+        int bounded;
+        int n = retention_actions_step(p->st, cfg->retention_actions_ms,
+                                       retention_cap_window_ms(engine_config(p->e)), p->published,
+                                       now, &p->prune_cursor, &bounded);
+        if (n < 0)
+            break;
+        gone += n;
+        if (p->prune_cursor == before) { /* the end: what comes is looked at next time */
+            if (now - p->prune_sweep >= PRUNE_SWEEP_MS) { /* and, now and then, from the start */
+                p->prune_cursor = 0;
+                p->prune_sweep = now;
+            }
+            break;
+        }
+    }
+    for (int k = 0; k < PRUNE_CHUNKS && cfg->event_log_keep_ms; k++) {
+        int n = store_eventlog_prune(p->st, now - cfg->event_log_keep_ms, RETENTION_CHUNK);
+        logged += n > 0 ? n : 0;
+        if (n < RETENTION_CHUNK)
+            break;
+    }
+    if (gone || logged)
+        log_info("partition %d: retention: %" PRId64 " actions and %" PRId64
+                 " logged events pruned",
+                 idx, gone, logged);
+}
+
 /* Appends a tick to a quiet partition of ours whose next timer is due by
  * the wall clock, at most once a TICK_QUIET_MS: applying it (this worker,
  * or any replay of the partition) advances the clock to its JetStream
@@ -1223,6 +1276,8 @@ static void *apply_main(void *arg)
             } else {
                 maybe_tick(w, i);
             }
+            if (p->open)
+                prune(w, i);
         }
         finish_publishing(w);
         idle = any ? 0 : idle + 1;

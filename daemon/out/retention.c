@@ -14,6 +14,7 @@
  * while a chunk was full, else again after NEXT_MS. */
 #include "out/retention.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -21,7 +22,7 @@
 #include "lib/util.h"
 #include "store/eventlog.h"
 
-#define CHUNK 1000
+#define CHUNK RETENTION_CHUNK
 #define START_MS 1000   /* the first sweep, after a start or a reload */
 #define NEXT_MS 1000    /* a sweep that reached its bound goes on from there */
 #define SWEEP_MS 600000 /* a sweep starts over from the first action */
@@ -59,23 +60,32 @@ static void schedule(struct retention *r, int64_t ms)
     evtimer_add(r->ev, &tv);
 }
 
+int retention_actions_step(struct store *st, int64_t keep_ms, int64_t cap_ms, int64_t bound,
+                           int64_t now, int64_t *cursor, int *bounded)
+{
+    int64_t keep = keep_ms > cap_ms ? keep_ms : cap_ms, end, upto;
+    if (store_action_last_seq(st, &end) < 0)
+        return -EIO;
+    int64_t max = end - 1; /* the last action stays */
+    *bounded = bound < max;
+    if (*bounded)
+        max = bound;
+    int n = store_actions_prune(st, *cursor, max, now - keep, RETENTION_CHUNK, &upto);
+    if (n >= 0 && upto > *cursor)
+        *cursor = upto;
+    return n;
+}
+
 static void step(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd, (void)what;
     struct retention *r = arg;
     if (!r->keep_ms)
         return;
-    int64_t keep = r->keep_ms > r->cap_ms ? r->keep_ms : r->cap_ms;
-    int64_t before = wall_ms() - keep, end, upto;
-    if (store_action_last_seq(r->st, &end) < 0) {
-        schedule(r, ERROR_MS);
-        return;
-    }
-    int64_t bound = end - 1; /* the last action stays */
-    int64_t outs = outs_min_position(r->outs);
-    int held = outs < bound;
-    if (held)
-        bound = outs;
-    int n = store_actions_prune(r->st, r->cursor, bound, before, CHUNK, &upto);
+    int64_t before = r->cursor;
+    int held = 0;
+    int n = retention_actions_step(r->st, r->keep_ms, r->cap_ms, outs_min_position(r->outs),
+                                   wall_ms(), &r->cursor, &held);
     if (n < 0) {
         log_debug("retention: the database refused a delete; trying again later");
         schedule(r, ERROR_MS);
@@ -83,14 +93,13 @@ static void step(evutil_socket_t fd, short what, void *arg)
     }
     r->swept += (uint64_t)n;
     r->pruned += (uint64_t)n;
-    if (upto > r->cursor) { /* more to look at */
-        r->cursor = upto;
+    if (r->cursor > before) { /* more to look at */
         schedule(r, 0);
         return;
     }
     if (r->swept)
         log_info("retention: %llu actions older than %lld h pruned%s", (unsigned long long)r->swept,
-                 (long long)(keep / 3600000),
+                 (long long)((r->keep_ms > r->cap_ms ? r->keep_ms : r->cap_ms) / 3600000),
                  held ? " (an output has not delivered the rest)" : "");
     r->swept = 0;
     if (wall_ms() - r->started >= SWEEP_MS) {

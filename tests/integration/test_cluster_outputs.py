@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -95,3 +96,50 @@ def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
                 holder.log, errors="replace").read() + log  # the 500, logged
     finally:
         rec.close()
+
+
+def test_retention_prunes_published_actions_in_the_shards():
+    """daemon.retention in cluster mode: a shard's actions older than the
+    retention go once published (the last one stays, as for one daemon);
+    the actions stream keeps them (its own limits apply there)."""
+    nc, d, ws = W.setup(1)
+    w = ws[0]
+    with open(w.cfg) as f:
+        text = f.read()
+    with open(w.cfg, "w") as f:  # the events are of 2026-01-01: older than 30 days
+        f.write(text.replace("daemon:\n", "daemon:\n  retention: {actions: 30d}\n", 1))
+    cfg = w.cfg
+    with W.workers_running(ws):
+        w.start()
+        W.wait_for("every partition owned", lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS, 30)
+        evs = W.events(1600 // W.SCALE)
+        W.publish(cfg, evs)
+        shards = W.wait_for("applied", lambda: W.applied_all(cfg, ws, len(evs)), 40)
+
+        cutoff = (time.time() - 30 * 86400) * 1000
+
+        def pruned():
+            """Every shard: no action older than 30 days but its last,
+            some gone (those of January; actions made at the partition's
+            "now", the stream's time, stay)."""
+            out = {}
+            for p, path in shards.items():
+                rows = W.shard_rows(path, "SELECT seq, ts FROM actions")
+                if not rows:
+                    return None
+                last = max(r[0] for r in rows)
+                if len(rows) >= last or any(ts < cutoff for s, ts in rows if s != last):
+                    return None
+                out[p] = last
+            return out
+        last = W.wait_for("the shards' old actions pruned, the last kept", pruned, 30)
+
+        def in_stream():
+            """The actions stream still holds every action of every shard."""
+            got = W.stream_actions(cfg, passing=True) or []
+            n = {}
+            for a in got:
+                n[a["partition"]] = n.get(a["partition"], 0) + 1
+            return all(n.get(p, 0) >= seq for p, seq in last.items())
+        W.wait_for("the actions stream to hold them all", in_stream, 30)
+        assert "actions and 0 logged events pruned" in open(w.log, errors="replace").read()
