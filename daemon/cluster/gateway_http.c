@@ -133,55 +133,20 @@ static void on_events(struct evhttp_request *req, void *arg)
  * export is asked of the owners (privacy.c). */
 static void on_admin(struct evhttp_request *req, struct http_thread *t, int forget)
 {
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (cmd != EVHTTP_REQ_POST && !(!forget && cmd == EVHTTP_REQ_GET)) {
-        evhttp_send_error(req, 405, forget ? "POST only" : "GET or POST");
+    char who[160], *user;
+    if (!admin_http_begin(&t->auth, req, forget ? ADMIN_FORGET : ADMIN_EXPORT, who, sizeof(who),
+                          &user))
         return;
-    }
-    unsigned scopes;
-    char who[160];
-    if (!auth_gate_http_as(&t->auth, req, AUTH_ADMIN, &scopes, who, sizeof(who)))
-        return; /* answered: 401 or 403 */
-    if (!who[0])
-        snprintf(who, sizeof(who), "http");
-    char *user = admin_http_user(req);
     struct sbuf b = {0};
-    int code = 200;
-    char err[1024] = "";
+    int code = 400;
     if (!user) {
         admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
-        code = 400;
-    } else if (forget) {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *out = open_memstream(&text, &len);
-        int rc = out ? cluster_forget(t->h->c, user, who, t->h->cfg->cluster.takeover_ms + 10000,
-                                      out, err, sizeof(err))
-                     : -1;
-        if (out)
-            fclose(out);
-        if (rc >= 0 && text && len) {
-            sb_add(&b, text, len); /* {"forget",..."status":"ok"|"queued",...} */
-            code = rc == 0 ? 200 : 202;
-        } else {
-            admin_error(&b, "internal", err[0] ? err : "no memory");
-            code = 503;
-        }
-        free(text);
     } else {
-        char *json = cluster_export(t->h->c, user, who, err, sizeof(err));
-        if (json) {
-            sb_str(&b, "{\"status\":\"ok\",\"export\":");
-            sb_str(&b, json);
-            sb_str(&b, "}\n");
-            free(json);
-        } else {
-            admin_error(&b, "internal", err);
-            code = 503;
-        }
+        int rc = cluster_control(t->h->c, forget, user, who, &b);
+        code = rc == 0 ? 200 : rc == 1 ? 202 : 503; /* 1: a forget queued */
     }
-    if (code != 200 && code != 400)
-        log_warn("gateway: http: %s %s", forget ? "forget" : "export", err);
+    if (code == 503)
+        log_warn("gateway: http: %s: %.*s", forget ? "forget" : "export", (int)b.len - 1, b.s);
     free(user);
     struct evbuffer *out = evbuffer_new();
     evbuffer_add(out, b.s, b.len);

@@ -170,6 +170,15 @@ void cluster_outputs_stop(struct couts *os);
 /* Actions delivered and requests failed so far (zeros for NULL). */
 void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures);
 
+/* A control line's work through the cluster (privacy.c), its answer
+ * appended to out as one daemon answers it (net/admin.h): a forget (to
+ * every partition, waiting up to takeover + 10 s for them) or an export.
+ * 0 done, 1 a forget queued (some partitions have not applied it yet),
+ * -1 failed (an error answer). */
+struct sbuf;
+int cluster_control(struct cluster *c, int forget, const char *user, const char *who,
+                    struct sbuf *out);
+
 /* The gateway's tls: connections (gateway_tls.c): TLS on the client's
  * socket fd (taken) terminated by a thread of its own, the plain bytes
  * passed through a socketpair whose other end is *plain. Waits up to

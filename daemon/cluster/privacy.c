@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "net/admin.h"
 #include "store/privacy.h"
 
 /* Whether message m is an event of user (ticks, configs and forgets carry
@@ -241,4 +242,35 @@ char *cluster_export(struct cluster *c, const char *user, const char *who, char 
     json_decref(parts[0]);
     json_decref(parts[1]);
     return out;
+}
+
+int cluster_control(struct cluster *c, int forget, const char *user, const char *who,
+                    struct sbuf *out)
+{
+    char err[1024] = "";
+    if (forget) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        int rc =
+            f ? cluster_forget(c, user, who, c->cfg->takeover_ms + 10000, f, err, sizeof(err)) : -1;
+        if (f)
+            fclose(f);
+        if (rc >= 0 && text && len)
+            sb_add(out, text, len); /* {"forget",..."status":"ok"|"queued",...} */
+        else
+            admin_error(out, "internal", err[0] ? err : "no memory");
+        free(text);
+        return rc >= 0 && text && len ? rc : -1;
+    }
+    char *json = cluster_export(c, user, who, err, sizeof(err));
+    if (!json) {
+        admin_error(out, "internal", err);
+        return -1;
+    }
+    sb_str(out, "{\"status\":\"ok\",\"export\":");
+    sb_str(out, json);
+    sb_str(out, "}\n");
+    free(json);
+    return 0;
 }

@@ -276,37 +276,13 @@ static char *control_answer(struct cluster *c, struct pub *p, enum admin_op op, 
                             const char *why)
 {
     struct sbuf b = {0};
-    char err[1024] = "";
-    if (!user) {
+    if (!user)
         admin_error(&b, "invalid", why);
-    } else if (p->control == CONTROL_FORBIDDEN) {
+    else if (p->control == CONTROL_FORBIDDEN)
         admin_error(&b, "forbidden",
                     "forget and export need a Unix socket or a token with scope admin");
-    } else if (op == ADMIN_FORGET) {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *out = open_memstream(&text, &len);
-        int rc = out ? cluster_forget(c, user, p->who, c->cfg->takeover_ms + 10000, out, err,
-                                      sizeof(err))
-                     : -1;
-        if (out)
-            fclose(out);
-        if (rc >= 0 && text && len)
-            sb_add(&b, text, len);
-        else
-            admin_error(&b, "internal", err[0] ? err : "no memory");
-        free(text);
-    } else {
-        char *json = cluster_export(c, user, p->who, err, sizeof(err));
-        if (json) {
-            sb_str(&b, "{\"status\":\"ok\",\"export\":");
-            sb_str(&b, json);
-            sb_str(&b, "}\n");
-            free(json);
-        } else {
-            admin_error(&b, "internal", err);
-        }
-    }
+    else
+        cluster_control(c, op == ADMIN_FORGET, user, p->who, &b);
     return b.s;
 }
 

@@ -29,6 +29,19 @@ static void snap_key(int idx, char *buf, size_t len)
     snprintf(buf, len, "snap.p%d", idx);
 }
 
+/* A record of the meta bucket written, tried again for up to 5 s while
+ * JetStream does not answer (a leader being elected). */
+static natsStatus meta_put(kvStore *meta, const char *key, const char *v)
+{
+    uint64_t rev;
+    int64_t deadline = wall_ms() + 5000;
+    natsStatus s;
+    do
+        s = kvStore_Put(&rev, meta, key, v, (int)strlen(v));
+    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    return s;
+}
+
 static void snap_subject(int idx, char *buf, size_t len)
 {
     snprintf(buf, len, "%s.%d", CLUSTER_SNAP_PREFIX, idx);
@@ -182,12 +195,7 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
              "\"applied\":%" PRId64 ",\"ms\":%" PRId64 "}",
              first, n, size, sha, applied, wall_ms());
     snap_key(idx, key, sizeof(key));
-    uint64_t rev;
-    int64_t deadline = wall_ms() + 5000;
-    natsStatus s;
-    do
-        s = kvStore_Put(&rev, meta, key, v, (int)strlen(v));
-    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    natsStatus s = meta_put(meta, key, v);
     if (s != NATS_OK) {
         log_warn("partition %d: recording the snapshot: %s", idx, natsStatus_GetText(s));
         goto out;
@@ -472,12 +480,7 @@ int cluster_trim(struct cluster *c, kvStore *meta, int idx, int partitions)
     char key[32], v[64];
     trim_key(idx, key, sizeof(key));
     snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, upto, done.msgs + (uint64_t)n);
-    uint64_t rev;
-    int64_t deadline = wall_ms() + 5000;
-    natsStatus s;
-    do
-        s = kvStore_Put(&rev, meta, key, v, (int)strlen(v));
-    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    natsStatus s = meta_put(meta, key, v);
     if (s != NATS_OK) {
         /* the messages are gone all the same: status counts them short
          * until the next trim records a total again */

@@ -11,6 +11,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "lib/util.h"
+#include "net/auth.h"
 
 enum admin_op admin_line(const char *line, size_t len, char **user, const char **why)
 {
@@ -84,7 +85,7 @@ int admin_run(struct engine *e, enum admin_op op, const char *user, const char *
     return 0;
 }
 
-char *admin_http_user(struct evhttp_request *req)
+static char *http_user(struct evhttp_request *req)
 {
     char *user = NULL;
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -109,4 +110,22 @@ char *admin_http_user(struct evhttp_request *req)
         user = NULL;
     }
     return user;
+}
+
+int admin_http_begin(struct auth_gate *gate, struct evhttp_request *req, enum admin_op op,
+                     char *who, size_t wholen, char **user)
+{
+    *user = NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_POST && !(op == ADMIN_EXPORT && cmd == EVHTTP_REQ_GET)) {
+        evhttp_send_error(req, 405, op == ADMIN_EXPORT ? "GET or POST" : "POST only");
+        return 0;
+    }
+    unsigned scopes;
+    if (!auth_gate_http_as(gate, req, AUTH_ADMIN, &scopes, who, wholen))
+        return 0; /* answered: 401 or 403 */
+    if (!who[0])
+        snprintf(who, wholen, "http");
+    *user = http_user(req);
+    return 1;
 }

@@ -28,11 +28,16 @@ int admin_run(struct engine *e, enum admin_op op, const char *user, const char *
 /* Appends an error answer. */
 void admin_error(struct sbuf *out, const char *error, const char *detail);
 
-/* HTTP POST /v1/forget and /v1/export (GET too for an export): the user
- * named by ?user=U or a body {"user":U}, malloc'd, or NULL when neither
- * names one of 1-128 bytes (answer 400 with ADMIN_HTTP_USER_HELP). */
+/* HTTP POST /v1/forget and /v1/export (GET too for an export), before
+ * the work: the method (405), scope admin through gate (401, 403) and who
+ * asked (the token's name, else "http") into who. 0 when the request was
+ * answered already; 1 to go on, with *user the user named by ?user=U or a
+ * body {"user":U} (malloc'd), or NULL when none of 1-128 bytes is named
+ * (answer 400 with ADMIN_HTTP_USER_HELP). */
 struct evhttp_request;
-char *admin_http_user(struct evhttp_request *req);
+struct auth_gate;
+int admin_http_begin(struct auth_gate *gate, struct evhttp_request *req, enum admin_op op,
+                     char *who, size_t wholen, char **user);
 #define ADMIN_HTTP_USER_HELP "name the user: ?user=U or a body {\"user\":\"U\"}, 1-128 bytes"
 
 #endif

@@ -1062,18 +1062,9 @@ static void http_events(struct evhttp_request *req, void *arg)
  * line's answer (net/admin.h) as a JSON body. */
 static void http_admin(struct evhttp_request *req, struct server *s, enum admin_op op)
 {
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (cmd != EVHTTP_REQ_POST && !(op == ADMIN_EXPORT && cmd == EVHTTP_REQ_GET)) {
-        evhttp_send_error(req, 405, op == ADMIN_EXPORT ? "GET or POST" : "POST only");
+    char who[160], *user;
+    if (!admin_http_begin(&s->auth, req, op, who, sizeof(who), &user))
         return;
-    }
-    unsigned scopes;
-    char who[160];
-    if (!auth_gate_http_as(&s->auth, req, AUTH_ADMIN, &scopes, who, sizeof(who)))
-        return; /* answered: 401 or 403 */
-    if (!who[0])
-        snprintf(who, sizeof(who), "http");
-    char *user = admin_http_user(req);
     struct sbuf b = {0};
     int code = 200;
     if (!user) {

@@ -31,6 +31,19 @@ CAMPAIGNS = """campaigns:
 """
 
 
+def users_events():
+    """The user's signup, page view and order, and u3 (another partition)
+    invited by the user."""
+    return [
+        {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},
+        {"id": "g2", "type": "page.view", "user": GONE, "ts": W.T0 + 1000},
+        {"id": "g3", "type": "order.paid", "user": GONE, "ts": W.T0 + 2000,
+         "props": {"order_id": "go1", "amount": 3000}},
+        {"id": "r1", "type": "user.signup", "user": "u3", "ts": W.T0 - 1000,
+         "props": {"referrer": GONE}},
+    ]
+
+
 def dump(path):
     c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
@@ -46,15 +59,7 @@ def test_forget_reaches_every_partition_and_the_stream():
     with W.workers_running(ws):
         W.start_fair(ws)
         evs = W.events(1600 // W.SCALE)
-        mine = [
-            {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},
-            {"id": "g2", "type": "page.view", "user": GONE, "ts": W.T0 + 1000},
-            {"id": "g3", "type": "order.paid", "user": GONE, "ts": W.T0 + 2000,
-             "props": {"order_id": "go1", "amount": 3000}},
-            # u3 (another partition) is invited by the user
-            {"id": "r1", "type": "user.signup", "user": "u3", "ts": W.T0 - 1000,
-             "props": {"referrer": GONE}},
-        ]
+        mine = users_events()
         W.publish(cfg, mine + evs)
         W.wait_for("every event applied",
                    lambda: W.applied_all(cfg, ws, len(mine) + len(evs)), 40)
@@ -133,14 +138,7 @@ def test_export_asks_the_owners_and_http_serves_export_and_forget():
     ops, shop = TOKENS["ops"][0], TOKENS["shop"][0]
     with W.workers_running(ws):
         W.start_fair(ws)
-        mine = [
-            {"id": "g1", "type": "user.signup", "user": GONE, "ts": W.T0},
-            {"id": "g2", "type": "page.view", "user": GONE, "ts": W.T0 + 1000},
-            {"id": "g3", "type": "order.paid", "user": GONE, "ts": W.T0 + 2000,
-             "props": {"order_id": "go1", "amount": 3000}},
-            {"id": "r1", "type": "user.signup", "user": "u3", "ts": W.T0 - 1000,
-             "props": {"referrer": GONE}},
-        ]
+        mine = users_events()
         W.publish(cfg, mine)
         W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, len(mine)), 40)
 
