@@ -268,9 +268,7 @@ int cluster_control(struct cluster *c, int forget, const char *user, const char 
         admin_error(out, "internal", err);
         return -1;
     }
-    sb_str(out, "{\"status\":\"ok\",\"export\":");
-    sb_str(out, json);
-    sb_str(out, "}\n");
+    admin_export_answer(out, json);
     free(json);
     return 0;
 }

@@ -78,11 +78,16 @@ int admin_run(struct engine *e, enum admin_op op, const char *user, const char *
         admin_error(out, rc == -EINVAL ? "invalid" : "internal", err);
         return -1;
     }
+    admin_export_answer(out, json);
+    free(json);
+    return 0;
+}
+
+void admin_export_answer(struct sbuf *out, const char *json)
+{
     sb_str(out, "{\"status\":\"ok\",\"export\":");
     sb_str(out, json);
     sb_str(out, "}\n");
-    free(json);
-    return 0;
 }
 
 static char *http_user(struct evhttp_request *req)

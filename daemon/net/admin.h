@@ -25,6 +25,8 @@ enum admin_op admin_line(const char *line, size_t len, char **user, const char *
 struct sbuf;
 int admin_run(struct engine *e, enum admin_op op, const char *user, const char *who,
               struct sbuf *out);
+/* Appends an export's answer: {"status":"ok","export":JSON}. */
+void admin_export_answer(struct sbuf *out, const char *json);
 /* Appends an error answer. */
 void admin_error(struct sbuf *out, const char *error, const char *detail);
 

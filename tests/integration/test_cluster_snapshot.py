@@ -222,7 +222,7 @@ def test_the_event_stream_is_trimmed_behind_the_snapshots():
     cfg = ws[0].cfg
     evs = cw.events(6000 // SCALE)
     a = len(evs) // 2
-    try:
+    with cw.workers_running(ws):
         ws[0].start()
         cw.wait_for("w1 owns every partition", lambda: cw.owners(cfg) == ["w1"] * PARTITIONS, 20)
         cw.publish(cfg, evs[:a])
@@ -270,12 +270,3 @@ def test_the_event_stream_is_trimmed_behind_the_snapshots():
         assert "do not add up" in log, log[-3000:]
         assert not os.path.exists(ws[0].shard(0)) or cw.shard_count(ws[0].shard(0)) == 0
         assert cw.shard_count(ws[0].shard(1)) > 0
-    except BaseException:
-        for w in ws:
-            if os.path.exists(w.log):
-                print(f"--- {w.name}'s log:\n{w.tail()}")
-        raise
-    finally:
-        for w in ws:
-            w.stop()
-
