@@ -131,6 +131,8 @@ class Worker:
         self.proc.wait()
 
     def tail(self):
+        if not os.path.exists(self.log):
+            return "(not started)"
         with open(self.log, errors="replace") as f:
             return f.read()[-3000:]
 
