@@ -316,6 +316,24 @@ class Daemon:
         return 0
 
 
+def check_refuses_at(d, campaign, campaigns, want):
+    """`mktd check` refuses campaigns (YAML with one '@' marking the
+    offending value): exit 1 and FILE:LINE:COL of the '@', then
+    `campaign <campaign>: ` and `want` (a regex), on one line."""
+    d.write_config(campaigns)
+    with open(d.config) as f:
+        text = f.read()
+    at = text.index("@")
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    d.write_config(campaigns.replace("@", ""))
+    r = mktd("check", "-c", d.config)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, (campaigns, r.returncode, out)
+    where = f"{re.escape(d.config)}:{line}:{col}: campaign {re.escape(campaign)}: "
+    assert re.search(where + want, out, re.M), (campaigns, where, want, out)
+
+
 def ok(answer, actions=None):
     assert answer["status"] == "ok", answer
     if actions is not None:

@@ -3,7 +3,7 @@ two group-buy campaigns that share the group.open and group.join events,
 with a restart and a reload in between, checked against the actions table
 row by row (seq order, ts, campaign, kind, user, event_id, payload)."""
 
-from harness import Daemon, ok, reload_wait
+from harness import Daemon, check_refuses_at, mktd, ok, reload_wait
 from plugtest import D, H, M, S, T, Tape, check_readme_example, ev, send_ok
 
 
@@ -118,6 +118,67 @@ def test_groupbuy_dry_run_undoes_the_claim():
         assert [r["kind"] for r in d.actions()] == ["groupbuy.success"] * 2
     finally:
         d.stop()
+
+
+def kept(d):
+    """What the campaigns keep: state, counters, timers and unique keys."""
+    return [d.db_rows(f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in
+            ("state", "counters", "timers", "uniques")]
+
+
+def test_join_to_full_group_is_refused_full():
+    """A join to a group that has filled is answered `full` (before
+    `already_member`, for a member too), explained so, and changes nothing
+    but the rejection it records."""
+    d = Daemon(CAMPAIGNS % "true")
+    t = Tape(d)
+    T0 = T("2026-11-11T00:00:00Z")
+    try:
+        send_ok(d, [ev("o1", "group.open", "amy", T0, group_id="g1", product=CAKE),
+                    ev("j1", "group.join", "ben", T0 + M, group_id="g1")], [0, 2])
+        t.expect((T0 + M, P, "groupbuy.success", "amy", "j1", succ("g1", CAKE, 2, 100)),
+                 (T0 + M, P, "groupbuy.success", "ben", "j1", succ("g1", CAKE, 2, 100)))
+        before = kept(d)
+        a = d.send([dict(ev("j2", "group.join", "cat", T0 + 2 * M, group_id="g1"), explain=True),
+                    ev("j3", "group.join", "amy", T0 + 3 * M, group_id="g1")])
+        assert [x["id"] for x in a] == ["j2", "j3"], a
+        ok(a[0], 1)
+        ok(a[1], 1)
+        notes = [x.get("notes") for x in a[0]["explain"] if x["campaign"] == P and x["depth"] == 0]
+        assert notes == [["group g1: group.join rejected: full"]], a[0]["explain"]
+        rej = {"group_id": "g1", "reason": "full"}
+        t.expect((T0 + 2 * M, P, "groupbuy.rejected", "cat", "j2", rej),
+                 (T0 + 3 * M, P, "groupbuy.rejected", "amy", "j3", rej))
+        # nothing else: no member added, no success again, the record as it was
+        assert kept(d) == before, (before, kept(d))
+        assert d.db_rows("SELECT value FROM state WHERE campaign = ? AND key = 'g:g1'", (P,)) == \
+            [(b's %d %d 2 {"sku":"cake","price":8800}' % (T0, T0 + 2 * H),)]
+    finally:
+        d.stop()
+
+
+def test_check_refuses_bad_params():
+    d = Daemon(start=False)
+    cases = [
+        ("params: {size: @1, window: 1h}", r"size: .*from 2 to 100 \(got '1'\)"),
+        ("params:\n    size: @101\n    window: 1h", r"size: .*from 2 to 100 \(got '101'\)"),
+        ("params:\n    size: 3\n    window: @soon", r"window: .*duration.*\(got 'soon'\)"),
+        ("params: {size: 3, window: @0}", r"window: .*duration.*\(got '0'\)"),
+        ("params:\n    size: 3\n    window: 1h\n    reward: @-1",
+         r"reward: .*>= 0 \(got '-1'\)"),
+        ("params: {size: 3, window: 1h, @price: 5}",
+         r"unknown key 'price' \(allowed: size, window, reward\)"),
+        ("params: @{window: 1h}", r"missing required key 'size'"),
+    ]
+    for params, want in cases:
+        check_refuses_at(d, "gb", f"""
+- id: gb
+  plugin: groupbuy
+  {params}
+""", want)
+    d.write_config(CAMPAIGNS % "true")
+    r = mktd("check", "-c", d.config)
+    assert r.returncode == 0, r.stderr
 
 
 def test_readme_example():

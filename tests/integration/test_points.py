@@ -3,7 +3,7 @@ for a few members, earning, redeeming, refunds (full, partial, beyond the
 balance), expiry and tier changes up and down (a drop by the clock alone),
 with a restart in between, checked against the actions table row by row."""
 
-from harness import Daemon
+from harness import Daemon, check_refuses_at, mktd
 from plugtest import D, H, M, S, T, Tape, check_readme_example, ev, send_ok
 
 
@@ -138,6 +138,35 @@ def test_points_excluded_by_group():
         assert d.actions()[2]["payload"] == {"order_id": "x", "points": 200, "balance": 0}
     finally:
         d.stop()
+
+
+def test_check_refuses_bad_params():
+    d = Daemon(start=False)
+    cases = [
+        ("params: {rate: @0}", r"rate: .*from 1 to 1000000000 \(got '0'\)"),
+        ("params:\n    rate: @1.5", r"rate: .*\(got '1.5'\)"),
+        ("params:\n    rate: 100\n    expire_after: @never",
+         r"expire_after: .*duration.*\(got 'never'\)"),
+        ("params: {rate: 100, tier_window: @30d}", r"tier_window: needs tiers"),
+        ("params: {rate: 100, tiers: @[]}", r"tiers: the list is empty"),
+        ("params:\n    rate: 100\n    tiers:\n      - {name: silver, at: 500}\n"
+         "      - {name: gold, at: @500}",
+         r"at: tiers go up: 500 is not above 500 \(tier 'silver'\)"),
+        ("params:\n    rate: 100\n    tiers:\n      - {name: gold, at: 5}\n"
+         "      - {name: @gold, at: 9}", r"name: tier 'gold' is given twice"),
+        ("params:\n    rate: 100\n    @per_yuan: 1",
+         r"unknown key 'per_yuan' \(allowed: rate, expire_after, tiers, tier_window\)"),
+        ("params: @{expire_after: 30d}", r"missing required key 'rate'"),
+    ]
+    for params, want in cases:
+        check_refuses_at(d, "pts", f"""
+- id: pts
+  plugin: points
+  {params}
+""", want)
+    d.write_config(CAMPAIGNS)
+    r = mktd("check", "-c", d.config)
+    assert r.returncode == 0, r.stderr
 
 
 def test_readme_example():

@@ -5,12 +5,16 @@
  * A test file may define, before including it:
  *   PLUGKIT_ENTRY              the plugin's entry (default mktd_plugin_entry)
  *   PLUGKIT_BEFORE_PLAY()      run before each event (e.g. clearing notes)
- *   PLUGKIT_AFTER_ADD(m, id)   run after a campaign is accepted */
+ *   PLUGKIT_AFTER_ADD(m, id)   run after a campaign is accepted
+ *   PLUGKIT_NOTES              keep the plugin's notes: install plugkit_note
+ *                              as the test host's note; every event played
+ *                              clears them; CHECK_NOTE(text) looks for text */
 #ifndef MKTD_PLUGKIT_H
 #define MKTD_PLUGKIT_H
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +22,44 @@
 #include <mktd/mock.h>
 
 #include "check.h"
+
+#ifdef PLUGKIT_NOTES
+static char notes[16384]; /* every note since the last clear, one a line */
+
+static inline void clear_notes(void)
+{
+    notes[0] = '\0';
+}
+
+/* The test host's note: kept, and passed on to the mock host's. */
+static inline void plugkit_note(mktd_ctx *ctx, const char *fmt, ...)
+{
+    char buf[1024];
+    size_t len = strlen(notes);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    snprintf(notes + len, sizeof notes - len, "%s\n", buf);
+    mktd_mock_host()->note(ctx, "%s", buf);
+}
+
+static inline int noted(const char *what)
+{
+    return strstr(notes, what) != NULL;
+}
+
+#define CHECK_NOTE(what)                                                                           \
+    do {                                                                                           \
+        CHECK(noted(what));                                                                        \
+        if (!noted(what))                                                                          \
+            fprintf(stderr, "  wanted note '%s' in:\n%s\n", what, notes);                          \
+    } while (0)
+
+#ifndef PLUGKIT_BEFORE_PLAY
+#define PLUGKIT_BEFORE_PLAY() clear_notes()
+#endif
+#endif
 
 #ifndef PLUGKIT_ENTRY
 #define PLUGKIT_ENTRY mktd_plugin_entry

@@ -13,10 +13,9 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
-static void clear_notes(void);
 static const mktd_plugin *test_entry(const mktd_host *host);
 #define PLUGKIT_ENTRY test_entry
-#define PLUGKIT_BEFORE_PLAY() clear_notes()
+#define PLUGKIT_NOTES
 
 #include "plugkit.h"
 
@@ -33,24 +32,8 @@ static mktd_host test_host;
 static const mktd_plugin *real_plugin;
 static mktd_plugin wrapped_plugin;
 
-static char notes[16384];
 static int cap_emits;
 static int exclude;
-
-static void test_note(mktd_ctx *ctx, const char *fmt, ...)
-{
-    size_t len = strlen(notes);
-    va_list ap;
-    (void)ctx;
-    va_start(ap, fmt);
-    vsnprintf(notes + len, sizeof notes - len, fmt, ap);
-    va_end(ap);
-    len = strlen(notes);
-    if (len + 1 < sizeof notes) {
-        notes[len] = '\n';
-        notes[len + 1] = '\0';
-    }
-}
 
 static int test_emit(mktd_ctx *ctx, const char *kind, const char *user, mktd_obj *payload)
 {
@@ -72,25 +55,13 @@ static const mktd_plugin *test_entry(const mktd_host *host)
 {
     (void)host;
     test_host = *mktd_mock_host();
-    test_host.note = test_note;
+    test_host.note = plugkit_note;
     test_host.emit = test_emit;
     real_plugin = mktd_plugin_entry(&test_host);
     wrapped_plugin = *real_plugin;
     wrapped_plugin.on_event = wrapped_on_event;
     return &wrapped_plugin;
 }
-
-static int noted(const char *what)
-{
-    return strstr(notes, what) != NULL;
-}
-
-#define CHECK_NOTE(what)                                                                           \
-    do {                                                                                           \
-        CHECK(noted(what));                                                                        \
-        if (!noted(what))                                                                          \
-            fprintf(stderr, "  wanted note '%s' in:\n%s\n", what, notes);                          \
-    } while (0)
 
 /* ---- a second plugin: on "tick" it records a `checkin` action ---- */
 
@@ -128,11 +99,6 @@ static const mktd_plugin *emitter_entry(const mktd_host *host)
 }
 
 /* ---- helpers ---- */
-
-static void clear_notes(void)
-{
-    notes[0] = '\0';
-}
 
 static int checkin(mktd_mock *m, const char *user, int64_t ts)
 {

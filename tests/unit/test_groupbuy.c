@@ -1,6 +1,7 @@
 /* Unit tests of the groupbuy plugin on the real engine (the SDK test kit). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +13,28 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
+static const mktd_plugin *test_entry(const mktd_host *host);
+#define PLUGKIT_ENTRY test_entry
+#define PLUGKIT_NOTES
 
 #include "plugkit.h"
 
 #define HOUR_MS 3600000LL
 #define DAY_MS (24 * HOUR_MS)
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
+
+/* ---- the plugin under a test host that keeps its notes (and passes them
+ * on to the mock host's note, so nothing else changes) ---- */
+
+static mktd_host test_host;
+
+static const mktd_plugin *test_entry(const mktd_host *host)
+{
+    (void)host;
+    test_host = *mktd_mock_host();
+    test_host.note = plugkit_note;
+    return mktd_plugin_entry(&test_host);
+}
 
 /* ---- helpers ---- */
 
@@ -471,6 +488,125 @@ static void test_caps_and_groups(void)
     mktd_mock_free(m);
 }
 
+/* ---- notes: the reasons explanations give ---- */
+
+/* Fires the timers due by `until` with the notes cleared first. */
+static int advance(mktd_mock *m, int64_t until)
+{
+    clear_notes();
+    return mktd_mock_advance(m, until);
+}
+
+static void test_notes(void)
+{
+    mktd_mock *m = mktd_mock_new();
+    char want[128];
+
+    add_ok(m, "gb", "size: 3\nwindow: 1h\nreward: 5\n");
+    /* unknown_group */
+    CHECK_INT(join(m, "a", T0, "nope"), 0);
+    CHECK_NOTE("group nope: group.join rejected: unknown_group");
+    /* an opening: its size and end */
+    CHECK_INT(gopen(m, "a", T0, "g1", "\"x\""), 0);
+    snprintf(want, sizeof want, "group g1 opened, 1 of 3, until %lld", (long long)(T0 + HOUR_MS));
+    CHECK_NOTE(want);
+    /* already_open */
+    CHECK_INT(gopen(m, "b", T0 + 1, "g1", "\"x\""), 0);
+    CHECK_NOTE("group g1: group.open rejected: already_open");
+    /* already_member (the opener) */
+    CHECK_INT(join(m, "a", T0 + 2, "g1"), 0);
+    CHECK_NOTE("group g1: group.join rejected: already_member");
+    /* a join that does not fill it */
+    CHECK_INT(join(m, "b", T0 + 3, "g1"), 0);
+    CHECK_NOTE("group g1: 2 of 3");
+    /* the join that fills it */
+    CHECK_INT(join(m, "c", T0 + 4, "g1"), 0);
+    CHECK_NOTE("group g1: full with 3 members");
+    CHECK_INT(mktd_mock_count(m), 1 + 1 + 1 + 3);
+    /* full */
+    CHECK_INT(join(m, "d", T0 + 5, "g1"), 0);
+    CHECK_NOTE("group g1: group.join rejected: full");
+    /* expired (the group's window has passed: after full) */
+    CHECK_INT(join(m, "d", T0 + HOUR_MS, "g1"), 0);
+    CHECK_NOTE("group g1: group.join rejected: expired");
+    /* a join dated before the opening: unknown_group */
+    CHECK_INT(gopen(m, "e", T0 + 2 * HOUR_MS, "g2", "\"x\""), 0);
+    CHECK_INT(join(m, "f", T0 + 2 * HOUR_MS - 1, "g2"), 0);
+    CHECK_NOTE("group g2: group.join rejected: unknown_group");
+    /* the expiry, by the clock */
+    CHECK_INT(join(m, "f", T0 + 2 * HOUR_MS + 1, "g2"), 0);
+    CHECK_INT(advance(m, T0 + 3 * HOUR_MS), 0);
+    CHECK_NOTE("group g2 expired with 2 of 3");
+    /* a group_id that is not one */
+    CHECK_INT(play(m, "group.join", "k", T0 + 3 * HOUR_MS, "{\"group_id\":7}"), 0);
+    CHECK_NOTE("group.join without a group_id of 1-128 bytes: ignored");
+    CHECK_INT(play(m, "group.open", "k", T0 + 3 * HOUR_MS, NULL), 0);
+    CHECK_NOTE("group.open without a group_id of 1-128 bytes: ignored");
+
+    /* inactive: its group's joins and openings are not answered; the
+     * expiry records nothing */
+    mktd_mock_clear(m);
+    CHECK_INT(gopen(m, "g", T0 + 4 * HOUR_MS, "g3", "\"x\""), 0);
+    mktd_mock_set_enabled(m, "gb", 0);
+    CHECK_INT(join(m, "h", T0 + 4 * HOUR_MS + 1, "g3"), 0);
+    CHECK_NOTE("group g3: inactive, the join is not answered");
+    CHECK_INT(gopen(m, "h", T0 + 4 * HOUR_MS + 2, "g3", "\"x\""), 0);
+    CHECK_NOTE("group g3: inactive, the opening is not answered");
+    CHECK_INT(advance(m, T0 + 5 * HOUR_MS), 0);
+    CHECK_NOTE("group g3 expired while the campaign was inactive: nothing recorded");
+    CHECK_INT(mktd_mock_count(m), 0);
+    mktd_mock_free(m);
+
+    /* another campaign's group */
+    m = mktd_mock_new();
+    add_ok(m, "c1", "size: 2\nwindow: 1h\n");
+    add_ok(m, "c2", "size: 2\nwindow: 1h\n");
+    mktd_mock_set_when(m, "c1", "nothing.here");
+    CHECK_INT(gopen(m, "a", T0, "g1", "\"x\""), 0);
+    CHECK_NOTE("group g1 opened, 1 of 2");
+    CHECK_INT(join(m, "b", T0 + 1, "g1"), 0);
+    CHECK_NOTE("group g1 belongs to campaign c2");
+    CHECK_INT(gopen(m, "c", T0 + 2, "g1", "\"x\""), 0);
+    CHECK_NOTE("group g1 belongs to campaign c2");
+    CHECK_NOTE("group g1: group.open rejected: already_open");
+    mktd_mock_free(m);
+
+    /* capped: a rejection, a member's success */
+    m = mktd_mock_new();
+    add_ok(m, "gb", "size: 2\nwindow: 1h\n");
+    CHECK_INT(mktd_mock_set_caps(m, "[{id: one, kinds: [groupbuy.rejected, groupbuy.success], "
+                                    "max: 1, per: 7d}]"),
+              0);
+    CHECK_INT(join(m, "a", T0, "nope1"), 0); /* a's one action */
+    CHECK_INT(join(m, "a", T0 + 1, "nope2"), 0);
+    CHECK_NOTE("group nope2: group.join rejected: unknown_group");
+    CHECK_NOTE("the rejection was capped");
+    CHECK_INT(gopen(m, "a", T0 + 2, "g1", "\"x\""), 0);
+    CHECK_INT(join(m, "b", T0 + 3, "g1"), 0);
+    CHECK_NOTE("groupbuy.success for a was capped");
+    CHECK_STR(dump(m, 0),
+              "gb groupbuy.rejected a {\"group_id\":\"nope1\",\"reason\":\"unknown_group\"}\n"
+              "gb groupbuy.success b "
+              "{\"group_id\":\"g1\",\"product\":\"x\",\"members\":2,\"reward\":0}\n");
+    mktd_mock_free(m);
+
+    /* excluded by its group: not opened; its own group's reopening is
+     * not answered */
+    m = mktd_mock_new();
+    CHECK_INT(mktd_mock_add(m, other_entry, "first", NULL), 0);
+    add_ok(m, "gb", "size: 2\nwindow: 1h\n");
+    mktd_mock_set_group(m, "first", "pick");
+    mktd_mock_set_group(m, "gb", "pick");
+    CHECK_INT(gopen(m, "a", T0, "g1", "\"x\""), 0);
+    CHECK_NOTE("group g1 not opened: excluded by the campaign's group");
+    mktd_mock_set_when(m, "first", "nothing.here");
+    CHECK_INT(gopen(m, "a", T0 + 1, "g2", "\"x\""), 0);
+    mktd_mock_set_when(m, "first", NULL);
+    CHECK_INT(gopen(m, "b", T0 + 2, "g2", "\"x\""), 0);
+    CHECK_NOTE("group g2: excluded by the campaign's group");
+    mktd_mock_free(m);
+}
+
 /* ---- forget: on_forget called through the campaign itself ---- */
 
 static mktd_plugin wrapped;
@@ -566,6 +702,7 @@ int main(void)
     test_disabled();
     test_when();
     test_caps_and_groups();
+    test_notes();
     test_forget();
     test_forget_by_host();
     return check_done();

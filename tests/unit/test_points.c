@@ -1,6 +1,7 @@
 /* Unit tests of the points plugin on the real engine (the SDK test kit). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +13,35 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
+static const mktd_plugin *test_entry(const mktd_host *host);
+#define PLUGKIT_ENTRY test_entry
+#define PLUGKIT_NOTES
 
 #include "plugkit.h"
 
 #define HOUR_MS 3600000LL
 #define DAY_MS (24 * HOUR_MS)
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
+
+/* ---- the plugin under a test host that keeps its notes (and passes them
+ * on to the mock host's note, so nothing else changes) ---- */
+
+static mktd_host test_host;
+
+static const mktd_plugin *test_entry(const mktd_host *host)
+{
+    (void)host;
+    test_host = *mktd_mock_host();
+    test_host.note = plugkit_note;
+    return mktd_plugin_entry(&test_host);
+}
+
+/* Fires the timers due by `until` with the notes cleared first. */
+static int advance(mktd_mock *m, int64_t until)
+{
+    clear_notes();
+    return mktd_mock_advance(m, until);
+}
 
 /* ---- helpers ---- */
 
@@ -499,6 +523,120 @@ static void test_when(void)
     mktd_mock_free(m);
 }
 
+/* ---- notes: the reasons explanations give ---- */
+
+static void test_notes(void)
+{
+    mktd_mock *m = mktd_mock_new();
+
+    add_ok(m, "p", TIERS "expire_after: 10d\ntier_window: 30d\n");
+    /* earned, up a tier */
+    CHECK_INT(paid(m, "u", T0, "o1", 15000), 0); /* 150: silver */
+    CHECK_NOTE("tier of u: 150 points within the window");
+    CHECK_INT(mktd_mock_count(m), 2);
+    CHECK_INT(paid(m, "u", T0 + 1, "o2", 2000), 0); /* 20 */
+    /* seen before, too small */
+    CHECK_INT(paid(m, "u", T0 + 2, "o1", 15000), 0);
+    CHECK_NOTE("order o1 was seen paid before: it earns nothing");
+    CHECK_INT(paid(m, "u", T0 + 3, "o3", 99), 0);
+    CHECK_NOTE("order o3 earns 0 points");
+    /* (an order.paid without order_id or amount never gets here: the
+     * daemon refuses it as invalid_event) */
+    CHECK_INT(mktd_mock_count(m), 3);
+    /* insufficient, malformed redemptions */
+    CHECK_INT(redeem(m, "u", T0 + 5, "r1", 171), 0);
+    CHECK_NOTE("insufficient: 171 asked, 170 in the balance");
+    CHECK_INT(play(m, "points.redeem", "u", T0 + 5, "{\"order_id\":\"r2\",\"points\":0}"), 0);
+    CHECK_NOTE("points.redeem without points (an integer >= 1): ignored");
+    CHECK_INT(play(m, "points.redeem", "u", T0 + 5, "{\"points\":5}"), 0);
+    CHECK_NOTE("points.redeem without an order_id of 1-128 bytes: ignored");
+    /* refunds: unknown, partial, nothing earned, twice, balance empty */
+    CHECK_INT(refund(m, "u", T0 + 6, "o9", -1), 0);
+    CHECK_NOTE("order o9 was not seen paid: nothing to reverse");
+    CHECK_INT(refund(m, "u", T0 + 6, "o2", 500), 0);
+    CHECK_NOTE("order o2: a partial refund; its points stay");
+    CHECK_INT(refund(m, "u", T0 + 6, "o3", -1), 0);
+    CHECK_NOTE("order o3: nothing to reverse (0 points, 0 expired)");
+    CHECK_INT(refund(m, "u", T0 + 7, "o3", -1), 0);
+    CHECK_NOTE("order o3 is refunded already");
+    CHECK_INT(redeem(m, "u", T0 + 8, "r3", 170), 0);
+    CHECK_INT(refund(m, "u", T0 + 9, "o2", -1), 0);
+    CHECK_NOTE("order o2: the balance is empty, nothing reversed");
+    /* o2's reversal left 150 in the window (silver); o1's takes it to 0 */
+    CHECK_INT(refund(m, "u", T0 + 10, "o1", -1), 0);
+    CHECK_NOTE("order o1: the balance is empty, nothing reversed");
+    CHECK_NOTE("tier of u: 0 points within the window");
+    CHECK_STR(dump(m, 3), "points.rejected u "
+                          "{\"order_id\":\"r1\",\"points\":171,\"reason\":\"insufficient\"}\n"
+                          "points.redeemed u {\"order_id\":\"r3\",\"points\":170,\"balance\":0}\n"
+                          "tier.changed u {\"from\":\"silver\",\"to\":null}\n");
+    /* an order whose points expired whole reverses nothing */
+    CHECK_INT(paid(m, "v", T0 + DAY_MS, "o5", 2000), 0); /* 20 */
+    CHECK_INT(advance(m, T0 + 11 * DAY_MS), 0);
+    CHECK_INT(refund(m, "v", T0 + 12 * DAY_MS, "o5", -1), 0);
+    CHECK_NOTE("order o5: nothing to reverse (20 points, 20 expired)");
+    /* a drop by the clock alone */
+    CHECK_INT(paid(m, "w", T0 + 20 * DAY_MS, "o6", 10000), 0); /* 100: silver */
+    CHECK_INT(advance(m, T0 + 50 * DAY_MS), 0);
+    CHECK_NOTE("tier of w: 0 points within the window");
+    mktd_mock_free(m);
+
+    /* inactive: the timers change nothing that shows, and say so */
+    m = mktd_mock_new();
+    add_ok(m, "p", TIERS "expire_after: 10d\ntier_window: 5d\n");
+    CHECK_INT(paid(m, "u", T0, "o1", 10000), 0);
+    mktd_mock_set_enabled(m, "p", 0);
+    CHECK_INT(advance(m, T0 + 5 * DAY_MS), 0);
+    CHECK_NOTE("tier of u would change, but the campaign is inactive");
+    CHECK_INT(advance(m, T0 + 10 * DAY_MS), 0);
+    CHECK_NOTE("100 points of u expired while the campaign was inactive");
+    CHECK_INT(mktd_mock_count(m), 2);
+    mktd_mock_free(m);
+
+    /* capped: earned, redeemed, tier.changed */
+    m = mktd_mock_new();
+    add_ok(m, "p", TIERS);
+    CHECK_INT(mktd_mock_set_caps(m,
+                                 "[{id: once, kinds: [points.earned, points.redeemed], max: 1, "
+                                 "per: 1d}, {id: tier, kinds: [tier.changed], max: 0, per: 1d}]"),
+              0);
+    CHECK_INT(paid(m, "u", T0, "o1", 10000), 0);
+    CHECK_NOTE("tier.changed for u was capped");
+    CHECK_INT(paid(m, "u", T0 + 1, "o2", 10000), 0);
+    CHECK_NOTE("points.earned for u was capped");
+    CHECK_INT(redeem(m, "u", T0 + 2, "r1", 50), 0);
+    CHECK_NOTE("points.redeemed for u was capped");
+    CHECK_STR(mktd_mock_dump(m, 0),
+              "points.earned u {\"order_id\":\"o1\",\"points\":100,\"balance\":100}\n");
+    mktd_mock_free(m);
+
+    /* capped: reversed, expired (the points go all the same) */
+    m = mktd_mock_new();
+    add_ok(m, "p", "rate: 100\nexpire_after: 10d\n");
+    CHECK_INT(mktd_mock_set_caps(m, "[{id: none, kinds: [points.reversed, points.expired], max: 0, "
+                                    "per: 1d}]"),
+              0);
+    CHECK_INT(paid(m, "u", T0, "o1", 10000), 0);
+    CHECK_INT(paid(m, "u", T0 + 1, "o2", 10000), 0);
+    CHECK_INT(refund(m, "u", T0 + 2, "o1", -1), 0);
+    CHECK_NOTE("points.reversed for u was capped");
+    CHECK_INT(advance(m, T0 + 11 * DAY_MS), 0);
+    CHECK_NOTE("points.expired for u was capped");
+    CHECK_INT(mktd_mock_count(m), 2);
+    CHECK_INT(mktd_mock_counter(m, "p", "u", "balance"), 0);
+    mktd_mock_free(m);
+
+    /* excluded by its group */
+    m = mktd_mock_new();
+    CHECK_INT(mktd_mock_add(m, other_entry, "promo", NULL), 0);
+    add_ok(m, "p", "rate: 100\n");
+    mktd_mock_set_group(m, "promo", "one");
+    mktd_mock_set_group(m, "p", "one");
+    CHECK_INT(paid(m, "u", T0, "o1", 10000), 0);
+    CHECK_NOTE("order o1 earns nothing: excluded by the campaign's group");
+    mktd_mock_free(m);
+}
+
 /* on_forget called through the campaign itself (test_forget_by_host goes
  * through the daemon's forget): the campaign-wide order records name the
  * pseudonym */
@@ -588,6 +726,7 @@ int main(void)
     test_capped();
     test_inactive();
     test_when();
+    test_notes();
     test_forget();
     test_forget_by_host();
     return check_done();

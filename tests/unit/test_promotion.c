@@ -13,10 +13,9 @@
 #include "check.h"
 
 const mktd_plugin *mktd_plugin_entry(const mktd_host *host);
-static void clear_notes(void);
 static const mktd_plugin *test_entry(const mktd_host *host);
 #define PLUGKIT_ENTRY test_entry
-#define PLUGKIT_BEFORE_PLAY() clear_notes()
+#define PLUGKIT_NOTES
 #define PLUGKIT_AFTER_ADD(m, id) mktd_mock_set_when(m, id, "order.paid")
 
 #include "plugkit.h"
@@ -28,25 +27,9 @@ static mktd_host test_host;
 static const mktd_plugin *real_plugin;
 static mktd_plugin wrapped_plugin;
 
-static char notes[16384]; /* every note since the last clear, one a line */
-static int cap_emits;     /* the next n emits answer MKTD_CAPPED, recording nothing */
-static int exclude;       /* MATCH becomes EXCLUDED, as when the group is taken */
-static int emitted;       /* emits that were recorded (or would be, in a dry run) */
-
-static void test_note(mktd_ctx *ctx, const char *fmt, ...)
-{
-    size_t len = strlen(notes);
-    va_list ap;
-    (void)ctx;
-    va_start(ap, fmt);
-    vsnprintf(notes + len, sizeof notes - len, fmt, ap);
-    va_end(ap);
-    len = strlen(notes);
-    if (len + 1 < sizeof notes) {
-        notes[len] = '\n';
-        notes[len + 1] = '\0';
-    }
-}
+static int cap_emits; /* the next n emits answer MKTD_CAPPED, recording nothing */
+static int exclude;   /* MATCH becomes EXCLUDED, as when the group is taken */
+static int emitted;   /* emits that were recorded (or would be, in a dry run) */
 
 static int test_emit(mktd_ctx *ctx, const char *kind, const char *user, mktd_obj *payload)
 {
@@ -71,30 +54,13 @@ static const mktd_plugin *test_entry(const mktd_host *host)
 {
     (void)host;
     test_host = *mktd_mock_host();
-    test_host.note = test_note;
+    test_host.note = plugkit_note;
     test_host.emit = test_emit;
     real_plugin = mktd_plugin_entry(&test_host);
     wrapped_plugin = *real_plugin;
     wrapped_plugin.on_event = wrapped_on_event;
     return &wrapped_plugin;
 }
-
-static void clear_notes(void)
-{
-    notes[0] = '\0';
-}
-
-static int noted(const char *what)
-{
-    return strstr(notes, what) != NULL;
-}
-
-#define CHECK_NOTE(what)                                                                           \
-    do {                                                                                           \
-        CHECK(noted(what));                                                                        \
-        if (!noted(what))                                                                          \
-            fprintf(stderr, "  wanted note '%s' in:\n%s\n", what, notes);                          \
-    } while (0)
 
 /* ---- a second plugin: on "tick" it records an order.refunded action of
  * o1 whose amount is not an integer ---- */
