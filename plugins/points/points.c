@@ -572,6 +572,8 @@ static int on_redeem(mktd_ctx *ctx, const struct points *p, const mktd_event *ev
         host->obj_int(o, "points", want.i);
         host->obj_str(o, "reason", "insufficient");
         rc = host->emit(ctx, "points.rejected", ev->user, o);
+        if (rc == MKTD_CAPPED)
+            host->note(ctx, "points.rejected for %s was capped", ev->user);
         return rc == MKTD_CAPPED ? 0 : rc;
     }
     rc = emit_points(ctx, "points.redeemed", ev->user, order, want.i, balance - want.i);

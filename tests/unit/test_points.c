@@ -610,6 +610,16 @@ static void test_notes(void)
               "points.earned u {\"order_id\":\"o1\",\"points\":100,\"balance\":100}\n");
     mktd_mock_free(m);
 
+    /* capped: rejected */
+    m = mktd_mock_new();
+    add_ok(m, "p", "rate: 100\n");
+    CHECK_INT(mktd_mock_set_caps(m, "[{id: none, kinds: [points.rejected], max: 0, per: 1d}]"), 0);
+    CHECK_INT(redeem(m, "u", T0, "r1", 50), 0);
+    CHECK_NOTE("insufficient: 50 asked, 0 in the balance");
+    CHECK_NOTE("points.rejected for u was capped");
+    CHECK_INT(mktd_mock_count(m), 0);
+    mktd_mock_free(m);
+
     /* capped: reversed, expired (the points go all the same) */
     m = mktd_mock_new();
     add_ok(m, "p", "rate: 100\nexpire_after: 10d\n");
