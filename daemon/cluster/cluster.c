@@ -410,6 +410,14 @@ static void owner_json(struct sbuf *b, const char *owner, int64_t applied, int64
     snapshot_json(b, snap, now);
 }
 
+/* Each partition's trim record (zeros where none, or not read). */
+static void read_trims(kvStore *meta, int n, struct trim_rec *t)
+{
+    for (int p = 0; p < n; p++)
+        if (cluster_trim_get(meta, p, &t[p]) < 0)
+            memset(&t[p], 0, sizeof(t[p]));
+}
+
 int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t errlen)
 {
     const struct cluster_cfg *k = c->cfg;
@@ -435,9 +443,26 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     o.Stream.Info.SubjectsFilter = filter;
     int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
     natsStatus s;
-    do
-        s = js_GetStreamInfo(&si, c->js, k->stream, &o, &jerr);
-    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    /* the stream's messages per subject and the trims' counts of those
+     * purged, read as of one moment: the trims read before and after the
+     * stream's info, again while a trim came in between (its messages
+     * would count twice, or not at all) */
+    trim = xcalloc((size_t)n + 1, sizeof(*trim));
+    struct trim_rec *after = xcalloc((size_t)n + 1, sizeof(*after));
+    for (int round = 0;; round++) {
+        read_trims(meta, n, trim);
+        do
+            s = js_GetStreamInfo(&si, c->js, k->stream, &o, &jerr);
+        while (s != NATS_OK && cluster_retry_until(deadline, s));
+        if (s != NATS_OK)
+            break;
+        read_trims(meta, n, after);
+        if (round == 4 || memcmp(trim, after, (size_t)n * sizeof(*trim)) == 0)
+            break;
+        jsStreamInfo_Destroy(si);
+        si = NULL;
+    }
+    free(after);
     if (s != NATS_OK) {
         cluster_errf(err, errlen, "stream info", s, jerr);
         goto out;
@@ -450,7 +475,6 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
     lag = xcalloc((size_t)n + 1, sizeof(*lag));
     snap = xcalloc((size_t)n + 1, sizeof(*snap));
     ticks = xcalloc((size_t)n + 1, sizeof(*ticks));
-    trim = xcalloc((size_t)n + 1, sizeof(*trim));
     if (si->State.Subjects) {
         size_t plen = strlen(CLUSTER_EVENTS_PREFIX);
         for (int i = 0; i < si->State.Subjects->Count; i++) {
@@ -492,7 +516,7 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
         /* the partition's messages (those in the stream, and those
          * trimmed behind the snapshots) are its events and its ticks (the
          * graph has no messages of its own) */
-        if (p < n && cluster_trim_get(meta, p, &trim[p]) == 0)
+        if (p < n)
             msgs[p] += trim[p].msgs;
         uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];
         msgs[p] -= t;
