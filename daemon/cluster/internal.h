@@ -159,13 +159,17 @@ void cluster_codes_init(struct codes_part *cp, kvStore *kv, int partition, struc
 int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const char *ns,
                          const char *key, const char *campaign);
 
-/* Webhook outputs in cluster mode (outputs.c): cfg's outputs delivered
- * from the actions stream on a thread of their own, while held(arg) says
- * this worker holds the graph partition; positions in the meta bucket
- * (out.<id>). NULL when cfg has no outputs. */
+/* Webhook outputs in cluster mode (outputs.c), delivered from the
+ * actions stream on a thread of their own while held(arg) says this
+ * worker holds the graph partition (and has it open); positions in the
+ * meta bucket (out.<id>). cfg: the worker's file, for the stream names.
+ * Which outputs there are is the graph's config: cluster_outputs_follow
+ * hands over (owns) the config the graph partition runs on, each time it
+ * changes (opened, or a config message applied). */
 struct couts;
 struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg, kvStore *meta,
                                     int (*held)(void *arg), void *arg);
+void cluster_outputs_follow(struct couts *os, struct config *outputs_from);
 void cluster_outputs_stop(struct couts *os);
 /* Actions delivered and requests failed so far (zeros for NULL). */
 void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures);

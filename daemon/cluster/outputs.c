@@ -5,8 +5,10 @@
  * bucket as out.<id>. As for one daemon: NDJSON bodies of up to `batch`
  * matching actions, in stream order, signed, at least once; a failure is
  * retried after 1 s, 2 s, 4 s ... up to 10 min with the same actions; a
- * new output starts at the stream's end. The requests are made with
- * libcurl's easy interface on a thread of their own. */
+ * new output starts at the stream's end. Which outputs there are follows
+ * the graph partition's config (a `mktd cluster reload` changes them at
+ * the graph's place in the stream). The requests are made with libcurl's
+ * easy interface on a thread of their own. */
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -43,7 +45,11 @@ struct cout {
 
 struct couts {
     struct cluster *c;
-    const struct config *cfg;
+    const struct config *cfg; /* the worker's file: stream names */
+    struct config *from;      /* the graph's config: the outputs (o, n) */
+    pthread_mutex_t mu;
+    struct config *next; /* handed over by the graph, taken by the thread */
+    int have;            /* a config was handed over */
     kvStore *meta;
     int (*held)(void *arg);
     void *arg;
@@ -245,11 +251,60 @@ static int deliver(struct couts *os, struct cout *o)
     return 1;
 }
 
+/* The outputs of the config the graph handed over last (if any): the
+ * old ones' subscriptions and batches let go (a batch not delivered is
+ * read again from the recorded position), the new ones' positions read
+ * from the meta bucket when first delivered. */
+static void take_config(struct couts *os)
+{
+    pthread_mutex_lock(&os->mu);
+    struct config *next = os->next;
+    int have = os->have;
+    os->next = NULL;
+    os->have = 0;
+    pthread_mutex_unlock(&os->mu);
+    if (!have)
+        return;
+    struct sbuf was = {0}, now = {0};
+    for (size_t i = 0; i < os->n; i++) {
+        sb_fmt(&was, "%s %s\n", os->o[i].cfg->id, os->o[i].cfg->url);
+        drop_sub(&os->o[i]);
+        sb_free(&os->o[i].body);
+    }
+    free(os->o);
+    config_free(os->from);
+    os->from = next;
+    os->n = next ? next->n_outputs : 0;
+    os->o = os->n ? xcalloc(os->n, sizeof(*os->o)) : NULL;
+    for (size_t i = 0; i < os->n; i++) {
+        os->o[i].cfg = &next->outputs[i];
+        sb_fmt(&now, "%s %s\n", os->o[i].cfg->id, os->o[i].cfg->url);
+    }
+    if (was.len != now.len || (now.len && memcmp(was.s, now.s, now.len) != 0))
+        log_info("outputs: %zu, as the graph's config has them", os->n);
+    sb_free(&was);
+    sb_free(&now);
+}
+
+void cluster_outputs_follow(struct couts *os, struct config *outputs_from)
+{
+    if (!os) {
+        config_free(outputs_from);
+        return;
+    }
+    pthread_mutex_lock(&os->mu);
+    config_free(os->next);
+    os->next = outputs_from;
+    os->have = 1;
+    pthread_mutex_unlock(&os->mu);
+}
+
 static void *outputs_main(void *arg)
 {
     struct couts *os = arg;
     while (!atomic_load(&os->stop)) {
         int busy = 0;
+        take_config(os);
         if (!os->held(os->arg)) {
             for (size_t i = 0; i < os->n; i++) { /* read again when held again */
                 drop_sub(&os->o[i]);
@@ -269,14 +324,14 @@ static void *outputs_main(void *arg)
         drop_sub(&os->o[i]);
         sb_free(&os->o[i].body);
     }
+    free(os->o);
+    config_free(os->from);
     return NULL;
 }
 
 struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg, kvStore *meta,
                                     int (*held)(void *arg), void *arg)
 {
-    if (!cfg->n_outputs)
-        return NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct couts *os = xcalloc(1, sizeof(*os));
     os->c = c;
@@ -284,18 +339,14 @@ struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg,
     os->meta = meta;
     os->held = held;
     os->arg = arg;
-    os->n = cfg->n_outputs;
-    os->o = xcalloc(os->n, sizeof(*os->o));
-    for (size_t i = 0; i < os->n; i++)
-        os->o[i].cfg = &cfg->outputs[i];
+    pthread_mutex_init(&os->mu, NULL);
     if (pthread_create(&os->t, NULL, outputs_main, os) != 0) {
         log_error("outputs: no thread");
-        free(os->o);
+        pthread_mutex_destroy(&os->mu);
         free(os);
+        curl_global_cleanup();
         return NULL;
     }
-    log_info("outputs: %zu, delivered from the actions stream while this worker holds the graph",
-             os->n);
     return os;
 }
 
@@ -305,7 +356,8 @@ void cluster_outputs_stop(struct couts *os)
         return;
     atomic_store(&os->stop, 1);
     pthread_join(os->t, NULL);
-    free(os->o);
+    config_free(os->next);
+    pthread_mutex_destroy(&os->mu);
     free(os);
     curl_global_cleanup();
 }

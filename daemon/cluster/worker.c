@@ -601,29 +601,37 @@ static void close_part(struct worker *w, int idx)
     log_info("partition %d: closed at stream sequence %" PRIu64, idx, p->applied);
 }
 
-/* The shard, a world and an engine of its own, and a consumer from the
- * shard's applied sequence + 1. */
-/* The world a partition runs on: the config file's, or, once the shard
+/* The config a partition runs on: the config file's, or, once the shard
  * applied a config message (name: how the shard records it, text: its
- * config), the file's daemon block with the message's campaigns. NULL
- * after logging why. */
-static struct world *build_world(struct worker *w, int idx, const char *name, const char *text,
-                                 size_t len)
+ * config), the file's daemon block with the message's other blocks
+ * (campaigns, caps, outputs). NULL after logging why. */
+static struct config *partition_config(struct worker *w, int idx, const char *name,
+                                       const char *text, size_t len, struct errs *errs)
 {
-    struct errs errs = {0};
-    struct config *cfg = config_load(w->config_path, &errs);
+    struct config *cfg = config_load(w->config_path, errs);
     if (cfg && text) {
         char err[512];
         size_t n = 0;
         char *spliced = config_splice(cfg, text, len, &n, err, sizeof(err));
         struct config *file = cfg;
-        cfg = spliced ? config_load_string_in(name, file->dir, file->dir_real, spliced, n, &errs)
+        cfg = spliced ? config_load_string_in(name, file->dir, file->dir_real, spliced, n, errs)
                       : NULL;
         if (!spliced)
             log_error("partition %d: %s: %s", idx, name, err);
         free(spliced);
         config_free(file);
     }
+    return cfg;
+}
+
+/* The world a partition runs on (partition_config), with the campaigns
+ * of its side (the graph's or the user partitions'). NULL after logging
+ * why. */
+static struct world *build_world(struct worker *w, int idx, const char *name, const char *text,
+                                 size_t len)
+{
+    struct errs errs = {0};
+    struct config *cfg = partition_config(w, idx, name, text, len, &errs);
     if (cfg)
         config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
     struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
@@ -633,6 +641,19 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
     if (!wd && cfg)
         config_free(cfg);
     return wd;
+}
+
+/* The graph's config says which webhook outputs there are: once the
+ * graph runs on a config (opened, or a config message applied), the
+ * outputs are handed a copy of it. */
+static void follow_outputs(struct worker *w, int idx, const char *name, const char *text,
+                           size_t len)
+{
+    if (!is_graph(w, idx))
+        return;
+    struct errs errs = {0};
+    cluster_outputs_follow(w->outs, partition_config(w, idx, name, text, len, &errs));
+    errs_free(&errs); /* logged when the world was built from the same */
 }
 
 /* How a shard records a config that came through the stream. */
@@ -673,6 +694,8 @@ static int trimmed_past(struct worker *w, int idx, uint64_t applied)
     return 0;
 }
 
+/* The shard, a world and an engine of its own, and a consumer from the
+ * shard's applied sequence + 1. */
 static int open_part(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -711,6 +734,8 @@ static int open_part(struct worker *w, int idx)
     size_t clen = 0;
     int streamed = store_config_last(p->st, &cpath, &ctext, &clen) == 0 && from_stream(cpath);
     struct world *wd = build_world(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen);
+    if (wd)
+        follow_outputs(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen);
     free(cpath);
     free(ctext);
     if (!wd) {
@@ -847,10 +872,11 @@ static int apply_config(struct worker *w, int idx, natsMsg *m, uint64_t sseq, ui
         world_free(wd);
         wd = NULL;
     }
-    if (wd)
+    if (wd) {
+        follow_outputs(w, idx, name, text ? text : "", text ? (size_t)natsMsg_GetDataLength(m) : 0);
         log_info("partition %d: config applied at stream sequence %" PRIu64 ": %zu campaigns", idx,
                  sseq, engine_campaigns(p->e));
-    else
+    } else
         log_error("partition %d: config at stream sequence %" PRIu64 " not applied; the "
                   "campaigns before it go on",
                   idx, sseq);
@@ -1386,10 +1412,17 @@ static void worker_metrics(void *arg, struct sbuf *b)
 /* ---- the outputs (outputs.c) ---- */
 
 /* Outputs are delivered by the graph's holder. */
+/* For the outputs: this worker holds the graph and has it open (its
+ * config handed over). */
 static int holds_graph(void *arg)
 {
     struct worker *w = arg;
-    return !atomic_load(&w->stop) && may_apply(w, w->n);
+    if (atomic_load(&w->stop) || !may_apply(w, w->n))
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    int open = w->p[w->n].shard_open;
+    pthread_mutex_unlock(&w->mu);
+    return open;
 }
 
 /* ---- the snapshot thread ---- */

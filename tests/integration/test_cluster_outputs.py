@@ -91,9 +91,72 @@ def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
             assert set(keys) == want, (len(set(keys)), len(want))  # at least once, none missing
             with open(other.log, errors="replace") as f:
                 log = f.read()
-            assert "outputs: 1, delivered from the actions stream" in log, other.tail()
+            assert "outputs: 1, as the graph's config has them" in log, other.tail()
             assert "output crm: delivering actions stream sequences" in open(
                 holder.log, errors="replace").read() + log  # the 500, logged
+    finally:
+        rec.close()
+
+
+def test_outputs_follow_a_cluster_reload():
+    """Which outputs there are is the graph's config: `mktd cluster
+    reload` with an `outputs:` block starts one at the actions stream's
+    end (what came before is not delivered), and a reload without it
+    stops it."""
+    d = tempfile.mkdtemp(prefix="mktd-clo-")
+    harness._TEMP_DIRS.append(d)
+    secret = os.path.join(d, "secret")
+    with open(secret, "wb") as f:
+        f.write(SECRET + b"\n")
+    rec = Receiver()
+    nc, _, ws = W.setup(1)
+    w = ws[0]
+    cfg = w.cfg
+    with open(cfg) as f:
+        plain = f.read()
+    with_output = os.path.join(os.path.dirname(cfg), "with-output.yaml")
+    with open(with_output, "w") as f:
+        f.write(plain + "outputs:\n"
+                f'  - {{id: crm, url: "{rec.url()}", secret_file: {secret},'
+                " kinds: [coupon.issued], batch: 50}\n")
+
+    def reload(path, outputs):
+        r = harness.mktd("cluster", "reload", "-c", path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        W.wait_for(f"outputs: {outputs}", lambda: f"outputs: {outputs}, as the graph's config "
+                   "has them" in open(w.log, errors="replace").read(), 30)
+
+    def applied_and_published(n, before):
+        W.wait_for("applied", lambda: W.applied_all(cfg, ws, n), 40)
+        return W.wait_for("their coupons published", lambda: (lambda s: s if len(s) > len(
+            before) else None)(coupons_in_stream(cfg)), 30)
+
+    try:
+        with W.workers_running(ws):
+            w.start()
+            W.wait_for("every partition owned", lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS, 30)
+            evs = W.events(2400 // W.SCALE)
+            a, b = len(evs) // 3, 2 * len(evs) // 3
+            W.publish(cfg, evs[:a])
+            first = applied_and_published(a, set())
+            time.sleep(1)
+            assert rec.requests == [], rec.requests[:1]  # no output in the file
+
+            reload(with_output, 1)
+            W.publish(cfg, evs[a:b])
+            second = applied_and_published(b, first)
+            rec.wait(lambda reqs: set(delivered_keys(rec)) >= second - first, 30)
+            keys = delivered_keys(rec)
+            assert set(keys) == second - first and len(keys) == len(set(keys)), \
+                (len(set(keys)), len(second - first), len(set(keys) & first))
+
+            reload(cfg, 0)
+            n = len(rec.requests)
+            W.publish(cfg, evs[b:])
+            third = applied_and_published(len(evs), second)
+            time.sleep(1.5)
+            assert third - second and len(rec.requests) == n, (len(third - second), n,
+                                                                  len(rec.requests))
     finally:
         rec.close()
 
