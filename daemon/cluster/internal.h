@@ -171,6 +171,9 @@ struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg,
                                     int (*held)(void *arg), void *arg);
 void cluster_outputs_follow(struct couts *os, struct config *outputs_from);
 void cluster_outputs_stop(struct couts *os);
+/* Each output's lag, deliveries, failures and last success, as one
+ * daemon's /metrics names them (nothing for NULL or no outputs). */
+void cluster_outputs_metrics(struct couts *os, struct sbuf *b);
 /* Actions delivered and requests failed so far (zeros for NULL). */
 void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures);
 
@@ -197,8 +200,9 @@ int gateway_tls_start(SSL_CTX *ctx, int fd, int64_t wait_ms, int *plain, char *c
 void gateway_tls_end(struct tls_pipe *p);
 
 /* Publishes one message to every partition's subject (publish.c): body,
- * header name = value, Nats-Msg-Id "<kind>:<ms>:<p>:" padded past any
- * event id (the same when a publish is tried again). seqs[p] gets each
+ * header name = value, Nats-Msg-Id "<kind>:<ms>:<nonce>:<p>:" padded
+ * past any event id (the call's own random nonce: the same when a publish
+ * is tried again, never another call's). seqs[p] gets each
  * stream sequence. 0, or -1 with err (partitions before the one that
  * failed are said on out). */
 int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *name,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "cluster/internal.h"
@@ -655,11 +656,17 @@ int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *
                         const char *value, const char *body, size_t len, uint64_t *seqs, FILE *out,
                         char *err, size_t errlen)
 {
+    /* the message ids: this call's own (retries within it share them),
+     * so that two calls in one millisecond (two forgets from two
+     * clients) are not taken for one by the stream's de-duplication */
     int64_t now = wall_ms();
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+        nonce ^= (uint64_t)now * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&nonce;
     for (int p = 0; p < n; p++) {
         char subject[64], id[160];
         cluster_event_subject((uint32_t)p, subject, sizeof(subject));
-        int k = snprintf(id, sizeof(id), "%s:%" PRId64 ":%d:", kind, now, p);
+        int k = snprintf(id, sizeof(id), "%s:%" PRId64 ":%016" PRIx64 ":%d:", kind, now, nonce, p);
         while (k < 130 && (size_t)k + 1 < sizeof(id))
             id[k++] = '-';
         id[k] = 0;
