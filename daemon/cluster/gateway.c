@@ -147,7 +147,10 @@ static int authenticate(struct conn *k, const char *cn, char *buf, const char **
     int need = g->tokens && k->tcp;
     *pre = buf;
     *pre_len = len;
-    *scopes = AUTH_ALL;
+    /* without tokens, TCP clients may send events and dry runs, not
+     * forget or export (a Unix socket's clients are admins by its
+     * permissions), as for one daemon */
+    *scopes = k->tcp && !g->tokens ? AUTH_ALL & ~AUTH_ADMIN : AUTH_ALL;
     /* a client certificate verified against client_ca whose CN names a
      * token: that token's, without an auth line (spec 18) */
     const struct auth_token *byc = need && cn[0] ? auth_token_named(g->tokens, cn) : NULL;
@@ -201,13 +204,20 @@ static int tls_open(struct conn *k, struct tls_pipe **pipe, char *cn, size_t cnl
     struct gateway *g = k->g;
     int plain = -1;
     char err[512];
-    pthread_mutex_lock(&g->mu); /* (a stop shuts k->fd down under it) */
+    /* the pipe is given a copy of the socket: k->fd stays ours until it
+     * is replaced under the lock, so a stop (which shuts k->fd down under
+     * it, ending a handshake too) never reaches a number closed and
+     * reused meanwhile */
+    pthread_mutex_lock(&g->mu);
     int fd = k->fd;
     pthread_mutex_unlock(&g->mu);
-    int rc =
-        gateway_tls_start(g->tls_ctx, fd, AUTH_WAIT_MS, &plain, cn, cnlen, pipe, err, sizeof(err));
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int rc = copy < 0 ? (snprintf(err, sizeof(err), "dup: %s", strerror(errno)), -1)
+                      : gateway_tls_start(g->tls_ctx, copy, AUTH_WAIT_MS, &plain, cn, cnlen, pipe,
+                                          err, sizeof(err));
     pthread_mutex_lock(&g->mu);
     k->fd = plain; /* the client's socket is the pipe's (or closed) */
+    close(fd);
     pthread_mutex_unlock(&g->mu);
     if (rc < 0)
         log_warn("gateway: TLS connection from %s: %s", k->peer, err);

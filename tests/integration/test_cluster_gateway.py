@@ -19,14 +19,14 @@ from harness import free_port, mktd, slow  # noqa: E402
 from secure import TOKENS, Certs, tokens_text  # noqa: E402
 
 
-def daemon_keys(w, keys):
+def daemon_keys(w, keys, tokens=True):
     """w's config with these daemon keys (YAML lines) and a tokens file."""
     with open(os.path.join(w.d, "tokens"), "w") as f:
         f.write(tokens_text(TOKENS))
     with open(w.cfg) as f:
         text = f.read()
     text = text.replace("daemon:\n", "daemon:\n" + "".join(f"  {k}\n" for k in keys)
-                        + "  auth: {tokens_file: tokens}\n", 1)
+                        + ("  auth: {tokens_file: tokens}\n" if tokens else ""), 1)
     with open(w.cfg, "w") as f:
         f.write(text)
 
@@ -389,6 +389,32 @@ CHECKOUT = """campaigns:
     when: {event: order.paid}
     params: {value: 3000, min_spend: 20000}
 """
+
+
+def test_without_tokens_tcp_clients_may_not_forget_or_export():
+    """No tokens file: TCP clients of the gateway send events, not control
+    lines (forget, export), as for one daemon; a Unix client may."""
+    nc, d, ws = W.setup(1)
+    port, sock = free_port(), os.path.join(d, "w1.sock")
+    daemon_keys(ws[0], [f'listen: ["tcp:127.0.0.1:{port}", "unix:{sock}"]'], tokens=False)
+    cfg = ws[0].cfg
+    with W.workers_running(ws):
+        ws[0].start()
+        W.wait_for("the gateway", lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS
+                   and os.path.exists(sock), 30)
+        s, r = connect_tcp(port)
+        assert ask(s, r, ev(1))["status"] == "ok"
+        for line in ({"export": "u1"}, {"forget": "u1"}):
+            a = ask(s, r, line)
+            assert a["status"] == "error" and a["error"] == "forbidden", a
+        s.close()
+        W.wait_for("the event applied", lambda: W.applied_all(cfg, ws, 1), 30)
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(slow(60))
+        u.connect(sock)
+        a = ask(u, u.makefile("rb"), {"export": "u1"})
+        assert a["status"] == "ok" and a["export"]["profile"]["events"] == 1, a
+        u.close()
 
 
 def test_dry_runs_are_answered_by_the_owner():
