@@ -470,17 +470,26 @@ int cluster_trim(struct cluster *c, kvStore *meta, int idx, int partitions)
      * whole subject */
     if (upto <= done.seq || upto < 1)
         return 0;
-    char subject[64], err[512];
+    char subject[64], err[512], key[32], v[64];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
+    trim_key(idx, key, sizeof(key));
+    /* the new bound recorded before the purge: a worker that dies between
+     * the two leaves a record at or past what is gone (a shard behind it
+     * is refused, never applied with events missing); the messages left
+     * go with the next trim, and its count */
+    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, upto, done.msgs);
+    natsStatus s = meta_put(meta, key, v);
+    if (s != NATS_OK) {
+        log_warn("partition %d: recording the trim: %s", idx, natsStatus_GetText(s));
+        return -1;
+    }
     int64_t n = purge_below(c, subject, upto + 1, err, sizeof(err));
     if (n < 0) {
         log_warn("partition %d: %s", idx, err);
         return -1;
     }
-    char key[32], v[64];
-    trim_key(idx, key, sizeof(key));
     snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, upto, done.msgs + (uint64_t)n);
-    natsStatus s = meta_put(meta, key, v);
+    s = meta_put(meta, key, v);
     if (s != NATS_OK) {
         /* the messages are gone all the same: status counts them short
          * until the next trim records a total again */
