@@ -41,6 +41,11 @@ struct cout {
     long long lines;
     int failures;
     int64_t retry_at;
+    /* for /metrics, under couts.mu: actions of the stream after pos (known
+     * once read), delivered and failed since start, the last success */
+    long long lag, pending, delivered_total, failures_total;
+    int lag_known;
+    int64_t last_success;
 };
 
 struct couts {
@@ -125,6 +130,9 @@ static void failed(struct couts *os, struct cout *o, uint64_t first, uint64_t la
 {
     o->failures++;
     atomic_fetch_add(&os->failures, 1);
+    pthread_mutex_lock(&os->mu);
+    o->failures_total++;
+    pthread_mutex_unlock(&os->mu);
     int64_t delay = RETRY_FIRST_MS;
     for (int i = 1; i < o->failures && delay < RETRY_MAX_MS; i++)
         delay *= 2;
@@ -135,6 +143,14 @@ static void failed(struct couts *os, struct cout *o, uint64_t first, uint64_t la
         log_warn("output %s: delivering actions stream sequences %" PRIu64 "-%" PRIu64
                  " failed (%s); trying again in %" PRId64 " ms (try %d)",
                  o->cfg->id, first, last, why, delay, o->failures + 1);
+}
+
+static void set_lag(struct couts *os, struct cout *o, long long lag)
+{
+    pthread_mutex_lock(&os->mu);
+    o->lag = lag;
+    o->lag_known = 1;
+    pthread_mutex_unlock(&os->mu);
 }
 
 /* Reads up to `batch` actions after the output's position into its
@@ -164,21 +180,26 @@ static int read_batch(struct couts *os, struct cout *o)
         natsMsgList_Destroy(&list);
         if (s != NATS_TIMEOUT && s != NATS_NOT_FOUND)
             drop_sub(o); /* made again next round, from pos + 1 */
+        else
+            set_lag(os, o, 0); /* nothing after its position */
         return 0;
     }
     o->body.len = 0;
     o->first = o->last = 0;
     o->lines = 0;
     o->cover = o->pos;
+    long long read = 0, pending = 0;
     for (int i = 0; i < list.Count; i++) {
         jsMsgMetaData *md = NULL;
         if (natsMsg_GetMetaData(&md, list.Msgs[i]) != NATS_OK)
             continue;
         uint64_t seq = md->Sequence.Stream;
+        pending = (long long)md->NumPending; /* after this one */
         jsMsgMetaData_Destroy(md);
         if (seq <= o->cover)
             continue;
         o->cover = seq;
+        read++;
         const char *d = natsMsg_GetData(list.Msgs[i]);
         int n = natsMsg_GetDataLength(list.Msgs[i]);
         json_t *a = json_loadb(d ? d : "", (size_t)n, 0, NULL);
@@ -196,6 +217,8 @@ static int read_batch(struct couts *os, struct cout *o)
         sb_add(&o->body, "\n", 1);
     }
     natsMsgList_Destroy(&list);
+    o->pending = pending;
+    set_lag(os, o, read + pending);
     return o->cover > o->pos;
 }
 
@@ -215,6 +238,10 @@ static int post_batch(struct couts *os, struct cout *o)
     curl_slist_free_all(hdrs);
     if (cc == CURLE_OK && code >= 200 && code <= 299) {
         atomic_fetch_add(&os->delivered, o->lines);
+        pthread_mutex_lock(&os->mu);
+        o->delivered_total += o->lines;
+        o->last_success = wall_ms();
+        pthread_mutex_unlock(&os->mu);
         o->failures = 0;
         o->retry_at = 0;
         return 0;
@@ -246,6 +273,7 @@ static int deliver(struct couts *os, struct cout *o)
     if (o->body.len && post_batch(os, o) < 0)
         return 0;
     o->pos = o->cover;
+    set_lag(os, o, o->pending);
     if (save_pos(os, o) < 0)
         log_warn("output %s: its position (%" PRIu64 ") not recorded now", o->cfg->id, o->pos);
     return 1;
@@ -271,15 +299,21 @@ static void take_config(struct couts *os)
         drop_sub(&os->o[i]);
         sb_free(&os->o[i].body);
     }
-    free(os->o);
-    config_free(os->from);
-    os->from = next;
-    os->n = next ? next->n_outputs : 0;
-    os->o = os->n ? xcalloc(os->n, sizeof(*os->o)) : NULL;
-    for (size_t i = 0; i < os->n; i++) {
-        os->o[i].cfg = &next->outputs[i];
-        sb_fmt(&now, "%s %s\n", os->o[i].cfg->id, os->o[i].cfg->url);
+    size_t n = next ? next->n_outputs : 0;
+    struct cout *o = n ? xcalloc(n, sizeof(*o)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        o[i].cfg = &next->outputs[i];
+        sb_fmt(&now, "%s %s\n", o[i].cfg->id, o[i].cfg->url);
     }
+    struct cout *old = os->o;
+    struct config *from = os->from;
+    pthread_mutex_lock(&os->mu); /* (the metrics read them) */
+    os->o = o;
+    os->n = n;
+    os->from = next;
+    pthread_mutex_unlock(&os->mu);
+    free(old);
+    config_free(from);
     if (was.len != now.len || (now.len && memcmp(was.s, now.s, now.len) != 0))
         log_info("outputs: %zu, as the graph's config has them", os->n);
     sb_free(&was);
@@ -311,6 +345,10 @@ static void *outputs_main(void *arg)
                 os->o[i].loaded = 0;
                 os->o[i].retry_at = 0;
             }
+            pthread_mutex_lock(&os->mu);
+            for (size_t i = 0; i < os->n; i++)
+                os->o[i].lag_known = 0; /* the holder's to say */
+            pthread_mutex_unlock(&os->mu);
         } else {
             int64_t now = wall_ms();
             for (size_t i = 0; i < os->n && !atomic_load(&os->stop); i++)
@@ -360,6 +398,40 @@ void cluster_outputs_stop(struct couts *os)
     pthread_mutex_destroy(&os->mu);
     free(os);
     curl_global_cleanup();
+}
+
+void cluster_outputs_metrics(struct couts *os, struct sbuf *b)
+{
+    if (!os)
+        return;
+    pthread_mutex_lock(&os->mu);
+    if (os->n) {
+        sb_str(b, "# HELP mktd_output_lag Actions of the actions stream after the output's "
+                  "position (matching its filters or not), while this worker holds the graph.\n"
+                  "# TYPE mktd_output_lag gauge\n");
+        for (size_t i = 0; i < os->n; i++)
+            if (os->o[i].lag_known)
+                sb_fmt(b, "mktd_output_lag{output=\"%s\"} %lld\n", os->o[i].cfg->id, os->o[i].lag);
+        sb_str(b, "# HELP mktd_output_delivered_total Actions delivered (answered 2xx) by this "
+                  "worker since the output appeared.\n"
+                  "# TYPE mktd_output_delivered_total counter\n");
+        for (size_t i = 0; i < os->n; i++)
+            sb_fmt(b, "mktd_output_delivered_total{output=\"%s\"} %lld\n", os->o[i].cfg->id,
+                   os->o[i].delivered_total);
+        sb_str(b, "# HELP mktd_output_failures_total Deliveries that failed (not 2xx, timeout, "
+                  "connection error) by this worker since the output appeared.\n"
+                  "# TYPE mktd_output_failures_total counter\n");
+        for (size_t i = 0; i < os->n; i++)
+            sb_fmt(b, "mktd_output_failures_total{output=\"%s\"} %lld\n", os->o[i].cfg->id,
+                   os->o[i].failures_total);
+        sb_str(b, "# HELP mktd_output_last_success_timestamp_seconds When a delivery last "
+                  "succeeded here (0: never).\n"
+                  "# TYPE mktd_output_last_success_timestamp_seconds gauge\n");
+        for (size_t i = 0; i < os->n; i++)
+            sb_fmt(b, "mktd_output_last_success_timestamp_seconds{output=\"%s\"} %.3f\n",
+                   os->o[i].cfg->id, (double)os->o[i].last_success / 1000.0);
+    }
+    pthread_mutex_unlock(&os->mu);
 }
 
 void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures)

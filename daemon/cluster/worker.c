@@ -277,9 +277,27 @@ static void serve_dry(struct worker *w)
             if (engine_batch_size(p->e) && engine_commit(p->e) < 0)
                 log_warn("partition %ld: a dry run's batch: %s", idx, store_errmsg(p->st));
             size_t len = evbuffer_get_length(out);
+            int64_t max = natsConnection_GetMaxPayload(w->c->nc);
+            if (max > 0 && (int64_t)len > max) {
+                /* one message cannot hold it: said so, rather than no
+                 * answer (asked again and again, then a timeout) */
+                char why[300];
+                snprintf(why, sizeof(why),
+                         "the answer is %zu bytes, more than a NATS message holds (max_payload "
+                         "%" PRId64 ")%s",
+                         len, max,
+                         who ? "; export the user from the shard with mktd export --db" : "");
+                log_warn("partition %ld: %s", idx, why);
+                struct sbuf b = {0};
+                admin_error(&b, "internal", why);
+                evbuffer_drain(out, len);
+                evbuffer_add(out, b.s, b.len);
+                sb_free(&b);
+                len = evbuffer_get_length(out);
+            }
             if (len && natsConnection_Publish(w->c->nc, reply, evbuffer_pullup(out, -1),
                                               (int)len) != NATS_OK)
-                log_debug("partition %ld: a dry run's answer not sent", idx);
+                log_warn("partition %ld: a dry run's or export's answer not sent", idx);
             atomic_fetch_add(&w->n_dry, 1);
         }
         natsMsg_Destroy(m);
@@ -1188,13 +1206,17 @@ static void prune(struct worker *w, int idx)
     if ((!cfg->retention_actions_ms && !cfg->event_log_keep_ms) || now < p->prune_at)
         return;
     p->prune_at = now + PRUNE_MS;
+    /* what is old is by the partition's clock (the stream's time), not
+     * this machine's: a replay far behind prunes what the first run
+     * pruned at that point, so caps count the same actions */
+    int64_t stream_now = engine_now(p->e);
     int64_t gone = 0, logged = 0;
     for (int k = 0; k < PRUNE_CHUNKS && cfg->retention_actions_ms; k++) {
         int64_t before = p->prune_cursor;
         int bounded;
         int n = retention_actions_step(p->st, cfg->retention_actions_ms,
                                        retention_cap_window_ms(engine_config(p->e)), p->published,
-                                       now, &p->prune_cursor, &bounded);
+                                       stream_now, &p->prune_cursor, &bounded);
         if (n < 0)
             break;
         gone += n;
@@ -1207,7 +1229,7 @@ static void prune(struct worker *w, int idx)
         }
     }
     for (int k = 0; k < PRUNE_CHUNKS && cfg->event_log_keep_ms; k++) {
-        int n = store_eventlog_prune(p->st, now - cfg->event_log_keep_ms, RETENTION_CHUNK);
+        int n = store_eventlog_prune(p->st, stream_now - cfg->event_log_keep_ms, RETENTION_CHUNK);
         logged += n > 0 ? n : 0;
         if (n < RETENTION_CHUNK)
             break;
@@ -1404,6 +1426,7 @@ static void worker_metrics(void *arg, struct sbuf *b)
     metric_head(b, "mktd_cluster_output_failures_total", "counter",
                 "Output requests that failed and are tried again.");
     sb_fmt(b, "mktd_cluster_output_failures_total %lld\n", failures);
+    cluster_outputs_metrics(w->outs, b);
     metric_head(b, "mktd_cluster_nats_connected", "gauge", "1 while the NATS connection is up.");
     sb_fmt(b, "mktd_cluster_nats_connected %d\n",
            natsConnection_Status(w->c->nc) == NATS_CONN_STATUS_CONNECTED);
@@ -1783,10 +1806,13 @@ int cluster_worker_run(struct cluster *c, const char *config_path, const struct 
         log_error("%s", err);
         goto out;
     }
-    struct gateway *gw = NULL;
-    if (cluster_gateway_start(c, cfg, worker_metrics, w, &gw) < 0)
-        goto out;
+    /* (before the gateway, whose HTTP threads read the outputs' counts) */
     w->outs = cluster_outputs_start(c, cfg, w->meta, holds_graph, w);
+    struct gateway *gw = NULL;
+    if (cluster_gateway_start(c, cfg, worker_metrics, w, &gw) < 0) {
+        cluster_outputs_stop(w->outs);
+        goto out;
+    }
     pthread_t sig_t, apply_t, snap_t;
     atomic_store(&w->apply_round_ms, wall_ms());
     pthread_create(&sig_t, NULL, signal_main, w);

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -98,6 +99,18 @@ def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
         rec.close()
 
 
+def metrics(port):
+    """name{labels} -> value of a worker's /metrics page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def test_outputs_follow_a_cluster_reload():
     """Which outputs there are is the graph's config: `mktd cluster
     reload` with an `outputs:` block starts one at the actions stream's
@@ -112,8 +125,11 @@ def test_outputs_follow_a_cluster_reload():
     nc, _, ws = W.setup(1)
     w = ws[0]
     cfg = w.cfg
+    mport = harness.free_port()
     with open(cfg) as f:
-        plain = f.read()
+        plain = f.read().replace("daemon:\n", f'daemon:\n  metrics: "127.0.0.1:{mport}"\n', 1)
+    with open(cfg, "w") as f:
+        f.write(plain)
     with_output = os.path.join(os.path.dirname(cfg), "with-output.yaml")
     with open(with_output, "w") as f:
         f.write(plain + "outputs:\n"
@@ -149,8 +165,20 @@ def test_outputs_follow_a_cluster_reload():
             keys = delivered_keys(rec)
             assert set(keys) == second - first and len(keys) == len(set(keys)), \
                 (len(set(keys)), len(second - first), len(set(keys) & first))
+            # the holder's /metrics: the output's deliveries, its lag down
+            # to nothing, a success
+            lab = '{output="crm"}'
+
+            def caught_up():
+                m = metrics(mport)
+                return m if m.get("mktd_output_lag" + lab) == 0 else None
+            m = W.wait_for("the output's lag at 0", caught_up, 20)
+            assert m["mktd_output_delivered_total" + lab] == len(keys), m
+            assert m["mktd_output_failures_total" + lab] == 0, m
+            assert m["mktd_output_last_success_timestamp_seconds" + lab] > time.time() - 120, m
 
             reload(cfg, 0)
+            assert not any(k.startswith("mktd_output_") for k in metrics(mport)), metrics(mport)
             n = len(rec.requests)
             W.publish(cfg, evs[b:])
             third = applied_and_published(len(evs), second)
