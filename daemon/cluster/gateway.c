@@ -35,6 +35,7 @@
 
 #define AUTH_WAIT_MS 10000 /* a connection's time to send its first line */
 #define FIRST_LINE_MAX 4096
+#define STOP_FLUSH_MS 5000 /* a stop's time for the last answers to go out */
 
 struct conn {
     struct gateway *g;
@@ -476,6 +477,29 @@ void cluster_gateway_stop(struct gateway *g)
     for (struct conn *k = g->conns; k; k = k->next)
         if (k->fd >= 0)
             shutdown(k->fd, SHUT_RD);
+    pthread_mutex_unlock(&g->mu);
+    /* a client that reads none of its answers would hold its connection's
+     * thread in a write for good: after STOP_FLUSH_MS its socket is shut
+     * down both ways (the write fails, the thread ends) */
+    int64_t until = wall_ms() + STOP_FLUSH_MS;
+    for (;;) {
+        int left = 0;
+        pthread_mutex_lock(&g->mu);
+        for (struct conn *k = g->conns; k; k = k->next)
+            left += !atomic_load(&k->done);
+        pthread_mutex_unlock(&g->mu);
+        if (!left || wall_ms() >= until)
+            break;
+        poll(NULL, 0, 50);
+    }
+    pthread_mutex_lock(&g->mu);
+    for (struct conn *k = g->conns; k; k = k->next)
+        if (!atomic_load(&k->done) && k->fd >= 0) {
+            log_warn("gateway: %s still has answers to take after %d ms: its connection is "
+                     "closed",
+                     k->peer, STOP_FLUSH_MS);
+            shutdown(k->fd, SHUT_RDWR);
+        }
     pthread_mutex_unlock(&g->mu);
     reap(g, 1);
     gateway_free(g);

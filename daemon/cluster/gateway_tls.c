@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -30,6 +31,7 @@ struct tls_pipe {
     struct event_base *base;
     struct bufferevent *tls, *plain;
     int plain_fd; /* our end of the socketpair (the bufferevent's) */
+    int tls_fd;   /* the client's socket (the TLS bufferevent's) */
     struct event *timer;
     pthread_t t;
     pthread_mutex_t mu;
@@ -40,6 +42,7 @@ struct tls_pipe {
     int tls_done;   /* the client's input ended (or its connection failed) */
     int tls_dead;   /* nothing more can be sent to it */
     int plain_done; /* the connection's thread is done: flush, then leave */
+    int ended;      /* the pipe's loop has ended (under mu) */
 };
 
 static void set_state(struct tls_pipe *p, int state)
@@ -122,8 +125,12 @@ static void on_tls_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     p->tls_done = 1;
-    if (what & BEV_EVENT_ERROR)
+    if (what & BEV_EVENT_ERROR) {
         p->tls_dead = 1;
+        /* what waits for the client is dropped (on_plain_read), so the
+         * connection's end is seen */
+        bufferevent_enable(p->plain, EV_READ);
+    }
     bufferevent_disable(bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_output(p->plain)) == 0)
         shutdown(p->plain_fd, SHUT_WR);
@@ -164,6 +171,9 @@ static void *pipe_main(void *arg)
 {
     struct tls_pipe *p = arg;
     event_base_dispatch(p->base);
+    pthread_mutex_lock(&p->mu);
+    p->ended = 1;
+    pthread_mutex_unlock(&p->mu);
     set_state(p, -1); /* (when the loop ended during the handshake) */
     return NULL;
 }
@@ -199,6 +209,7 @@ int gateway_tls_start(SSL_CTX *ctx, int fd, int64_t wait_ms, int *plain, char *c
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->plain_fd = sv[1];
+    p->tls_fd = fd;
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_nonblocking(sv[1]);
     if (!(p->base = event_base_new()) || !(p->tls = tls_bev_accept(p->base, ctx, fd))) {
@@ -255,6 +266,19 @@ void gateway_tls_end(struct tls_pipe *p)
 {
     if (!p)
         return;
+    /* a client that reads nothing more holds its answers (and the end of
+     * the connection behind them) here: after the flush's time, its
+     * socket is shut down, and the pipe ends on the error */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += FLUSH_WAIT_S + 2;
+    pthread_mutex_lock(&p->mu);
+    while (!p->ended && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+        ;
+    int ended = p->ended;
+    pthread_mutex_unlock(&p->mu);
+    if (!ended)
+        shutdown(p->tls_fd, SHUT_RDWR);
     pthread_join(p->t, NULL);
     pipe_free(p);
 }

@@ -10,6 +10,8 @@ import os
 import socket
 import ssl
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -343,6 +345,20 @@ def test_a_worker_serves_tls_ndjson():
         W.wait_for("the refused handshakes logged", lambda: open(
             w.log, errors="replace").read().count("gateway: TLS connection from 127.0.0.1") >= 2,
             20)
+        # a client that sends and never reads: its answers pile up (the
+        # pipe stops reading them past 1 MB), and a stop does not wait
+        # for it beyond the flush's time
+        hog = c.tls_connect(port, cert=shop)
+        junk = b"".join(b'{"id":"h%07d%s","type":"no such"}\n' % (i, b"x" * 100)
+                        for i in range(60000))
+
+        def send_quietly():
+            try:
+                hog.sendall(junk)
+            except (OSError, ssl.SSLError):
+                pass
+        threading.Thread(target=send_quietly, daemon=True).start()
+        time.sleep(3)
         # a stop with a TLS client's lines in flight: they are answered
         # before the worker goes
         s = c.tls_connect(port, cert=shop)
