@@ -161,11 +161,12 @@ int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const cha
 
 /* Webhook outputs in cluster mode (outputs.c), delivered from the
  * actions stream on a thread of their own while held(arg) says this
- * worker holds the graph partition (and has it open); positions in the
- * meta bucket (out.<id>). cfg: the worker's file, for the stream names.
- * Which outputs there are is the graph's config: cluster_outputs_follow
- * hands over (owns) the config the graph partition runs on, each time it
- * changes (opened, or a config message applied). */
+ * worker holds the graph partition; positions in the meta bucket
+ * (out.<id>). cfg: the worker's file (its outputs until the graph's
+ * config comes, and the stream names). Which outputs there are is the
+ * graph's config: cluster_outputs_follow hands over (owns) the config the
+ * graph partition runs on, each time it changes (opened, or a config
+ * message applied). */
 struct couts;
 struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg, kvStore *meta,
                                     int (*held)(void *arg), void *arg);

@@ -51,7 +51,7 @@ struct cout {
 struct couts {
     struct cluster *c;
     const struct config *cfg; /* the worker's file: stream names */
-    struct config *from;      /* the graph's config: the outputs (o, n) */
+    struct config *from;      /* the graph's config: the outputs (o, n); NULL: cfg's */
     pthread_mutex_t mu;
     struct config *next; /* handed over by the graph, taken by the thread */
     int have;            /* a config was handed over */
@@ -139,7 +139,7 @@ static void failed(struct couts *os, struct cout *o, uint64_t first, uint64_t la
     if (delay > RETRY_MAX_MS)
         delay = RETRY_MAX_MS;
     o->retry_at = wall_ms() + delay; /* the same batch again then */
-    if (o->failures == 1 || o->failures % 10 == 0)
+    if (o->failures <= 3 || o->failures % 10 == 0)
         log_warn("output %s: delivering actions stream sequences %" PRIu64 "-%" PRIu64
                  " failed (%s); trying again in %" PRId64 " ms (try %d)",
                  o->cfg->id, first, last, why, delay, o->failures + 1);
@@ -377,14 +377,24 @@ struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg,
     os->meta = meta;
     os->held = held;
     os->arg = arg;
+    /* the file's outputs until the graph hands over its config */
+    os->n = cfg->n_outputs;
+    os->o = os->n ? xcalloc(os->n, sizeof(*os->o)) : NULL;
+    for (size_t i = 0; i < os->n; i++)
+        os->o[i].cfg = &cfg->outputs[i];
     pthread_mutex_init(&os->mu, NULL);
     if (pthread_create(&os->t, NULL, outputs_main, os) != 0) {
         log_error("outputs: no thread");
         pthread_mutex_destroy(&os->mu);
+        free(os->o);
         free(os);
         curl_global_cleanup();
         return NULL;
     }
+    if (os->n)
+        log_info("outputs: %zu, delivered from the actions stream while this worker holds the "
+                 "graph",
+                 os->n);
     return os;
 }
 

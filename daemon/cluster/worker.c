@@ -1435,17 +1435,10 @@ static void worker_metrics(void *arg, struct sbuf *b)
 /* ---- the outputs (outputs.c) ---- */
 
 /* Outputs are delivered by the graph's holder. */
-/* For the outputs: this worker holds the graph and has it open (its
- * config handed over). */
 static int holds_graph(void *arg)
 {
     struct worker *w = arg;
-    if (atomic_load(&w->stop) || !may_apply(w, w->n))
-        return 0;
-    pthread_mutex_lock(&w->mu);
-    int open = w->p[w->n].shard_open;
-    pthread_mutex_unlock(&w->mu);
-    return open;
+    return !atomic_load(&w->stop) && may_apply(w, w->n);
 }
 
 /* ---- the snapshot thread ---- */

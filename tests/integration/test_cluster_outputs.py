@@ -16,6 +16,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import test_cluster_gateway as G  # noqa: E402
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
 from test_outputs import SECRET, Receiver  # noqa: E402
 
@@ -24,6 +25,16 @@ def campaigns_with_output(rec, secret):
     return W.CAMPAIGNS + ("outputs:\n"
                           f'  - {{id: crm, url: "{rec.url()}", secret_file: {secret},'
                           " kinds: [coupon.issued], batch: 50}\n")
+
+
+def receiver():
+    """The outputs' secret file (in a temp dir) and a receiver."""
+    d = tempfile.mkdtemp(prefix="mktd-clo-")
+    harness._TEMP_DIRS.append(d)
+    secret = os.path.join(d, "secret")
+    with open(secret, "wb") as f:
+        f.write(SECRET + b"\n")
+    return secret, Receiver()
 
 
 def delivered_keys(rec):
@@ -37,12 +48,7 @@ def coupons_in_stream(cfg):
 
 
 def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
-    d = tempfile.mkdtemp(prefix="mktd-clo-")
-    harness._TEMP_DIRS.append(d)
-    secret = os.path.join(d, "secret")
-    with open(secret, "wb") as f:
-        f.write(SECRET + b"\n")
-    rec = Receiver()
+    secret, rec = receiver()
     rec.status = [500]  # the first request fails: tried again, same actions
     nc, _, ws = W.setup(2, campaigns_with_output(rec, secret))
     cfg = ws[0].cfg
@@ -92,7 +98,7 @@ def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
             assert set(keys) == want, (len(set(keys)), len(want))  # at least once, none missing
             with open(other.log, errors="replace") as f:
                 log = f.read()
-            assert "outputs: 1, as the graph's config has them" in log, other.tail()
+            assert "outputs: 1, delivered from the actions stream" in log, other.tail()
             assert "output crm: delivering actions stream sequences" in open(
                 holder.log, errors="replace").read() + log  # the 500, logged
     finally:
@@ -102,13 +108,7 @@ def test_outputs_delivered_by_the_graphs_holder_across_a_takeover():
 def metrics(port):
     """name{labels} -> value of a worker's /metrics page."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
+        return G.metrics_of(r.read().decode())
 
 
 def test_outputs_follow_a_cluster_reload():
@@ -116,12 +116,7 @@ def test_outputs_follow_a_cluster_reload():
     reload` with an `outputs:` block starts one at the actions stream's
     end (what came before is not delivered), and a reload without it
     stops it."""
-    d = tempfile.mkdtemp(prefix="mktd-clo-")
-    harness._TEMP_DIRS.append(d)
-    secret = os.path.join(d, "secret")
-    with open(secret, "wb") as f:
-        f.write(SECRET + b"\n")
-    rec = Receiver()
+    secret, rec = receiver()
     nc, _, ws = W.setup(1)
     w = ws[0]
     cfg = w.cfg
