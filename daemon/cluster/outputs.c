@@ -279,10 +279,10 @@ static int deliver(struct couts *os, struct cout *o)
     return 1;
 }
 
-/* The outputs of the config the graph handed over last (if any): the
- * old ones' subscriptions and batches let go (a batch not delivered is
- * read again from the recorded position), the new ones' positions read
- * from the meta bucket when first delivered. */
+/* The outputs of the config the graph handed over last (if any). One
+ * dropped lets its subscription and batch go (its position stays in the
+ * meta bucket); a new one reads its position there, or starts at the
+ * stream's end, when first delivered. */
 static void take_config(struct couts *os)
 {
     pthread_mutex_lock(&os->mu);
@@ -293,18 +293,29 @@ static void take_config(struct couts *os)
     pthread_mutex_unlock(&os->mu);
     if (!have)
         return;
-    struct sbuf was = {0}, now = {0};
-    for (size_t i = 0; i < os->n; i++) {
-        sb_fmt(&was, "%s %s\n", os->o[i].cfg->id, os->o[i].cfg->url);
-        drop_sub(&os->o[i]);
-        sb_free(&os->o[i].body);
-    }
-    size_t n = next ? next->n_outputs : 0;
+    /* an output of the same id and URL goes on as it was (its position,
+     * its batch and its retries, its figures) under the new settings; the
+     * others' subscriptions and batches are let go */
+    size_t n = next ? next->n_outputs : 0, moved = 0;
     struct cout *o = n ? xcalloc(n, sizeof(*o)) : NULL;
     for (size_t i = 0; i < n; i++) {
-        o[i].cfg = &next->outputs[i];
-        sb_fmt(&now, "%s %s\n", o[i].cfg->id, o[i].cfg->url);
+        const struct output_cfg *k = &next->outputs[i];
+        for (size_t j = 0; j < os->n; j++)
+            if (os->o[j].cfg && strcmp(os->o[j].cfg->id, k->id) == 0 &&
+                strcmp(os->o[j].cfg->url, k->url) == 0) {
+                o[i] = os->o[j];
+                os->o[j].cfg = NULL; /* moved */
+                moved++;
+                break;
+            }
+        o[i].cfg = k;
     }
+    for (size_t j = 0; j < os->n; j++)
+        if (os->o[j].cfg) {
+            drop_sub(&os->o[j]);
+            sb_free(&os->o[j].body);
+        }
+    int changed = moved != n || moved != os->n;
     struct cout *old = os->o;
     struct config *from = os->from;
     pthread_mutex_lock(&os->mu); /* (the metrics read them) */
@@ -314,10 +325,8 @@ static void take_config(struct couts *os)
     pthread_mutex_unlock(&os->mu);
     free(old);
     config_free(from);
-    if (was.len != now.len || (now.len && memcmp(was.s, now.s, now.len) != 0))
+    if (changed)
         log_info("outputs: %zu, as the graph's config has them", os->n);
-    sb_free(&was);
-    sb_free(&now);
 }
 
 void cluster_outputs_follow(struct couts *os, struct config *outputs_from)

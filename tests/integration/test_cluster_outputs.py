@@ -154,6 +154,8 @@ def test_outputs_follow_a_cluster_reload():
             assert rec.requests == [], rec.requests[:1]  # no output in the file
 
             reload(with_output, 1)
+            W.wait_for("the output's start recorded", lambda: "output crm: new, starting at" in
+                       open(w.log, errors="replace").read(), 30)
             W.publish(cfg, evs[a:b])
             second = applied_and_published(b, first)
             rec.wait(lambda reqs: set(delivered_keys(rec)) >= second - first, 30)
