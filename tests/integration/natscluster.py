@@ -32,18 +32,22 @@ class NatsCluster:
             self.monitor = [free_port() for _ in range(n)]
             for i in range(n):
                 self._write_conf(i)
+            # (a server may also lose its route or monitoring port after its
+            # client port listens: it exits, and the cluster never forms)
             try:
                 for i in range(n):
                     self.start(i)
+                self.wait_ready()
                 break
             except RuntimeError as e:
-                if attempt == 2 or "address already in use" not in str(e):
+                taken = "address already in use" in str(e) or any(
+                    "address already in use" in self.log(i) for i in range(n))
+                if attempt == 2 or not taken:
                     raise
                 self._stop_all()
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = tempfile.mkdtemp(prefix="mktd-nats-")
                 self.procs = [None] * n
-        self.wait_ready()
 
     def urls(self):
         return [f"nats://127.0.0.1:{p}" for p in self.client]
@@ -85,6 +89,8 @@ class NatsCluster:
         deadline = time.time() + slow(60)
         while time.time() < deadline:
             for i in range(self.n):
+                if self.procs[i] is not None and self.procs[i].poll() is not None:
+                    raise RuntimeError(f"nats-server n{i} exited:\n{self.log(i)}")
                 try:
                     meta = self.jsz(i).get("meta_cluster", {})
                 except OSError:
