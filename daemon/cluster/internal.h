@@ -164,13 +164,13 @@ int cluster_code_publish(jsCtx *js, const char *bucket, int partition, const cha
  * worker holds the graph partition; positions in the meta bucket
  * (out.<id>). cfg: the worker's file (its outputs until the graph's
  * config comes, and the stream names). Which outputs there are is the
- * graph's config: cluster_outputs_follow hands over (owns) the config the
- * graph partition runs on, each time it changes (opened, or a config
- * message applied). */
+ * graph's config: cluster_outputs_follow hands over (owns) the outputs
+ * o[0..n) of the config the graph partition runs on, each time it changes
+ * (opened, or a config message applied). */
 struct couts;
 struct couts *cluster_outputs_start(struct cluster *c, const struct config *cfg, kvStore *meta,
                                     int (*held)(void *arg), void *arg);
-void cluster_outputs_follow(struct couts *os, struct config *outputs_from);
+void cluster_outputs_follow(struct couts *os, struct output_cfg *o, size_t n);
 void cluster_outputs_stop(struct couts *os);
 /* Each output's lag, deliveries, failures and last success, as one
  * daemon's /metrics names them (nothing for NULL or no outputs). */

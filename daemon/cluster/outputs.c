@@ -51,10 +51,12 @@ struct cout {
 struct couts {
     struct cluster *c;
     const struct config *cfg; /* the worker's file: stream names */
-    struct config *from;      /* the graph's config: the outputs (o, n); NULL: cfg's */
+    struct output_cfg *from;  /* the graph's outputs (each o[i].cfg); NULL: cfg's */
+    size_t n_from;
     pthread_mutex_t mu;
-    struct config *next; /* handed over by the graph, taken by the thread */
-    int have;            /* a config was handed over */
+    struct output_cfg *next; /* handed over by the graph, taken by the thread */
+    size_t n_next;
+    int have; /* outputs were handed over */
     kvStore *meta;
     int (*held)(void *arg);
     void *arg;
@@ -286,9 +288,11 @@ static int deliver(struct couts *os, struct cout *o)
 static void take_config(struct couts *os)
 {
     pthread_mutex_lock(&os->mu);
-    struct config *next = os->next;
+    struct output_cfg *next = os->next;
+    size_t n = os->n_next;
     int have = os->have;
     os->next = NULL;
+    os->n_next = 0;
     os->have = 0;
     pthread_mutex_unlock(&os->mu);
     if (!have)
@@ -296,10 +300,10 @@ static void take_config(struct couts *os)
     /* an output of the same id and URL goes on as it was (its position,
      * its batch and its retries, its figures) under the new settings; the
      * others' subscriptions and batches are let go */
-    size_t n = next ? next->n_outputs : 0, moved = 0;
+    size_t moved = 0;
     struct cout *o = n ? xcalloc(n, sizeof(*o)) : NULL;
     for (size_t i = 0; i < n; i++) {
-        const struct output_cfg *k = &next->outputs[i];
+        const struct output_cfg *k = &next[i];
         for (size_t j = 0; j < os->n; j++)
             if (os->o[j].cfg && strcmp(os->o[j].cfg->id, k->id) == 0 &&
                 strcmp(os->o[j].cfg->url, k->url) == 0) {
@@ -317,27 +321,30 @@ static void take_config(struct couts *os)
         }
     int changed = moved != n || moved != os->n;
     struct cout *old = os->o;
-    struct config *from = os->from;
+    struct output_cfg *from = os->from;
+    size_t n_from = os->n_from;
     pthread_mutex_lock(&os->mu); /* (the metrics read them) */
     os->o = o;
     os->n = n;
     os->from = next;
+    os->n_from = n;
     pthread_mutex_unlock(&os->mu);
     free(old);
-    config_free(from);
+    outputs_cfg_free(from, n_from);
     if (changed)
         log_info("outputs: %zu, as the graph's config has them", os->n);
 }
 
-void cluster_outputs_follow(struct couts *os, struct config *outputs_from)
+void cluster_outputs_follow(struct couts *os, struct output_cfg *o, size_t n)
 {
     if (!os) {
-        config_free(outputs_from);
+        outputs_cfg_free(o, n);
         return;
     }
     pthread_mutex_lock(&os->mu);
-    config_free(os->next);
-    os->next = outputs_from;
+    outputs_cfg_free(os->next, os->n_next);
+    os->next = o;
+    os->n_next = n;
     os->have = 1;
     pthread_mutex_unlock(&os->mu);
 }
@@ -372,7 +379,7 @@ static void *outputs_main(void *arg)
         sb_free(&os->o[i].body);
     }
     free(os->o);
-    config_free(os->from);
+    outputs_cfg_free(os->from, os->n_from);
     return NULL;
 }
 
@@ -413,7 +420,7 @@ void cluster_outputs_stop(struct couts *os)
         return;
     atomic_store(&os->stop, 1);
     pthread_join(os->t, NULL);
-    config_free(os->next);
+    outputs_cfg_free(os->next, os->n_next);
     pthread_mutex_destroy(&os->mu);
     free(os);
     curl_global_cleanup();
@@ -424,33 +431,18 @@ void cluster_outputs_metrics(struct couts *os, struct sbuf *b)
     if (!os)
         return;
     pthread_mutex_lock(&os->mu);
-    if (os->n) {
-        sb_str(b, "# HELP mktd_output_lag Actions of the actions stream after the output's "
-                  "position (matching its filters or not), while this worker holds the graph.\n"
-                  "# TYPE mktd_output_lag gauge\n");
-        for (size_t i = 0; i < os->n; i++)
-            if (os->o[i].lag_known)
-                sb_fmt(b, "mktd_output_lag{output=\"%s\"} %lld\n", os->o[i].cfg->id, os->o[i].lag);
-        sb_str(b, "# HELP mktd_output_delivered_total Actions delivered (answered 2xx) by this "
-                  "worker since the output appeared.\n"
-                  "# TYPE mktd_output_delivered_total counter\n");
-        for (size_t i = 0; i < os->n; i++)
-            sb_fmt(b, "mktd_output_delivered_total{output=\"%s\"} %lld\n", os->o[i].cfg->id,
-                   os->o[i].delivered_total);
-        sb_str(b, "# HELP mktd_output_failures_total Deliveries that failed (not 2xx, timeout, "
-                  "connection error) by this worker since the output appeared.\n"
-                  "# TYPE mktd_output_failures_total counter\n");
-        for (size_t i = 0; i < os->n; i++)
-            sb_fmt(b, "mktd_output_failures_total{output=\"%s\"} %lld\n", os->o[i].cfg->id,
-                   os->o[i].failures_total);
-        sb_str(b, "# HELP mktd_output_last_success_timestamp_seconds When a delivery last "
-                  "succeeded here (0: never).\n"
-                  "# TYPE mktd_output_last_success_timestamp_seconds gauge\n");
-        for (size_t i = 0; i < os->n; i++)
-            sb_fmt(b, "mktd_output_last_success_timestamp_seconds{output=\"%s\"} %.3f\n",
-                   os->o[i].cfg->id, (double)os->o[i].last_success / 1000.0);
-    }
+    struct out_figures *rows = os->n ? xcalloc(os->n, sizeof *rows) : NULL;
+    for (size_t i = 0; i < os->n; i++)
+        rows[i] = (struct out_figures){
+            .id = os->o[i].cfg->id,
+            .lag = os->o[i].lag_known ? os->o[i].lag : -1,
+            .delivered = (unsigned long long)os->o[i].delivered_total,
+            .failures = (unsigned long long)os->o[i].failures_total,
+            .last_success_ms = os->o[i].last_success,
+        };
+    out_metrics_text(b, rows, os->n);
     pthread_mutex_unlock(&os->mu);
+    free(rows);
 }
 
 void cluster_outputs_counts(const struct couts *os, long long *delivered, long long *failures)

@@ -642,14 +642,28 @@ static struct config *partition_config(struct worker *w, int idx, const char *na
     return cfg;
 }
 
+/* The graph's webhook outputs, as its config has them (graph: 1). */
+struct graph_outputs {
+    struct output_cfg *o;
+    size_t n;
+    int graph;
+};
+
 /* The world a partition runs on (partition_config), with the campaigns
- * of its side (the graph's or the user partitions'). NULL after logging
- * why. */
+ * of its side (the graph's or the user partitions'), and for the graph a
+ * copy of the config's webhook outputs in *outs (follow_outputs). NULL
+ * after logging why. */
 static struct world *build_world(struct worker *w, int idx, const char *name, const char *text,
-                                 size_t len)
+                                 size_t len, struct graph_outputs *outs)
 {
     struct errs errs = {0};
     struct config *cfg = partition_config(w, idx, name, text, len, &errs);
+    *outs = (struct graph_outputs){0};
+    if (cfg && is_graph(w, idx)) {
+        outs->o = outputs_cfg_dup(cfg->outputs, cfg->n_outputs);
+        outs->n = cfg->n_outputs;
+        outs->graph = 1;
+    }
     if (cfg)
         config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
     struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
@@ -663,15 +677,14 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
 
 /* The graph's config says which webhook outputs there are: once the
  * graph runs on a config (opened, or a config message applied), the
- * outputs are handed a copy of it. */
-static void follow_outputs(struct worker *w, int idx, const char *name, const char *text,
-                           size_t len)
+ * outputs take its list; otherwise the copy goes. */
+static void follow_outputs(struct worker *w, struct graph_outputs *outs, int applied)
 {
-    if (!is_graph(w, idx))
-        return;
-    struct errs errs = {0};
-    cluster_outputs_follow(w->outs, partition_config(w, idx, name, text, len, &errs));
-    errs_free(&errs); /* logged when the world was built from the same */
+    if (outs->graph && applied)
+        cluster_outputs_follow(w->outs, outs->o, outs->n);
+    else
+        outputs_cfg_free(outs->o, outs->n);
+    *outs = (struct graph_outputs){0};
 }
 
 /* How a shard records a config that came through the stream. */
@@ -751,9 +764,10 @@ static int open_part(struct worker *w, int idx)
     char *cpath = NULL, *ctext = NULL;
     size_t clen = 0;
     int streamed = store_config_last(p->st, &cpath, &ctext, &clen) == 0 && from_stream(cpath);
-    struct world *wd = build_world(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen);
-    if (wd)
-        follow_outputs(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen);
+    struct graph_outputs outs;
+    struct world *wd =
+        build_world(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen, &outs);
+    follow_outputs(w, &outs, wd != NULL);
     free(cpath);
     free(ctext);
     if (!wd) {
@@ -883,15 +897,16 @@ static int apply_config(struct worker *w, int idx, natsMsg *m, uint64_t sseq, ui
     if (commit_upto(w, idx, before) < 0)
         return -1;
     const char *text = natsMsg_GetData(m);
-    struct world *wd =
-        build_world(w, idx, name, text ? text : "", text ? (size_t)natsMsg_GetDataLength(m) : 0);
+    struct graph_outputs outs;
+    struct world *wd = build_world(w, idx, name, text ? text : "",
+                                   text ? (size_t)natsMsg_GetDataLength(m) : 0, &outs);
     if (wd && engine_swap(p->e, wd, err, sizeof(err)) < 0) {
         log_error("partition %d: %s: %s", idx, name, err);
         world_free(wd);
         wd = NULL;
     }
+    follow_outputs(w, &outs, wd != NULL);
     if (wd) {
-        follow_outputs(w, idx, name, text ? text : "", text ? (size_t)natsMsg_GetDataLength(m) : 0);
         log_info("partition %d: config applied at stream sequence %" PRIu64 ": %zu campaigns", idx,
                  sseq, engine_campaigns(p->e));
     } else

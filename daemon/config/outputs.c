@@ -201,6 +201,35 @@ int outputs_cfg_parse(const struct ynode *n, const char *dir, int dir_real, stru
     return c.nerr;
 }
 
+static char **strv_dup(char *const *v, size_t n)
+{
+    char **d = v ? xcalloc(n ? n : 1, sizeof(*d)) : NULL;
+    for (size_t i = 0; v && i < n; i++)
+        d[i] = xstrdup(v[i]);
+    return d;
+}
+
+struct output_cfg *outputs_cfg_dup(const struct output_cfg *o, size_t n)
+{
+    struct output_cfg *d = n ? xcalloc(n, sizeof(*d)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = o[i];
+        d[i].id = xstrdup(o[i].id);
+        d[i].url = xstrdup(o[i].url);
+        d[i].kinds = strv_dup(o[i].kinds, o[i].n_kinds);
+        d[i].campaigns = strv_dup(o[i].campaigns, o[i].n_campaigns);
+        d[i].secret_file = o[i].secret_file ? xstrdup(o[i].secret_file) : NULL;
+        d[i].secret = NULL;
+        if (o[i].secret) {
+            d[i].secret = xmalloc(o[i].secret_len + 1);
+            memcpy(d[i].secret, o[i].secret, o[i].secret_len);
+            d[i].secret[o[i].secret_len] = 0;
+        }
+        d[i].node = NULL;
+    }
+    return d;
+}
+
 void outputs_cfg_free(struct output_cfg *o, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -30,5 +30,7 @@ struct output_cfg {
 int outputs_cfg_parse(const struct ynode *n, const char *dir, int dir_real, struct errs *errs,
                       struct output_cfg **out, size_t *nout);
 void outputs_cfg_free(struct output_cfg *o, size_t n);
+/* A deep copy of o[0..n) (no node): free it with outputs_cfg_free. */
+struct output_cfg *outputs_cfg_dup(const struct output_cfg *o, size_t n);
 
 #endif

@@ -595,34 +595,57 @@ int64_t outs_min_position(struct outs *os)
     return min;
 }
 
+void out_metrics_text(struct sbuf *b, const struct out_figures *rows, size_t n)
+{
+    if (!n)
+        return;
+    sb_str(b, "# HELP mktd_output_lag Actions recorded after the output's position (matching "
+              "its filters or not).\n"
+              "# TYPE mktd_output_lag gauge\n");
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].lag >= 0)
+            sb_fmt(b, "mktd_output_lag{output=\"%s\"} %lld\n", rows[i].id, rows[i].lag);
+    sb_str(b, "# HELP mktd_output_delivered_total Actions delivered (answered 2xx) since this "
+              "process began delivering to the output.\n"
+              "# TYPE mktd_output_delivered_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        sb_fmt(b, "mktd_output_delivered_total{output=\"%s\"} %llu\n", rows[i].id,
+               rows[i].delivered);
+    sb_str(b, "# HELP mktd_output_failures_total Deliveries that failed (not 2xx, timeout, "
+              "connection error) since this process began delivering to the output.\n"
+              "# TYPE mktd_output_failures_total counter\n");
+    for (size_t i = 0; i < n; i++)
+        sb_fmt(b, "mktd_output_failures_total{output=\"%s\"} %llu\n", rows[i].id, rows[i].failures);
+    sb_str(b, "# HELP mktd_output_last_success_timestamp_seconds When a delivery last succeeded "
+              "(0: never).\n"
+              "# TYPE mktd_output_last_success_timestamp_seconds gauge\n");
+    for (size_t i = 0; i < n; i++)
+        sb_fmt(b, "mktd_output_last_success_timestamp_seconds{output=\"%s\"} %.3f\n", rows[i].id,
+               (double)rows[i].last_success_ms / 1000.0);
+}
+
 void outs_metrics(struct outs *os, struct evbuffer *out)
 {
     if (!os || !os->list)
         return;
     int64_t end = 0;
     store_action_last_seq(os->st, &end);
-    evbuffer_add_printf(out, "# HELP mktd_output_lag Actions recorded after the output's position "
-                             "(matching its filters or not).\n"
-                             "# TYPE mktd_output_lag gauge\n");
+    size_t n = 0;
     for (struct out *o = os->list; o; o = o->next)
-        evbuffer_add_printf(out, "mktd_output_lag{output=\"%s\"} %lld\n", o->id,
-                            (long long)(o->known && end > o->pos ? end - o->pos : 0));
-    evbuffer_add_printf(out, "# HELP mktd_output_delivered_total Actions delivered (answered "
-                             "2xx) since start.\n"
-                             "# TYPE mktd_output_delivered_total counter\n");
+        n++;
+    struct out_figures *rows = xcalloc(n, sizeof *rows);
+    n = 0;
     for (struct out *o = os->list; o; o = o->next)
-        evbuffer_add_printf(out, "mktd_output_delivered_total{output=\"%s\"} %" PRIu64 "\n", o->id,
-                            o->delivered_total);
-    evbuffer_add_printf(out, "# HELP mktd_output_failures_total Deliveries that failed (not 2xx, "
-                             "timeout, connection error) since start.\n"
-                             "# TYPE mktd_output_failures_total counter\n");
-    for (struct out *o = os->list; o; o = o->next)
-        evbuffer_add_printf(out, "mktd_output_failures_total{output=\"%s\"} %" PRIu64 "\n", o->id,
-                            o->failures_total);
-    evbuffer_add_printf(out, "# HELP mktd_output_last_success_timestamp_seconds When a delivery "
-                             "last succeeded (0: never).\n"
-                             "# TYPE mktd_output_last_success_timestamp_seconds gauge\n");
-    for (struct out *o = os->list; o; o = o->next)
-        evbuffer_add_printf(out, "mktd_output_last_success_timestamp_seconds{output=\"%s\"} %.3f\n",
-                            o->id, (double)o->last_success / 1000.0);
+        rows[n++] = (struct out_figures){
+            .id = o->id,
+            .lag = o->known && end > o->pos ? (long long)(end - o->pos) : 0,
+            .delivered = o->delivered_total,
+            .failures = o->failures_total,
+            .last_success_ms = o->last_success,
+        };
+    struct sbuf b = {0};
+    out_metrics_text(&b, rows, n);
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
+    free(rows);
 }

@@ -30,6 +30,18 @@ void outs_configure(struct outs *os, const struct config *cfg);
 void outs_wake(struct outs *os);
 /* Figures for /metrics (Prometheus text format). */
 void outs_metrics(struct outs *os, struct evbuffer *out);
+
+/* One output's figures, as /metrics shows them (a daemon's outputs and a
+ * cluster graph holder's alike). */
+struct sbuf;
+struct out_figures {
+    const char *id;
+    long long lag; /* actions after its position; < 0: not known here */
+    unsigned long long delivered, failures;
+    int64_t last_success_ms; /* 0: never */
+};
+/* The mktd_output_* families for rows[0..n) (nothing when n is 0). */
+void out_metrics_text(struct sbuf *b, const struct out_figures *rows, size_t n);
 /* The smallest position among the configured outputs (INT64_MAX when there
  * are none): retention keeps every action after it. */
 int64_t outs_min_position(struct outs *os);
@@ -41,7 +53,6 @@ int64_t outs_min_position(struct outs *os);
  * errbuf (CURL_ERROR_SIZE). NULL when libcurl has no handle. */
 typedef void CURL;
 struct curl_slist;
-struct sbuf;
 CURL *out_easy_new(const char *url, const char *id, int64_t first, int64_t last, const char *secret,
                    size_t secret_len, const struct sbuf *body, int64_t timeout_ms,
                    struct curl_slist **hdrs, char *errbuf);
