@@ -1681,10 +1681,14 @@ int server_run(const char *config_path)
     struct event_config *ec = event_config_new();
     s->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    event_base_priority_init(s->base, 2);
-    /* Commits run after every read that is ready: priority 1 of 0..1. */
+    /* Every event has libevent's default priority, 1 of 0..2 (reads,
+     * HTTP, listeners, timers, signals); the commit alone has 2, so it
+     * runs once a loop turn finds nothing else to do: the batch takes
+     * every line the sockets hold, up to commit.max_batch, or until it has
+     * been open max_delay_ms (take_line). */
+    event_base_priority_init(s->base, 3);
     s->commit_ev = event_new(s->base, -1, 0, commit_cb, s);
-    event_priority_set(s->commit_ev, 1);
+    event_priority_set(s->commit_ev, 2);
     s->timer_ev = evtimer_new(s->base, timer_cb, s);
     s->stop_ev = evtimer_new(s->base, stop_check, s);
     s->accept_retry_ev = evtimer_new(s->base, accept_retry_cb, s);
