@@ -18,6 +18,7 @@
 #include "store/backup.h"
 
 #define CHUNK_BYTES (512 * 1024)
+#define CHUNK_HEADROOM 4096 /* a chunk's headers and subject */
 #define H_PARTITION "Mktd-Partition"
 #define H_APPLIED "Mktd-Applied"
 #define H_CHUNK "Mktd-Chunk"
@@ -145,10 +146,15 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
         log_warn("partition %d: snapshot: %s", idx, size > INT32_MAX ? "too large" : err);
         goto out;
     }
-    int n = (int)((size + CHUNK_BYTES - 1) / CHUNK_BYTES);
+    /* a chunk and its headers within what the servers take in a message
+     * (max_payload, 1 MB by default) */
+    int64_t chunk = CHUNK_BYTES, most = natsConnection_GetMaxPayload(c->nc);
+    if (most > 0 && most - CHUNK_HEADROOM < chunk)
+        chunk = most - CHUNK_HEADROOM > 1024 ? most - CHUNK_HEADROOM : 1024;
+    int n = (int)((size + chunk - 1) / chunk);
     char subject[64];
     snap_subject(idx, subject, sizeof(subject));
-    data = xmalloc(CHUNK_BYTES);
+    data = xmalloc((size_t)chunk);
     f = fopen(tmp, "rb");
     if (!f) {
         log_warn("partition %d: snapshot: %s: %s", idx, tmp, strerror(errno));
@@ -157,8 +163,8 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
     int64_t t1 = wall_ms();
     uint64_t first = 0;
     for (int i = 0; i < n; i++) {
-        size_t len = fread(data, 1, CHUNK_BYTES, f);
-        if (len == 0 || (len < CHUNK_BYTES && i < n - 1)) {
+        size_t len = fread(data, 1, (size_t)chunk, f);
+        if (len == 0 || ((int64_t)len < chunk && i < n - 1)) {
             log_warn("partition %d: snapshot: %s: short read", idx, tmp);
             goto out;
         }

@@ -18,10 +18,13 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsCluster:
-    def __init__(self, n=3, name="mktdtest"):
+    def __init__(self, n=3, name="mktdtest", max_payload=None):
+        """max_payload: the servers' largest message in bytes (None: their
+        default, 1 MB)."""
         self.dir = tempfile.mkdtemp(prefix="mktd-nats-")
         self.n = n
         self.name = name
+        self.max_payload = max_payload
         self.procs = [None] * n
         atexit.register(self.close)
         # a port picked free may be taken by another test before its server
@@ -54,9 +57,11 @@ class NatsCluster:
 
     def _write_conf(self, i):
         routes = ", ".join(f"nats-route://127.0.0.1:{self.route[j]}" for j in range(self.n) if j != i)
+        limit = f"max_payload: {self.max_payload}\n" if self.max_payload else ""
         conf = (f"server_name: n{i}\n"
                 f"listen: 127.0.0.1:{self.client[i]}\n"
                 f"http: 127.0.0.1:{self.monitor[i]}\n"
+                f"{limit}"
                 f"jetstream {{ store_dir: \"{self.dir}/store{i}\", max_memory_store: 64MB,"
                 f" max_file_store: 1GB }}\n"
                 f"cluster {{ name: {self.name}, listen: 127.0.0.1:{self.route[i]},"

@@ -9,6 +9,7 @@ partition and of the graph. Against a real three-node
 NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
+import socket
 import sqlite3
 import sys
 
@@ -19,6 +20,7 @@ from harness import free_port, mktd  # noqa: E402
 from secure import TOKENS  # noqa: E402
 
 GONE = "zed-7"  # partition 4 of 16; others below are in other partitions
+TWINS = 8  # users of one partition forgotten at once
 
 CAMPAIGNS = """campaigns:
   - id: welcome
@@ -127,6 +129,102 @@ def test_forget_reaches_every_partition_and_the_stream():
                             + ps + "'")[0][0] >= 1
 
 
+def one_partition(n):
+    """(p, n user ids of partition p): none is a part of another."""
+    by = {}
+    for i in range(10000):
+        u = f"twin-{i}-x"
+        got = by.setdefault(W.partition_of(u), [])
+        got.append(u)
+        if len(got) == n:
+            return W.partition_of(u), got
+    raise AssertionError("no partition with enough users")
+
+
+def test_forgets_sent_at_once_are_each_applied():
+    """Users of one partition, forgotten at once by as many clients: each
+    forget is a message of its own on every partition (their ids carry a
+    nonce of the call; by the millisecond alone, two forgets published in
+    one were taken for one by the stream's de-duplication, and the second
+    was answered ok and never applied)."""
+    nc, d, ws = W.setup(2, CAMPAIGNS)
+    sock = os.path.join(d, "w1.sock")
+    G.daemon_keys(ws[0], [f'listen: ["unix:{sock}"]'])
+    cfg = ws[0].cfg
+    home, users = one_partition(TWINS)
+    with W.workers_running(ws):
+        W.start_fair(ws)
+        mine = []
+        for k, u in enumerate(users):
+            mine += [{"id": f"t{k}a", "type": "user.signup", "user": u, "ts": W.T0 + k},
+                     {"id": f"t{k}b", "type": "order.paid", "user": u, "ts": W.T0 + 1000 + k,
+                      "props": {"order_id": f"to{k}", "amount": 2000}}]
+        W.publish(cfg, mine)
+        shards = W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, len(mine)), 40)
+        for u in users:
+            rows = W.shard_rows(shards[home], f"SELECT kind FROM actions WHERE user = '{u}'")
+            assert ("coupon.issued",) in rows, (u, rows)
+        W.wait_for("status to count every event",
+                   lambda: W.status(cfg)["events"] == len(mine), 20)
+        before = W.status(cfg)["partitions"][home]["events"]
+
+        # a Unix connection per user, past its first line (an auth line,
+        # answered ok), then the forgets written one right after another:
+        # the gateway runs each connection's lines on a thread of its own
+        conns = []
+        for u in users:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(60)
+            s.connect(sock)
+            r = s.makefile("rb")
+            assert G.ask(s, r, {"auth": TOKENS["ops"][0]})["status"] == "ok"
+            conns.append((s, r))
+        for (s, r), u in zip(conns, users):
+            s.sendall(json.dumps({"forget": u}).encode() + b"\n")
+        answers = []
+        for s, r in conns:
+            got = r.readline()
+            assert got, "the connection closed"
+            answers.append(json.loads(got))
+            s.close()
+        for u, a in zip(users, answers):
+            assert a["forget"] == u and a["status"] == "ok" and a["waiting"] == 0, a
+            assert a["partition"] == home, a
+        # each forget its own message: a duplicate is acknowledged with the
+        # sequence of the message it repeats
+        assert len({a["seq"] for a in answers}) == len(users), answers
+        pss = [a["pseudonym"] for a in answers]
+        assert len(set(pss)) == len(users), pss
+
+        # every user forgotten in every shard and the graph
+        shards = W.current_shards(cfg, ws)
+        for p, path in shards.items():
+            text = dump(path)
+            left = [u for u in users if u in text]
+            assert not left, f"partition {p} still names {left}"
+        rows = W.shard_rows(shards[home], "SELECT DISTINCT user FROM actions "
+                            "WHERE kind = 'coupon.issued'")
+        assert sorted(u for (u,) in rows) == sorted(pss), rows
+        owner = W.status(cfg)["graph"]["owner"]
+        graph = next(os.path.join(w.d, w.name, "mktd.db.graph") for w in ws if w.name == owner)
+        W.wait_for("the graph to forget the users",
+                   lambda: not any(u in dump(graph) for u in users), 20)
+        # the events of all of them erased from the stream, and the exports empty
+        W.wait_for("the partition's events less the users'",
+                   lambda: W.status(cfg)["partitions"][home]["events"] == before - len(mine), 20)
+        for u in users:
+            r = mktd("export", "-c", cfg, u, timeout=60)
+            assert r.returncode == 0, r.stderr
+            x = json.loads(r.stdout)
+            assert x["profile"] is None and x["actions"] == [], x
+        logs = ""
+        for w in ws:
+            with open(w.log, errors="replace") as f:
+                logs += f.read()
+        for ps in pss:
+            assert f"{ps} forgotten at stream sequence" in logs, ps
+
+
 def test_export_asks_the_owners_and_http_serves_export_and_forget():
     nc, d, ws = W.setup(2, CAMPAIGNS)
     port, tport = free_port(), free_port()
@@ -223,3 +321,73 @@ def test_export_asks_the_owners_and_http_serves_export_and_forget():
         assert r.returncode == 0, r.stderr
         g = json.loads(r.stdout)["graph"]["actions"]
         assert [(a["kind"], a["payload"]["referrer"]) for a in g] == [("referral.bound", ps)], g
+
+
+def test_an_export_larger_than_a_nats_message_is_answered_internal():
+    """Servers whose max_payload is 64 KB, event logs on: the export of a
+    user whose logged events come to more than that cannot travel as the
+    owner's one answer message. It is answered internal, naming both sizes
+    (on the command line and over HTTP; not left without an answer until
+    the wait runs out), and the owner goes on to answer a small user's
+    export. Snapshots are cut in chunks the servers take."""
+    limit = 64 * 1024
+    nc, d, ws = W.setup(2, CAMPAIGNS, max_payload=limit, extra="snapshot: 1s")
+    port = free_port()
+    G.daemon_keys(ws[0], [f'http: "127.0.0.1:{port}"', "event_log: {keep: 30d}"])
+    G.daemon_keys(ws[1], ["event_log: {keep: 30d}"], tokens=False)
+    cfg = ws[0].cfg
+    ops = TOKENS["ops"][0]
+    big, home = "big-1", W.partition_of("big-1")
+    small = next(u for u in (f"small-{i}" for i in range(100)) if W.partition_of(u) == home)
+    note = "n" * 3000
+    heavy = [{"id": f"b{i}", "type": "page.view", "user": big, "ts": W.T0 + i * 1000,
+              "props": {"note": note}} for i in range(40)]  # ~120 KB logged
+    light = users_events()[:3]
+    for e in light:
+        e["user"] = small
+    with W.workers_running(ws):
+        W.start_fair(ws)
+        W.publish(cfg, heavy + light)
+        shards = W.wait_for("every event applied",
+                            lambda: W.applied_all(cfg, ws, len(heavy) + len(light)), 40)
+        logged = W.shard_rows(shards[home], f"SELECT count(*), sum(length(body)) FROM "
+                              f"event_log WHERE user = '{big}'")
+        assert logged[0][0] == len(heavy) and logged[0][1] > limit, logged
+        owner = next(w for w in ws if w.name == W.owners(cfg)[home])
+
+        r = mktd("export", "-c", cfg, big, timeout=60)
+        assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        assert f"partition {home}'s owner answered internal: the answer is " in r.stderr, r.stderr
+        assert f"more than a NATS message holds (max_payload {limit})" in r.stderr, r.stderr
+        assert "mktd export --db" in r.stderr, r.stderr
+        code, got = G.http(port, f"/v1/export?user={big}", token=ops)
+        assert code == 503 and got[0]["error"] == "internal", (code, got)
+        detail = got[0]["detail"]
+        assert f"(max_payload {limit})" in detail, detail
+        size = int(detail.split("the answer is ", 1)[1].split(" bytes", 1)[0])
+        assert size > limit, detail
+        with open(owner.log, errors="replace") as f:
+            assert f"partition {home}: the answer is {size} bytes" in f.read(), owner.tail()
+
+        # the workers go on: a small user's export from the same owner
+        assert all(w.proc.poll() is None for w in ws), [w.tail() for w in ws]
+        r = mktd("export", "-c", cfg, small, timeout=60)
+        assert r.returncode == 0, r.stderr
+        x = json.loads(r.stdout)
+        assert x["user"] == small and x["partition"] == home, x
+        assert x["profile"]["events"] == 3 and len(x["events"]) == 3, x
+        assert ("coupon.issued", small) in [(a["kind"], a["user"]) for a in x["actions"]], x
+        code, got = G.http(port, f"/v1/export?user={small}", token=ops)
+        assert code == 200 and got[0]["export"]["actions"] == x["actions"], (code, got)
+
+        # the shard is larger than a message: its snapshot in smaller chunks
+        applied = W.shard_rows(shards[home], "SELECT value FROM meta "
+                               "WHERE key = 'cluster_applied'")[0][0]
+
+        def snapshot():
+            s = W.status(cfg)["partitions"][home].get("snapshot")
+            return s if s and s["applied_seq"] >= applied else None
+        snap = W.wait_for("the shard's snapshot", snapshot, 30)
+        assert snap["bytes"] > limit and snap["chunks"] >= snap["bytes"] // limit + 1, snap
+        logs = "".join(open(w.log, errors="replace").read() for w in ws)
+        assert "snapshot chunk" not in logs, logs[-3000:]

@@ -272,14 +272,16 @@ def workers_running(ws):
                 w.stop()
 
 
-def setup(n_workers=2, campaigns=CAMPAIGNS):
+def setup(n_workers=2, campaigns=CAMPAIGNS, max_payload=None, extra=""):
     """A three-node NATS cluster, n_workers workers (w1, w2, ...; not
-    started) with these campaigns, and `cluster init` done."""
-    nc = NatsCluster(3)
+    started) with these campaigns, and `cluster init` done; max_payload:
+    the servers' (None: their default); extra: more keys of
+    daemon.cluster."""
+    nc = NatsCluster(3, max_payload=max_payload)
     d = tempfile.mkdtemp(prefix="mktd-clw-")
     harness._TEMP_DIRS.append(d)
     names = [f"w{i + 1}" for i in range(n_workers)]
-    workers = [Worker(d, write_config(d, nc.urls(), n, campaigns), n) for n in names]
+    workers = [Worker(d, write_config(d, nc.urls(), n, campaigns, extra), n) for n in names]
     init(workers[0].cfg)
     return nc, d, workers
 
