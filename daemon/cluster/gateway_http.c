@@ -11,7 +11,11 @@
  * HTTP_THREADS threads share the listening socket, each with an event base
  * and an evhttp of its own: JetStream calls block, so a thread serves one
  * request at a time while the others take the next ones. Each thread has
- * its own auth gate (its failed attempts slow down its own answers). */
+ * its own auth gate (its failed attempts slow down its own answers).
+ * Forgets and exports wait for the owners (up to takeover + 10 s): each
+ * runs on a thread of its own (ADMIN_AT_ONCE at most; more are answered
+ * 503, busy), and its answer is sent by the HTTP thread that took the
+ * request, so that thread goes on serving events meanwhile. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,15 +41,33 @@
 #include "net/tls.h"
 
 #define HTTP_THREADS 4 /* `http`; `metrics` has one */
+/* Forgets and exports served at once (each may wait for the owners up to
+ * takeover + 10 s): the other threads stay free for events and health. */
+#define ADMIN_AT_ONCE (HTTP_THREADS / 2)
+
+/* A forget or an export being served on a thread of its own. */
+struct admin_job {
+    struct http_thread *t;
+    struct evhttp_request *req; /* NULL once its connection closed */
+    int forget;
+    char *user;
+    char who[160];
+    struct sbuf b; /* the answer */
+    int rc;
+    struct admin_job *next; /* in t->done */
+};
 
 struct http_thread {
     struct gateway_http *h;
     struct event_base *base;
     struct evhttp *http;
     struct auth_gate auth;
-    struct event *stop_ev;
+    struct event *stop_ev, *done_ev;
+    int wake[2];            /* a byte when a job is done */
+    pthread_mutex_t mu;     /* done */
+    struct admin_job *done; /* answered by this thread */
     pthread_t t;
-    int running;
+    int running, mu_ready;
 };
 
 struct gateway_http {
@@ -56,6 +78,8 @@ struct gateway_http {
     int open;         /* `metrics`: no auth, GET /metrics and /v1/health alone */
     int n_threads;
     atomic_int partitions; /* the stream's, once checked (0: not yet) */
+    atomic_int admin;      /* forgets and exports being served (admin_job) */
+    atomic_int jobs;       /* admin threads still running */
     gateway_metrics_fn metrics;
     void *metrics_arg;
     int stop[2]; /* readable once the gateway stops: every thread leaves */
@@ -126,31 +150,32 @@ static void on_events(struct evhttp_request *req, void *arg)
     free(answers);
 }
 
-/* POST /v1/forget and /v1/export (GET too for an export), scope admin:
- * the user as ?user=U or a body {"user":U}, as one daemon takes them; a
- * forget goes through the stream to every partition and is answered once
- * their owners applied it ("queued", 202, when some have not yet), an
- * export is asked of the owners (privacy.c). */
-static void on_admin(struct evhttp_request *req, struct http_thread *t, int forget)
+/* The connection of a job's request went: the request with it. */
+static void on_admin_gone(struct evhttp_connection *evcon, void *arg)
 {
-    char who[160], *user;
-    if (!admin_http_begin(&t->auth, req, forget ? ADMIN_FORGET : ADMIN_EXPORT, who, sizeof(who),
-                          &user))
-        return;
-    struct sbuf b = {0};
-    int code = 400;
-    if (!user) {
-        admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
-    } else {
-        int rc = cluster_control(t->h->c, forget, user, who, &b);
-        code = rc == 0 ? 200 : rc == 1 ? 202 : 503; /* 1: a forget queued */
-    }
-    if (code == 503)
-        log_warn("gateway: http: %s: %.*s", forget ? "forget" : "export", (int)b.len - 1, b.s);
-    free(user);
+    (void)evcon;
+    ((struct admin_job *)arg)->req = NULL;
+}
+
+static void *admin_main(void *arg)
+{
+    struct admin_job *j = arg;
+    struct http_thread *t = j->t;
+    j->rc = cluster_control(t->h->c, j->forget, j->user, j->who, &j->b);
+    pthread_mutex_lock(&t->mu);
+    j->next = t->done;
+    t->done = j;
+    pthread_mutex_unlock(&t->mu);
+    ssize_t w = write(t->wake[1], "x", 1);
+    (void)w;
+    atomic_fetch_sub(&t->h->jobs, 1);
+    return NULL;
+}
+
+static void admin_reply(struct evhttp_request *req, int code, struct sbuf *b)
+{
     struct evbuffer *out = evbuffer_new();
-    evbuffer_add(out, b.s, b.len);
-    sb_free(&b);
+    evbuffer_add(out, b->s, b->len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, code,
                       code == 200   ? "OK"
@@ -159,6 +184,92 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
                                     : "Service Unavailable",
                       out);
     evbuffer_free(out);
+}
+
+/* Jobs done: each answered (unless its client went), then freed. */
+static void on_admin_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct http_thread *t = arg;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    pthread_mutex_lock(&t->mu);
+    struct admin_job *j = t->done;
+    t->done = NULL;
+    pthread_mutex_unlock(&t->mu);
+    while (j) {
+        struct admin_job *next = j->next;
+        int code = j->rc == 0 ? 200 : j->rc == 1 ? 202 : 503; /* 1: a forget queued */
+        if (code == 503)
+            log_warn("gateway: http: %s: %.*s", j->forget ? "forget" : "export", (int)j->b.len - 1,
+                     j->b.s);
+        if (j->req) {
+            evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+            admin_reply(j->req, code, &j->b);
+        }
+        atomic_fetch_sub(&t->h->admin, 1);
+        sb_free(&j->b);
+        free(j->user);
+        free(j);
+        j = next;
+    }
+}
+
+/* POST /v1/forget and /v1/export (GET too for an export), scope admin:
+ * the user as ?user=U or a body {"user":U}, as one daemon takes them; a
+ * forget goes through the stream to every partition and is answered once
+ * their owners applied it ("queued", 202, when some have not yet), an
+ * export is asked of the owners (privacy.c); both on a thread of their
+ * own (admin_main). */
+static void on_admin(struct evhttp_request *req, struct http_thread *t, int forget)
+{
+    char who[160], *user;
+    if (!admin_http_begin(&t->auth, req, forget ? ADMIN_FORGET : ADMIN_EXPORT, who, sizeof(who),
+                          &user))
+        return;
+    struct sbuf b = {0};
+    if (!user) {
+        admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
+        admin_reply(req, 400, &b);
+        sb_free(&b);
+        return;
+    }
+    if (atomic_fetch_add(&t->h->admin, 1) >= ADMIN_AT_ONCE) {
+        atomic_fetch_sub(&t->h->admin, 1);
+        admin_error(&b, "internal",
+                    "busy: as many forgets and exports as this gateway serves at once are in "
+                    "progress; try again in a moment");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        admin_reply(req, 503, &b);
+        sb_free(&b);
+        free(user);
+        return;
+    }
+    struct admin_job *j = xcalloc(1, sizeof(*j));
+    j->t = t;
+    j->req = req;
+    j->forget = forget;
+    j->user = user;
+    snprintf(j->who, sizeof(j->who), "%s", who);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_admin_gone, j);
+    atomic_fetch_add(&t->h->jobs, 1);
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &at, admin_main, j);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        atomic_fetch_sub(&t->h->jobs, 1);
+        atomic_fetch_sub(&t->h->admin, 1);
+        admin_error(&b, "internal", "no thread to serve it");
+        admin_reply(req, 503, &b);
+        sb_free(&b);
+        free(user);
+        free(j);
+    }
 }
 
 static void on_forget(struct evhttp_request *req, void *arg)
@@ -218,23 +329,55 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* The loops have stopped and no admin thread runs: jobs not answered go
+ * (their requests go with the evhttp). */
+static void thread_drop_jobs(struct http_thread *t)
+{
+    struct admin_job *j = t->done;
+    t->done = NULL;
+    while (j) {
+        struct admin_job *next = j->next;
+        if (j->req)
+            evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+        sb_free(&j->b);
+        free(j->user);
+        free(j);
+        j = next;
+    }
+}
+
 static void thread_free(struct http_thread *t)
 {
+    thread_drop_jobs(t);
     if (t->stop_ev)
         event_free(t->stop_ev);
+    if (t->done_ev)
+        event_free(t->done_ev);
     if (t->http)
         evhttp_free(t->http);
     if (t->base) {
         auth_gate_free(&t->auth);
         event_base_free(t->base);
     }
+    for (int i = 0; i < 2; i++)
+        if (t->wake[i] >= 0)
+            close(t->wake[i]);
+    if (t->mu_ready)
+        pthread_mutex_destroy(&t->mu);
     memset(t, 0, sizeof(*t));
+    t->wake[0] = t->wake[1] = -1;
 }
 
 static int thread_start(struct gateway_http *h, struct http_thread *t)
 {
     char err[512];
     t->h = h;
+    pthread_mutex_init(&t->mu, NULL);
+    t->mu_ready = 1;
+    if (pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        t->wake[0] = t->wake[1] = -1;
+        return -1;
+    }
     if (!(t->base = event_base_new()))
         return -1;
     auth_gate_init(&t->auth, t->base);
@@ -267,6 +410,9 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
     t->stop_ev = event_new(t->base, h->stop[0], EV_READ | EV_PERSIST, on_stop, t->base);
     if (!t->stop_ev || event_add(t->stop_ev, NULL) < 0)
         return -1;
+    t->done_ev = event_new(t->base, t->wake[0], EV_READ | EV_PERSIST, on_admin_done, t);
+    if (!t->done_ev || event_add(t->done_ev, NULL) < 0)
+        return -1;
     if (pthread_create(&t->t, NULL, thread_main, t) != 0)
         return -1;
     t->running = 1;
@@ -286,6 +432,8 @@ int cluster_gateway_http_start(struct cluster *c, const struct config *cfg, cons
     h->metrics = metrics;
     h->metrics_arg = metrics_arg;
     h->stop[0] = h->stop[1] = -1;
+    for (int i = 0; i < HTTP_THREADS; i++)
+        h->th[i].wake[0] = h->th[i].wake[1] = -1;
     char spec[300], err[512];
     int https = 0;
     snprintf(spec, sizeof(spec), "tcp:%s", config_http_hostport(addr, &https));
@@ -328,11 +476,15 @@ void cluster_gateway_http_stop(struct gateway_http *h)
         ssize_t w = write(h->stop[1], "x", 1);
         (void)w;
     }
-    for (int i = 0; i < HTTP_THREADS; i++) {
+    for (int i = 0; i < HTTP_THREADS; i++)
         if (h->th[i].running)
             pthread_join(h->th[i].t, NULL);
+    /* a forget or export still waiting for the owners ends within its own
+     * limits; its answer has nowhere to go */
+    while (atomic_load(&h->jobs) > 0)
+        usleep(10000);
+    for (int i = 0; i < HTTP_THREADS; i++)
         thread_free(&h->th[i]);
-    }
     if (h->fd >= 0)
         close(h->fd);
     SSL_CTX_free(h->tls_ctx);

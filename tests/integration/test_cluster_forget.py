@@ -9,9 +9,11 @@ partition and of the graph. Against a real three-node
 NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
+import signal
 import socket
 import sqlite3
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_gateway as G  # noqa: E402  (http, tokens)
@@ -391,3 +393,69 @@ def test_an_export_larger_than_a_nats_message_is_answered_internal():
         assert snap["bytes"] > limit and snap["chunks"] >= snap["bytes"] // limit + 1, snap
         logs = "".join(open(w.log, errors="replace").read() for w in ws)
         assert "snapshot chunk" not in logs, logs[-3000:]
+
+
+def test_http_serves_events_while_forgets_wait():
+    """A forget over HTTP waits for every partition's owner; with one
+    worker stopped (SIGSTOP) it waits until the other takes its partitions
+    over. Two such forgets are served at once (each on a thread of its
+    own), more are answered 503 at once (busy, Retry-After), and the
+    gateway goes on serving events and health meanwhile. A client that
+    goes while its forget waits frees its place."""
+    nc, d, ws = W.setup(2, CAMPAIGNS)
+    port = free_port()
+    G.daemon_keys(ws[0], [f'http: "127.0.0.1:{port}"'])
+    ops = TOKENS["ops"][0]
+    body = "".join(json.dumps(e) + "\n" for e in users_events()[:2]).encode()
+    with W.workers_running(ws):
+        W.start_fair(ws)
+        got = {}
+
+        def forget(i):
+            got[i] = G.http(port, "/v1/forget", body=json.dumps({"user": f"gone-{i}"}).encode(),
+                            token=ops)
+
+        os.kill(ws[1].proc.pid, signal.SIGSTOP)
+        try:
+            # one client that will not wait for its answer ...
+            raw = socket.create_connection(("127.0.0.1", port))
+            req = json.dumps({"user": "gone-raw"}).encode()
+            raw.sendall(b"POST /v1/forget HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                        + ops.encode() + b"\r\nContent-Length: " + str(len(req)).encode()
+                        + b"\r\n\r\n" + req)
+            W.wait_for("the first forget to wait",
+                       lambda: "forgotten at stream sequence" in open(ws[0].log).read(), 20)
+            # ... and three more: one served, two busy
+            ts = [threading.Thread(target=forget, args=(i,)) for i in range(3)]
+            for t in ts:
+                t.start()
+            busy = W.wait_for("two forgets answered busy",
+                              lambda: [i for i in got if got[i][0] == 503] if len(got) >= 2
+                              else None, 20)
+            assert len(busy) == 2, got
+            for i in busy:
+                a = got[i][1][0]
+                assert a["error"] == "internal" and a["detail"].startswith("busy"), got[i]
+            (served,) = [i for i in range(3) if i not in busy]
+            raw.close()
+            code, answers = G.http(port, "/v1/events", body=body, token=TOKENS["shop"][0])
+            assert code == 200 and [a["status"] for a in answers] == ["ok", "ok"], answers
+            assert G.http(port, "/v1/health", token=ops)[0] == 200
+            assert ts[served].is_alive(), got
+        finally:
+            os.kill(ws[1].proc.pid, signal.SIGCONT)
+        for t in ts:
+            t.join(60)
+        a = got[served][1][0]
+        assert got[served][0] == 200 and a["status"] == "ok" and a["waiting"] == 0, got[served]
+        # both places free again (the gone client's too, once its forget
+        # ended): two forgets at once are each served
+        def both_served():
+            got.clear()
+            ts = [threading.Thread(target=forget, args=(i,)) for i in (10, 11)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            return sorted(got) == [10, 11] and all(got[i][0] == 200 for i in got)
+        W.wait_for("two forgets served at once", both_served, 20)
