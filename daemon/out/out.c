@@ -597,31 +597,35 @@ int64_t outs_min_position(struct outs *os)
 
 void out_metrics_text(struct sbuf *b, const struct out_figures *rows, size_t n)
 {
-    if (!n)
-        return;
-    sb_str(b, "# HELP mktd_output_lag Actions recorded after the output's position (matching "
-              "its filters or not).\n"
-              "# TYPE mktd_output_lag gauge\n");
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].lag >= 0)
-            sb_fmt(b, "mktd_output_lag{output=\"%s\"} %lld\n", rows[i].id, rows[i].lag);
-    sb_str(b, "# HELP mktd_output_delivered_total Actions delivered (answered 2xx) since this "
-              "process began delivering to the output.\n"
-              "# TYPE mktd_output_delivered_total counter\n");
-    for (size_t i = 0; i < n; i++)
-        sb_fmt(b, "mktd_output_delivered_total{output=\"%s\"} %llu\n", rows[i].id,
-               rows[i].delivered);
-    sb_str(b, "# HELP mktd_output_failures_total Deliveries that failed (not 2xx, timeout, "
-              "connection error) since this process began delivering to the output.\n"
-              "# TYPE mktd_output_failures_total counter\n");
-    for (size_t i = 0; i < n; i++)
-        sb_fmt(b, "mktd_output_failures_total{output=\"%s\"} %llu\n", rows[i].id, rows[i].failures);
-    sb_str(b, "# HELP mktd_output_last_success_timestamp_seconds When a delivery last succeeded "
-              "(0: never).\n"
-              "# TYPE mktd_output_last_success_timestamp_seconds gauge\n");
-    for (size_t i = 0; i < n; i++)
-        sb_fmt(b, "mktd_output_last_success_timestamp_seconds{output=\"%s\"} %.3f\n", rows[i].id,
-               (double)rows[i].last_success_ms / 1000.0);
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"mktd_output_lag", "gauge",
+         "Actions recorded after the output's position (matching its filters or not)."},
+        {"mktd_output_delivered_total", "counter",
+         "Actions delivered (answered 2xx) since this process began delivering to the output."},
+        {"mktd_output_failures_total", "counter",
+         "Deliveries that failed (not 2xx, timeout, connection error) since this process began "
+         "delivering to the output."},
+        {"mktd_output_last_success_timestamp_seconds", "gauge",
+         "When a delivery last succeeded (0: never)."},
+    };
+    for (size_t f = 0; n && f < sizeof(fam) / sizeof(fam[0]); f++) {
+        sb_fmt(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
+               fam[f].type);
+        for (size_t i = 0; i < n; i++) {
+            const struct out_figures *r = &rows[i];
+            if (f == 0 && r->lag < 0)
+                continue; /* not known here */
+            sb_fmt(b, "%s{output=\"%s\"} ", fam[f].name, r->id);
+            if (f == 0)
+                sb_fmt(b, "%lld\n", r->lag);
+            else if (f == 1 || f == 2)
+                sb_fmt(b, "%llu\n", f == 1 ? r->delivered : r->failures);
+            else
+                sb_fmt(b, "%.3f\n", (double)r->last_success_ms / 1000.0);
+        }
+    }
 }
 
 void outs_metrics(struct outs *os, struct evbuffer *out)
