@@ -132,7 +132,7 @@ struct server {
     int stopping;
     int64_t stop_deadline;
     int64_t timer_retry_at; /* after a failed timer, not before this */
-    int64_t batch_t0;       /* when the open batch took its first line (us) */
+    int64_t dirty_t0;       /* when the first answer of those waiting came (us) */
     int sync_full;          /* commit.synchronous in force */
     /* the database cannot be written (spec section 12) */
     int unwritable;
@@ -175,6 +175,8 @@ static void mark_dirty(struct sink *k)
 {
     if (k->dirty)
         return;
+    if (!k->srv->dirty)
+        k->srv->dirty_t0 = metrics_now_us();
     k->dirty = 1;
     k->next_dirty = k->srv->dirty;
     k->srv->dirty = k;
@@ -309,11 +311,12 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
     commit_and_flush(arg);
 }
 
-/* One line into the batch; commits when the batch is full. */
+/* One line into the batch; commits when the batch is full, or when answers
+ * have waited max_delay_ms while reads kept coming (an answer that needs
+ * no commit, such as invalid_json, waits for the next commit too). */
 static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
-    int was_open = engine_batch_size(s->eng) > 0;
     uint64_t fails = store_write_failures(s->st, NULL, NULL);
     enum ingest_status st = ingest_line(s->eng, line, len, k->flags | INGEST_LIVE, k->pending);
     if (store_write_failures(s->st, NULL, NULL) != fails)
@@ -322,14 +325,8 @@ static void take_line(struct sink *k, const char *line, size_t len)
         return;
     k->counts[st]++;
     mark_dirty(k);
-    if (!engine_batch_size(s->eng))
-        return;
-    int64_t now = metrics_now_us();
-    if (!was_open)
-        s->batch_t0 = now;
-    /* Full, or open for max_delay_ms while reads kept coming: commit. */
     if (engine_batch_size(s->eng) >= cfg_of(s)->max_batch ||
-        now - s->batch_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
+        metrics_now_us() - s->dirty_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
         commit_and_flush(s);
 }
 

@@ -477,8 +477,9 @@ int outs_new(struct event_base *base, struct store *st, struct outs **out, char 
     curl_multi_setopt(os->multi, CURLMOPT_TIMERDATA, os);
     os->curl_timer = evtimer_new(base, curl_timeout_cb, os);
     os->wake_ev = event_new(base, -1, 0, wake_cb, os);
-    /* after the reads and commits that are ready (the loop's low priority) */
-    event_priority_set(os->wake_ev, 1);
+    /* once the reads that are ready are done: the loop's lowest priority,
+     * the commit's (net/server.c) */
+    event_priority_set(os->wake_ev, 2);
     *out = os;
     return 0;
 }
