@@ -54,6 +54,7 @@ struct admin_job {
     char who[160];
     struct sbuf b; /* the answer */
     int rc;
+    int detached;           /* req left by its connection: ours to free */
     struct admin_job *next; /* in t->done */
 };
 
@@ -80,6 +81,7 @@ struct gateway_http {
     atomic_int partitions; /* the stream's, once checked (0: not yet) */
     atomic_int admin;      /* forgets and exports being served (admin_job) */
     atomic_int jobs;       /* admin threads still running */
+    atomic_int stopping;   /* no new forget or export */
     gateway_metrics_fn metrics;
     void *metrics_arg;
     int stop[2]; /* readable once the gateway stops: every thread leaves */
@@ -154,7 +156,26 @@ static void on_events(struct evhttp_request *req, void *arg)
 static void on_admin_gone(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
-    ((struct admin_job *)arg)->req = NULL;
+    struct admin_job *j = arg;
+    /* freed with the connection, or (a client's EOF before the answer)
+     * left to whoever answers it */
+    if (j->req && !evhttp_request_get_connection(j->req))
+        j->detached = 1;
+    else
+        j->req = NULL;
+}
+
+/* The job no longer answers its request: the close callback goes, or the
+ * request its connection left is freed. */
+static void job_let_go(struct admin_job *j)
+{
+    if (!j->req)
+        return;
+    if (j->detached)
+        evhttp_request_free(j->req);
+    else
+        evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+    j->req = NULL;
 }
 
 static void *admin_main(void *arg)
@@ -204,10 +225,10 @@ static void on_admin_done(evutil_socket_t fd, short what, void *arg)
         if (code == 503)
             log_warn("gateway: http: %s: %.*s", j->forget ? "forget" : "export", (int)j->b.len - 1,
                      j->b.s);
-        if (j->req) {
-            evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
-            admin_reply(j->req, code, &j->b);
-        }
+        struct evhttp_request *req = j->detached ? NULL : j->req;
+        job_let_go(j);
+        if (req)
+            admin_reply(req, code, &j->b);
         atomic_fetch_sub(&t->h->admin, 1);
         sb_free(&j->b);
         free(j->user);
@@ -233,6 +254,13 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
         admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
         admin_reply(req, 400, &b);
         sb_free(&b);
+        return;
+    }
+    if (atomic_load(&t->h->stopping)) {
+        admin_error(&b, "internal", "stopping");
+        admin_reply(req, 503, &b);
+        sb_free(&b);
+        free(user);
         return;
     }
     if (atomic_fetch_add(&t->h->admin, 1) >= ADMIN_AT_ONCE) {
@@ -315,11 +343,15 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     sb_free(&b);
 }
 
+/* Stop: the answers written last get 100 ms to go out. */
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    event_base_loopbreak(arg);
+    struct http_thread *t = arg;
+    event_del(t->stop_ev);
+    struct timeval tv = {0, 100000};
+    event_base_loopexit(t->base, &tv);
 }
 
 static void *thread_main(void *arg)
@@ -337,8 +369,7 @@ static void thread_drop_jobs(struct http_thread *t)
     t->done = NULL;
     while (j) {
         struct admin_job *next = j->next;
-        if (j->req)
-            evhttp_connection_set_closecb(evhttp_request_get_connection(j->req), NULL, NULL);
+        job_let_go(j);
         sb_free(&j->b);
         free(j->user);
         free(j);
@@ -407,7 +438,7 @@ static int thread_start(struct gateway_http *h, struct http_thread *t)
         close(fd);
         return -1;
     }
-    t->stop_ev = event_new(t->base, h->stop[0], EV_READ | EV_PERSIST, on_stop, t->base);
+    t->stop_ev = event_new(t->base, h->stop[0], EV_READ | EV_PERSIST, on_stop, t);
     if (!t->stop_ev || event_add(t->stop_ev, NULL) < 0)
         return -1;
     t->done_ev = event_new(t->base, t->wake[0], EV_READ | EV_PERSIST, on_admin_done, t);
@@ -470,8 +501,13 @@ void cluster_gateway_http_stop(struct gateway_http *h)
 {
     if (!h)
         return;
+    /* a forget or an export still waiting for the owners ends within its
+     * own limits and is answered; no new one starts */
+    atomic_store(&h->stopping, 1);
+    while (atomic_load(&h->jobs) > 0)
+        usleep(10000);
     /* a request being served is answered first: each thread leaves its
-     * loop once back in it */
+     * loop once back in it (and its last answers written) */
     if (h->stop[1] >= 0) {
         ssize_t w = write(h->stop[1], "x", 1);
         (void)w;
@@ -479,10 +515,6 @@ void cluster_gateway_http_stop(struct gateway_http *h)
     for (int i = 0; i < HTTP_THREADS; i++)
         if (h->th[i].running)
             pthread_join(h->th[i].t, NULL);
-    /* a forget or export still waiting for the owners ends within its own
-     * limits; its answer has nowhere to go */
-    while (atomic_load(&h->jobs) > 0)
-        usleep(10000);
     for (int i = 0; i < HTTP_THREADS; i++)
         thread_free(&h->th[i]);
     if (h->fd >= 0)

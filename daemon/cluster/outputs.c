@@ -302,6 +302,7 @@ static void take_config(struct couts *os)
      * others' subscriptions and batches are let go */
     size_t moved = 0;
     struct cout *o = n ? xcalloc(n, sizeof(*o)) : NULL;
+    pthread_mutex_lock(&os->mu); /* (the metrics read os->o and its cfg) */
     for (size_t i = 0; i < n; i++) {
         const struct output_cfg *k = &next[i];
         for (size_t j = 0; j < os->n; j++)
@@ -314,21 +315,21 @@ static void take_config(struct couts *os)
             }
         o[i].cfg = k;
     }
-    for (size_t j = 0; j < os->n; j++)
-        if (os->o[j].cfg) {
-            drop_sub(&os->o[j]);
-            sb_free(&os->o[j].body);
-        }
     int changed = moved != n || moved != os->n;
     struct cout *old = os->o;
+    size_t n_old = os->n;
     struct output_cfg *from = os->from;
     size_t n_from = os->n_from;
-    pthread_mutex_lock(&os->mu); /* (the metrics read them) */
     os->o = o;
     os->n = n;
     os->from = next;
     os->n_from = n;
     pthread_mutex_unlock(&os->mu);
+    for (size_t j = 0; j < n_old; j++)
+        if (old[j].cfg) {
+            drop_sub(&old[j]);
+            sb_free(&old[j].body);
+        }
     free(old);
     outputs_cfg_free(from, n_from);
     if (changed)

@@ -19,6 +19,7 @@
 
 #define CHUNK_BYTES (512 * 1024)
 #define CHUNK_HEADROOM 4096 /* a chunk's headers and subject */
+#define SNAP_MAX_CHUNKS 1000000
 #define H_PARTITION "Mktd-Partition"
 #define H_APPLIED "Mktd-Applied"
 #define H_CHUNK "Mktd-Chunk"
@@ -67,7 +68,7 @@ int cluster_snap_get(kvStore *meta, int idx, struct snap_rec *r)
     if (j &&
         json_unpack(j, "{s:I,s:I,s:I,s:s,s:I,s:I}", "seq", &seq, "chunks", &chunks, "size", &size,
                     "sha256", &sha, "applied", &applied, "ms", &ms) == 0 &&
-        seq > 0 && chunks > 0 && chunks < 1000000 && size > 0 && applied >= 0 &&
+        seq > 0 && chunks > 0 && chunks < SNAP_MAX_CHUNKS && size > 0 && applied >= 0 &&
         strlen(sha) == 64) {
         r->seq = (uint64_t)seq;
         r->chunks = (int)chunks;
@@ -151,7 +152,14 @@ int cluster_snap_take(struct cluster *c, kvStore *meta, int idx, const char *sha
     int64_t chunk = CHUNK_BYTES, most = natsConnection_GetMaxPayload(c->nc);
     if (most > 0 && most - CHUNK_HEADROOM < chunk)
         chunk = most - CHUNK_HEADROOM > 1024 ? most - CHUNK_HEADROOM : 1024;
-    int n = (int)((size + chunk - 1) / chunk);
+    int64_t chunks = (size + chunk - 1) / chunk;
+    if (chunks >= SNAP_MAX_CHUNKS) { /* a record restore would refuse */
+        log_warn("partition %d: snapshot: %" PRId64 " bytes would take %" PRId64
+                 " chunks of %" PRId64 " (max_payload); not taken",
+                 idx, size, chunks, chunk);
+        goto out;
+    }
+    int n = (int)chunks;
     char subject[64];
     snap_subject(idx, subject, sizeof(subject));
     data = xmalloc((size_t)chunk);

@@ -459,3 +459,23 @@ def test_http_serves_events_while_forgets_wait():
                 t.join(60)
             return sorted(got) == [10, 11] and all(got[i][0] == 200 for i in got)
         W.wait_for("two forgets served at once", both_served, 20)
+
+        # a forget still waiting when its worker is told to stop is answered
+        # (queued: the stopped worker's partitions have not applied it)
+        # before the worker exits
+        got.clear()
+        os.kill(ws[1].proc.pid, signal.SIGSTOP)
+        try:
+            marks = open(ws[0].log).read().count("forgotten at stream sequence")
+            t = threading.Thread(target=forget, args=(20,))
+            t.start()
+            W.wait_for("the forget applied where w1 owns",
+                       lambda: open(ws[0].log).read().count("forgotten at stream sequence")
+                       > marks, 20)
+            ws[0].proc.send_signal(signal.SIGTERM)
+            t.join(60)
+            a = got[20][1][0]
+            assert got[20][0] == 202 and a["status"] == "queued" and a["waiting"] > 0, got
+            assert ws[0].proc.wait(timeout=60) == 0
+        finally:
+            os.kill(ws[1].proc.pid, signal.SIGCONT)
