@@ -256,7 +256,11 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
         sb_free(&b);
         return;
     }
+    /* counted before stopping is read: either the stop sees this job and
+     * waits for it, or this sees the stop */
+    atomic_fetch_add(&t->h->jobs, 1);
     if (atomic_load(&t->h->stopping)) {
+        atomic_fetch_sub(&t->h->jobs, 1);
         admin_error(&b, "internal", "stopping");
         admin_reply(req, 503, &b);
         sb_free(&b);
@@ -265,6 +269,7 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
     }
     if (atomic_fetch_add(&t->h->admin, 1) >= ADMIN_AT_ONCE) {
         atomic_fetch_sub(&t->h->admin, 1);
+        atomic_fetch_sub(&t->h->jobs, 1);
         admin_error(&b, "internal",
                     "busy: as many forgets and exports as this gateway serves at once are in "
                     "progress; try again in a moment");
@@ -281,7 +286,6 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
     j->user = user;
     snprintf(j->who, sizeof(j->who), "%s", who);
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_admin_gone, j);
-    atomic_fetch_add(&t->h->jobs, 1);
     pthread_t th;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -515,6 +519,8 @@ void cluster_gateway_http_stop(struct gateway_http *h)
     for (int i = 0; i < HTTP_THREADS; i++)
         if (h->th[i].running)
             pthread_join(h->th[i].t, NULL);
+    while (atomic_load(&h->jobs) > 0) /* (none should be left) */
+        usleep(10000);
     for (int i = 0; i < HTTP_THREADS; i++)
         thread_free(&h->th[i]);
     if (h->fd >= 0)

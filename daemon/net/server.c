@@ -311,9 +311,17 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
     commit_and_flush(arg);
 }
 
-/* One line into the batch; commits when the batch is full, or when answers
- * have waited max_delay_ms while reads kept coming (an answer that needs
- * no commit, such as invalid_json, waits for the next commit too). */
+/* Commits when the batch is full, or when answers have waited
+ * max_delay_ms while reads kept coming (answers that need no commit, such
+ * as invalid_json, go out with the next commit too). */
+static void commit_if_due(struct server *s)
+{
+    if (s->dirty && (engine_batch_size(s->eng) >= cfg_of(s)->max_batch ||
+                     metrics_now_us() - s->dirty_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000))
+        commit_and_flush(s);
+}
+
+/* One line into the batch. */
 static void take_line(struct sink *k, const char *line, size_t len)
 {
     struct server *s = k->srv;
@@ -325,9 +333,6 @@ static void take_line(struct sink *k, const char *line, size_t len)
         return;
     k->counts[st]++;
     mark_dirty(k);
-    if (engine_batch_size(s->eng) >= cfg_of(s)->max_batch ||
-        metrics_now_us() - s->dirty_t0 >= (int64_t)cfg_of(s)->max_delay_ms * 1000)
-        commit_and_flush(s);
 }
 
 /* ---- wall-clock timers ---- */
@@ -455,6 +460,7 @@ static void take_frame(struct sink *k, enum frame fr, const char *line, size_t l
         k->counts[IN_TOO_LARGE]++;
         mark_dirty(k);
     }
+    commit_if_due(s);
 }
 
 /* ---- who a connection is (spec 14; the rules live in net/auth.c) ---- */
@@ -612,6 +618,7 @@ static int conn_admin_line(struct conn *c, enum frame fr, const char *line, size
     }
     evbuffer_add(c->sink.pending, b.s, b.len);
     mark_dirty(&c->sink);
+    commit_if_due(s);
     sb_free(&b);
     free(user);
     return 1;
