@@ -379,6 +379,14 @@ def test_full_disk_state_in_health_metrics_and_log():
             if any(a["status"] != "ok" for a in got):
                 break
             assert n < 100, "the file never filled up"
+        # a send's lines go in batches as they are read: a later, smaller
+        # batch of the same send may still have fit. One event at a time
+        # until one does not.
+        for k in range(200):
+            if d.send([ev(f"g{k}", pad=pad)])[0]["status"] != "ok":
+                break
+        else:
+            raise AssertionError("every event fitted again after the file filled up")
         st, text = d.http("GET", "/v1/health")
         assert st == 503, (st, text)
         h = json.loads(text)
