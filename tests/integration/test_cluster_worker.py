@@ -376,13 +376,16 @@ def test_two_workers_apply_once_and_publish_once():
         assert ids.count(first["id"]) == 3, ids.count(first["id"])
         assert sorted(shard_event_ids(shards[home])).count(first["id"]) == 2
     # a clean stop gives back every lease the worker held: each one taken
-    # and not released or lost meanwhile (the keys are deleted; a read may
-    # come from a replica a moment behind)
+    # and not released, lost or let run out meanwhile (under valgrind a
+    # renewal can come too late: the partition stops, and may be taken
+    # again) (the keys are deleted; a read may come from a replica a moment
+    # behind)
     for w in ws:
         with open(w.log, errors="replace") as f:
             log = f.read()
         held = log.count(": taken (") + log.count("(the graph): taken") \
-            - log.count(": released") - log.count("lease lost")
+            - log.count(": released") - log.count("lease lost") \
+            - log.count("lease not renewed in time")
         assert held >= 1 and log.count("lease given back") == held, (held, w.tail())
         assert "not given back" not in log, w.tail()
     wait_for("no owners", lambda: owners(cfg) == [None] * PARTITIONS, 10)
