@@ -94,7 +94,12 @@ static void reply(struct evhttp_request *req, int code, const char *type, const 
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, body, len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-    evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", b);
+    evhttp_send_reply(req, code,
+                      code == 200   ? "OK"
+                      : code == 202 ? "Accepted"
+                      : code == 400 ? "Bad Request"
+                                    : "Service Unavailable",
+                      b);
     evbuffer_free(b);
 }
 
@@ -193,18 +198,14 @@ static void *admin_main(void *arg)
     return NULL;
 }
 
-static void admin_reply(struct evhttp_request *req, int code, struct sbuf *b)
+/* An admin request answered with error (and detail) at once. */
+static void admin_refuse(struct evhttp_request *req, int code, const char *error,
+                         const char *detail)
 {
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add(out, b->s, b->len);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code,
-                      code == 200   ? "OK"
-                      : code == 202 ? "Accepted"
-                      : code == 400 ? "Bad Request"
-                                    : "Service Unavailable",
-                      out);
-    evbuffer_free(out);
+    struct sbuf b = {0};
+    admin_error(&b, error, detail);
+    reply(req, code, "application/json", b.s, b.len);
+    sb_free(&b);
 }
 
 /* Jobs done: each answered (unless its client went), then freed. */
@@ -228,7 +229,7 @@ static void on_admin_done(evutil_socket_t fd, short what, void *arg)
         struct evhttp_request *req = j->detached ? NULL : j->req;
         job_let_go(j);
         if (req)
-            admin_reply(req, code, &j->b);
+            reply(req, code, "application/json", j->b.s, j->b.len);
         atomic_fetch_sub(&t->h->admin, 1);
         sb_free(&j->b);
         free(j->user);
@@ -249,33 +250,24 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
     if (!admin_http_begin(&t->auth, req, forget ? ADMIN_FORGET : ADMIN_EXPORT, who, sizeof(who),
                           &user))
         return;
-    struct sbuf b = {0};
     if (!user) {
-        admin_error(&b, "invalid", ADMIN_HTTP_USER_HELP);
-        admin_reply(req, 400, &b);
-        sb_free(&b);
+        admin_refuse(req, 400, "invalid", ADMIN_HTTP_USER_HELP);
         return;
     }
     /* counted before stopping is read: either the stop sees this job and
      * waits for it, or this sees the stop */
     atomic_fetch_add(&t->h->jobs, 1);
-    if (atomic_load(&t->h->stopping)) {
+    int stopping = atomic_load(&t->h->stopping);
+    if (stopping || atomic_fetch_add(&t->h->admin, 1) >= ADMIN_AT_ONCE) {
+        if (!stopping) {
+            atomic_fetch_sub(&t->h->admin, 1);
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        }
         atomic_fetch_sub(&t->h->jobs, 1);
-        admin_error(&b, "internal", "stopping");
-        admin_reply(req, 503, &b);
-        sb_free(&b);
-        free(user);
-        return;
-    }
-    if (atomic_fetch_add(&t->h->admin, 1) >= ADMIN_AT_ONCE) {
-        atomic_fetch_sub(&t->h->admin, 1);
-        atomic_fetch_sub(&t->h->jobs, 1);
-        admin_error(&b, "internal",
-                    "busy: as many forgets and exports as this gateway serves at once are in "
-                    "progress; try again in a moment");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        admin_reply(req, 503, &b);
-        sb_free(&b);
+        admin_refuse(req, 503, "internal",
+                     stopping ? "stopping"
+                              : "busy: as many forgets and exports as this gateway serves at "
+                                "once are in progress; try again in a moment");
         free(user);
         return;
     }
@@ -296,9 +288,7 @@ static void on_admin(struct evhttp_request *req, struct http_thread *t, int forg
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         atomic_fetch_sub(&t->h->jobs, 1);
         atomic_fetch_sub(&t->h->admin, 1);
-        admin_error(&b, "internal", "no thread to serve it");
-        admin_reply(req, 503, &b);
-        sb_free(&b);
+        admin_refuse(req, 503, "internal", "no thread to serve it");
         free(user);
         free(j);
     }

@@ -642,11 +642,10 @@ static struct config *partition_config(struct worker *w, int idx, const char *na
     return cfg;
 }
 
-/* The graph's webhook outputs, as its config has them (graph: 1). */
+/* The graph's webhook outputs, as its config has them. */
 struct graph_outputs {
     struct output_cfg *o;
     size_t n;
-    int graph;
 };
 
 /* The world a partition runs on (partition_config), with the campaigns
@@ -662,7 +661,6 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
     if (cfg && is_graph(w, idx)) {
         outs->o = outputs_cfg_dup(cfg->outputs, cfg->n_outputs);
         outs->n = cfg->n_outputs;
-        outs->graph = 1;
     }
     if (cfg)
         config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
@@ -678,9 +676,9 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
 /* The graph's config says which webhook outputs there are: once the
  * graph runs on a config (opened, or a config message applied), the
  * outputs take its list; otherwise the copy goes. */
-static void follow_outputs(struct worker *w, struct graph_outputs *outs, int applied)
+static void follow_outputs(struct worker *w, int idx, struct graph_outputs *outs, int applied)
 {
-    if (outs->graph && applied)
+    if (is_graph(w, idx) && applied)
         cluster_outputs_follow(w->outs, outs->o, outs->n);
     else
         outputs_cfg_free(outs->o, outs->n);
@@ -767,7 +765,7 @@ static int open_part(struct worker *w, int idx)
     struct graph_outputs outs;
     struct world *wd =
         build_world(w, idx, streamed ? cpath : NULL, streamed ? ctext : NULL, clen, &outs);
-    follow_outputs(w, &outs, wd != NULL);
+    follow_outputs(w, idx, &outs, wd != NULL);
     free(cpath);
     free(ctext);
     if (!wd) {
@@ -905,7 +903,7 @@ static int apply_config(struct worker *w, int idx, natsMsg *m, uint64_t sseq, ui
         world_free(wd);
         wd = NULL;
     }
-    follow_outputs(w, &outs, wd != NULL);
+    follow_outputs(w, idx, &outs, wd != NULL);
     if (wd) {
         log_info("partition %d: config applied at stream sequence %" PRIu64 ": %zu campaigns", idx,
                  sseq, engine_campaigns(p->e));

@@ -219,12 +219,7 @@ struct output_cfg *outputs_cfg_dup(const struct output_cfg *o, size_t n)
         d[i].kinds = strv_dup(o[i].kinds, o[i].n_kinds);
         d[i].campaigns = strv_dup(o[i].campaigns, o[i].n_campaigns);
         d[i].secret_file = o[i].secret_file ? xstrdup(o[i].secret_file) : NULL;
-        d[i].secret = NULL;
-        if (o[i].secret) {
-            d[i].secret = xmalloc(o[i].secret_len + 1);
-            memcpy(d[i].secret, o[i].secret, o[i].secret_len);
-            d[i].secret[o[i].secret_len] = 0;
-        }
+        d[i].secret = o[i].secret ? xstrndup(o[i].secret, o[i].secret_len) : NULL;
         d[i].node = NULL;
     }
     return d;

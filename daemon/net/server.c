@@ -1688,8 +1688,8 @@ int server_run(const char *config_path)
     /* Every event has libevent's default priority, 1 of 0..2 (reads,
      * HTTP, listeners, timers, signals); the commit alone has 2, so it
      * runs once a loop turn finds nothing else to do: the batch takes
-     * every line the sockets hold, up to commit.max_batch, or until it has
-     * been open max_delay_ms (take_line). */
+     * every line the sockets hold, up to commit.max_batch, or until
+     * answers have waited max_delay_ms (commit_if_due). */
     event_base_priority_init(s->base, 3);
     s->commit_ev = event_new(s->base, -1, 0, commit_cb, s);
     event_priority_set(s->commit_ev, 2);
