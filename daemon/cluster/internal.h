@@ -34,6 +34,13 @@
 #define CLUSTER_CONFIG_PATH "nats:"
 /* A forget message: this header (who asked), the user id as body. */
 #define CLUSTER_FORGET_HEADER "Mktd-Forget"
+/* An action a campaign of the graph decided for a user (spec 18: applied
+ * in the user's own partition, where the user's caps apply): published by
+ * the graph on the subject of the user's partition with this header (the
+ * graph's action seq) and message id graph:<seq>, the action as `mktd
+ * actions` prints it as body. The user's partition records it and
+ * publishes it to the actions stream as one of its own. */
+#define CLUSTER_ACTION_HEADER "Mktd-Action"
 /* A tick (worker.c): this header, the wall ms it was made at. */
 #define CLUSTER_TICK_HEADER "Mktd-Tick"
 /* Events a plugin failed, set aside in the meta bucket: fail.p<N>.<seq> */

@@ -13,6 +13,7 @@
  * The lease thread tells systemd READY=1, STOPPING=1 and WATCHDOG=1. */
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -127,6 +128,13 @@ struct worker {
     /* counters for GET /metrics on the gateway (worker_metrics) */
     atomic_llong n_applied, n_remade, n_lost, n_aside, n_dry;
     struct couts *outs; /* webhook outputs, delivered while the graph is ours */
+    /* actions caps kept out, by cap and campaign, over every partition
+     * applied here (under mu) */
+    struct capped_count {
+        char *cap, *campaign;
+        long long n;
+    } * capped;
+    size_t n_capped;
 };
 
 /* ---- the graph partition ---- */
@@ -345,38 +353,40 @@ struct pub_ctx {
 static int publish_action(void *arg, const struct store_action *a)
 {
     struct pub_ctx *x = arg;
-    char subject[300], id[64];
-    snprintf(subject, sizeof(subject), "%s.%.*s", CLUSTER_ACTIONS_PREFIX, (int)a->campaign_len,
-             a->campaign);
-    if (x->partition == x->w->n)
+    char subject[300], id[64], seq[32] = "";
+    int graph = x->partition == x->w->n;
+    if (graph) { /* to the user's partition, which records it */
+        cluster_event_subject(cluster_partition(a->user, a->user_len, x->w->n), subject,
+                              sizeof(subject));
         snprintf(id, sizeof(id), "graph:%lld", (long long)a->seq);
-    else
+        snprintf(seq, sizeof(seq), "%lld", (long long)a->seq);
+    } else {
+        snprintf(subject, sizeof(subject), "%s.%.*s", CLUSTER_ACTIONS_PREFIX, (int)a->campaign_len,
+                 a->campaign);
         snprintf(id, sizeof(id), "%d:%lld", x->partition, (long long)a->seq);
-    action_json(&x->b, x->partition == x->w->n ? -1 : x->partition, a);
+    }
+    action_json(&x->b, graph ? -1 : x->partition, a);
     natsStatus s;
-    if (x->sync) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MsgId = id;
-        po.MaxWait = 5000;
+    natsMsg *m = NULL;
+    s = natsMsg_Create(&m, subject, NULL, x->b.s, (int)x->b.len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    if (s == NATS_OK && graph)
+        s = natsMsgHeader_Set(m, CLUSTER_ACTION_HEADER, seq);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    if (s == NATS_OK && x->sync) {
         jsPubAck *pa = NULL;
         jsErrCode jerr = 0;
         do
-            s = js_Publish(&pa, x->w->c->js, subject, x->b.s, (int)x->b.len, &po, &jerr);
+            s = js_PublishMsg(&pa, x->w->c->js, m, &po, &jerr);
         while (s != NATS_OK && !atomic_load(&x->w->stop) && cluster_retry_until(x->deadline, s));
         jsPubAck_Destroy(pa);
-    } else {
-        natsMsg *m = NULL;
-        s = natsMsg_Create(&m, subject, NULL, x->b.s, (int)x->b.len);
-        if (s == NATS_OK)
-            s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 5000;
-        if (s == NATS_OK)
-            s = js_PublishMsgAsync(x->w->pjs, &m, &po);
-        natsMsg_Destroy(m); /* NULL when the library took it */
+    } else if (s == NATS_OK) {
+        s = js_PublishMsgAsync(x->w->pjs, &m, &po);
     }
+    natsMsg_Destroy(m); /* NULL when the library took it */
     if (s != NATS_OK)
         return 1;
     x->last = a->seq;
@@ -664,6 +674,8 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
     }
     if (cfg)
         config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
+    if (cfg && is_graph(w, idx))
+        config_drop_caps(cfg); /* they apply where its actions are delivered */
     struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
     for (size_t i = 0; i < errs.n; i++)
         log_error("partition %d: %s", idx, errs.msg[i]);
@@ -956,6 +968,47 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
     return 0;
 }
 
+/* A graph campaign's action for a user of this partition (spec 18): into
+ * the batch, where the user's caps apply. Once per graph action seq (a
+ * delivery published again after the graph's takeover is not recorded
+ * twice). -1 when the shard could not be read: applied again later. */
+static int apply_delivered(struct worker *w, int idx, natsMsg *m, const char *seq, uint64_t sseq)
+{
+    json_error_t jerr;
+    json_t *a = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &jerr);
+    json_t *ts = json_object_get(a, "ts"), *payload = json_object_get(a, "payload");
+    const char *campaign = json_string_value(json_object_get(a, "campaign"));
+    const char *kind = json_string_value(json_object_get(a, "kind"));
+    const char *user = json_string_value(json_object_get(a, "user"));
+    char *text = json_is_object(payload) ? json_dumps(payload, JSON_COMPACT) : NULL;
+    int rc = 0;
+    if (!json_is_integer(ts) || !campaign || !kind || !user || !text) {
+        log_warn("partition %d: stream sequence %" PRIu64 ": a delivered action that is not one; "
+                 "skipped",
+                 idx, sseq);
+    } else {
+        char key[48];
+        snprintf(key, sizeof(key), "graph:%s", seq);
+        struct delivered d = {.key = key,
+                              .ts = json_integer_value(ts),
+                              .campaign = campaign,
+                              .kind = kind,
+                              .user = user,
+                              .event_id = json_string_value(json_object_get(a, "event_id")),
+                              .payload = text};
+        rc = engine_deliver(w->p[idx].e, &d);
+        if (rc == 1)
+            log_debug("partition %d: %s for %s from the graph (%s) capped", idx, kind, user, key);
+        else if (rc < 0)
+            log_warn("partition %d: stream sequence %" PRIu64 ": a delivered action: database "
+                     "error",
+                     idx, sseq);
+    }
+    free(text);
+    json_decref(a);
+    return rc < 0 ? -1 : 0;
+}
+
 /* How many messages wait for a partition's consumer (one round trip):
  * NATS_OK, or the status when the consumer does not answer (its server
  * is gone: an ephemeral consumer has one replica). */
@@ -988,6 +1041,23 @@ static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus
              p->applied + 1);
     open_consumer(w, idx);
     return 0;
+}
+
+/* A partition's capped actions since its last commit, added to the worker's
+ * counts (under mu). */
+static void add_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
+{
+    struct worker *w = arg;
+    size_t i = 0;
+    while (i < w->n_capped &&
+           (strcmp(w->capped[i].cap, cap) != 0 || strcmp(w->capped[i].campaign, campaign) != 0))
+        i++;
+    if (i == w->n_capped) {
+        w->capped = xrealloc(w->capped, (i + 1) * sizeof(*w->capped));
+        w->capped[i] = (struct capped_count){xstrdup(cap), xstrdup(campaign), 0};
+        w->n_capped++;
+    }
+    w->capped[i].n += (long long)n;
 }
 
 static int apply_batch(struct worker *w, int idx)
@@ -1122,6 +1192,16 @@ static int apply_batch(struct worker *w, int idx)
             ticks++;
             continue;
         }
+        const char *dseq = NULL;
+        if (natsMsgHeader_Get(m, CLUSTER_ACTION_HEADER, &dseq) == NATS_OK) {
+            if (!is_graph(w, idx) && apply_delivered(w, idx, m, dseq, sseq) < 0) {
+                last = before; /* tried again from a new consumer */
+                gap = 1;
+                break;
+            }
+            ticks++; /* no event (the graph's own, read back: nothing to do) */
+            continue;
+        }
         if (is_graph(w, idx) && !p->graph_active) {
             ticks++; /* partition 0's event, left to it */
             continue;
@@ -1177,6 +1257,9 @@ static int apply_batch(struct worker *w, int idx)
         p->ticks += ticks;
         atomic_fetch_add(&w->n_applied, applied);
         p->quiet_since = wall_ms();
+        pthread_mutex_lock(&w->mu);
+        engine_capped_take(p->e, add_capped, w);
+        pthread_mutex_unlock(&w->mu);
         queue_actions(w, idx);
         register_codes(w, idx);
         /* at once after a tick, so that status's events (messages less
@@ -1408,6 +1491,12 @@ static void worker_metrics(void *arg, struct sbuf *b)
                 sb_fmt(b, "%s{partition=\"%d\"} %" PRIu64 "\n", per[k].name, i, v);
         }
     }
+    metric_head(b, "mktd_actions_capped_total", "counter",
+                "Actions a frequency cap kept out, by cap and campaign, in the partitions "
+                "applied here.");
+    for (size_t i = 0; i < w->n_capped; i++)
+        sb_fmt(b, "mktd_actions_capped_total{cap=\"%s\",campaign=\"%s\"} %lld\n", w->capped[i].cap,
+               w->capped[i].campaign, w->capped[i].n);
     pthread_mutex_unlock(&w->mu);
     static const struct {
         const char *name, *help;
@@ -1896,6 +1985,11 @@ out:
     for (size_t i = 0; i < w->dry_n; i++) /* came as the partitions closed */
         natsMsg_Destroy(w->dry_q[i]);
     free(w->dry_q);
+    for (size_t i = 0; i < w->n_capped; i++) {
+        free(w->capped[i].cap);
+        free(w->capped[i].campaign);
+    }
+    free(w->capped);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->dry_mu);
     pthread_cond_destroy(&w->dry_cv);

@@ -1247,6 +1247,16 @@ size_t config_keep_campaigns(struct config *c, int (*keep)(const struct campaign
     return n;
 }
 
+void config_drop_caps(struct config *c)
+{
+    for (size_t i = 0; i < c->n_caps; i++) {
+        free(c->caps[i].id);
+        strv_free(c->caps[i].kinds, c->caps[i].n_kinds);
+        free(c->caps[i].kinds_json);
+    }
+    c->n_caps = 0;
+}
+
 void config_free(struct config *c)
 {
     if (!c)
@@ -1272,11 +1282,7 @@ void config_free(struct config *c)
     free(c->campaigns);
     outputs_cfg_free(c->outputs, c->n_outputs);
     strv_free(c->groups, c->n_groups);
-    for (size_t i = 0; i < c->n_caps; i++) {
-        free(c->caps[i].id);
-        strv_free(c->caps[i].kinds, c->caps[i].n_kinds);
-        free(c->caps[i].kinds_json);
-    }
+    config_drop_caps(c);
     free(c->caps);
     free(c);
 }

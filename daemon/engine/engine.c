@@ -256,6 +256,9 @@ void engine_free(struct engine *e)
     for (size_t i = 0; i < e->n_claimed; i++)
         free(e->claimed[i]);
     free(e->claimed);
+    for (size_t i = 0; i < e->n_foreign; i++)
+        free(e->foreign[i]);
+    free(e->foreign);
     free(e);
 }
 
@@ -755,6 +758,27 @@ void engine_capped_foreach(struct engine *e,
         cb(arg, e->capped_totals[i].cap, e->capped_totals[i].campaign, e->capped_totals[i].n);
 }
 
+void engine_capped_take(struct engine *e,
+                        void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
+                        void *arg)
+{
+    for (size_t i = 0; i < e->n_capped_totals; i++) {
+        if (e->capped_totals[i].n)
+            cb(arg, e->capped_totals[i].cap, e->capped_totals[i].campaign, e->capped_totals[i].n);
+        e->capped_totals[i].n = 0;
+    }
+}
+
+/* One more action in the batch (its strings now the batch's). */
+static void act_push(struct engine *e, struct action a)
+{
+    if (e->n_act == e->cap_act) {
+        e->cap_act = e->cap_act ? e->cap_act * 2 : 64;
+        e->act = xrealloc(e->act, e->cap_act * sizeof(*e->act));
+    }
+    e->act[e->n_act++] = a;
+}
+
 int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const char *user,
                 json_t *payload)
 {
@@ -776,16 +800,12 @@ int engine_emit(struct engine *e, struct mktd_ctx *ctx, const char *kind, const 
     char *text = json_dumps(payload, JSON_COMPACT);
     if (!text)
         return -ENOMEM;
-    if (e->n_act == e->cap_act) {
-        e->cap_act = e->cap_act ? e->cap_act * 2 : 64;
-        e->act = xrealloc(e->act, e->cap_act * sizeof(*e->act));
-    }
-    e->act[e->n_act++] = (struct action){.ts = ctx->now,
-                                         .campaign = ctx->c->cfg->id,
-                                         .kind = xstrdup(kind),
-                                         .user = xstrdup(user),
-                                         .event_id = ctx->event_id ? xstrdup(ctx->event_id) : NULL,
-                                         .payload = text};
+    act_push(e, (struct action){.ts = ctx->now,
+                                .campaign = ctx->c->cfg->id,
+                                .kind = xstrdup(kind),
+                                .user = xstrdup(user),
+                                .event_id = ctx->event_id ? xstrdup(ctx->event_id) : NULL,
+                                .payload = text});
     e->n_actions++;
     if (ctx->depth + 1 > MAX_DEPTH)
         return 0;
@@ -1053,6 +1073,55 @@ static int profile_update(struct engine *e, const struct event *ev, int64_t ts, 
     p->first_seen = ts < p->first_seen ? ts : p->first_seen;
     p->last_seen = ts > p->last_seen ? ts : p->last_seen;
     return ws_put_profile(e->ws, ev->user, p);
+}
+
+/* The namespace of delivered actions' keys among the unique keys: not a
+ * name a plugin can claim in (those are checked names). */
+#define DELIVERED_NS "mktd:delivered"
+
+static const char *foreign_name(struct engine *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_foreign; i++)
+        if (strcmp(e->foreign[i], name) == 0)
+            return e->foreign[i];
+    e->foreign = xrealloc(e->foreign, (e->n_foreign + 1) * sizeof(*e->foreign));
+    return e->foreign[e->n_foreign++] = xstrdup(name);
+}
+
+int engine_deliver(struct engine *e, const struct delivered *d)
+{
+    batch_begin(e);
+    size_t mark = ws_mark(e->ws);
+    int rc = ws_get_str(e->ws, WS_UNIQUE, DELIVERED_NS, "", d->key, NULL, NULL);
+    if (rc == 0)
+        return 2;
+    if (rc != -ENOENT || ws_put_str(e->ws, WS_UNIQUE, DELIVERED_NS, "", d->key, "", 0) < 0) {
+        ws_undo_to(e->ws, mark);
+        return -EIO;
+    }
+    /* a user it names may have been forgotten here before it came */
+    char *user = xstrdup(d->user), *payload = xstrdup(d->payload);
+    const struct cap_cfg *cap = NULL;
+    int err = store_forgotten_rewrite(e->st, &user, &payload);
+    if (err == 0 && e->w->cfg->n_caps)
+        cap = capped_by(e, d->kind, user, d->ts, &err);
+    if (err || cap) {
+        free(user);
+        free(payload);
+        if (err) {
+            ws_undo_to(e->ws, mark);
+            return -EIO;
+        }
+        capped_add(e, cap->id, foreign_name(e, d->campaign));
+        return 1;
+    }
+    act_push(e, (struct action){.ts = d->ts,
+                                .campaign = foreign_name(e, d->campaign),
+                                .kind = xstrdup(d->kind),
+                                .user = user,
+                                .event_id = d->event_id ? xstrdup(d->event_id) : NULL,
+                                .payload = payload});
+    return 0;
 }
 
 enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t receipt_ms,

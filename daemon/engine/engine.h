@@ -119,6 +119,22 @@ struct eng_report {
 enum eng_result engine_event(struct engine *e, const struct event *ev, int64_t receipt_ms,
                              int *n_actions, struct eng_report *rep, char *detail,
                              size_t detail_len);
+/* Cluster mode (spec 17): an action a campaign of the graph partition
+ * decided for a user of this partition, delivered through the stream. It
+ * is recorded with the open batch like the partition's own actions (no
+ * campaign here runs on it), unless one of the user's caps keeps it out
+ * (spec 11; counted as capped by that cap and the action's campaign). key
+ * names the delivery for good: a second delivery of one key is not
+ * recorded again. 0 recorded, 1 capped, 2 delivered before, -EIO (nothing
+ * of it kept). */
+struct delivered {
+    const char *key;
+    int64_t ts;
+    const char *campaign, *kind, *user;
+    const char *event_id; /* NULL: none */
+    const char *payload;  /* a JSON object's text */
+};
+int engine_deliver(struct engine *e, const struct delivered *d);
 /* Fires every timer due at or before until and moves the clock there
  * (`clock: event`), as part of the batch. */
 int engine_advance(struct engine *e, int64_t until);
@@ -166,6 +182,11 @@ void engine_gauges_foreach(struct engine *e,
 void engine_capped_foreach(struct engine *e,
                            void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
                            void *arg);
+/* The same, each count since the last call, then set to 0 (cluster mode
+ * adds the partitions' counts up as they are committed). */
+void engine_capped_take(struct engine *e,
+                        void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
+                        void *arg);
 
 /* Cluster mode (with a registry): the unique keys claimed since the last
  * call, each handed to cb once (keys claimed by an event since undone

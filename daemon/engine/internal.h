@@ -131,6 +131,10 @@ struct engine {
     int has_registry;
     char **claimed;
     size_t n_claimed, cap_claimed;
+    /* campaign names of delivered actions (engine_deliver), kept for the
+     * engine's life: the batch's actions and capped counts point at them */
+    char **foreign;
+    size_t n_foreign;
 };
 
 /* Writes the working set into the open write transaction (opening it):

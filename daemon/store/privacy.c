@@ -276,6 +276,87 @@ static int rewrite_rows(struct store *s, const char *sel, const char *upd, int p
     return rc;
 }
 
+/* 1 when this database forgot user (its pseudonym in *ps), 0 when not,
+ * -EIO. */
+static int was_forgotten(struct store *s, sqlite3_stmt *st, const char *user,
+                         char ps[PSEUDONYM_LEN + 1])
+{
+    if (store_pseudonym(s, user, ps) < 0)
+        return -EIO;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, ps, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* The user ids in obj's user-id keys (strings, and strings in arrays). */
+static void user_values(json_t *obj, json_t *out)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (!privacy_user_key(k))
+            continue;
+        if (json_is_string(v)) {
+            json_array_append(out, v);
+        } else if (json_is_array(v)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x)
+            {
+                if (json_is_string(x))
+                    json_array_append(out, x);
+            }
+        }
+    }
+}
+
+int store_forgotten_rewrite(struct store *s, char **user, char **payload)
+{
+    sqlite3_stmt *st = prep(s, "SELECT 1 FROM oplog WHERE op = 'forget' AND "
+                               "instr(detail, ?1) > 0 LIMIT 1");
+    if (!st)
+        return -EIO;
+    char ps[PSEUDONYM_LEN + 1];
+    int rc = was_forgotten(s, st, *user, ps);
+    if (rc == 1) {
+        free(*user);
+        *user = xstrdup(ps);
+    }
+    json_t *obj = rc >= 0 ? json_loads(*payload, 0, NULL) : NULL;
+    json_t *names = json_array();
+    int changed = 0;
+    if (json_is_object(obj))
+        user_values(obj, names);
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v)
+    {
+        if (rc < 0)
+            break;
+        const char *name = json_string_value(v);
+        int f = was_forgotten(s, st, name, ps);
+        if (f < 0)
+            rc = f;
+        else if (f == 1)
+            changed += rewrite_obj(obj, name, ps) > 0;
+    }
+    json_decref(names);
+    if (rc >= 0 && changed) {
+        char *text = json_dumps(obj, JSON_COMPACT);
+        if (text) {
+            free(*payload);
+            *payload = text;
+        } else {
+            rc = -EIO;
+        }
+    }
+    json_decref(obj);
+    sqlite3_finalize(st);
+    return rc < 0 ? -EIO : 0;
+}
+
 int store_forget_user(struct store *s, const char *user, const char *pseudonym, int64_t *rewritten)
 {
     int64_t n = 0;

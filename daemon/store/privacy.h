@@ -38,6 +38,14 @@ int privacy_user_key(const char *key);
  * action rows changed. 0 or -EIO. */
 int store_forget_user(struct store *s, const char *user, const char *pseudonym, int64_t *rewritten);
 
+/* An action about to be recorded that was decided elsewhere (cluster
+ * mode: a graph campaign's, delivered through the stream, maybe after the
+ * forget message of a user it names): its user and the user ids in its
+ * payload's user-id keys that this database forgot (a forget in its
+ * oplog) are put as their pseudonyms. *user and *payload (malloc'd) are
+ * replaced when one was. 0 or -EIO. */
+int store_forgotten_rewrite(struct store *s, char **user, char **payload);
+
 /* Every row kept about user as one JSON object (malloc'd text):
  * profile, counts, state, counters, timers, failed_timers, actions (its
  * own and those naming it in a user-id key), events (its logged events).

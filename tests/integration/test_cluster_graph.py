@@ -5,18 +5,22 @@ which reads every partition's events in stream order; the user partitions
 leave them out. Test (e) of the cluster issue: a cycle whose users are in
 three partitions is refused `cycle`, a referrer's daily cap is reached by
 referees of other partitions, and `not_new` sees an event of another
-partition; the actions of the whole cluster equal those of one daemon fed
-the same events; the graph's owner killed mid-stream, the other worker
-takes it over and no action is published twice. A group-buy runs in the
+partition; the graph's actions are delivered to their users' own
+partitions, where a cap on commissions applies; the actions of the whole
+cluster equal those of one daemon fed the same events; the graph's owner
+killed mid-stream, the other worker takes it over and no action is
+recorded or published twice. A group-buy runs in the
 graph too: members of three partitions fill a group. Against a real
 three-node NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_gateway as G  # noqa: E402  (http, metrics)
 import test_cluster_worker as W  # noqa: E402  (the worker tests' helpers)
-from harness import mktd  # noqa: E402
+from harness import free_port, mktd  # noqa: E402
 
 # invite: referral (the graph); reward-coupon: chained on its rewards (the
 # graph too); trio: a group-buy (the graph: its members are users of any
@@ -40,6 +44,8 @@ CAMPAIGNS = """campaigns:
   - id: trio
     plugin: groupbuy
     params: {size: 3, window: 1000d, reward: 200}
+caps:
+  - {id: commissions, kinds: [referral.commission], max: 3, per: 1d}
 """
 
 DAY = 24 * 3600 * 1000
@@ -110,6 +116,10 @@ def comparable(campaign, kind, user, event_id, payload):
 def test_referral_across_partitions_and_graph_takeover():
     nc, d, ws = W.setup(2, CAMPAIGNS)
     cfg = ws[0].cfg
+    mports = {}
+    for w in ws:  # each worker's figures on a metrics address
+        mports[w.name] = free_port()
+        G.daemon_keys(w, [f'metrics: "127.0.0.1:{mports[w.name]}"'], tokens=False)
     mine = cross_partition_events()
     evs = mine + filler(4000 // W.SCALE)
     half = len(mine) + 200 + (len(evs) - len(mine) - 200) // 2
@@ -185,40 +195,67 @@ def test_referral_across_partitions_and_graph_takeover():
         assert sorted(ids) == sorted(e["id"] for e in evs)
         gids = W.shard_event_ids(graph)
         assert sorted(gids) == sorted(ids)
-        # no referral or group-buy in a user partition; the graph runs
-        # only its campaigns
-        for p, path in shards.items():
-            assert W.shard_rows(path, "SELECT count(*) FROM actions WHERE campaign IN "
-                                "('invite', 'reward-coupon', 'trio')")[0][0] == 0, p
-        assert W.shard_rows(graph, "SELECT count(*) FROM actions WHERE campaign = "
-                            "'welcome'")[0][0] == 0
 
-        # the whole cluster's actions are one daemon's (stream order is
-        # publish order here: one publisher)
-        cluster = []
-        for path in list(shards.values()) + [graph]:
-            cluster += [comparable(*r) for r in W.shard_rows(
-                path, "SELECT campaign, kind, user, event_id, payload FROM actions")]
+        # the whole cluster's actions are one daemon's, caps included
+        # (stream order is publish order here: one publisher); the graph's
+        # are delivered to their users' partitions after the graph applied
+        # their events
         single = sorted(comparable(a["campaign"], a["kind"], a["user"], a["event_id"],
                                    a["payload"]) for a in W.simulate(d, evs, CAMPAIGNS))
-        if sorted(cluster) != single:
+
+        def cluster_actions():
+            out = []
+            for path in shards.values():
+                out += [comparable(*r) for r in W.shard_rows(
+                    path, "SELECT campaign, kind, user, event_id, payload FROM actions")]
+            return sorted(out)
+        deadline = time.time() + 40
+        while (cluster := cluster_actions()) != single and time.time() < deadline:
+            time.sleep(0.5)
+        if cluster != single:
             a, b = set(cluster), set(single)
             raise AssertionError(f"{len(cluster)} against one daemon's {len(single)}; only in "
                                  f"the cluster: {sorted(a - b)[:5]}; only in one daemon: "
                                  f"{sorted(b - a)[:5]}")
 
-        # each of the graph's actions on the actions stream once
-        want = {r[0]: (r[1], r[2]) for r in W.shard_rows(graph, "SELECT seq, kind, user "
-                                                         "FROM actions")}
+        # the graph runs only its campaigns; each of their actions went to
+        # its user's own partition, recorded there unless the user's cap
+        # kept it out (spec 18)
+        assert W.shard_rows(graph, "SELECT count(*) FROM actions WHERE campaign = "
+                            "'welcome'")[0][0] == 0
+        sent = sorted(comparable(*r) for r in W.shard_rows(
+            graph, "SELECT campaign, kind, user, event_id, payload FROM actions"))
+        got = []
+        for p, path in shards.items():
+            rows = W.shard_rows(path, "SELECT campaign, kind, user, event_id, payload FROM "
+                                "actions WHERE campaign IN ('invite', 'reward-coupon', 'trio')")
+            assert all(W.partition_of(r[2]) == p for r in rows), p
+            got += [comparable(*r) for r in rows]
+        capped = list(sent)
+        for a in got:
+            capped.remove(a)  # each recorded one was sent once
+        assert capped and all(a[1] == "referral.commission" for a in capped), capped[:5]
+        # counted where they were capped: the worker left holds every
+        # partition now, and capped some of them itself
+        code, text = G.http(mports[other.name], "/metrics")
+        n = G.metrics_of(text).get(
+            'mktd_actions_capped_total{cap="commissions",campaign="invite"}', 0)
+        assert code == 200 and 0 < n <= len(capped), (n, len(capped))
+
+        # each partition's actions on the actions stream once, the
+        # delivered ones with their users' partitions; none from the graph
+        want = {(p, r[0]): (r[1], r[2]) for p, path in shards.items()
+                for r in W.shard_rows(path, "SELECT seq, kind, user FROM actions")}
 
         def published():
-            got = [a for a in W.stream_actions(cfg) if a["partition"] == "graph"]
-            keys = [a["seq"] for a in got]
-            assert len(keys) == len(set(keys)), "a graph action published twice"
+            got = W.stream_actions(cfg)
+            assert not any(a["partition"] == "graph" for a in got)
+            keys = [(a["partition"], a["seq"]) for a in got]
+            assert len(keys) == len(set(keys)), "an action published twice"
             return got if set(keys) == set(want) else None
-        got = W.wait_for("the graph's actions on the stream", published, 30)
+        got = W.wait_for("the partitions' actions on the stream", published, 30)
         for a in got:
-            assert (a["kind"], a["user"]) == want[a["seq"]]
+            assert (a["kind"], a["user"]) == want[(a["partition"], a["seq"])]
         with open(other.log, errors="replace") as f:
             assert "(the graph, reading every partition)" in f.read()
 
@@ -238,9 +275,10 @@ def test_graph_follows_config_messages_until_a_referral_campaign_comes():
         W.publish(cfg, before)
         W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, len(before)), 30)
         graph = os.path.join(d, "w1", "mktd.db.graph")
+        # (the graph's lease is taken a moment before its shard is opened)
+        W.wait_for("the graph opened", lambda: "no campaign of its own: following config "
+                   "messages" in open(ws[0].log, errors="replace").read(), 20)
         assert W.shard_count(graph) == 0  # following config messages only
-        with open(ws[0].log, errors="replace") as f:
-            assert "no campaign of its own: following config messages" in f.read()
 
         new = os.path.join(d, "new.yaml")
         with open(new, "w") as f:

@@ -2,7 +2,10 @@
  * written inside the batch's own transaction (cluster mode keeps a
  * partition's applied stream sequence with the effects), even when the
  * batch changed nothing else, once. engine_opts.ids_per_user: event ids
- * unique per user (spec 18), remembered without the user id. */
+ * unique per user (spec 18), remembered without the user id. engine_deliver:
+ * a graph campaign's action recorded in its user's partition, once per
+ * key, under the user's caps, naming the pseudonyms of users forgotten
+ * there before it came. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +29,8 @@ static void remove_db(const char *path)
     unlink(more);
 }
 
-static struct engine *engine_over(struct store *st, int ids_per_user)
+static struct engine *engine_with(struct store *st, const char *yaml, int ids_per_user)
 {
-    static const char yaml[] = "daemon:\n  database: x.db\ncampaigns: []\n";
     struct errs errs = {0};
     struct config *cfg = config_load_string("t.yaml", yaml, strlen(yaml), &errs);
     CHECK(cfg != NULL);
@@ -41,6 +43,11 @@ static struct engine *engine_over(struct store *st, int ids_per_user)
     CHECK(engine_new(st, &o, &e, err, sizeof(err)) == 0);
     CHECK(engine_swap(e, w, err, sizeof(err)) == 0);
     return e;
+}
+
+static struct engine *engine_over(struct store *st, int ids_per_user)
+{
+    return engine_with(st, "daemon:\n  database: x.db\ncampaigns: []\n", ids_per_user);
 }
 
 static void event(struct engine *e, const char *id, const char *user, int64_t ts,
@@ -212,9 +219,113 @@ static void test_ids_per_user(void)
     remove_db(path2);
 }
 
+static int capped_n;
+
+static void count_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
+{
+    (void)arg;
+    CHECK_STR(cap, "commissions");
+    CHECK_STR(campaign, "invite");
+    capped_n += (int)n;
+}
+
+/* The actions table as "user kind payload" lines. */
+static void actions_text(struct store *st, char *out, size_t len)
+{
+    sqlite3_stmt *q = NULL;
+    out[0] = 0;
+    CHECK(sqlite3_prepare_v2(store_sqlite(st),
+                             "SELECT user, kind, payload, campaign FROM actions ORDER BY seq", -1,
+                             &q, NULL) == SQLITE_OK);
+    while (q && sqlite3_step(q) == SQLITE_ROW) {
+        size_t n = strlen(out);
+        snprintf(out + n, len - n, "%s %s %s %s\n", (const char *)sqlite3_column_text(q, 0),
+                 (const char *)sqlite3_column_text(q, 1), (const char *)sqlite3_column_text(q, 2),
+                 (const char *)sqlite3_column_text(q, 3));
+    }
+    sqlite3_finalize(q);
+}
+
+static int deliver(struct engine *e, const char *key, int64_t ts, const char *kind,
+                   const char *user, const char *payload)
+{
+    struct delivered d = {.key = key,
+                          .ts = ts,
+                          .campaign = "invite",
+                          .kind = kind,
+                          .user = user,
+                          .event_id = "g1",
+                          .payload = payload};
+    return engine_deliver(e, &d);
+}
+
+static void test_deliver(void)
+{
+    char path[] = "/tmp/mktd-deliver-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    unlink(path);
+    struct store *st;
+    char err[256];
+    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
+    unsigned char key[32];
+    memset(key, 9, sizeof(key));
+    CHECK_INT(store_pseudonym_key_set(st, key), 0);
+    struct engine *e = engine_with(st,
+                                   "daemon:\n  database: x.db\ncampaigns: []\ncaps:\n"
+                                   "  - {id: commissions, kinds: [referral.commission], max: 1, "
+                                   "per: 1d}\n",
+                                   1);
+    /* recorded; the same key again is not; the user's cap applies */
+    CHECK_INT(deliver(e, "graph:1", 1000, "referral.commission", "bob", "{\"amount\":5}"), 0);
+    CHECK_INT(deliver(e, "graph:1", 1000, "referral.commission", "bob", "{\"amount\":5}"), 2);
+    CHECK_INT(deliver(e, "graph:2", 2000, "referral.commission", "bob", "{\"amount\":6}"), 1);
+    CHECK_INT(deliver(e, "graph:3", 2000, "referral.bound", "amy", "{\"referrer\":\"bob\"}"), 0);
+    CHECK_INT(engine_commit(e), 0);
+    /* after the commit too; and a commission of another day is recorded */
+    CHECK_INT(deliver(e, "graph:1", 1000, "referral.commission", "bob", "{\"amount\":5}"), 2);
+    CHECK_INT(deliver(e, "graph:4", 1000 + 2 * 86400000LL, "referral.commission", "bob",
+                      "{\"amount\":7}"),
+              0);
+    CHECK_INT(engine_commit(e), 0);
+    char got[2048];
+    actions_text(st, got, sizeof(got));
+    CHECK_STR(got, "bob referral.commission {\"amount\":5} invite\n"
+                   "amy referral.bound {\"referrer\":\"bob\"} invite\n"
+                   "bob referral.commission {\"amount\":7} invite\n");
+    capped_n = 0;
+    engine_capped_foreach(e, count_capped, NULL);
+    CHECK_INT(capped_n, 1);
+
+    /* bob forgotten here; then an action naming bob comes (published by
+     * the graph before it applied the forget): it names the pseudonym */
+    char ps[PSEUDONYM_LEN + 1];
+    CHECK_INT(engine_forget(e, "bob", "test", ps, sizeof(ps), err, sizeof(err)), 0);
+    CHECK_INT(deliver(e, "graph:5", 5000, "referral.bound", "cy",
+                      "{\"referrer\":\"bob\",\"note\":\"bob\"}"),
+              0);
+    CHECK_INT(deliver(e, "graph:6", 5000, "referral.reward", "bob", "{\"referee\":\"cy\"}"), 0);
+    CHECK_INT(engine_commit(e), 0);
+    actions_text(st, got, sizeof(got));
+    char want[2048];
+    snprintf(want, sizeof(want),
+             "%s referral.commission {\"amount\":5} invite\n"
+             "amy referral.bound {\"referrer\":\"%s\"} invite\n"
+             "%s referral.commission {\"amount\":7} invite\n"
+             "cy referral.bound {\"referrer\":\"%s\",\"note\":\"bob\"} invite\n"
+             "%s referral.reward {\"referee\":\"cy\"} invite\n",
+             ps, ps, ps, ps, ps);
+    CHECK_STR(got, want);
+    engine_free(e);
+    store_close(st);
+    remove_db(path);
+}
+
 int main(void)
 {
     test_with_the_batch();
     test_ids_per_user();
+    test_deliver();
     return check_done();
 }
