@@ -29,6 +29,25 @@ static void remove_db(const char *path)
     unlink(more);
 }
 
+/* A fresh database at a temporary path (path: its template, filled in),
+ * with a pseudonym key of key_byte bytes unless key_byte is 0. */
+static struct store *temp_store(char *path, int key_byte)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    unlink(path);
+    struct store *st = NULL;
+    char err[256];
+    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
+    if (key_byte) {
+        unsigned char key[32];
+        memset(key, key_byte, sizeof(key));
+        CHECK_INT(store_pseudonym_key_set(st, key), 0);
+    }
+    return st;
+}
+
 static struct engine *engine_with(struct store *st, const char *yaml, int ids_per_user)
 {
     struct errs errs = {0};
@@ -72,13 +91,8 @@ static void event(struct engine *e, const char *id, const char *user, int64_t ts
 static void test_with_the_batch(void)
 {
     char path[] = "/tmp/mktd-commit-meta-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
-    struct store *st;
+    struct store *st = temp_store(path, 0);
     char err[256];
-    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
     struct engine *e = engine_over(st, 0);
     int64_t v = 0;
     CHECK(store_meta_get(st, "cluster_applied", &v) == -ENOENT);
@@ -151,16 +165,10 @@ static int by_text(const void *a, const void *b)
 static void test_ids_per_user(void)
 {
     char path[] = "/tmp/mktd-ids-per-user-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
-    struct store *st;
+    struct store *st = temp_store(path, 7);
     char err[256];
-    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
     unsigned char key[32];
     memset(key, 7, sizeof(key));
-    CHECK_INT(store_pseudonym_key_set(st, key), 0);
     struct engine *e = engine_over(st, 1);
     /* the same id for two users is two events; for one user, a duplicate,
      * in the batch and after its commit */
@@ -202,11 +210,7 @@ static void test_ids_per_user(void)
 
     /* one daemon (ids_per_user 0): an id is unique across users */
     char path2[] = "/tmp/mktd-ids-global-XXXXXX";
-    fd = mkstemp(path2);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path2);
-    CHECK(store_open(path2, 0, &st, err, sizeof(err)) == 0);
+    st = temp_store(path2, 0);
     e = engine_over(st, 0);
     event(e, "e1", "u1", 1000, ENG_OK);
     event(e, "e1", "u2", 1000, ENG_DUPLICATE);
@@ -262,16 +266,8 @@ static int deliver(struct engine *e, const char *key, int64_t ts, const char *ki
 static void test_deliver(void)
 {
     char path[] = "/tmp/mktd-deliver-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    unlink(path);
-    struct store *st;
+    struct store *st = temp_store(path, 9);
     char err[256];
-    CHECK(store_open(path, 0, &st, err, sizeof(err)) == 0);
-    unsigned char key[32];
-    memset(key, 9, sizeof(key));
-    CHECK_INT(store_pseudonym_key_set(st, key), 0);
     struct engine *e = engine_with(st,
                                    "daemon:\n  database: x.db\ncampaigns: []\ncaps:\n"
                                    "  - {id: commissions, kinds: [referral.commission], max: 1, "
