@@ -514,8 +514,9 @@ int cluster_status(struct cluster *c, FILE *out, int json, char *err, size_t err
             kvEntry_Destroy(e);
         }
         /* the partition's messages (those in the stream, and those
-         * trimmed behind the snapshots) are its events and its ticks (the
-         * graph has no messages of its own) */
+         * trimmed behind the snapshots) are its events and its ticks
+         * (configs, forgets and the graph's deliveries count as ticks; the
+         * graph has no subject of its own) */
         if (p < n)
             msgs[p] += trim[p].msgs;
         uint64_t t = ticks[p] < msgs[p] ? ticks[p] : msgs[p];

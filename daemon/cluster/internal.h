@@ -219,9 +219,12 @@ int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *
 /* The stream's partition count (the meta bucket's), or -1 with err. */
 int cluster_partitions_of(struct cluster *c, char *err, size_t errlen);
 
-/* Erases from the event stream partition idx's events of user with a
- * stream sequence below before (privacy.c). How many, or -1 (logged). */
-int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before);
+/* Erases from the event stream partition idx's events of user, and the
+ * graph's actions delivered to user (*deliveries gets how many of those),
+ * with a stream sequence below before (privacy.c). How many in all, or -1
+ * (logged). */
+int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before,
+                       int *deliveries);
 
 /* The budgets' shared pool (budgets.c) as one partition uses it. */
 struct pool_part {

@@ -22,8 +22,9 @@
 #include "net/admin.h"
 #include "store/privacy.h"
 
-/* Whether message m is an event of user (ticks, configs and forgets carry
- * a header of their own and are no events). */
+/* Whether message m is an event of user (1), or a graph's action
+ * delivered to user (2); 0 otherwise (ticks, configs and forgets carry a
+ * header of their own and are no events). */
 static int of_user(natsMsg *m, const char *user)
 {
     const char *h = NULL;
@@ -31,14 +32,16 @@ static int of_user(natsMsg *m, const char *user)
         natsMsgHeader_Get(m, CLUSTER_FORGET_HEADER, &h) == NATS_OK ||
         natsMsgHeader_Get(m, CLUSTER_TICK_HEADER, &h) == NATS_OK)
         return 0;
+    int delivered = natsMsgHeader_Get(m, CLUSTER_ACTION_HEADER, &h) == NATS_OK;
     json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
     const char *u = json_string_value(json_object_get(j, "user"));
     int yes = u && strcmp(u, user) == 0;
     json_decref(j);
-    return yes;
+    return yes ? 1 + delivered : 0;
 }
 
-int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before)
+int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before,
+                       int *deliveries)
 {
     char subject[64], err[512];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
@@ -51,8 +54,10 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
         return -1;
     }
     uint64_t *seqs = NULL;
+    uint8_t *kind = NULL; /* of_user's answer for each */
     size_t n = 0, cap = 0;
     int done = 0, rc = 0;
+    *deliveries = 0;
     while (!done) {
         jsFetchRequest req;
         jsFetchRequest_Init(&req);
@@ -76,13 +81,16 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
                 continue;
             uint64_t seq = md->Sequence.Stream;
             jsMsgMetaData_Destroy(md);
+            int mine = seq < before ? of_user(list.Msgs[i], user) : 0;
             if (seq >= before) {
                 done = 1;
-            } else if (of_user(list.Msgs[i], user)) {
+            } else if (mine) {
                 if (n == cap) {
                     cap = cap ? 2 * cap : 64;
                     seqs = xrealloc(seqs, cap * sizeof(*seqs));
+                    kind = xrealloc(kind, cap);
                 }
+                kind[n] = (uint8_t)mine;
                 seqs[n++] = seq;
             }
         }
@@ -99,6 +107,7 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
         while (s != NATS_OK && cluster_retry_until(deadline, s));
         if (s == NATS_OK) {
             erased++;
+            *deliveries += kind[i] == 2;
         } else {
             cluster_errf(err, sizeof(err), "erasing a message", s, jerr);
             log_error("partition %d: stream sequence %" PRIu64 ": %s", idx, seqs[i], err);
@@ -106,6 +115,7 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
         }
     }
     free(seqs);
+    free(kind);
     return rc < 0 ? -1 : (int)erased;
 }
 

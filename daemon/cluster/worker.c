@@ -948,15 +948,25 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
     }
     memcpy(user, natsMsg_GetData(m), (size_t)len);
     user[len] = 0;
+    if (is_graph(w, idx)) {
+        /* the graph's actions go to their users' partitions by the user
+         * id, which the forget is about to rewrite: those not published
+         * yet are published first */
+        queue_actions(w, idx);
+        finish_publishing(w);
+    }
     if (engine_forget(p->e, user, who, ps, sizeof(ps), err, sizeof(err)) < 0) {
         log_error("partition %d: forget at stream sequence %" PRIu64 ": %s", idx, sseq, err);
         return commit_upto(w, idx, sseq);
     }
     if (commit_upto(w, idx, sseq) < 0)
         return -1;
-    int erased = 0;
+    int erased = 0, deliveries = 0;
     if ((int)cluster_partition(user, (size_t)len, w->n) == idx)
-        erased = cluster_erase_user(w->c, idx, user, sseq);
+        erased = cluster_erase_user(w->c, idx, user, sseq, &deliveries);
+    /* the deliveries erased were counted with the ticks (status's events
+     * are the messages less the ticks); the batch's commit records it */
+    p->ticks -= (uint64_t)deliveries <= p->ticks ? (uint64_t)deliveries : p->ticks;
     /* the user id goes no further than this function */
     memset(user, 0, sizeof(user));
     log_info("partition %d: %s forgotten at stream sequence %" PRIu64 " (by %s)%s", idx, ps, sseq,
@@ -1194,6 +1204,8 @@ static int apply_batch(struct worker *w, int idx)
         }
         const char *dseq = NULL;
         if (natsMsgHeader_Get(m, CLUSTER_ACTION_HEADER, &dseq) == NATS_OK) {
+            if (!is_graph(w, idx) && engine_advance(p->e, ms) < 0)
+                log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
             if (!is_graph(w, idx) && apply_delivered(w, idx, m, dseq, sseq) < 0) {
                 last = before; /* tried again from a new consumer */
                 gap = 1;
