@@ -130,11 +130,7 @@ struct worker {
     struct couts *outs; /* webhook outputs, delivered while the graph is ours */
     /* actions caps kept out, by cap and campaign, over every partition
      * applied here (under mu) */
-    struct capped_count {
-        char *cap, *campaign;
-        long long n;
-    } * capped;
-    size_t n_capped;
+    struct pair_counts capped;
 };
 
 /* ---- the graph partition ---- */
@@ -979,11 +975,15 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
 }
 
 /* A graph campaign's action for a user of this partition (spec 18): into
- * the batch, where the user's caps apply. Once per graph action seq (a
- * delivery published again after the graph's takeover is not recorded
- * twice). -1 when the shard could not be read: applied again later. */
-static int apply_delivered(struct worker *w, int idx, natsMsg *m, const char *seq, uint64_t sseq)
+ * the batch at the message's time ms, where the user's caps apply. Once per
+ * graph action seq (a delivery published again after the graph's takeover
+ * is not recorded twice). -1 when the shard could not be read: applied
+ * again later. */
+static int apply_delivered(struct worker *w, int idx, natsMsg *m, const char *seq, uint64_t sseq,
+                           int64_t ms)
 {
+    if (engine_advance(w->p[idx].e, ms) < 0)
+        log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
     json_error_t jerr;
     json_t *a = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &jerr);
     json_t *ts = json_object_get(a, "ts"), *payload = json_object_get(a, "payload");
@@ -1058,16 +1058,7 @@ static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus
 static void add_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
 {
     struct worker *w = arg;
-    size_t i = 0;
-    while (i < w->n_capped &&
-           (strcmp(w->capped[i].cap, cap) != 0 || strcmp(w->capped[i].campaign, campaign) != 0))
-        i++;
-    if (i == w->n_capped) {
-        w->capped = xrealloc(w->capped, (i + 1) * sizeof(*w->capped));
-        w->capped[i] = (struct capped_count){xstrdup(cap), xstrdup(campaign), 0};
-        w->n_capped++;
-    }
-    w->capped[i].n += (long long)n;
+    pair_counts_add(&w->capped, cap, campaign, n);
 }
 
 static int apply_batch(struct worker *w, int idx)
@@ -1204,9 +1195,7 @@ static int apply_batch(struct worker *w, int idx)
         }
         const char *dseq = NULL;
         if (natsMsgHeader_Get(m, CLUSTER_ACTION_HEADER, &dseq) == NATS_OK) {
-            if (!is_graph(w, idx) && engine_advance(p->e, ms) < 0)
-                log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
-            if (!is_graph(w, idx) && apply_delivered(w, idx, m, dseq, sseq) < 0) {
+            if (!is_graph(w, idx) && apply_delivered(w, idx, m, dseq, sseq, ms) < 0) {
                 last = before; /* tried again from a new consumer */
                 gap = 1;
                 break;
@@ -1506,9 +1495,9 @@ static void worker_metrics(void *arg, struct sbuf *b)
     metric_head(b, "mktd_actions_capped_total", "counter",
                 "Actions a frequency cap kept out, by cap and campaign, in the partitions "
                 "applied here.");
-    for (size_t i = 0; i < w->n_capped; i++)
-        sb_fmt(b, "mktd_actions_capped_total{cap=\"%s\",campaign=\"%s\"} %lld\n", w->capped[i].cap,
-               w->capped[i].campaign, w->capped[i].n);
+    for (size_t i = 0; i < w->capped.n; i++)
+        sb_fmt(b, "mktd_actions_capped_total{cap=\"%s\",campaign=\"%s\"} %" PRIu64 "\n",
+               w->capped.v[i].a, w->capped.v[i].b, w->capped.v[i].n);
     pthread_mutex_unlock(&w->mu);
     static const struct {
         const char *name, *help;
@@ -1997,11 +1986,7 @@ out:
     for (size_t i = 0; i < w->dry_n; i++) /* came as the partitions closed */
         natsMsg_Destroy(w->dry_q[i]);
     free(w->dry_q);
-    for (size_t i = 0; i < w->n_capped; i++) {
-        free(w->capped[i].cap);
-        free(w->capped[i].campaign);
-    }
-    free(w->capped);
+    pair_counts_free(&w->capped);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->dry_mu);
     pthread_cond_destroy(&w->dry_cv);

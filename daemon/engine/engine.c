@@ -244,11 +244,7 @@ void engine_free(struct engine *e)
     json_decref(e->explain);
     free(e->taken);
     free(e->capped);
-    for (size_t i = 0; i < e->n_capped_totals; i++) {
-        free(e->capped_totals[i].cap);
-        free(e->capped_totals[i].campaign);
-    }
-    free(e->capped_totals);
+    pair_counts_free(&e->capped_totals);
     ws_free(e->ws);
     if (e->secret)
         memset(e->secret, 0, e->secret_len);
@@ -734,19 +730,8 @@ static void capped_add(struct engine *e, const char *cap, const char *campaign)
 /* At commit: the batch's capped actions into the totals /metrics shows. */
 static void capped_fold(struct engine *e)
 {
-    for (size_t i = 0; i < e->n_capped; i++) {
-        const struct capped *c = &e->capped[i];
-        size_t j = 0;
-        while (j < e->n_capped_totals && (strcmp(e->capped_totals[j].cap, c->cap) != 0 ||
-                                          strcmp(e->capped_totals[j].campaign, c->campaign) != 0))
-            j++;
-        if (j == e->n_capped_totals) {
-            e->capped_totals = xrealloc(e->capped_totals, (j + 1) * sizeof(*e->capped_totals));
-            e->capped_totals[j] = (struct capped_total){xstrdup(c->cap), xstrdup(c->campaign), 0};
-            e->n_capped_totals++;
-        }
-        e->capped_totals[j].n++;
-    }
+    for (size_t i = 0; i < e->n_capped; i++)
+        pair_counts_add(&e->capped_totals, e->capped[i].cap, e->capped[i].campaign, 1);
     e->n_capped = 0;
 }
 
@@ -754,18 +739,19 @@ void engine_capped_foreach(struct engine *e,
                            void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
                            void *arg)
 {
-    for (size_t i = 0; i < e->n_capped_totals; i++)
-        cb(arg, e->capped_totals[i].cap, e->capped_totals[i].campaign, e->capped_totals[i].n);
+    for (size_t i = 0; i < e->capped_totals.n; i++)
+        cb(arg, e->capped_totals.v[i].a, e->capped_totals.v[i].b, e->capped_totals.v[i].n);
 }
 
 void engine_capped_take(struct engine *e,
                         void (*cb)(void *arg, const char *cap, const char *campaign, uint64_t n),
                         void *arg)
 {
-    for (size_t i = 0; i < e->n_capped_totals; i++) {
-        if (e->capped_totals[i].n)
-            cb(arg, e->capped_totals[i].cap, e->capped_totals[i].campaign, e->capped_totals[i].n);
-        e->capped_totals[i].n = 0;
+    for (size_t i = 0; i < e->capped_totals.n; i++) {
+        struct pair_count *r = &e->capped_totals.v[i];
+        if (r->n)
+            cb(arg, r->a, r->b, r->n);
+        r->n = 0;
     }
 }
 

@@ -100,11 +100,7 @@ struct engine {
         const char *cap, *campaign;
     } * capped;
     size_t n_capped, cap_capped;
-    struct capped_total {
-        char *cap, *campaign;
-        uint64_t n;
-    } * capped_totals;
-    size_t n_capped_totals;
+    struct pair_counts capped_totals; /* by cap and campaign, committed */
     /* daemon.event_log (spec 13): the batch's accepted input events, each
      * one allocation from its id on, written at commit */
     struct evlog_row *logq;

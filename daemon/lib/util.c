@@ -369,3 +369,26 @@ int read_file(const char *path, struct sbuf *b, struct errs *errs)
     }
     return 0;
 }
+
+void pair_counts_add(struct pair_counts *t, const char *a, const char *b, uint64_t n)
+{
+    size_t i = 0;
+    while (i < t->n && (strcmp(t->v[i].a, a) != 0 || strcmp(t->v[i].b, b) != 0))
+        i++;
+    if (i == t->n) {
+        t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+        t->v[t->n++] = (struct pair_count){xstrdup(a), xstrdup(b), 0};
+    }
+    t->v[i].n += n;
+}
+
+void pair_counts_free(struct pair_counts *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->v[i].a);
+        free(t->v[i].b);
+    }
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}

@@ -64,4 +64,16 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* Counts by a pair of names (a cap and a campaign, a campaign and a kind),
+ * in the order the pairs first came. */
+struct pair_counts {
+    struct pair_count {
+        char *a, *b;
+        uint64_t n;
+    } * v;
+    size_t n;
+};
+void pair_counts_add(struct pair_counts *t, const char *a, const char *b, uint64_t n);
+void pair_counts_free(struct pair_counts *t);
+
 #endif

@@ -31,30 +31,13 @@ void metrics_init(struct metrics *m, struct engine *e, struct store *store)
 
 void metrics_free(struct metrics *m)
 {
-    for (size_t i = 0; i < m->n_actions; i++) {
-        free(m->actions[i].campaign);
-        free(m->actions[i].kind);
-    }
-    free(m->actions);
-    m->actions = NULL;
-    m->n_actions = 0;
+    pair_counts_free(&m->actions);
 }
 
 static void count_actions(void *arg, const char *camp, const char *kind, uint64_t n)
 {
     struct metrics *m = arg;
-    size_t i = 0;
-    while (i < m->n_actions &&
-           (strcmp(m->actions[i].campaign, camp) != 0 || strcmp(m->actions[i].kind, kind) != 0))
-        i++;
-    if (i == m->n_actions) {
-        m->actions = xrealloc(m->actions, (m->n_actions + 1) * sizeof(*m->actions));
-        m->actions[i].campaign = xstrdup(camp);
-        m->actions[i].kind = xstrdup(kind);
-        m->actions[i].n = 0;
-        m->n_actions++;
-    }
-    m->actions[i].n += n;
+    pair_counts_add(&m->actions, camp, kind, n);
     m->actions_committed += n;
 }
 
@@ -243,12 +226,12 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
     evbuffer_add_printf(out, "# HELP mktd_actions_total Actions committed by this process, by "
                              "campaign and kind.\n"
                              "# TYPE mktd_actions_total counter\n");
-    for (size_t i = 0; i < m->n_actions; i++) {
+    for (size_t i = 0; i < m->actions.n; i++) {
         evbuffer_add_printf(out, "mktd_actions_total{campaign=\"");
-        add_label(out, m->actions[i].campaign);
+        add_label(out, m->actions.v[i].a);
         evbuffer_add_printf(out, "\",kind=\"");
-        add_label(out, m->actions[i].kind);
-        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions[i].n);
+        add_label(out, m->actions.v[i].b);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions.v[i].n);
     }
     uint64_t waits, wait_us;
     store_lock_waits(store, &waits, &wait_us);

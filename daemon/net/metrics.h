@@ -6,15 +6,10 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "lib/util.h"
 #include "net/ingest.h"
 
 #define METRICS_BUCKETS 12
-
-/* Actions committed, by campaign and kind. */
-struct metrics_actions {
-    char *campaign, *kind;
-    uint64_t n;
-};
 
 struct metrics {
     uint64_t events[IN__COUNT];
@@ -29,8 +24,7 @@ struct metrics {
     int db_unwritable; /* the database cannot be written (spec section 12) */
     /* actions committed since start, read after each commit that may have
      * added some (rows past action_seq) */
-    struct metrics_actions *actions;
-    size_t n_actions;
+    struct pair_counts actions; /* by campaign and kind */
     int64_t action_seq;
     uint64_t actions_committed;
     uint64_t engine_actions; /* engine.actions_total at the last update */

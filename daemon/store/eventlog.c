@@ -12,13 +12,11 @@
 
 /* ---- writing (the daemon) ---- */
 
-enum { CACHED_EVENTLOG_INSERT, CACHED_EVENTLOG_PRUNE }; /* store_cached's slots */
-
 int store_eventlog_write(struct store *s, const struct evlog_row *rows, size_t n)
 {
     if (!n)
         return 0;
-    sqlite3_stmt *st = store_cached(s, CACHED_EVENTLOG_INSERT,
+    sqlite3_stmt *st = store_cached(s, STORE_CACHED_EVENTLOG_INSERT,
                                     "INSERT INTO event_log(received_at, id, type, user, ts, body) "
                                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!st)
@@ -43,7 +41,7 @@ int store_eventlog_write(struct store *s, const struct evlog_row *rows, size_t n
 int store_eventlog_prune(struct store *s, int64_t before, int limit)
 {
     sqlite3 *db = store_sqlite(s);
-    sqlite3_stmt *st = store_cached(s, CACHED_EVENTLOG_PRUNE,
+    sqlite3_stmt *st = store_cached(s, STORE_CACHED_EVENTLOG_PRUNE,
                                     "DELETE FROM event_log WHERE seq IN (SELECT seq FROM event_log "
                                     "WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)");
     if (!st)

@@ -314,8 +314,9 @@ static void user_values(json_t *obj, json_t *out)
 
 int store_forgotten_rewrite(struct store *s, char **user, char **payload)
 {
-    sqlite3_stmt *st = prep(s, "SELECT 1 FROM oplog WHERE op = 'forget' AND "
-                               "instr(detail, ?1) > 0 LIMIT 1");
+    sqlite3_stmt *st = store_cached(s, STORE_CACHED_FORGOTTEN,
+                                    "SELECT 1 FROM oplog WHERE op = 'forget' AND "
+                                    "instr(detail, ?1) > 0 LIMIT 1");
     if (!st)
         return -EIO;
     char ps[PSEUDONYM_LEN + 1];
@@ -353,7 +354,8 @@ int store_forgotten_rewrite(struct store *s, char **user, char **payload)
         }
     }
     json_decref(obj);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* ps was bound in place */
     return rc < 0 ? -EIO : 0;
 }
 

@@ -231,7 +231,7 @@ struct store {
     int write_errcode;       /* the last one's SQLite code */
     char write_errmsg[160];  /* and message */
     sqlite3_stmt *outq[12];  /* outputs' statements (store_output_*), prepared on first use */
-    sqlite3_stmt *cached[4]; /* store_cached's (other files of store/), prepared on first use */
+    sqlite3_stmt *cached[STORE_CACHED_N]; /* store_cached's (other files of store/) */
 };
 
 sqlite3_stmt *store_cached(struct store *s, int slot, const char *text)

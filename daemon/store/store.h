@@ -126,9 +126,15 @@ int store_set_synchronous(struct store *s, int full);
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen);
 /* The connection itself, for the other readers of daemon/store/ (report_q.c). */
 struct sqlite3 *store_sqlite(struct store *s);
-/* For the other files of store/: the statement of slot (0..3) on s's
- * connection, prepared from sql on first use and kept until store_close
- * (each slot always with the same sql); NULL when it cannot be. */
+/* For the other files of store/: the statement of slot on s's connection,
+ * prepared from sql on first use and kept until store_close (each slot
+ * always with the same sql); NULL when it cannot be. */
+enum {
+    STORE_CACHED_EVENTLOG_INSERT, /* eventlog.c */
+    STORE_CACHED_EVENTLOG_PRUNE,
+    STORE_CACHED_FORGOTTEN, /* privacy.c */
+    STORE_CACHED_N
+};
 struct sqlite3_stmt *store_cached(struct store *s, int slot, const char *sql);
 
 /* One row of the actions table (spec section 5). The strings are valid
