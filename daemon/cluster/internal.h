@@ -219,12 +219,17 @@ int cluster_publish_all(struct cluster *c, int n, const char *kind, const char *
 /* The stream's partition count (the meta bucket's), or -1 with err. */
 int cluster_partitions_of(struct cluster *c, char *err, size_t errlen);
 
-/* Erases from the event stream partition idx's events of user, and the
- * graph's actions delivered to user (*deliveries gets how many of those),
- * with a stream sequence below before (privacy.c). How many in all, or -1
- * (logged). */
-int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before,
-                       int *deliveries);
+/* Partition p's applied stream sequence as its owner last recorded it
+ * (app.p<N> in the meta bucket; p = partitions: the graph's), 0 when not
+ * known (privacy.c). */
+uint64_t cluster_applied_of(kvStore *meta, int p);
+
+/* Erases from the event stream partition idx's events of user with a
+ * stream sequence below events_before, and the graph's actions delivered
+ * to user below deliveries_before (*deliveries gets how many of those)
+ * (privacy.c). How many in all, or -1 (logged). */
+int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t deliveries_before,
+                       uint64_t events_before, int *deliveries);
 
 /* The budgets' shared pool (budgets.c) as one partition uses it. */
 struct pool_part {

@@ -4,7 +4,7 @@
  * - forget: a forget message to every partition (each owner forgets the
  *   user in its shard where the message stands, worker.c), and the user's
  *   messages erased from the event stream by the owner of the user's
- *   partition;
+ *   partition and the graph's, each erasing what both have applied;
  * - export: the user's data asked of the owner of the user's partition and
  *   of the graph's, by request-reply (mktd.dry.<p>, header Mktd-Export). */
 #include <inttypes.h>
@@ -40,9 +40,10 @@ static int of_user(natsMsg *m, const char *user)
     return yes ? 1 + delivered : 0;
 }
 
-int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t before,
-                       int *deliveries)
+int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t deliveries_before,
+                       uint64_t events_before, int *deliveries)
 {
+    uint64_t before = deliveries_before > events_before ? deliveries_before : events_before;
     char subject[64], err[512];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
     natsSubscription *sub = NULL;
@@ -82,6 +83,8 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t be
             uint64_t seq = md->Sequence.Stream;
             jsMsgMetaData_Destroy(md);
             int mine = seq < before ? of_user(list.Msgs[i], user) : 0;
+            if (seq >= (mine == 2 ? deliveries_before : events_before))
+                mine = 0;
             if (seq >= before) {
                 done = 1;
             } else if (mine) {
@@ -127,8 +130,7 @@ void cluster_pseudonym_key(const struct cluster_cfg *k, unsigned char out[32])
          sizeof(label) - 1, out, &len);
 }
 
-/* Whether partition p's owner recorded an applied sequence >= seq. */
-static int applied_past(kvStore *meta, int p, uint64_t seq)
+uint64_t cluster_applied_of(kvStore *meta, int p)
 {
     char key[32];
     kvEntry *e = NULL;
@@ -137,7 +139,13 @@ static int applied_past(kvStore *meta, int p, uint64_t seq)
         return 0;
     uint64_t a = strtoull(kvEntry_ValueString(e), NULL, 10);
     kvEntry_Destroy(e);
-    return a >= seq;
+    return a;
+}
+
+/* Whether partition p's owner recorded an applied sequence >= seq. */
+static int applied_past(kvStore *meta, int p, uint64_t seq)
+{
+    return cluster_applied_of(meta, p) >= seq;
 }
 
 int cluster_forget(struct cluster *c, const char *user, const char *who, int64_t wait_ms, FILE *out,

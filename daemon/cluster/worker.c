@@ -92,6 +92,8 @@ struct part {
     struct reach reach;      /* whether they were out of reach during an event */
     natsSubscription *dry;   /* mktd.dry.<p> while the shard is open */
     int graph_active;        /* the graph, with campaigns to run: it reads every partition */
+    int graph_reads;         /* its config has a graph campaign: the graph reads every
+                                partition, this one's events too */
 };
 
 struct worker {
@@ -518,17 +520,22 @@ static void set_aside(struct worker *w, int idx, uint64_t sseq, const struct eve
 /* app.p<N> = "<applied stream seq> <messages waiting after it> <ticks
  * applied>", as the owner last saw them (mktd cluster status: applied_seq,
  * lag, and events = messages less ticks) */
-static void put_applied(struct worker *w, int idx)
+static void put_applied_at(struct worker *w, int idx, uint64_t applied)
 {
     struct part *p = &w->p[idx];
     char key[32], v[48];
     snprintf(key, sizeof(key), "app.p%d", idx);
-    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64 " %" PRIu64, p->applied, p->pending, p->ticks);
+    snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64 " %" PRIu64, applied, p->pending, p->ticks);
     uint64_t rev;
     if (kvStore_Put(&rev, w->meta, key, v, (int)strlen(v)) == NATS_OK) {
         p->app_put_ms = wall_ms();
-        p->app_put = p->applied;
+        p->app_put = applied;
     }
+}
+
+static void put_applied(struct worker *w, int idx)
+{
+    put_applied_at(w, idx, w->p[idx].applied);
 }
 
 /* delete: the ephemeral consumer too (else its server drops it once it
@@ -664,6 +671,9 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
     struct errs errs = {0};
     struct config *cfg = partition_config(w, idx, name, text, len, &errs);
     *outs = (struct graph_outputs){0};
+    int reads = 0;
+    for (size_t i = 0; cfg && i < cfg->n_campaigns; i++)
+        reads |= graph_campaign(&cfg->campaigns[i]);
     if (cfg && is_graph(w, idx)) {
         outs->o = outputs_cfg_dup(cfg->outputs, cfg->n_outputs);
         outs->n = cfg->n_outputs;
@@ -678,6 +688,8 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
     errs_free(&errs);
     if (!wd && cfg)
         config_free(cfg);
+    if (wd)
+        w->p[idx].graph_reads = reads;
     return wd;
 }
 
@@ -957,9 +969,27 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
     }
     if (commit_upto(w, idx, sseq) < 0)
         return -1;
-    int erased = 0, deliveries = 0;
-    if ((int)cluster_partition(user, (size_t)len, w->n) == idx)
-        erased = cluster_erase_user(w->c, idx, user, sseq, &deliveries);
+    /* The user's events leave the stream once both their readers are
+     * past them: the user's partition and, while a graph campaign runs,
+     * the graph (which reads every partition). Each, at its forget (the
+     * graph's is partition 0's copy, published before the others), says
+     * where it stands, then erases what the other has applied too; the
+     * second to come erases the rest. The deliveries to the user have
+     * the one reader. */
+    int home = (int)cluster_partition(user, (size_t)len, w->n), erased = 0, deliveries = 0;
+    int graph = is_graph(w, idx) && p->graph_active;
+    if (home == idx || graph) {
+        uint64_t events_before = sseq;
+        if (graph || p->graph_reads) {
+            /* the message before the forget: mktd forget waits for the
+             * forget itself, which comes once the erasing is done */
+            put_applied_at(w, idx, before);
+            uint64_t other = cluster_applied_of(w->meta, graph ? home : w->n);
+            if (other < events_before)
+                events_before = other + 1;
+        }
+        erased = cluster_erase_user(w->c, home, user, graph ? 0 : sseq, events_before, &deliveries);
+    }
     /* the deliveries erased were counted with the ticks (status's events
      * are the messages less the ticks); the batch's commit records it */
     p->ticks -= (uint64_t)deliveries <= p->ticks ? (uint64_t)deliveries : p->ticks;

@@ -9,6 +9,7 @@ partition and of the graph. Against a real three-node
 NATS JetStream cluster on 127.0.0.1."""
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -295,6 +296,73 @@ def test_a_graph_action_for_a_user_forgotten_in_the_same_fetch_goes_home():
         # delivery erased with the user's signup was no event)
         W.wait_for("status to count the partition's events",
                    lambda: W.status(cfg)["partitions"][home]["events"] == 1, 20)
+
+
+def test_the_users_events_stay_in_the_stream_until_the_graph_read_them():
+    """The graph behind the user's partition when that partition applies
+    the forget (the graph's lease held by another, which never applies
+    it): the user's events stay in the stream, since the graph has not
+    read them; once the graph runs, it reads them (the referrer's
+    commission on the user's order is paid), applies the forget and
+    erases them. Erased at the forget, they were lost to the graph: no
+    commission."""
+    nc, d, ws = W.setup(1, CAMPAIGNS)
+    cfg = ws[0].cfg
+    home = W.partition_of(GONE)
+    ref = next(u for u in (f"r{i}" for i in range(1000)) if W.partition_of(u) != home)
+    stop = threading.Event()
+
+    def ghost():  # the graph's lease, renewed by no worker of this cluster
+        while not stop.is_set():
+            nc.publish(f"$KV.MKTD_EVENTS_leases.p{W.PARTITIONS}", "ghost")
+            stop.wait(0.3)
+    holder = threading.Thread(target=ghost, daemon=True)
+    holder.start()
+    fg = None
+    try:
+        W.wait_for("the ghost's lease", lambda: W.status(cfg)["graph"]["owner"] == "ghost", 10)
+        with W.workers_running(ws):
+            ws[0].start()
+            W.wait_for("w1 owns every partition",
+                       lambda: W.owners(cfg) == ["w1"] * W.PARTITIONS, 20)
+            W.publish(cfg, [{"id": "s1", "type": "user.signup", "user": GONE, "ts": W.T0,
+                             "props": {"referrer": ref}},
+                            {"id": "s2", "type": "order.paid", "user": GONE, "ts": W.T0 + 1000,
+                             "props": {"order_id": "so1", "amount": 5000}}])
+            W.wait_for("the user's events applied", lambda: W.applied_all(cfg, ws, 2), 40)
+            W.wait_for("status to count them",
+                       lambda: W.status(cfg)["partitions"][home]["events"] == 2, 20)
+            fg = subprocess.Popen(command("forget", "-c", cfg, GONE), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+            # the partition logs the forget once it has erased what it may
+            W.wait_for("the user's partition to apply the forget", lambda: re.search(
+                rf"partition {home}: forgotten:\S+ forgotten at stream sequence",
+                open(ws[0].log, errors="replace").read()), 30)
+            assert W.status(cfg)["partitions"][home]["events"] == 2, ws[0].tail()
+            assert W.status(cfg)["graph"]["owner"] == "ghost"
+
+            stop.set()
+            W.wait_for("w1 to take the graph", lambda: W.status(cfg)["graph"]["owner"] == "w1",
+                       20)
+            out, err = fg.communicate(timeout=slow(60))
+            fg = None
+            ps = json.loads(out)["pseudonym"]
+            shards = W.current_shards(cfg, ws)
+
+            def commission():
+                return W.shard_rows(shards[W.partition_of(ref)], "SELECT user, payload FROM "
+                                    "actions WHERE kind = 'referral.commission'")
+            got = W.wait_for("the referrer's commission", commission, 30)
+            assert [(u, json.loads(pl)["buyer"]) for u, pl in got] == [(ref, ps)], got
+            W.wait_for("the graph to erase the user's events",
+                       lambda: W.status(cfg)["partitions"][home]["events"] == 0, 20)
+            assert not graph_naming(cfg, ws, [GONE])
+            assert GONE not in open(ws[0].log, errors="replace").read()
+    finally:
+        stop.set()
+        if fg:
+            fg.kill()
+            fg.communicate()
 
 
 def test_export_asks_the_owners_and_http_serves_export_and_forget():
