@@ -22,9 +22,11 @@ order, 40,000 users, no ts), written once to files that every phase reads.
              event is in w1's shards (w2's partitions replayed from its
              last snapshot or from sequence 1) and every action published.
 
-"Every action published": the sum over partitions of actions_published
-(`mktd cluster status --format json`) equals the number of actions rows
-in the current owners' shards.
+"Every action published": every action of the graph's shard is
+delivered (its key kept in its user's partition's shard, recorded or
+capped there), and the sum over partitions of actions_published (`mktd
+cluster status --format json`) equals the number of actions rows in the
+current owners' shards.
 
 CPU: utime + stime of every process of a phase (/proc/<pid>/stat for the
 daemon, workers and nats-servers, wait4 for `mktd send` and `mktd
@@ -219,8 +221,16 @@ def wait_until(what, pred, timeout, every=0.1):
 
 
 def actions_settled(d, cfg, owners):
-    """Once the owners' shards' actions are all published: their number."""
+    """Once the graph's actions are all delivered (each one's key kept in
+    its user's partition, recorded or capped there) and the owners'
+    shards' actions are all published: their number."""
     st = status(cfg)
+    graph = st["graph"].get("owner")
+    if graph:
+        made = shard_count(f"{d}/{graph}/mktd.db.graph", "actions")
+        got = applied(d, owners, "uniques WHERE ns = 'mktd:delivered'")
+        if got < made:
+            return None
     pub = sum(max(p.get("actions_published", 0), 0) for p in st["partitions"])
     rows = applied(d, owners, "actions")
     return rows if pub == rows else None
