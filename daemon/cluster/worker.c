@@ -881,8 +881,14 @@ static int may_apply(struct worker *w, int idx)
     return ok;
 }
 
-/* One fetch of partition idx applied and committed: the messages applied,
- * or -1 when the partition must be closed (and opened again). */
+/* A partition's capped actions since its last commit, added to the worker's
+ * counts (under mu). */
+static void add_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
+{
+    struct worker *w = arg;
+    pair_counts_add(&w->capped, cap, campaign, n);
+}
+
 /* Commits the open batch with sseq as the applied sequence. 0, or -1. */
 static int commit_upto(struct worker *w, int idx, uint64_t sseq)
 {
@@ -896,6 +902,7 @@ static int commit_upto(struct worker *w, int idx, uint64_t sseq)
     pthread_mutex_lock(&w->mu);
     p->committed = sseq;
     p->lag = p->pending;
+    engine_capped_take(p->e, add_capped, w); /* the worker's counts (/metrics) */
     pthread_mutex_unlock(&w->mu);
     return 0;
 }
@@ -1083,14 +1090,8 @@ static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus
     return 0;
 }
 
-/* A partition's capped actions since its last commit, added to the worker's
- * counts (under mu). */
-static void add_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
-{
-    struct worker *w = arg;
-    pair_counts_add(&w->capped, cap, campaign, n);
-}
-
+/* One fetch of partition idx applied and committed: the messages applied,
+ * or -1 when the partition must be closed (and opened again). */
 static int apply_batch(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
@@ -1288,9 +1289,6 @@ static int apply_batch(struct worker *w, int idx)
         p->ticks += ticks;
         atomic_fetch_add(&w->n_applied, applied);
         p->quiet_since = wall_ms();
-        pthread_mutex_lock(&w->mu);
-        engine_capped_take(p->e, add_capped, w);
-        pthread_mutex_unlock(&w->mu);
         queue_actions(w, idx);
         register_codes(w, idx);
         /* at once after a tick, so that status's events (messages less
