@@ -1523,9 +1523,13 @@ static void worker_metrics(void *arg, struct sbuf *b)
     metric_head(b, "mktd_actions_capped_total", "counter",
                 "Actions a frequency cap kept out, by cap and campaign, in the partitions "
                 "applied here.");
-    for (size_t i = 0; i < w->capped.n; i++)
-        sb_fmt(b, "mktd_actions_capped_total{cap=\"%s\",campaign=\"%s\"} %" PRIu64 "\n",
-               w->capped.v[i].a, w->capped.v[i].b, w->capped.v[i].n);
+    for (size_t i = 0; i < w->capped.n; i++) {
+        sb_str(b, "mktd_actions_capped_total{cap=\"");
+        sb_label(b, w->capped.v[i].a);
+        sb_str(b, "\",campaign=\"");
+        sb_label(b, w->capped.v[i].b);
+        sb_fmt(b, "\"} %" PRIu64 "\n", w->capped.v[i].n);
+    }
     pthread_mutex_unlock(&w->mu);
     static const struct {
         const char *name, *help;

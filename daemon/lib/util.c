@@ -289,6 +289,18 @@ void sb_fmt(struct sbuf *b, const char *fmt, ...)
     free(big);
 }
 
+void sb_label(struct sbuf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sb_fmt(b, "\\%c", *v);
+        else if (*v == '\n')
+            sb_add(b, "\\n", 2);
+        else
+            sb_add(b, v, 1);
+    }
+}
+
 void sb_json_str_or_null(struct sbuf *b, const char *s)
 {
     if (s)

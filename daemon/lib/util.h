@@ -55,6 +55,9 @@ void sb_fmt(struct sbuf *b, const char *fmt, ...) MKTD_PRINTF_FMT(2, 3);
 void sb_json_str(struct sbuf *b, const char *s, size_t n);
 /* Appends s (NUL-terminated) as a JSON string literal, or null for NULL. */
 void sb_json_str_or_null(struct sbuf *b, const char *s);
+/* Appends v as the value of a Prometheus label (\\, \" and \n escaped;
+ * no quotes). */
+void sb_label(struct sbuf *b, const char *v);
 void sb_free(struct sbuf *b);
 
 /* malloc that aborts on failure; strdup likewise. */

@@ -82,14 +82,10 @@ void metrics_commit(struct metrics *m, int batch, int64_t us, int ok)
 /* A label value: backslash, quote and newline escaped. */
 static void add_label(struct evbuffer *out, const char *v)
 {
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(out, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(out, "\\n", 2);
-        else
-            evbuffer_add(out, v, 1);
-    }
+    struct sbuf b = {0};
+    sb_label(&b, v);
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
 }
 
 static void render_gauge(void *arg, const char *campaign, const char *plugin, const char *name,

@@ -72,6 +72,9 @@ int main(void)
     sb_json_str(&b, "a\"b\\c\n\x01", 7);
     CHECK_STR(b.s, "\"a\\\"b\\\\c\\n\\u0001\"");
     sb_free(&b);
+    sb_label(&b, "a\"b\\c\nd");
+    CHECK_STR(b.s, "a\\\"b\\\\c\\nd"); /* a\"b\\c\nd */
+    sb_free(&b);
 
     struct errs e = {0};
     errs_add(&e, "f:%d:%d: %s", 1, 2, "bad");
