@@ -20,6 +20,12 @@
 /* A dry request with this header is explained, whatever its line says
  * (HTTP ?explain=1). */
 #define CLUSTER_EXPLAIN_HEADER "Mktd-Explain"
+/* A real event published with this header (an inbox) asked for its
+ * explanation (spec 10): the owner of its partition, and the graph's when
+ * a graph campaign runs, send their answer lines there once the event is
+ * committed, with header CLUSTER_EXPLAINED_BY ("partition" or "graph"). */
+#define CLUSTER_EXPLAIN_TO "Mktd-Explain-To"
+#define CLUSTER_EXPLAINED_BY "Mktd-Explained-By"
 /* A request on mktd.dry.<p> with this header (who asked, for the shard's
  * oplog) is an export (spec 14): the user id as body, answered with the
  * control line's answer, {"status":"ok","export":{...}} (net/admin.h). */

@@ -270,6 +270,145 @@ static char *dry_run(struct cluster *c, const struct event *ev, int partitions, 
     return a;
 }
 
+/* The answer of a stored event (rest: its partition and seq) from its
+ * owners' answer line (line, freed): "explain" added when they evaluated
+ * it, duplicate when the partition had applied its id before, and when a
+ * plugin failed on it (set aside: mktd cluster failed) the failure's
+ * detail with "explain":null. */
+static char *stored_explained(char *line, const char *echo, const char *rest)
+{
+    json_t *j = json_loads(line, 0, NULL);
+    free(line);
+    const char *st = json_string_value(json_object_get(j, "status"));
+    json_t *x = json_object_get(j, "explain");
+    struct sbuf b = {0};
+    sb_str(&b, rest);
+    char *answer;
+    if (st && strcmp(st, "duplicate") == 0) {
+        answer = answer_of(echo, "duplicate", rest);
+    } else {
+        char *text = st && strcmp(st, "ok") == 0 && json_is_array(x)
+                         ? json_dumps(x, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                         : NULL;
+        if (text) {
+            sb_fmt(&b, ",\"explain\":%s", text);
+        } else {
+            const char *why = json_string_value(json_object_get(j, "detail"));
+            sb_str(&b, ",\"explain\":null,\"detail\":");
+            struct sbuf d = {0};
+            sb_fmt(&d, "stored, then set aside by its partition (mktd cluster failed): %s",
+                   why ? why : "no explanation came back");
+            sb_json_str(&b, d.s, d.len);
+            sb_free(&d);
+        }
+        free(text);
+        answer = answer_of(echo, "ok", b.s);
+    }
+    sb_free(&b);
+    json_decref(j);
+    return answer;
+}
+
+/* A real event that asks for its explanation (spec 10 and 18): published
+ * as any event, with header CLUSTER_EXPLAIN_TO naming an inbox of this
+ * call, and answered once stored and explained: the stored event's answer
+ * ({"id","status":"ok","partition","seq"}) with the explanation of its
+ * partition's owner, and the graph's after it when a graph campaign runs.
+ * Stored but not explained within the wait (its owner behind, or being
+ * taken over): the stored answer with "explain":null and a detail. */
+static char *explained_run(struct cluster *c, const struct event *ev, int partitions,
+                           const char *line, size_t len, const char *echo)
+{
+    uint32_t part = cluster_partition(ev->user, strlen(ev->user), partitions);
+    char subject[64], msg_id[CLUSTER_MSG_ID_LEN + 1], detail[300];
+    cluster_event_subject(part, subject, sizeof(subject));
+    cluster_msg_id(ev->user, ev->id, msg_id);
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK)
+        s = natsConnection_SubscribeSync(&sub, c->nc, inbox);
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    while (s == NATS_OK) {
+        natsMsg *m = NULL;
+        s = natsMsg_Create(&m, subject, NULL, line, (int)len);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, CLUSTER_EXPLAIN_TO, inbox);
+        if (s == NATS_OK)
+            s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
+        natsMsg_Destroy(m);
+        if (s == NATS_OK || !cluster_retry_until(deadline, s))
+            break;
+        s = NATS_OK;
+    }
+    char *answer = NULL;
+    if (s != NATS_OK) {
+        cluster_errf(detail, sizeof(detail), "not stored: publishing", s, jerr);
+        answer = error_answer(echo, "internal", detail);
+        goto out;
+    }
+    char rest[96];
+    snprintf(rest, sizeof(rest), ",\"partition\":%" PRIu32 ",\"seq\":%" PRIu64, part, pa->Sequence);
+    if (pa->Duplicate) { /* stored before: not applied again, nothing to explain */
+        answer = answer_of(echo, "duplicate", rest);
+        goto out;
+    }
+    /* the partition's answer line, then the graph's when it says so */
+    char *got[2] = {NULL, NULL};
+    int want_graph = 0;
+    int64_t until = wall_ms() + c->cfg->takeover_ms + DRY_WAIT_MS;
+    while (!got[0] || (want_graph && !got[1])) {
+        int64_t left = until - wall_ms();
+        natsMsg *m = NULL;
+        if (left <= 0 || natsSubscription_NextMsg(&m, sub, left) != NATS_OK)
+            break;
+        const char *by = NULL;
+        int graph = natsMsgHeader_Get(m, CLUSTER_EXPLAINED_BY, &by) == NATS_OK && by &&
+                    strcmp(by, "graph") == 0;
+        if (!got[graph]) {
+            got[graph] = xmalloc((size_t)natsMsg_GetDataLength(m) + 1);
+            memcpy(got[graph], natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+            got[graph][natsMsg_GetDataLength(m)] = 0;
+            if (!graph) {
+                json_t *j = json_loads(got[0], 0, NULL);
+                want_graph = json_is_true(json_object_get(j, "graph"));
+                json_decref(j);
+            }
+        }
+        natsMsg_Destroy(m);
+    }
+    if (!got[0] || (want_graph && !got[1])) {
+        snprintf(detail, sizeof(detail),
+                 ",\"explain\":null,\"detail\":\"stored, not explained within %" PRId64
+                 " s: the owner of %s has not applied it yet\"",
+                 (c->cfg->takeover_ms + DRY_WAIT_MS) / 1000,
+                 got[0] ? "the graph" : "its partition");
+        struct sbuf b = {0};
+        sb_str(&b, rest);
+        sb_str(&b, detail);
+        answer = answer_of(echo, "ok", b.s);
+        sb_free(&b);
+    } else {
+        char *merged = got[1] ? dry_merge(got[0], got[1]) : got[0];
+        got[0] = NULL;
+        answer = stored_explained(merged, echo, rest);
+    }
+    free(got[0]);
+    free(got[1]);
+out:
+    jsPubAck_Destroy(pa);
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    return answer;
+}
+
 /* A control line's answer (net/admin.h), run through the cluster: a forget
  * to every partition (answered once applied, or "queued"), an export from
  * the owners. */
@@ -339,10 +478,8 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
             answer = dry_run(c, &ev, partitions, line, len, echo);
             event_clear(&ev);
         } else if (ev.explain) {
-            answer = error_answer(echo, "unsupported",
-                                  "a real event is explained by a single daemon only: in cluster "
-                                  "mode send it with \"dry\":true and \"explain\":true to see "
-                                  "what it would do");
+            /* stored, then answered once its owners explained it */
+            answer = explained_run(c, &ev, partitions, line, len, echo);
             event_clear(&ev);
         }
     }
@@ -350,8 +487,10 @@ static int one_line(struct cluster *c, struct pub *p, int partitions,
         pthread_mutex_lock(&p->mu);
         slot_of(p, idx)->answer = answer;
         slot_of(p, idx)->id = echo;
-        if (strstr(answer, "\"status\":\"ok\"")) /* a dry run */
+        if (strstr(answer, "\"status\":\"ok\"")) /* a dry run, an explained event */
             p->ok++;
+        else if (strstr(answer, "\"status\":\"duplicate\""))
+            p->dup++;
         else
             p->err++;
         pthread_mutex_unlock(&p->mu);

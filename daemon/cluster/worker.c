@@ -94,6 +94,8 @@ struct part {
     int graph_active;        /* the graph, with campaigns to run: it reads every partition */
     int graph_reads;         /* its config has a graph campaign: the graph reads every
                                 partition, this one's events too */
+    struct sbuf explained;   /* explanations asked for by the batch's events (inbox, NUL,
+                                answer line, NUL; ...): sent once it is committed */
 };
 
 struct worker {
@@ -627,6 +629,7 @@ static void close_part(struct worker *w, int idx)
     p->e = NULL;
     p->st = NULL;
     p->open = 0;
+    sb_free(&p->explained); /* uncommitted: their events are applied again */
     if (ours)
         put_applied(w, idx);
     log_info("partition %d: closed at stream sequence %" PRIu64, idx, p->applied);
@@ -881,6 +884,55 @@ static int may_apply(struct worker *w, int idx)
     return ok;
 }
 
+/* A real event that asked for its explanation (header CLUSTER_EXPLAIN_TO,
+ * spec 10 and 18): its answer line kept for the inbox the header names,
+ * as a single daemon would answer it, with "graph":true when the graph
+ * explains it too (its campaigns, which this partition leaves out). */
+static void explain_keep(struct worker *w, int idx, const char *to, const struct event *ev,
+                         enum eng_result r, const struct eng_report *rep, const char *detail)
+{
+    struct part *p = &w->p[idx];
+    struct sbuf *b = &p->explained;
+    sb_add(b, to, strlen(to) + 1);
+    sb_str(b, "{\"id\":");
+    sb_json_str_or_null(b, ev->id);
+    if (r == ENG_DUPLICATE) {
+        sb_str(b, ",\"status\":\"duplicate\"");
+    } else if (r == ENG_INTERNAL) {
+        sb_str(b, ",\"status\":\"error\",\"error\":\"internal\",\"detail\":");
+        sb_json_str_or_null(b, detail);
+    } else {
+        char *x =
+            rep->explain ? json_dumps(rep->explain, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        sb_fmt(b, ",\"status\":\"ok\",\"explain\":%s", x ? x : "[]");
+        free(x);
+        if (!is_graph(w, idx) && p->graph_reads)
+            sb_str(b, ",\"graph\":true");
+    }
+    sb_add(b, "}\n", 3); /* with its NUL */
+}
+
+/* The kept explanations sent (their events are committed) and dropped. */
+static void explain_send(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    for (size_t at = 0; at < p->explained.len;) {
+        const char *to = p->explained.s + at, *line = to + strlen(to) + 1;
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, to, NULL, line, (int)strlen(line));
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, CLUSTER_EXPLAINED_BY,
+                                  is_graph(w, idx) ? "graph" : "partition");
+        if (s == NATS_OK)
+            s = natsConnection_PublishMsg(w->c->nc, m);
+        if (s != NATS_OK)
+            log_warn("partition %d: an explanation not sent: %s", idx, natsStatus_GetText(s));
+        natsMsg_Destroy(m);
+        at = (size_t)(line - p->explained.s) + strlen(line) + 1;
+    }
+    p->explained.len = 0;
+}
+
 /* A partition's capped actions since its last commit, added to the worker's
  * counts (under mu). */
 static void add_capped(void *arg, const char *cap, const char *campaign, uint64_t n)
@@ -904,6 +956,7 @@ static int commit_upto(struct worker *w, int idx, uint64_t sseq)
     p->lag = p->pending;
     engine_capped_take(p->e, add_capped, w); /* the worker's counts (/metrics) */
     pthread_mutex_unlock(&w->mu);
+    explain_send(w, idx);
     return 0;
 }
 
@@ -1248,10 +1301,17 @@ static int apply_batch(struct worker *w, int idx)
             log_warn("partition %d: stream sequence %" PRIu64 " skipped: %s", idx, sseq, detail);
             continue;
         }
-        if (ev.dry || ev.explain) {
+        if (ev.dry) {
             event_clear(&ev);
             continue;
         }
+        /* explained when its sender waits for it (an explain of the
+         * line alone, without the header, is no one's to read) */
+        const char *to = NULL;
+        if (natsMsgHeader_Get(m, CLUSTER_EXPLAIN_TO, &to) != NATS_OK || !to || !*to)
+            to = NULL;
+        ev.explain = to != NULL;
+        struct eng_report rep = {0};
         if (!ev.has_ts) {
             ev.has_ts = 1;
             ev.ts = ms;
@@ -1260,7 +1320,13 @@ static int apply_batch(struct worker *w, int idx)
         if (engine_advance(p->e, ms) < 0)
             log_error("partition %d: stream sequence %" PRIu64 ": timers failed", idx, sseq);
         p->reach.down = NULL;
-        if (engine_event(p->e, &ev, ms, &n_actions, NULL, detail, sizeof(detail)) == ENG_INTERNAL) {
+        enum eng_result r =
+            engine_event(p->e, &ev, ms, &n_actions, to ? &rep : NULL, detail, sizeof(detail));
+        if (to && !(r == ENG_INTERNAL && p->reach.down))
+            explain_keep(w, idx, to, &ev, r, &rep, detail);
+        json_decref(rep.actions);
+        json_decref(rep.explain);
+        if (r == ENG_INTERNAL) {
             if (p->reach.down) {
                 /* the budgets' pool or the code registry was out of
                  * reach: no fault of the event's. What came before it is

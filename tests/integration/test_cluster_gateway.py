@@ -84,10 +84,14 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         assert ask(s, r, ev(0))["status"] == "duplicate"
         a = ask(s, r, "{not json")
         assert (a["status"], a["error"]) == ("error", "invalid_json"), a
-        # a real event cannot be explained through the stream; a dry one is
-        # answered by its partition's owner (test_dry_runs_are_answered_by_the_owner)
+        # a real event explained: stored, then answered once its owner
+        # applied it, with the decisions (u49's first order: the coupon)
         a = ask(s, r, ev(99, explain=True))
-        assert (a["status"], a["error"]) == ("error", "unsupported"), a
+        assert a["status"] == "ok" and a["id"] == "gw99" and a["seq"] > seqs[-1], a
+        assert a["partition"] == W.partition_of("u49"), a
+        ran = {(x["campaign"], x["outcome"], x.get("actions")) for x in a["explain"]}
+        assert ("welcome", "ran", 1) in ran, a
+        assert ask(s, r, ev(99, explain=True))["status"] == "duplicate"
         s.close()
 
         # a wrong token: unauthorized, and the connection closed
@@ -134,12 +138,12 @@ def test_a_worker_takes_events_on_its_listen_addresses():
         u.close()
 
         # every event stored once was applied once
-        shards = W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, 1006), 40)
+        shards = W.wait_for("every event applied", lambda: W.applied_all(cfg, ws, 1007), 40)
         ids = []
         for path in shards.values():
             ids += W.shard_event_ids(path)
         assert sorted(ids) == sorted([f"gw{i}" for i in range(5)] + [e["id"] for e in many]
-                                     + ["gw5000"])
+                                     + ["gw99", "gw5000"])
 
         # a client still sending when the worker stops gets its answers
         s, r = connect_tcp(port)
@@ -477,6 +481,14 @@ def test_dry_runs_are_answered_by_the_owner():
         a = quote(ann, 12, explain=True)
         outcomes = {(x["campaign"], x["outcome"]) for x in a["explain"]}
         assert ("fullcut", "ran") in outcomes and ("welcome", "not_matched") in outcomes, a
+        # a real order explained (stored, applied by w2, answered through
+        # w1): the explanation its dry twin gave just before
+        order = {"order_id": "a2", "amount": 25000}
+        twin = ask(u, r, ev(13, user=ann, dry=True, explain=True, props=order))
+        real = ask(u, r, ev(13, user=ann, explain=True, props=order))
+        assert real["status"] == "ok" and real["partition"] == W.partition_of(ann), real
+        assert real["seq"] > 0 and "dry" not in real and "actions" not in real, real
+        assert real["explain"] == twin["explain"] and twin["explain"], (real, twin)
         u.close()
 
         # mktd publish serves dry lines the same way, in input order
@@ -490,12 +502,12 @@ def test_dry_runs_are_answered_by_the_owner():
 
         # nothing of a dry run was kept: only the two real orders applied,
         # and the only actions are theirs
-        shards = W.wait_for("the real orders applied", lambda: W.applied_all(cfg, ws, 2), 30)
+        shards = W.wait_for("the real orders applied", lambda: W.applied_all(cfg, ws, 3), 30)
         ids = []
         for path in shards.values():
             ids += W.shard_event_ids(path)
-        assert sorted(ids) == ["gw1", "gw21"], ids
-        acts = W.wait_for("the actions", lambda: (lambda a: a if len(a) == 2 else None)(
+        assert sorted(ids) == ["gw1", "gw13", "gw21"], ids
+        acts = W.wait_for("the actions", lambda: (lambda a: a if len(a) == 3 else None)(
             W.stream_actions(cfg)), 20)
         assert sorted((a["user"], a["kind"]) for a in acts) == sorted(
-            [(ann, "coupon.issued"), ("cat", "coupon.issued")]), acts
+            [(ann, "coupon.issued"), (ann, "promotion.applied"), ("cat", "coupon.issued")]), acts

@@ -270,6 +270,35 @@ def test_referral_across_partitions_and_graph_takeover():
             assert "(the graph, reading every partition)" in f.read()
 
 
+def test_a_real_event_is_explained_by_its_partition_and_the_graph():
+    """A real signup with explain (mktd publish): stored, applied, and
+    answered with the explanation of its partition's campaigns and then of
+    the graph's, as its dry twin just before was; the binding it explained
+    is the graph's."""
+    nc, d, ws = W.setup(2, CAMPAIGNS)
+    cfg = ws[0].cfg
+    with W.workers_running(ws):
+        W.start_fair(ws)
+        W.publish(cfg, [{"id": "h1", "type": "user.signup", "user": "host", "ts": W.T0}])
+        W.wait_for("host's signup applied", lambda: W.applied_all(cfg, ws, 1), 30)
+        signup = {"id": "h2", "type": "user.signup", "user": "guest", "ts": W.T0 + 1000,
+                  "props": {"referrer": "host"}, "explain": True}
+        twin, real = [json.loads(x) for x in W.publish(
+            cfg, [dict(signup, dry=True), signup]).stdout.splitlines()]
+        assert twin["status"] == "ok" and twin["dry"] is True, twin
+        assert real["status"] == "ok" and real["seq"] > 0, real
+        assert real["partition"] == W.partition_of("guest"), real
+        assert real["explain"] == twin["explain"], (real, twin)
+        # the partition's campaigns first (welcome waits for an order),
+        # then the graph's (invite binds guest to host)
+        got = [(x["campaign"], x["outcome"]) for x in real["explain"] if x["depth"] == 0]
+        assert got[0] == ("welcome", "not_matched") and ("invite", "ran") in got[1:], real
+        graph = W.wait_for("the graph's binding", lambda: (lambda g: g if g and W.shard_rows(
+            g, "SELECT count(*) FROM actions WHERE kind = 'referral.bound' AND user = 'guest'")[
+            0][0] == 1 else None)(graph_shard(cfg, ws)), 30)
+        assert graph
+
+
 def test_graph_follows_config_messages_until_a_referral_campaign_comes():
     """Without a referral campaign the graph reads only partition 0's
     subject; `mktd cluster reload` with one makes it read every partition
