@@ -159,22 +159,51 @@ static int is_graph(const struct worker *w, int idx)
  * as a referral's are), and a campaign chained on their actions. */
 static const char *const graph_plugins[] = {"referral", "groupbuy"};
 
-static int graph_campaign(const struct campaign_cfg *cc)
+/* An action kind of the graph's plugins ("referral.commission"). */
+static int graph_kind(const char *kind)
 {
     for (size_t k = 0; k < sizeof(graph_plugins) / sizeof(graph_plugins[0]); k++) {
         size_t n = strlen(graph_plugins[k]);
+        if (strncmp(kind, graph_plugins[k], n) == 0 && kind[n] == '.')
+            return 1;
+    }
+    return 0;
+}
+
+static int graph_campaign(const struct campaign_cfg *cc)
+{
+    for (size_t k = 0; k < sizeof(graph_plugins) / sizeof(graph_plugins[0]); k++)
         if (strcmp(cc->plugin, graph_plugins[k]) == 0)
             return 1;
-        for (size_t i = 0; i < cc->n_events; i++)
-            if (strncmp(cc->events[i], graph_plugins[k], n) == 0 && cc->events[i][n] == '.')
-                return 1;
-    }
+    for (size_t i = 0; i < cc->n_events; i++)
+        if (graph_kind(cc->events[i]))
+            return 1;
     return 0;
 }
 
 static int user_campaign(const struct campaign_cfg *cc)
 {
     return !graph_campaign(cc);
+}
+
+/* A cap whose kinds only the graph's plugins emit (referral.*,
+ * groupbuy.*): every action it counts is the graph's, so the graph
+ * decides it when its campaign emits, as one daemon does (the plugin is
+ * told MKTD_CAPPED: a capped commission is not clawed back). A cap with
+ * other kinds too counts actions of both sides: it decides in the user's
+ * partition, where the graph's actions are delivered (docs/cluster.md,
+ * "Where its actions go"). */
+static int graph_cap(const struct cap_cfg *k)
+{
+    for (size_t i = 0; i < k->n_kinds; i++)
+        if (!graph_kind(k->kinds[i]))
+            return 0;
+    return k->n_kinds > 0;
+}
+
+static int user_cap(const struct cap_cfg *k)
+{
+    return !graph_cap(k);
 }
 
 /* A partition's shard: <database>.p<N>, the graph's <database>.graph. */
@@ -681,10 +710,10 @@ static struct world *build_world(struct worker *w, int idx, const char *name, co
         outs->o = outputs_cfg_dup(cfg->outputs, cfg->n_outputs);
         outs->n = cfg->n_outputs;
     }
-    if (cfg)
+    if (cfg) {
         config_keep_campaigns(cfg, is_graph(w, idx) ? graph_campaign : user_campaign);
-    if (cfg && is_graph(w, idx))
-        config_drop_caps(cfg); /* they apply where its actions are delivered */
+        config_keep_caps(cfg, is_graph(w, idx) ? graph_cap : user_cap);
+    }
     struct world *wd = cfg ? world_build(cfg, &errs) : NULL;
     for (size_t i = 0; i < errs.n; i++)
         log_error("partition %d: %s", idx, errs.msg[i]);

@@ -1247,14 +1247,24 @@ size_t config_keep_campaigns(struct config *c, int (*keep)(const struct campaign
     return n;
 }
 
-void config_drop_caps(struct config *c)
+static void cap_clear(struct cap_cfg *k)
 {
+    free(k->id);
+    strv_free(k->kinds, k->n_kinds);
+    free(k->kinds_json);
+}
+
+size_t config_keep_caps(struct config *c, int (*keep)(const struct cap_cfg *k))
+{
+    size_t n = 0;
     for (size_t i = 0; i < c->n_caps; i++) {
-        free(c->caps[i].id);
-        strv_free(c->caps[i].kinds, c->caps[i].n_kinds);
-        free(c->caps[i].kinds_json);
+        if (keep && keep(&c->caps[i]))
+            c->caps[n++] = c->caps[i];
+        else
+            cap_clear(&c->caps[i]);
     }
-    c->n_caps = 0;
+    c->n_caps = n;
+    return n;
 }
 
 void config_free(struct config *c)
@@ -1282,7 +1292,7 @@ void config_free(struct config *c)
     free(c->campaigns);
     outputs_cfg_free(c->outputs, c->n_outputs);
     strv_free(c->groups, c->n_groups);
-    config_drop_caps(c);
+    config_keep_caps(c, NULL);
     free(c->caps);
     free(c);
 }

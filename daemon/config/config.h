@@ -167,9 +167,10 @@ void config_free(struct config *c);
  * the rest stay as they are): cluster mode splits a config's campaigns
  * between the user partitions and the graph. How many are left. */
 size_t config_keep_campaigns(struct config *c, int (*keep)(const struct campaign_cfg *cc));
-/* Removes every cap (cluster mode: the graph's actions are capped where
- * they are delivered). */
-void config_drop_caps(struct config *c);
+/* Keeps the caps keep() says yes to (NULL: none), in their order: cluster
+ * mode splits them between the graph and the user partitions. How many
+ * are left. */
+size_t config_keep_caps(struct config *c, int (*keep)(const struct cap_cfg *k));
 
 /* Cluster mode's config messages (spec 18: config changes reach workers
  * through the stream). A config's top-level blocks other than `daemon`
