@@ -230,6 +230,10 @@ int cluster_partitions_of(struct cluster *c, char *err, size_t errlen);
  * known (privacy.c). */
 uint64_t cluster_applied_of(kvStore *meta, int p);
 
+/* Erases the event stream's message seq (overwritten, then removed;
+ * partition idx's, for the log). 0, or -1 (logged). */
+int cluster_erase_msg(struct cluster *c, int idx, uint64_t seq);
+
 /* Erases from the event stream partition idx's events of user with a
  * stream sequence below events_before, and the graph's actions delivered
  * to user below deliveries_before (*deliveries gets how many of those)

@@ -40,6 +40,22 @@ static int of_user(natsMsg *m, const char *user)
     return yes ? 1 + delivered : 0;
 }
 
+int cluster_erase_msg(struct cluster *c, int idx, uint64_t seq)
+{
+    int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
+    jsErrCode jerr = 0;
+    natsStatus s;
+    do
+        s = js_EraseMsg(c->js, c->cfg->stream, seq, NULL, &jerr);
+    while (s != NATS_OK && cluster_retry_until(deadline, s));
+    if (s == NATS_OK)
+        return 0;
+    char err[512];
+    cluster_errf(err, sizeof(err), "erasing a message", s, jerr);
+    log_error("partition %d: stream sequence %" PRIu64 ": %s", idx, seq, err);
+    return -1;
+}
+
 int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t deliveries_before,
                        uint64_t events_before, int *deliveries)
 {
@@ -47,7 +63,6 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t de
     char subject[64], err[512];
     cluster_event_subject((uint32_t)idx, subject, sizeof(subject));
     natsSubscription *sub = NULL;
-    jsErrCode jerr = 0;
     natsStatus s = cluster_reader(c, c->cfg->stream, subject, 0, 0, NULL, &sub,
                                   "a consumer to erase from", err, sizeof(err));
     if (s != NATS_OK) {
@@ -101,19 +116,12 @@ int cluster_erase_user(struct cluster *c, int idx, const char *user, uint64_t de
     }
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
-    /* erased: overwritten, then removed */
     size_t erased = 0;
     for (size_t i = 0; i < n; i++) {
-        int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
-        do
-            s = js_EraseMsg(c->js, c->cfg->stream, seqs[i], NULL, &jerr);
-        while (s != NATS_OK && cluster_retry_until(deadline, s));
-        if (s == NATS_OK) {
+        if (cluster_erase_msg(c, idx, seqs[i]) == 0) {
             erased++;
             *deliveries += kind[i] == 2;
         } else {
-            cluster_errf(err, sizeof(err), "erasing a message", s, jerr);
-            log_error("partition %d: stream sequence %" PRIu64 ": %s", idx, seqs[i], err);
             rc = -1;
         }
     }

@@ -200,6 +200,9 @@ static int blank(const char *s, size_t n)
 /* How long a dry run waits for a partition's owner (one may be taking
  * the partition over). */
 #define DRY_WAIT_MS 10000
+/* How long a real event's explanation is waited for after the event is
+ * stored, beyond cluster.takeover (its owner may be catching up). */
+#define EXPLAIN_WAIT_MS 30000
 
 /* A dry line asked of the owner behind subject (explained, whatever the
  * line says, for HTTP ?explain=1): its answer line, or NULL and *st. */
@@ -271,41 +274,67 @@ static char *dry_run(struct cluster *c, const struct event *ev, int partitions, 
 }
 
 /* The answer of a stored event (rest: its partition and seq) from its
- * owners' answer line (line, freed): "explain" added when they evaluated
- * it, duplicate when the partition had applied its id before, and when a
- * plugin failed on it (set aside: mktd cluster failed) the failure's
- * detail with "explain":null. */
-static char *stored_explained(char *line, const char *echo, const char *rest)
+ * owners' answer lines: its partition's (part; NULL when none came in
+ * time) and the graph's (graph; NULL when none was due or came in time),
+ * with wait_s, the time they had. "explain" gets the partition's entries,
+ * then the graph's; what is missing is said in "detail" ("explain":null
+ * when the partition's are). Duplicate when the partition had applied the
+ * id before. */
+static char *stored_explained(const char *part, const char *graph, int graph_due, int64_t wait_s,
+                              const char *echo, const char *rest)
 {
-    json_t *j = json_loads(line, 0, NULL);
-    free(line);
-    const char *st = json_string_value(json_object_get(j, "status"));
-    json_t *x = json_object_get(j, "explain");
-    struct sbuf b = {0};
+    json_t *a = part ? json_loads(part, 0, NULL) : NULL;
+    json_t *g = graph ? json_loads(graph, 0, NULL) : NULL;
+    const char *sa = json_string_value(json_object_get(a, "status"));
+    const char *sg = json_string_value(json_object_get(g, "status"));
+    json_t *xa = json_object_get(a, "explain"), *xg = json_object_get(g, "explain");
+    char *answer = NULL;
+    struct sbuf b = {0}, d = {0};
     sb_str(&b, rest);
-    char *answer;
-    if (st && strcmp(st, "duplicate") == 0) {
+    if (sa && strcmp(sa, "duplicate") == 0) {
         answer = answer_of(echo, "duplicate", rest);
-    } else {
-        char *text = st && strcmp(st, "ok") == 0 && json_is_array(x)
-                         ? json_dumps(x, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                         : NULL;
-        if (text) {
-            sb_fmt(&b, ",\"explain\":%s", text);
-        } else {
-            const char *why = json_string_value(json_object_get(j, "detail"));
-            sb_str(&b, ",\"explain\":null,\"detail\":");
-            struct sbuf d = {0};
-            sb_fmt(&d, "stored, then set aside by its partition (mktd cluster failed): %s",
-                   why ? why : "no explanation came back");
-            sb_json_str(&b, d.s, d.len);
-            sb_free(&d);
-        }
-        free(text);
-        answer = answer_of(echo, "ok", b.s);
+        goto out;
     }
+    if (!part)
+        sb_fmt(&d,
+               "stored; not explained: its partition's owner has not applied it within %" PRId64
+               " s",
+               wait_s);
+    else if (!sa || strcmp(sa, "ok") != 0 || !json_is_array(xa))
+        sb_fmt(&d, "stored; not explained: %s",
+               json_string_value(json_object_get(a, "detail"))
+                   ? json_string_value(json_object_get(a, "detail"))
+                   : "its partition's owner sent no explanation");
+    else if (graph_due && !graph)
+        sb_fmt(&d,
+               "the graph's campaigns not explained: its owner has not applied it within %" PRId64
+               " s",
+               wait_s);
+    else if (graph && (!sg || strcmp(sg, "ok") != 0 || !json_is_array(xg)))
+        sb_fmt(&d, "the graph's campaigns not explained: %s",
+               sg && strcmp(sg, "duplicate") == 0 ? "the graph had applied it before"
+               : json_string_value(json_object_get(g, "detail"))
+                   ? json_string_value(json_object_get(g, "detail"))
+                   : "no explanation");
+    if (part && json_is_array(xa) && sa && strcmp(sa, "ok") == 0) {
+        if (graph && json_is_array(xg) && sg && strcmp(sg, "ok") == 0)
+            json_array_extend(xa, xg);
+        char *text = json_dumps(xa, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        sb_fmt(&b, ",\"explain\":%s", text ? text : "null");
+        free(text);
+    } else {
+        sb_str(&b, ",\"explain\":null");
+    }
+    if (d.len) {
+        sb_str(&b, ",\"detail\":");
+        sb_json_str(&b, d.s, d.len);
+    }
+    answer = answer_of(echo, "ok", b.s);
+out:
     sb_free(&b);
-    json_decref(j);
+    sb_free(&d);
+    json_decref(a);
+    json_decref(g);
     return answer;
 }
 
@@ -330,6 +359,7 @@ static char *explained_run(struct cluster *c, const struct event *ev, int partit
         s = natsConnection_SubscribeSync(&sub, c->nc, inbox);
     jsPubAck *pa = NULL;
     jsErrCode jerr = 0;
+    int tries = 0;
     int64_t deadline = wall_ms() + CLUSTER_RETRY_MS;
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -341,8 +371,10 @@ static char *explained_run(struct cluster *c, const struct event *ev, int partit
             s = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
         if (s == NATS_OK)
             s = natsMsgHeader_Set(m, CLUSTER_EXPLAIN_TO, inbox);
-        if (s == NATS_OK)
+        if (s == NATS_OK) {
+            tries++;
             s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
+        }
         natsMsg_Destroy(m);
         if (s == NATS_OK || !cluster_retry_until(deadline, s))
             break;
@@ -356,14 +388,15 @@ static char *explained_run(struct cluster *c, const struct event *ev, int partit
     }
     char rest[96];
     snprintf(rest, sizeof(rest), ",\"partition\":%" PRIu32 ",\"seq\":%" PRIu64, part, pa->Sequence);
-    if (pa->Duplicate) { /* stored before: not applied again, nothing to explain */
+    if (pa->Duplicate && tries == 1) { /* stored before: not applied again, nothing to
+                                           explain (on a later try: our own first one) */
         answer = answer_of(echo, "duplicate", rest);
         goto out;
     }
     /* the partition's answer line, then the graph's when it says so */
     char *got[2] = {NULL, NULL};
     int want_graph = 0;
-    int64_t until = wall_ms() + c->cfg->takeover_ms + DRY_WAIT_MS;
+    int64_t wait = c->cfg->takeover_ms + EXPLAIN_WAIT_MS, until = wall_ms() + wait;
     while (!got[0] || (want_graph && !got[1])) {
         int64_t left = until - wall_ms();
         natsMsg *m = NULL;
@@ -384,22 +417,7 @@ static char *explained_run(struct cluster *c, const struct event *ev, int partit
         }
         natsMsg_Destroy(m);
     }
-    if (!got[0] || (want_graph && !got[1])) {
-        snprintf(detail, sizeof(detail),
-                 ",\"explain\":null,\"detail\":\"stored, not explained within %" PRId64
-                 " s: the owner of %s has not applied it yet\"",
-                 (c->cfg->takeover_ms + DRY_WAIT_MS) / 1000,
-                 got[0] ? "the graph" : "its partition");
-        struct sbuf b = {0};
-        sb_str(&b, rest);
-        sb_str(&b, detail);
-        answer = answer_of(echo, "ok", b.s);
-        sb_free(&b);
-    } else {
-        char *merged = got[1] ? dry_merge(got[0], got[1]) : got[0];
-        got[0] = NULL;
-        answer = stored_explained(merged, echo, rest);
-    }
+    answer = stored_explained(got[0], got[1], want_graph, wait / 1000, echo, rest);
     free(got[0]);
     free(got[1]);
 out:

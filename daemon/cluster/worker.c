@@ -70,32 +70,34 @@ struct part {
     struct store *st;
     struct engine *e;
     natsSubscription *sub;
-    uint64_t applied;        /* last stream sequence in the shard */
-    uint64_t cseq;           /* last consumer sequence seen */
-    int64_t published;       /* last action seq published (acknowledged) */
-    int64_t prune_at;        /* daemon.retention: the next look at old actions (wall ms) */
-    int64_t prune_cursor;    /* the sweep has looked at every action seq up to here */
-    int64_t prune_sweep;     /* when it last started from the first action (wall ms) */
-    int64_t queued;          /* last action seq published asynchronously */
-    int64_t app_put_ms;      /* when app.p<N> was last written */
-    uint64_t app_put;        /* the applied sequence it then said */
-    uint64_t pending;        /* messages waiting after the last one fetched */
-    int stalled;             /* the consumer does not answer: not deleted */
-    int64_t sub_made_ms;     /* when the consumer was made */
-    int64_t sub_retry_at;    /* none could be made: when to try again */
-    int sub_fails;           /* tries that failed in a row */
-    uint64_t ticks;          /* tick messages applied (meta cluster_ticks) */
-    int64_t quiet_since;     /* wall ms of the last message applied (or of opening) */
-    int64_t tick_at;         /* wall ms of the last tick appended */
-    struct pool_part pool;   /* budgets shared with the other partitions */
-    struct codes_part codes; /* unique keys claimed in other partitions */
-    struct reach reach;      /* whether they were out of reach during an event */
-    natsSubscription *dry;   /* mktd.dry.<p> while the shard is open */
-    int graph_active;        /* the graph, with campaigns to run: it reads every partition */
-    int graph_reads;         /* its config has a graph campaign: the graph reads every
-                                partition, this one's events too */
-    struct sbuf explained;   /* explanations asked for by the batch's events (inbox, NUL,
-                                answer line, NUL; ...): sent once it is committed */
+    uint64_t applied;          /* last stream sequence in the shard */
+    uint64_t cseq;             /* last consumer sequence seen */
+    int64_t published;         /* last action seq published (acknowledged) */
+    int64_t prune_at;          /* daemon.retention: the next look at old actions (wall ms) */
+    int64_t prune_cursor;      /* the sweep has looked at every action seq up to here */
+    int64_t prune_sweep;       /* when it last started from the first action (wall ms) */
+    int64_t queued;            /* last action seq published asynchronously */
+    int64_t app_put_ms;        /* when app.p<N> was last written */
+    uint64_t app_put;          /* the applied sequence it then said */
+    uint64_t pending;          /* messages waiting after the last one fetched */
+    int stalled;               /* the consumer does not answer: not deleted */
+    int64_t sub_made_ms;       /* when the consumer was made */
+    int64_t sub_retry_at;      /* none could be made: when to try again */
+    int sub_fails;             /* tries that failed in a row */
+    uint64_t ticks;            /* tick messages applied (meta cluster_ticks) */
+    int64_t quiet_since;       /* wall ms of the last message applied (or of opening) */
+    int64_t tick_at;           /* wall ms of the last tick appended */
+    struct pool_part pool;     /* budgets shared with the other partitions */
+    struct codes_part codes;   /* unique keys claimed in other partitions */
+    struct reach reach;        /* whether they were out of reach during an event */
+    natsSubscription *dry;     /* mktd.dry.<p> while the shard is open */
+    int graph_active;          /* the graph, with campaigns to run: it reads every partition */
+    int graph_reads;           /* its config has a graph campaign: the graph reads every
+                                  partition, this one's events too */
+    struct sbuf explained;     /* explanations asked for by the batch's events (inbox, NUL,
+                                  answer line, NUL; ...): sent once it is committed */
+    uint64_t *erase;           /* the batch's deliveries that named a user forgotten here: */
+    size_t n_erase, cap_erase; /* erased from the stream once it is committed */
 };
 
 struct worker {
@@ -659,6 +661,9 @@ static void close_part(struct worker *w, int idx)
     p->st = NULL;
     p->open = 0;
     sb_free(&p->explained); /* uncommitted: their events are applied again */
+    free(p->erase);         /* so are these deliveries */
+    p->erase = NULL;
+    p->n_erase = p->cap_erase = 0;
     if (ours)
         put_applied(w, idx);
     log_info("partition %d: closed at stream sequence %" PRIu64, idx, p->applied);
@@ -928,8 +933,11 @@ static void explain_keep(struct worker *w, int idx, const char *to, const struct
     if (r == ENG_DUPLICATE) {
         sb_str(b, ",\"status\":\"duplicate\"");
     } else if (r == ENG_INTERNAL) {
+        struct sbuf d = {0};
+        sb_fmt(&d, "set aside (mktd cluster failed): %s", detail);
         sb_str(b, ",\"status\":\"error\",\"error\":\"internal\",\"detail\":");
-        sb_json_str_or_null(b, detail);
+        sb_json_str(b, d.s, d.len);
+        sb_free(&d);
     } else {
         char *x =
             rep->explain ? json_dumps(rep->explain, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -945,10 +953,24 @@ static void explain_keep(struct worker *w, int idx, const char *to, const struct
 static void explain_send(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
+    int64_t max = natsConnection_GetMaxPayload(w->c->nc);
     for (size_t at = 0; at < p->explained.len;) {
         const char *to = p->explained.s + at, *line = to + strlen(to) + 1;
+        size_t len = strlen(line);
+        at = (size_t)(line - p->explained.s) + len + 1;
+        char big[300];
+        if (max > 0 && (int64_t)len > max - 1024) { /* said so, rather than no answer */
+            snprintf(
+                big, sizeof(big),
+                "{\"status\":\"error\",\"error\":\"internal\",\"detail\":\"the "
+                "explanation is %zu bytes, more than a NATS message holds (max_payload %" PRId64
+                ")\"}\n",
+                len, max);
+            line = big;
+            len = strlen(big);
+        }
         natsMsg *m = NULL;
-        natsStatus s = natsMsg_Create(&m, to, NULL, line, (int)strlen(line));
+        natsStatus s = natsMsg_Create(&m, to, NULL, line, (int)len);
         if (s == NATS_OK)
             s = natsMsgHeader_Set(m, CLUSTER_EXPLAINED_BY,
                                   is_graph(w, idx) ? "graph" : "partition");
@@ -957,7 +979,6 @@ static void explain_send(struct worker *w, int idx)
         if (s != NATS_OK)
             log_warn("partition %d: an explanation not sent: %s", idx, natsStatus_GetText(s));
         natsMsg_Destroy(m);
-        at = (size_t)(line - p->explained.s) + strlen(line) + 1;
     }
     p->explained.len = 0;
 }
@@ -1093,6 +1114,22 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
     return 0;
 }
 
+/* The committed deliveries that named a user forgotten here, erased from
+ * the stream (the partition is their one reader). One that cannot be is
+ * logged, and left to the trim. */
+static void erase_named(struct worker *w, int idx)
+{
+    struct part *p = &w->p[idx];
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_erase; i++)
+        n += cluster_erase_msg(w->c, idx, p->erase[i]) == 0;
+    if (p->n_erase)
+        log_info("partition %d: %zu of %zu deliveries naming a forgotten user erased from the "
+                 "stream",
+                 idx, n, p->n_erase);
+    p->n_erase = 0;
+}
+
 /* A graph campaign's action for a user of this partition (spec 18): into
  * the batch at the message's time ms, where the user's caps apply. Once per
  * graph action seq (a delivery published again after the graph's takeover
@@ -1118,14 +1155,25 @@ static int apply_delivered(struct worker *w, int idx, natsMsg *m, const char *se
     } else {
         char key[48];
         snprintf(key, sizeof(key), "graph:%s", seq);
+        int named_forgotten = 0;
         struct delivered d = {.key = key,
                               .ts = json_integer_value(ts),
                               .campaign = campaign,
                               .kind = kind,
                               .user = user,
                               .event_id = json_string_value(json_object_get(a, "event_id")),
-                              .payload = text};
+                              .payload = text,
+                              .named_forgotten = &named_forgotten};
         rc = engine_deliver(w->p[idx].e, &d);
+        if (rc >= 0 && named_forgotten) {
+            /* the message names them still: it goes once committed */
+            struct part *p = &w->p[idx];
+            if (p->n_erase == p->cap_erase) {
+                p->cap_erase = p->cap_erase ? 2 * p->cap_erase : 8;
+                p->erase = xrealloc(p->erase, p->cap_erase * sizeof(*p->erase));
+            }
+            p->erase[p->n_erase++] = sseq;
+        }
         if (rc == 1)
             log_debug("partition %d: %s for %s from the graph (%s) capped", idx, kind, user, key);
         else if (rc < 0)
@@ -1308,12 +1356,15 @@ static int apply_batch(struct worker *w, int idx)
         }
         const char *dseq = NULL;
         if (natsMsgHeader_Get(m, CLUSTER_ACTION_HEADER, &dseq) == NATS_OK) {
+            size_t erasing = p->n_erase;
             if (!is_graph(w, idx) && apply_delivered(w, idx, m, dseq, sseq, ms) < 0) {
                 last = before; /* tried again from a new consumer */
                 gap = 1;
                 break;
             }
-            ticks++; /* no event (the graph's own, read back: nothing to do) */
+            /* no event (the graph's own, read back: nothing to do); one to
+             * be erased is no message at all */
+            ticks += p->n_erase == erasing;
             continue;
         }
         if (is_graph(w, idx) && !p->graph_active) {
@@ -1382,6 +1433,7 @@ static int apply_batch(struct worker *w, int idx)
         if (commit_upto(w, idx, last) < 0)
             return -1;
         p->ticks += ticks;
+        erase_named(w, idx);
         atomic_fetch_add(&w->n_applied, applied);
         p->quiet_since = wall_ms();
         queue_actions(w, idx);

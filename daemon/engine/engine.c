@@ -1089,6 +1089,9 @@ int engine_deliver(struct engine *e, const struct delivered *d)
     char *user = xstrdup(d->user), *payload = xstrdup(d->payload);
     const struct cap_cfg *cap = NULL;
     int err = store_forgotten_rewrite(e->st, &user, &payload);
+    if (err == 1 && d->named_forgotten)
+        *d->named_forgotten = 1;
+    err = err < 0 ? err : 0;
     if (err == 0 && e->w->cfg->n_caps)
         cap = capped_by(e, d->kind, user, d->ts, &err);
     if (err || cap) {

@@ -133,6 +133,7 @@ struct delivered {
     const char *campaign, *kind, *user;
     const char *event_id; /* NULL: none */
     const char *payload;  /* a JSON object's text */
+    int *named_forgotten; /* NULL, or set to 1 when it named a user forgotten here */
 };
 int engine_deliver(struct engine *e, const struct delivered *d);
 /* Fires every timer due at or before until and moves the clock there

@@ -320,7 +320,7 @@ int store_forgotten_rewrite(struct store *s, char **user, char **payload)
     if (!st)
         return -EIO;
     char ps[PSEUDONYM_LEN + 1];
-    int rc = was_forgotten(s, st, *user, ps);
+    int rc = was_forgotten(s, st, *user, ps), named = rc == 1;
     if (rc == 1) {
         free(*user);
         *user = xstrdup(ps);
@@ -356,7 +356,7 @@ int store_forgotten_rewrite(struct store *s, char **user, char **payload)
     json_decref(obj);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st); /* ps was bound in place */
-    return rc < 0 ? -EIO : 0;
+    return rc < 0 ? -EIO : named || changed;
 }
 
 int store_forget_user(struct store *s, const char *user, const char *pseudonym, int64_t *rewritten)

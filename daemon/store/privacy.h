@@ -43,7 +43,7 @@ int store_forget_user(struct store *s, const char *user, const char *pseudonym, 
  * forget message of a user it names): its user and the user ids in its
  * payload's user-id keys that this database forgot (a forget in its
  * oplog) are put as their pseudonyms. *user and *payload (malloc'd) are
- * replaced when one was. 0 or -EIO. */
+ * replaced when one was. 1 when one was, 0 when none, or -EIO. */
 int store_forgotten_rewrite(struct store *s, char **user, char **payload);
 
 /* Every row kept about user as one JSON object (malloc'd text):

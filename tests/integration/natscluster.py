@@ -2,6 +2,7 @@
 on 127.0.0.1 (client, route and monitoring ports picked free), each with
 its store under a temp dir; stopped (and removed) at exit."""
 import atexit
+import base64
 import json
 import os
 import shutil
@@ -122,6 +123,38 @@ class NatsCluster:
                 assert line and not line.startswith(b"-ERR"), line
                 if line.startswith(b"PONG"):
                     return
+
+    def request(self, subject, payload, i=0):
+        """A plain NATS request: the one reply's payload (bytes)."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with socket.create_connection(("127.0.0.1", self.client[i]), timeout=10) as s:
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"INFO")
+            s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.mktdtest 1\r\n'
+                      + f"PUB {subject} _INBOX.mktdtest {len(data)}\r\n".encode() + data
+                      + b"\r\n")
+            while True:
+                line = f.readline()
+                assert line and not line.startswith(b"-ERR"), line
+                if line.startswith(b"PING"):
+                    s.sendall(b"PONG\r\n")
+                elif line.startswith(b"MSG"):
+                    n = int(line.split()[-1])
+                    return f.read(n + 2)[:n]
+
+    def stream_messages(self, stream, subject):
+        """[(stream seq, data bytes)] of a stream's messages on subject,
+        read one by one through JetStream's API (erased ones are gone)."""
+        out, seq = [], 1
+        while True:
+            r = json.loads(self.request(f"$JS.API.STREAM.MSG.GET.{stream}",
+                                        json.dumps({"seq": seq, "next_by_subj": subject})))
+            if "message" not in r:
+                assert r.get("error", {}).get("code") == 404, r
+                return out
+            m = r["message"]
+            out.append((m["seq"], base64.b64decode(m.get("data") or "")))
+            seq = m["seq"] + 1
 
     def kill9(self, i):
         self.procs[i].send_signal(signal.SIGKILL)

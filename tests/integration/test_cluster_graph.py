@@ -327,6 +327,8 @@ def test_a_real_event_is_explained_by_its_partition_and_the_graph():
         W.start_fair(ws)
         W.publish(cfg, [{"id": "h1", "type": "user.signup", "user": "host", "ts": W.T0}])
         W.wait_for("host's signup applied", lambda: W.applied_all(cfg, ws, 1), 30)
+        W.wait_for("the graph to apply it too", lambda: W.shard_count(
+            graph_shard(cfg, ws) or "") == 1, 30)
         signup = {"id": "h2", "type": "user.signup", "user": "guest", "ts": W.T0 + 1000,
                   "props": {"referrer": "host"}, "explain": True}
         twin, real = [json.loads(x) for x in W.publish(

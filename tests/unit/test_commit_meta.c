@@ -250,16 +250,20 @@ static void actions_text(struct store *st, char *out, size_t len)
     sqlite3_finalize(q);
 }
 
+static int named_forgotten; /* the last delivery named a user forgotten here */
+
 static int deliver(struct engine *e, const char *key, int64_t ts, const char *kind,
                    const char *user, const char *payload)
 {
+    named_forgotten = 0;
     struct delivered d = {.key = key,
                           .ts = ts,
                           .campaign = "invite",
                           .kind = kind,
                           .user = user,
                           .event_id = "g1",
-                          .payload = payload};
+                          .payload = payload,
+                          .named_forgotten = &named_forgotten};
     return engine_deliver(e, &d);
 }
 
@@ -298,10 +302,15 @@ static void test_deliver(void)
      * the graph before it applied the forget): it names the pseudonym */
     char ps[PSEUDONYM_LEN + 1];
     CHECK_INT(engine_forget(e, "bob", "test", ps, sizeof(ps), err, sizeof(err)), 0);
+    CHECK_INT(named_forgotten, 0);
     CHECK_INT(deliver(e, "graph:5", 5000, "referral.bound", "cy",
                       "{\"referrer\":\"bob\",\"note\":\"bob\"}"),
               0);
+    CHECK_INT(named_forgotten, 1); /* in its payload */
     CHECK_INT(deliver(e, "graph:6", 5000, "referral.reward", "bob", "{\"referee\":\"cy\"}"), 0);
+    CHECK_INT(named_forgotten, 1); /* as its user */
+    CHECK_INT(deliver(e, "graph:7", 5000, "referral.bound", "dee", "{\"referrer\":\"cy\"}"), 0);
+    CHECK_INT(named_forgotten, 0);
     CHECK_INT(engine_commit(e), 0);
     actions_text(st, got, sizeof(got));
     char want[2048];
@@ -310,7 +319,8 @@ static void test_deliver(void)
              "amy referral.bound {\"referrer\":\"%s\"} invite\n"
              "%s referral.commission {\"amount\":7} invite\n"
              "cy referral.bound {\"referrer\":\"%s\",\"note\":\"bob\"} invite\n"
-             "%s referral.reward {\"referee\":\"cy\"} invite\n",
+             "%s referral.reward {\"referee\":\"cy\"} invite\n"
+             "dee referral.bound {\"referrer\":\"cy\"} invite\n",
              ps, ps, ps, ps, ps);
     CHECK_STR(got, want);
     engine_free(e);
