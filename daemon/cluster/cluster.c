@@ -89,6 +89,30 @@ natsStatus cluster_reader(struct cluster *c, const char *stream, const char *sub
     return s;
 }
 
+int cluster_first_at(struct cluster *c, const char *stream, const char *subject, uint64_t from,
+                     uint64_t *seq)
+{
+    char api[256], body[200];
+    snprintf(api, sizeof(api), "$JS.API.STREAM.MSG.GET.%s", stream);
+    snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}", from, subject);
+    natsMsg *reply = NULL;
+    if (natsConnection_RequestString(&reply, c->nc, api, body, 5000) != NATS_OK)
+        return -1;
+    json_t *j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    json_t *found = json_object_get(json_object_get(j, "message"), "seq");
+    json_t *code = json_object_get(json_object_get(j, "error"), "code");
+    int rc = -1;
+    if (json_is_integer(found)) {
+        *seq = (uint64_t)json_integer_value(found);
+        rc = 1;
+    } else if (json_is_integer(code) && json_integer_value(code) == 404) {
+        rc = 0;
+    }
+    json_decref(j);
+    natsMsg_Destroy(reply);
+    return rc;
+}
+
 /* "what: status (the library's last error)" into err. */
 void cluster_errf(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr)
 {

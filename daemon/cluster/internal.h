@@ -68,6 +68,12 @@ int cluster_transient(natsStatus s);
  * little and returns 1 (try again); else 0. */
 int cluster_retry_until(int64_t deadline_ms, natsStatus s);
 
+/* The stream sequence of stream's first message on subject (a filter) at
+ * or after from (the JetStream API's message get, next by subject): 1 and
+ * *seq, 0 when there is none, -1 when JetStream did not say. */
+int cluster_first_at(struct cluster *c, const char *stream, const char *subject, uint64_t from,
+                     uint64_t *seq);
+
 /* An ephemeral pull consumer of stream's messages on subject (a filter)
  * from stream sequence from (0: the first), without acknowledgements,
  * dropped by its server after 30 s idle. Tried again until deadline_ms

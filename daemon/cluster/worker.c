@@ -132,7 +132,7 @@ struct worker {
      * server; consumers made before then are made again */
     int64_t consumers_gone_ms;
     /* counters for GET /metrics on the gateway (worker_metrics) */
-    atomic_llong n_applied, n_remade, n_lost, n_aside, n_dry;
+    atomic_llong n_applied, n_remade, n_lost, n_aside, n_dry, n_skips;
     struct couts *outs; /* webhook outputs, delivered while the graph is ours */
     /* actions caps kept out, by cap and campaign, over every partition
      * applied here (under mu) */
@@ -589,16 +589,23 @@ static void drop_consumer(struct part *p, int delete)
  * kept: the apply thread tries again after CONSUMER_RETRY_MS, and the
  * other partitions go on meanwhile (JetStream electing a leader after a
  * server died took 5-20 s). 0, or -1 (none made). */
+/* The subjects partition idx reads: its own, or for the graph every
+ * partition's (partition 0's alone while it has no campaign). */
+static void consumer_subject(const struct worker *w, int idx, char *buf, size_t len)
+{
+    if (is_graph(w, idx) && w->p[idx].graph_active)
+        snprintf(buf, len, "%s.>", CLUSTER_EVENTS_PREFIX);
+    else
+        cluster_event_subject(is_graph(w, idx) ? 0 : (uint32_t)idx, buf, len);
+}
+
 static int open_consumer(struct worker *w, int idx)
 {
     struct part *p = &w->p[idx];
     drop_consumer(p, !p->stalled);
     p->stalled = 0;
     char subject[64];
-    if (is_graph(w, idx) && p->graph_active)
-        snprintf(subject, sizeof(subject), "%s.>", CLUSTER_EVENTS_PREFIX);
-    else
-        cluster_event_subject(is_graph(w, idx) ? 0 : (uint32_t)idx, subject, sizeof(subject));
+    consumer_subject(w, idx, subject, sizeof(subject));
     char err[512];
     if (cluster_reader(w->c, w->cfg->cluster.stream, subject, p->applied + 1,
                        wall_ms() + CONSUMER_TRY_MS, &w->stop, &p->sub, "consumer", err,
@@ -1081,24 +1088,48 @@ static int apply_forget(struct worker *w, int idx, natsMsg *m, const char *who, 
         return -1;
     /* The user's events leave the stream once both their readers are
      * past them: the user's partition and, while a graph campaign runs,
-     * the graph (which reads every partition). Each, at its forget (the
-     * graph's is partition 0's copy, published before the others), says
-     * where it stands, then erases what the other has applied too; the
-     * second to come erases the rest. The deliveries to the user have
-     * the one reader. */
+     * the graph (which reads every partition). The user's partition
+     * erases those the graph has applied (all of them, but when the graph
+     * is behind) and, leaving some, marks the pseudonym (erase.<hex>);
+     * the graph, at its forget (partition 0's copy, published before the
+     * others), erases what a mark says was left, up to where the user's
+     * partition stands. Each says where it stands before it looks at the
+     * other. The deliveries to the user have the one reader. */
     int home = (int)cluster_partition(user, (size_t)len, w->n), erased = 0, deliveries = 0;
-    int graph = is_graph(w, idx) && p->graph_active;
-    if (home == idx || graph) {
+    char mark[96];
+    const char *hex = strchr(ps, ':');
+    snprintf(mark, sizeof(mark), "erase.%s", hex ? hex + 1 : ps);
+    if (home == idx) {
         uint64_t events_before = sseq;
-        if (graph || p->graph_reads) {
+        if (p->graph_reads) {
             /* the message before the forget: mktd forget waits for the
              * forget itself, which comes once the erasing is done */
             put_applied_at(w, idx, before);
-            uint64_t other = cluster_applied_of(w->meta, graph ? home : w->n);
+            uint64_t rev;
+            char v[24];
+            snprintf(v, sizeof(v), "%" PRIu64, sseq);
+            if (kvStore_Put(&rev, w->meta, mark, v, (int)strlen(v)) != NATS_OK)
+                log_warn("partition %d: %s: the mark for the graph not written", idx, ps);
+            uint64_t g = cluster_applied_of(w->meta, w->n);
+            if (g < events_before)
+                events_before = g + 1;
+        }
+        erased = cluster_erase_user(w->c, home, user, sseq, events_before, &deliveries);
+        if (p->graph_reads && events_before == sseq && erased >= 0)
+            kvStore_Delete(w->meta, mark); /* nothing left for the graph */
+    } else if (is_graph(w, idx) && p->graph_active) {
+        put_applied_at(w, idx, before);
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, w->meta, mark) == NATS_OK) {
+            kvEntry_Destroy(e);
+            uint64_t other = cluster_applied_of(w->meta, home), events_before = sseq;
             if (other < events_before)
                 events_before = other + 1;
+            int none = 0;
+            erased = cluster_erase_user(w->c, home, user, 0, events_before, &none);
+            if (erased >= 0)
+                kvStore_Delete(w->meta, mark);
         }
-        erased = cluster_erase_user(w->c, home, user, graph ? 0 : sseq, events_before, &deliveries);
     }
     /* the deliveries erased were counted with the ticks (status's events
      * are the messages less the ticks); the batch's commit records it */
@@ -1220,6 +1251,45 @@ static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus
     return 0;
 }
 
+/* Whether the fetch in list starts past a message of the partition's
+ * subjects that it has not applied: nats-server before 2.9.13 moves every
+ * consumer of a stream to the first message left by a purge of one
+ * subject (a trim of another partition), whatever its filter, so that a
+ * consumer behind it would skip messages without a gap in its own
+ * sequence (upstream pull request 3838). When the first message fetched
+ * is not the next one, the stream is asked which is; a fetch that cannot
+ * be checked is not applied either. */
+static int skipped(struct worker *w, int idx, const natsMsgList *list)
+{
+    struct part *p = &w->p[idx];
+    jsMsgMetaData *md = NULL;
+    if (list->Count < 1 || natsMsg_GetMetaData(&md, list->Msgs[0]) != NATS_OK)
+        return 0; /* (the loop below treats it) */
+    uint64_t first = md->Sequence.Stream;
+    jsMsgMetaData_Destroy(md);
+    if (first <= p->applied + 1)
+        return 0;
+    char subject[64];
+    consumer_subject(w, idx, subject, sizeof(subject));
+    uint64_t next = 0;
+    int r = cluster_first_at(w->c, w->cfg->cluster.stream, subject, p->applied + 1, &next);
+    if (r == 1 && next >= first)
+        return 0;
+    if (r == 0) /* (none: the fetched one was removed since) */
+        return 0;
+    if (r < 0)
+        log_warn("partition %d: the stream did not say which message comes after %" PRIu64
+                 ": a new consumer from %" PRIu64,
+                 idx, p->applied, p->applied + 1);
+    else
+        log_warn("partition %d: its consumer went on at stream sequence %" PRIu64 " past %" PRIu64
+                 " (moved by a purge of another subject): a new consumer from "
+                 "%" PRIu64,
+                 idx, first, next, p->applied + 1);
+    atomic_fetch_add(&w->n_skips, 1);
+    return 1;
+}
+
 /* One fetch of partition idx applied and committed: the messages applied,
  * or -1 when the partition must be closed (and opened again). */
 static int apply_batch(struct worker *w, int idx)
@@ -1276,6 +1346,11 @@ static int apply_batch(struct worker *w, int idx)
         }
         log_warn("partition %d: fetch: %s; a new consumer from %" PRIu64, idx,
                  natsStatus_GetText(s), p->applied + 1);
+        open_consumer(w, idx);
+        return 0;
+    }
+    if (skipped(w, idx, &list)) {
+        natsMsgList_Destroy(&list);
         open_consumer(w, idx);
         return 0;
     }
@@ -1670,13 +1745,7 @@ static void worker_metrics(void *arg, struct sbuf *b)
     metric_head(b, "mktd_actions_capped_total", "counter",
                 "Actions a frequency cap kept out, by cap and campaign, in the partitions "
                 "applied here.");
-    for (size_t i = 0; i < w->capped.n; i++) {
-        sb_str(b, "mktd_actions_capped_total{cap=\"");
-        sb_label(b, w->capped.v[i].a);
-        sb_str(b, "\",campaign=\"");
-        sb_label(b, w->capped.v[i].b);
-        sb_fmt(b, "\"} %" PRIu64 "\n", w->capped.v[i].n);
-    }
+    sb_pair_counts(b, "mktd_actions_capped_total", "cap", "campaign", &w->capped);
     pthread_mutex_unlock(&w->mu);
     static const struct {
         const char *name, *help;
@@ -1694,6 +1763,10 @@ static void worker_metrics(void *arg, struct sbuf *b)
          offsetof(struct worker, n_aside)},
         {"mktd_cluster_dry_runs_total", "Dry runs answered for the gateways and publishers.",
          offsetof(struct worker, n_dry)},
+        {"mktd_cluster_consumer_skips_total",
+         "Fetches not applied since their consumer had gone past a message of its subjects "
+         "(moved by a purge of another subject), or the stream could not say.",
+         offsetof(struct worker, n_skips)},
     };
     for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++) {
         atomic_llong *v = (atomic_llong *)((char *)w + counters[k].off);

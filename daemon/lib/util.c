@@ -2,6 +2,7 @@
 #include "lib/util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,4 +404,16 @@ void pair_counts_free(struct pair_counts *t)
     free(t->v);
     t->v = NULL;
     t->n = 0;
+}
+
+void sb_pair_counts(struct sbuf *b, const char *metric, const char *label_a, const char *label_b,
+                    const struct pair_counts *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        sb_fmt(b, "%s{%s=\"", metric, label_a);
+        sb_label(b, t->v[i].a);
+        sb_fmt(b, "\",%s=\"", label_b);
+        sb_label(b, t->v[i].b);
+        sb_fmt(b, "\"} %" PRIu64 "\n", t->v[i].n);
+    }
 }

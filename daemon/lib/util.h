@@ -78,5 +78,8 @@ struct pair_counts {
 };
 void pair_counts_add(struct pair_counts *t, const char *a, const char *b, uint64_t n);
 void pair_counts_free(struct pair_counts *t);
+/* Appends one Prometheus sample per pair: metric{label_a="a",label_b="b"} n. */
+void sb_pair_counts(struct sbuf *b, const char *metric, const char *label_a, const char *label_b,
+                    const struct pair_counts *t);
 
 #endif

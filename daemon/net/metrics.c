@@ -222,13 +222,10 @@ void metrics_render(const struct metrics *m, struct engine *e, struct store *sto
     evbuffer_add_printf(out, "# HELP mktd_actions_total Actions committed by this process, by "
                              "campaign and kind.\n"
                              "# TYPE mktd_actions_total counter\n");
-    for (size_t i = 0; i < m->actions.n; i++) {
-        evbuffer_add_printf(out, "mktd_actions_total{campaign=\"");
-        add_label(out, m->actions.v[i].a);
-        evbuffer_add_printf(out, "\",kind=\"");
-        add_label(out, m->actions.v[i].b);
-        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->actions.v[i].n);
-    }
+    struct sbuf b = {0};
+    sb_pair_counts(&b, "mktd_actions_total", "campaign", "kind", &m->actions);
+    evbuffer_add(out, b.s, b.len);
+    sb_free(&b);
     uint64_t waits, wait_us;
     store_lock_waits(store, &waits, &wait_us);
     evbuffer_add_printf(out,

@@ -142,6 +142,30 @@ class NatsCluster:
                     n = int(line.split()[-1])
                     return f.read(n + 2)[:n]
 
+    def publish_acked(self, msgs, i=0):
+        """[(subject, payload)] published in order with JetStream's
+        acknowledgements: the stream sequences they were stored at."""
+        with socket.create_connection(("127.0.0.1", self.client[i]), timeout=10) as s:
+            f = s.makefile("rb")
+            assert f.readline().startswith(b"INFO")
+            out = b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.mktdack 1\r\n'
+            for subject, payload in msgs:
+                data = payload.encode() if isinstance(payload, str) else payload
+                out += f"PUB {subject} _INBOX.mktdack {len(data)}\r\n".encode() + data + b"\r\n"
+            s.sendall(out)
+            seqs = []
+            while len(seqs) < len(msgs):
+                line = f.readline()
+                assert line and not line.startswith(b"-ERR"), line
+                if line.startswith(b"PING"):
+                    s.sendall(b"PONG\r\n")
+                elif line.startswith(b"MSG"):
+                    n = int(line.split()[-1])
+                    ack = json.loads(f.read(n + 2)[:n])
+                    assert "seq" in ack, ack
+                    seqs.append(ack["seq"])
+            return seqs
+
     def stream_messages(self, stream, subject):
         """[(stream seq, data bytes)] of a stream's messages on subject,
         read one by one through JetStream's API (erased ones are gone)."""

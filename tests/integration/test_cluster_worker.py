@@ -528,3 +528,44 @@ def test_an_event_a_plugin_fails_is_set_aside():
         raise
     finally:
         w.stop()
+
+
+def test_a_purge_of_another_subject_skips_no_message():
+    """nats-server before 2.9.13 moves a consumer whose filter takes in a
+    purged subject (the graph's, of every partition) to the first message
+    the purge leaves (a trim of one partition): a graph behind it would
+    skip messages of other partitions, its consumer sequence without a
+    gap. The worker sees its fetch start past a message of its subjects it
+    has not applied, and reads again from there. Here w1 is paused while
+    events of partition p and then one of partition q are stored, and q's
+    subject purged up to that one: the graph applies every event once."""
+    nc, d, ws = setup(1, CAMPAIGNS + "  - id: invite\n    plugin: referral\n"
+                      "    params: {commission: [1000]}\n")
+    w = ws[0]
+    cfg = w.cfg
+    graph = os.path.join(d, "w1", "mktd.db.graph")
+    up = "u1"
+    p = partition_of(up)
+    uq = next(u for u in (f"u{i}" for i in range(2, 400)) if partition_of(u) != p)
+    q = partition_of(uq)
+    with workers_running(ws):
+        w.start()
+        wait_for("w1 owns every partition", lambda: owners(cfg) == ["w1"] * PARTITIONS, 20)
+        publish(cfg, [{"id": "q0", "type": "page.view", "user": uq, "ts": T0}])
+        wait_for("the graph to apply q's first event", lambda: shard_count(graph) == 1, 30)
+        mine = [{"id": f"p{i}", "type": "page.view", "user": up, "ts": T0 + 1 + i}
+                for i in range(20)]
+        later = {"id": "q1", "type": "page.view", "user": uq, "ts": T0 + 100}
+        w.proc.send_signal(signal.SIGSTOP)
+        try:
+            seqs = nc.publish_acked([(f"mktd.events.{p}", json.dumps(e)) for e in mine]
+                                    + [(f"mktd.events.{q}", json.dumps(later))])
+            r = json.loads(nc.request("$JS.API.STREAM.PURGE.MKTD_EVENTS", json.dumps(
+                {"filter": f"mktd.events.{q}", "seq": seqs[-1]})))
+            assert r.get("success") and r.get("purged") >= 1, r  # (with a config message)
+        finally:
+            w.proc.send_signal(signal.SIGCONT)
+        shards = wait_for("every event applied", lambda: applied_all(cfg, ws, 22), 30)
+        assert sorted(shard_event_ids(shards[p])) == sorted(e["id"] for e in mine)
+        wait_for("the graph to apply every event", lambda: shard_count(graph) == 22, 30)
+        assert "went on at stream sequence" in w.tail(), w.tail()

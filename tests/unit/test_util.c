@@ -75,6 +75,15 @@ int main(void)
     sb_label(&b, "a\"b\\c\nd");
     CHECK_STR(b.s, "a\\\"b\\\\c\\nd"); /* a\"b\\c\nd */
     sb_free(&b);
+    struct pair_counts pc = {0};
+    pair_counts_add(&pc, "c1", "k\"x", 2);
+    pair_counts_add(&pc, "c1", "k\"x", 3);
+    pair_counts_add(&pc, "c2", "k", 1);
+    sb_pair_counts(&b, "m_total", "campaign", "kind", &pc);
+    CHECK_STR(b.s, "m_total{campaign=\"c1\",kind=\"k\\\"x\"} 5\n"
+                   "m_total{campaign=\"c2\",kind=\"k\"} 1\n");
+    sb_free(&b);
+    pair_counts_free(&pc);
 
     struct errs e = {0};
     errs_add(&e, "f:%d:%d: %s", 1, 2, "bad");
