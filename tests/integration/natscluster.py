@@ -124,47 +124,38 @@ class NatsCluster:
                 if line.startswith(b"PONG"):
                     return
 
-    def request(self, subject, payload, i=0):
-        """A plain NATS request: the one reply's payload (bytes)."""
-        data = payload.encode() if isinstance(payload, str) else payload
+    def requests(self, msgs, i=0):
+        """[(subject, payload)] sent in order, each with a reply subject:
+        the replies' payloads (bytes), in order."""
         with socket.create_connection(("127.0.0.1", self.client[i]), timeout=10) as s:
             f = s.makefile("rb")
             assert f.readline().startswith(b"INFO")
-            s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.mktdtest 1\r\n'
-                      + f"PUB {subject} _INBOX.mktdtest {len(data)}\r\n".encode() + data
-                      + b"\r\n")
-            while True:
+            out = b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.mktdtest 1\r\n'
+            for subject, payload in msgs:
+                data = payload.encode() if isinstance(payload, str) else payload
+                out += f"PUB {subject} _INBOX.mktdtest {len(data)}\r\n".encode() + data + b"\r\n"
+            s.sendall(out)
+            replies = []
+            while len(replies) < len(msgs):
                 line = f.readline()
                 assert line and not line.startswith(b"-ERR"), line
                 if line.startswith(b"PING"):
                     s.sendall(b"PONG\r\n")
                 elif line.startswith(b"MSG"):
                     n = int(line.split()[-1])
-                    return f.read(n + 2)[:n]
+                    replies.append(f.read(n + 2)[:n])
+            return replies
+
+    def request(self, subject, payload, i=0):
+        """A plain NATS request: the one reply's payload (bytes)."""
+        return self.requests([(subject, payload)], i)[0]
 
     def publish_acked(self, msgs, i=0):
         """[(subject, payload)] published in order with JetStream's
         acknowledgements: the stream sequences they were stored at."""
-        with socket.create_connection(("127.0.0.1", self.client[i]), timeout=10) as s:
-            f = s.makefile("rb")
-            assert f.readline().startswith(b"INFO")
-            out = b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.mktdack 1\r\n'
-            for subject, payload in msgs:
-                data = payload.encode() if isinstance(payload, str) else payload
-                out += f"PUB {subject} _INBOX.mktdack {len(data)}\r\n".encode() + data + b"\r\n"
-            s.sendall(out)
-            seqs = []
-            while len(seqs) < len(msgs):
-                line = f.readline()
-                assert line and not line.startswith(b"-ERR"), line
-                if line.startswith(b"PING"):
-                    s.sendall(b"PONG\r\n")
-                elif line.startswith(b"MSG"):
-                    n = int(line.split()[-1])
-                    ack = json.loads(f.read(n + 2)[:n])
-                    assert "seq" in ack, ack
-                    seqs.append(ack["seq"])
-            return seqs
+        acks = [json.loads(a) for a in self.requests(msgs, i)]
+        assert all("seq" in a for a in acks), acks
+        return [a["seq"] for a in acks]
 
     def stream_messages(self, stream, subject):
         """[(stream seq, data bytes)] of a stream's messages on subject,
