@@ -1251,21 +1251,19 @@ static int consumer_gone(struct worker *w, int idx, const char *what, natsStatus
     return 0;
 }
 
-/* Whether the graph's fetch in list starts past a message it has not
- * applied: nats-server before 2.9.13 moves a consumer whose filter takes
- * in a purged subject to the first message the purge leaves, so that the
- * graph's (every partition's subjects) skipped other partitions' messages
- * at their trims, without a gap in its own sequence (upstream pull request
- * 3838). A user partition's filter takes in its own subject alone, whose
- * trims stay behind what it applied: it is not checked. When the first
- * message fetched is not the next one (a hole: an erased or purged
- * message), the stream is asked which is; a fetch that cannot be checked
- * is not applied either. */
+/* Whether the fetch in list starts past a message of the partition's
+ * subjects that it has not applied: nats-server before 2.9.13 moves every
+ * consumer of a stream to the first message left by a purge of one
+ * subject (a trim of another partition), whatever its filter, so that a
+ * consumer behind it would skip messages without a gap in its own
+ * sequence (upstream pull request 3838). When the first message fetched
+ * is not the next one, the stream is asked which is; a fetch that cannot
+ * be checked is not applied either. */
 static int skipped(struct worker *w, int idx, const natsMsgList *list)
 {
     struct part *p = &w->p[idx];
     jsMsgMetaData *md = NULL;
-    if (!is_graph(w, idx) || list->Count < 1 || natsMsg_GetMetaData(&md, list->Msgs[0]) != NATS_OK)
+    if (list->Count < 1 || natsMsg_GetMetaData(&md, list->Msgs[0]) != NATS_OK)
         return 0; /* (the loop below treats it) */
     uint64_t first = md->Sequence.Stream;
     jsMsgMetaData_Destroy(md);
